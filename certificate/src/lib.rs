@@ -1,0 +1,152 @@
+//! The Lapterop erasure certificate: the one format the agent, the server and every outside checker
+//! share.
+//!
+//! This crate owns the types ([`model`]), the canonical bytes a signature covers ([`canonical`], RFC
+//! 8785), the keys ([`keys`], Ed25519 with a blake3 key id), the parsing limits and invariants
+//! ([`validate`]: an `erased` disk can never carry a failed step, a mismatch or a hidden area left
+//! behind) and the server's receipt and append-only log ([`chain`]). The JSON Schema in `docs/` is
+//! generated from these types by [`schema_json`].
+//!
+//! Programs use [`Certificate::sign`] to issue and [`verify`] to check. Verification always works on
+//! the document exactly as received, so a checker written in another language gets the same bytes.
+
+pub mod canonical;
+pub mod chain;
+pub mod keys;
+pub mod model;
+pub mod validate;
+
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use model::*;
+pub use validate::{parse, ParseError, Violation};
+
+use serde_json::Value;
+
+/// Why a certificate does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a valid document (syntax, types, limits or invariants).
+    #[error("invalid certificate: {0}")]
+    Parse(#[from] ParseError),
+    /// No `signature` member.
+    #[error("the certificate is not signed")]
+    Unsigned,
+    /// The signature does not check out.
+    #[error("{0}")]
+    Signature(#[from] keys::SignatureError),
+    /// The document could not be canonicalised.
+    #[error("{0}")]
+    Canonical(#[from] canonical::CanonicalError),
+}
+
+/// Why a certificate could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The certificate breaks a rule; we never sign such a certificate.
+    #[error("refusing to sign an invalid certificate: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Violation>),
+    /// The document could not be canonicalised.
+    #[error("{0}")]
+    Canonical(#[from] canonical::CanonicalError),
+    /// The types could not be turned into JSON (cannot happen for these types).
+    #[error("serialising the certificate: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Certificate {
+    /// The document as JSON.
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+
+    /// Sets `station.key_id` to the key's id, checks every invariant, and signs.
+    pub fn sign(&mut self, key: &SigningKey) -> Result<(), SignError> {
+        self.station.key_id = keys::key_id(&key.verifying_key());
+        self.signature = None;
+        let violations = validate::invariants(self);
+        if !violations.is_empty() {
+            return Err(SignError::Invalid(violations));
+        }
+        let input = canonical::signing_input(&self.to_value()?)?;
+        self.signature = Some(keys::sign_bytes(key, &input));
+        Ok(())
+    }
+
+    /// The document as written to files: pretty JSON with a final newline.
+    pub fn to_pretty_json(&self) -> Result<String, serde_json::Error> {
+        Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
+
+    /// Outcome over all disks: the worst disk's status.
+    pub fn overall_outcome(&self) -> OutcomeStatus {
+        let rank = |s: OutcomeStatus| match s {
+            OutcomeStatus::Erased => 0,
+            OutcomeStatus::ErasedWithExceptions => 1,
+            OutcomeStatus::NotErased => 2,
+        };
+        self.disks
+            .iter()
+            .map(|d| d.outcome.status)
+            .max_by_key(|s| rank(*s))
+            .unwrap_or(OutcomeStatus::NotErased)
+    }
+}
+
+/// Parses `bytes` and checks its invariants and its signature against `key`.
+pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<Certificate, VerifyError> {
+    let (cert, value) = validate::parse(bytes)?;
+    let block = cert.signature.as_ref().ok_or(VerifyError::Unsigned)?;
+    let input = canonical::signing_input(&value)?;
+    keys::verify_bytes(key, &input, block)?;
+    Ok(cert)
+}
+
+/// blake3 of a document's full canonical bytes (signature included), lower-case hex.
+pub fn document_blake3(document: &Value) -> Result<String, canonical::CanonicalError> {
+    Ok(blake3::hash(&canonical::canonical_bytes(document)?)
+        .to_hex()
+        .to_string())
+}
+
+/// A new certificate id (UUIDv7).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().hyphenated().to_string()
+}
+
+/// The current time, RFC 3339 UTC with whole seconds.
+pub fn now_utc() -> String {
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+/// Formats a time as RFC 3339 UTC with whole seconds.
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// The JSON Schema of the certificate and the receipt, generated from the types.
+pub fn schema_json() -> String {
+    let mut schema = schemars::schema_for!(Certificate);
+    let receipt = schemars::schema_for!(Receipt);
+    schema.insert(
+        "$id".into(),
+        Value::String("https://lapterop.invalid/schema/certificate-v1.json".into()),
+    );
+    let defs = schema
+        .ensure_object()
+        .entry("$defs")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(defs) = defs {
+        defs.insert("Receipt".into(), receipt.to_value());
+    }
+    // Pretty JSON of a Value cannot fail.
+    serde_json::to_string_pretty(&schema.to_value()).unwrap_or_default() + "\n"
+}
