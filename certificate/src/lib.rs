@@ -14,6 +14,7 @@ pub mod canonical;
 pub mod chain;
 pub mod keys;
 pub mod model;
+pub mod sample;
 pub mod validate;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
