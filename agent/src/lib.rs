@@ -8,5 +8,6 @@
 pub mod audit;
 pub mod command;
 pub mod disk;
+pub mod firmware;
 pub mod sys;
 pub mod wipe;
