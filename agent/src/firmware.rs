@@ -399,6 +399,39 @@ fn ran(
     }
 }
 
+/// Records steps of one firmware command.
+struct Recorder {
+    kind: StepKind,
+    capacity_bytes: u64,
+    started: String,
+}
+
+impl Recorder {
+    fn failed(&self, ev: FirmwareEvidence, capability: Capability, reason: String) -> Step {
+        ran(
+            self.kind,
+            capability,
+            StepOutcome::Failed,
+            Some(reason),
+            self.capacity_bytes,
+            ev,
+            self.started.clone(),
+        )
+    }
+
+    fn completed(&self, ev: FirmwareEvidence) -> Step {
+        ran(
+            self.kind,
+            Capability::Supported,
+            StepOutcome::Completed,
+            None,
+            self.capacity_bytes,
+            ev,
+            self.started.clone(),
+        )
+    }
+}
+
 /// Progress callback: fraction done (0.0-1.0) when the drive reports it, `None` when it does not.
 pub type Progress<'a> = &'a mut dyn FnMut(Option<f64>);
 
@@ -446,17 +479,12 @@ pub fn run_nvme(
         polls: 0,
         final_state: None,
     };
-    let fail = |ev: FirmwareEvidence, capability, reason: String| {
-        ran(
-            kind,
-            capability,
-            StepOutcome::Failed,
-            Some(reason),
-            capacity_bytes,
-            ev,
-            started.clone(),
-        )
+    let rec = Recorder {
+        kind,
+        capacity_bytes,
+        started,
     };
+    let fail = |ev, capability, reason| rec.failed(ev, capability, reason);
     match drive.admin(cmd, &mut []) {
         Err(e) => {
             ev.status = format!("not sent: {e}");
@@ -481,15 +509,7 @@ pub fn run_nvme(
             Ok((s, _)) if s.ok() && nvme::parse_namespace(&n).size_blocks > 0 => {
                 progress(Some(1.0));
                 ev.final_state = Some("namespace identifies again after Format NVM".into());
-                ran(
-                    kind,
-                    Capability::Supported,
-                    StepOutcome::Completed,
-                    None,
-                    capacity_bytes,
-                    ev,
-                    started,
-                )
+                rec.completed(ev)
             }
             other => fail(
                 ev,
@@ -530,15 +550,7 @@ pub fn run_nvme(
                     "sanitize log: most recent sanitize completed successfully (SSTAT state {:?}, global data erased: {})",
                     state.state, state.global_data_erased
                 ));
-                return ran(
-                    kind,
-                    Capability::Supported,
-                    StepOutcome::Completed,
-                    None,
-                    capacity_bytes,
-                    ev,
-                    started,
-                );
+                return rec.completed(ev);
             }
             SanitizeState::Failed => {
                 ev.final_state = Some("sanitize log: most recent sanitize failed".into());
@@ -608,17 +620,12 @@ pub fn run_ata_sanitize(
         other => return skipped(other, Capability::NotSupported, "not an ATA SANITIZE command".into()),
     };
     let mut ev = evidence(&cmd);
-    let fail = |ev: FirmwareEvidence, capability, reason: String| {
-        ran(
-            kind,
-            capability,
-            StepOutcome::Failed,
-            Some(reason),
-            capacity_bytes,
-            ev,
-            started.clone(),
-        )
+    let rec = Recorder {
+        kind,
+        capacity_bytes,
+        started,
     };
+    let fail = |ev, capability, reason| rec.failed(ev, capability, reason);
     match drive.run(&cmd, &mut []) {
         Err(e) => return fail(ev, Capability::Refused, format!("the kernel refused the command: {e}")),
         Ok(o) => {
@@ -677,15 +684,7 @@ pub fn run_ata_sanitize(
         } else if status.succeeded {
             progress(Some(1.0));
             ev.final_state = Some("SANITIZE STATUS EXT: operation completed without error".into());
-            return ran(
-                kind,
-                Capability::Supported,
-                StepOutcome::Completed,
-                None,
-                capacity_bytes,
-                ev,
-                started,
-            );
+            return rec.completed(ev);
         } else {
             ev.final_state = Some("SANITIZE STATUS EXT: not in progress and not succeeded".into());
             return fail(ev, Capability::Supported, "the sanitize ended without success".into());
@@ -743,7 +742,11 @@ pub fn ensure_unlocked(drive: &mut dyn AtaDrive) -> Result<(), String> {
 /// Runs ATA SECURITY ERASE UNIT (enhanced when `kind` says so): SET PASSWORD, ERASE PREPARE, ERASE
 /// UNIT, and always ends with the drive unlocked and without a password.
 pub fn run_ata_security_erase(drive: &mut dyn AtaDrive, kind: StepKind, caps: &Identify, capacity_bytes: u64) -> Step {
-    let started = lapterop_certificate::now_utc();
+    let rec = Recorder {
+        kind,
+        capacity_bytes,
+        started: lapterop_certificate::now_utc(),
+    };
     let enhanced = kind == StepKind::AtaSecurityEraseEnhanced;
     let estimate = if enhanced {
         caps.enhanced_erase_minutes
@@ -756,15 +759,7 @@ pub fn run_ata_security_erase(drive: &mut dyn AtaDrive, kind: StepKind, caps: &I
     if caps.security.locked || caps.security.enabled {
         if let Err(why) = ensure_unlocked(drive) {
             ev.status = "not sent".into();
-            return ran(
-                kind,
-                Capability::Locked,
-                StepOutcome::Failed,
-                Some(why),
-                capacity_bytes,
-                ev,
-                started,
-            );
+            return rec.failed(ev, Capability::Locked, why);
         }
     }
     if caps.security.frozen {
@@ -793,41 +788,17 @@ pub fn run_ata_security_erase(drive: &mut dyn AtaDrive, kind: StepKind, caps: &I
         (Ok(()), Ok(())) => {
             ev.status = "ok".into();
             ev.final_state = Some("IDENTIFY after erase: security disabled, not locked".into());
-            ran(
-                kind,
-                Capability::Supported,
-                StepOutcome::Completed,
-                None,
-                capacity_bytes,
-                ev,
-                started,
-            )
+            rec.completed(ev)
         }
         (Err(why), Ok(())) => {
             ev.status = why.clone();
             ev.final_state = Some("password removed again; drive not locked".into());
-            ran(
-                kind,
-                Capability::Supported,
-                StepOutcome::Failed,
-                Some(why),
-                capacity_bytes,
-                ev,
-                started,
-            )
+            rec.failed(ev, Capability::Supported, why)
         }
         (r, Err(left)) => {
             ev.status = r.err().unwrap_or_else(|| "ok".into());
             ev.final_state = Some(left.clone());
-            ran(
-                kind,
-                Capability::Supported,
-                StepOutcome::Failed,
-                Some(left),
-                capacity_bytes,
-                ev,
-                started,
-            )
+            rec.failed(ev, Capability::Supported, left)
         }
     }
 }
