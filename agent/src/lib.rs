@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod command;
 pub mod disk;
+pub mod drive;
 pub mod firmware;
 pub mod sys;
 pub mod wipe;

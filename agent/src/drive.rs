@@ -1,0 +1,341 @@
+//! Real drives behind the firmware traits, and what we read from them besides the purge itself:
+//! health (NVMe SMART / Health log, ATA SMART attributes) and hidden areas (HPA via READ NATIVE MAX
+//! ADDRESS EXT or GET NATIVE MAX ADDRESS EXT, DCO via DEVICE CONFIGURATION IDENTIFY), with the
+//! volatile SET MAX that exposes an HPA for the wipe.
+//!
+//! NVMe admin commands go to the controller's character device (`/dev/nvme0`), found through sysfs
+//! from the namespace (`/sys/class/block/nvme0n1/device` → `nvme0`), never guessed from the name.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use lapterop_certificate::{HiddenArea, HiddenAreaAction, HiddenAreaCheck, HiddenAreas};
+
+use crate::command::ata::{self, AtaCommand, Identify, SmartAttribute};
+use crate::command::nvme::{self, Health, PassthruCmd, Status};
+use crate::command::{sys, AtaOutcome};
+use crate::firmware::{AtaDrive, NvmeDrive};
+
+/// An ATA (or SAT) drive reached through SG_IO on its block device.
+#[derive(Debug)]
+pub struct SgDrive(File);
+
+impl SgDrive {
+    /// Opens `/dev/sdX` for pass-through (read-write, non-blocking, not exclusive: commands only).
+    pub fn open(dev: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(dev)?;
+        Ok(Self(file))
+    }
+}
+
+impl AtaDrive for SgDrive {
+    fn run(&mut self, cmd: &AtaCommand, data: &mut [u8]) -> io::Result<AtaOutcome> {
+        sys::ata_passthrough(self.0.as_fd(), cmd, data)
+    }
+}
+
+/// An NVMe controller reached through its character device.
+#[derive(Debug)]
+pub struct NvmeController(File);
+
+impl NvmeController {
+    /// Opens the controller of namespace block device `block` (e.g. `nvme0n1`), resolved through
+    /// `sysfs` (`SYSFS/class/block/BLOCK/device`). Returns the controller path too.
+    pub fn open_for(sysfs: &Path, dev_dir: &Path, block: &str) -> io::Result<(Self, PathBuf)> {
+        let link = std::fs::read_link(sysfs.join("class/block").join(block).join("device"))?;
+        let name = link
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| n.starts_with("nvme"))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{block} has no NVMe controller in sysfs"),
+                )
+            })?;
+        let path = dev_dir.join(name);
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        Ok((Self(file), path))
+    }
+}
+
+impl NvmeDrive for NvmeController {
+    fn admin(&mut self, cmd: PassthruCmd, data: &mut [u8]) -> io::Result<(Status, u32)> {
+        sys::nvme_admin(self.0.as_fd(), cmd, data)
+    }
+}
+
+/// The namespace id of `nvme0n1` style names (`n1` → 1).
+pub fn nsid_of(block: &str) -> Option<u32> {
+    let rest = block.strip_prefix("nvme")?;
+    let n = rest.find('n')?;
+    let id = &rest[n + 1..];
+    let id = id.split('p').next()?;
+    id.parse().ok()
+}
+
+/// NVMe SMART / Health log of a controller.
+pub fn nvme_health(drive: &mut dyn NvmeDrive) -> Result<Health, String> {
+    let mut d = [0u8; 512];
+    match drive.admin(nvme::smart_log(), &mut d) {
+        Ok((s, _)) if s.ok() => Ok(nvme::parse_health(&d)),
+        Ok((s, _)) => Err(format!("SMART / Health log: {}", s.describe())),
+        Err(e) => Err(format!("SMART / Health log: {e}")),
+    }
+}
+
+/// ATA SMART attributes with thresholds (thresholds are optional: many drives still answer).
+pub fn ata_smart(drive: &mut dyn AtaDrive) -> Result<Vec<SmartAttribute>, String> {
+    let mut data = [0u8; 512];
+    match drive.run(&ata::smart_read_data(), &mut data) {
+        Ok(AtaOutcome::Ok(_)) => {}
+        Ok(other) => return Err(format!("SMART READ DATA: {other:?}")),
+        Err(e) => return Err(format!("SMART READ DATA: {e}")),
+    }
+    let mut thresholds = [0u8; 512];
+    let t = matches!(
+        drive.run(&ata::smart_read_thresholds(), &mut thresholds),
+        Ok(AtaOutcome::Ok(_))
+    );
+    ata::parse_smart(&data, t.then_some(&thresholds)).ok_or_else(|| "SMART data has a bad checksum".to_owned())
+}
+
+/// Hidden areas found on an ATA drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HiddenProbe {
+    /// Sectors the host sees (IDENTIFY).
+    pub visible_sectors: u64,
+    /// Native sectors (READ/GET NATIVE MAX + 1), if the drive answered.
+    pub native_sectors: Option<u64>,
+    /// Sectors the DCO allows at most (DCO IDENTIFY words 3-6 + 1), if the drive answered.
+    pub dco_sectors: Option<u64>,
+    /// What went wrong while asking, in words.
+    pub notes: Vec<String>,
+}
+
+impl HiddenProbe {
+    /// An HPA is present.
+    pub fn hpa(&self) -> bool {
+        self.native_sectors.is_some_and(|n| n > self.visible_sectors)
+    }
+
+    /// A DCO hides sectors beyond the native maximum.
+    pub fn dco(&self) -> bool {
+        match (self.dco_sectors, self.native_sectors) {
+            (Some(d), Some(n)) => d > n,
+            _ => false,
+        }
+    }
+
+    /// The certificate's record, given what was done about each area.
+    pub fn record(&self, hpa_action: HiddenAreaAction, dco_action: HiddenAreaAction) -> HiddenAreas {
+        let checked = self.native_sectors.is_some();
+        HiddenAreas {
+            check: if checked {
+                HiddenAreaCheck::Checked
+            } else {
+                HiddenAreaCheck::Unavailable
+            },
+            hpa: self.hpa().then(|| HiddenArea {
+                visible_sectors: self.visible_sectors,
+                native_sectors: self.native_sectors.unwrap_or(self.visible_sectors),
+                action: hpa_action,
+            }),
+            dco: self.dco().then(|| HiddenArea {
+                visible_sectors: self.native_sectors.unwrap_or(self.visible_sectors),
+                native_sectors: self.dco_sectors.unwrap_or(self.visible_sectors),
+                action: dco_action,
+            }),
+        }
+    }
+}
+
+/// Reads the native maximum (GET NATIVE MAX with AMAC, else READ NATIVE MAX EXT) and DCO IDENTIFY.
+pub fn probe_hidden(drive: &mut dyn AtaDrive, id: &Identify) -> HiddenProbe {
+    let mut notes = Vec::new();
+    let cmd = if id.amac_supported {
+        ata::get_native_max_ext()
+    } else {
+        ata::read_native_max_ext()
+    };
+    let native_sectors = match drive.run(&cmd, &mut []) {
+        Ok(AtaOutcome::Ok(Some(r))) => Some(r.lba + 1),
+        Ok(other) => {
+            notes.push(format!("{}: {other:?}", cmd.name));
+            None
+        }
+        Err(e) => {
+            notes.push(format!("{}: {e}", cmd.name));
+            None
+        }
+    };
+    let dco_sectors = if id.dco_supported {
+        let mut d = [0u8; 512];
+        match drive.run(&ata::dco_identify(), &mut d) {
+            Ok(AtaOutcome::Ok(_)) => {
+                // DCO IDENTIFY data: words 3-6 hold the maximum LBA (ACS-2 table 33).
+                let max = (0..4).fold(0u64, |acc, i| {
+                    acc | u64::from(u16::from_le_bytes([d[6 + 2 * i], d[7 + 2 * i]])) << (16 * i)
+                });
+                (max > 0).then_some(max + 1)
+            }
+            Ok(other) => {
+                notes.push(format!("DCO IDENTIFY: {other:?}"));
+                None
+            }
+            Err(e) => {
+                notes.push(format!("DCO IDENTIFY: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    HiddenProbe {
+        visible_sectors: id.user_sectors,
+        native_sectors,
+        dco_sectors,
+        notes,
+    }
+}
+
+/// Sets the accessible maximum to `sectors` until the next power cycle (volatile SET MAX ADDRESS EXT,
+/// preceded by READ NATIVE MAX ADDRESS EXT as ACS requires). With AMAC drives the setting is always
+/// non-volatile, so this refuses them: the caller records the HPA as left in place.
+pub fn set_max_volatile(drive: &mut dyn AtaDrive, id: &Identify, sectors: u64) -> Result<(), String> {
+    if id.amac_supported {
+        return Err("the drive uses Accessible Max Address (ACS-3): changing it is permanent; left as is".into());
+    }
+    if sectors == 0 {
+        return Err("refusing to set the maximum address to zero sectors".into());
+    }
+    match drive.run(&ata::read_native_max_ext(), &mut []) {
+        Ok(AtaOutcome::Ok(_)) => {}
+        other => return Err(format!("READ NATIVE MAX ADDRESS EXT: {other:?}")),
+    }
+    match drive.run(&ata::set_max_address_ext(sectors - 1, true), &mut []) {
+        Ok(AtaOutcome::Ok(_)) => Ok(()),
+        other => Err(format!("SET MAX ADDRESS EXT: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::ata::Returned;
+
+    /// A drive with 1000 visible sectors, 1200 native, and a DCO allowing 1500.
+    struct Hpa {
+        amac: bool,
+        max: u64,
+        sent: Vec<&'static str>,
+    }
+
+    impl AtaDrive for Hpa {
+        fn run(&mut self, cmd: &AtaCommand, data: &mut [u8]) -> io::Result<AtaOutcome> {
+            self.sent.push(cmd.name);
+            let ok = |lba| {
+                Ok(AtaOutcome::Ok(Some(Returned {
+                    status: 0x50,
+                    lba,
+                    ..Default::default()
+                })))
+            };
+            match (cmd.cdb[14], cmd.cdb[4]) {
+                (0x27, _) | (0x78, 0) => ok(1199),
+                (0xb1, 0xc2) => {
+                    data[6..8].copy_from_slice(&1499u16.to_le_bytes());
+                    ok(0)
+                }
+                (0x37, _) => {
+                    let lba = u64::from(cmd.cdb[8]) | u64::from(cmd.cdb[10]) << 8;
+                    self.max = lba + 1;
+                    ok(lba)
+                }
+                _ => Ok(AtaOutcome::Aborted(Returned {
+                    error: 4,
+                    status: 0x51,
+                    ..Default::default()
+                })),
+            }
+        }
+    }
+
+    fn identify(amac: bool) -> Identify {
+        let mut d = [0u8; 512];
+        let mut put = |n: usize, v: u16| d[2 * n..2 * n + 2].copy_from_slice(&v.to_le_bytes());
+        put(83, 1 << 10 | 1 << 11);
+        put(86, 1 << 10);
+        put(100, 1000);
+        put(119, u16::from(amac) << 8);
+        ata::parse_identify(&d)
+    }
+
+    #[test]
+    fn hpa_and_dco_are_found_and_recorded() {
+        let mut d = Hpa {
+            amac: false,
+            max: 1000,
+            sent: Vec::new(),
+        };
+        let p = probe_hidden(&mut d, &identify(false));
+        assert_eq!(
+            (p.visible_sectors, p.native_sectors, p.dco_sectors),
+            (1000, Some(1200), Some(1500))
+        );
+        assert!(p.hpa() && p.dco());
+        let r = p.record(HiddenAreaAction::ExposedAndRestored, HiddenAreaAction::LeftInPlace);
+        assert_eq!(r.check, HiddenAreaCheck::Checked);
+        assert_eq!(r.hpa.unwrap().native_sectors, 1200);
+        assert_eq!(r.dco.unwrap().action, HiddenAreaAction::LeftInPlace);
+        assert!(!d.amac);
+    }
+
+    #[test]
+    fn set_max_is_volatile_and_preceded_by_read_native_max() {
+        let mut d = Hpa {
+            amac: false,
+            max: 1000,
+            sent: Vec::new(),
+        };
+        set_max_volatile(&mut d, &identify(false), 1200).unwrap();
+        assert_eq!(d.max, 1200);
+        assert_eq!(d.sent, ["READ NATIVE MAX ADDRESS EXT", "SET MAX ADDRESS EXT"]);
+        assert!(set_max_volatile(&mut d, &identify(true), 1200)
+            .unwrap_err()
+            .contains("permanent"));
+    }
+
+    #[test]
+    fn a_drive_that_refuses_native_max_is_unchecked() {
+        struct Refuses;
+        impl AtaDrive for Refuses {
+            fn run(&mut self, _: &AtaCommand, _: &mut [u8]) -> io::Result<AtaOutcome> {
+                Ok(AtaOutcome::NoPassthrough("USB bridge".into()))
+            }
+        }
+        let p = probe_hidden(&mut Refuses, &identify(false));
+        assert_eq!(p.native_sectors, None);
+        assert_eq!(
+            p.record(HiddenAreaAction::LeftInPlace, HiddenAreaAction::LeftInPlace)
+                .check,
+            HiddenAreaCheck::Unavailable
+        );
+        assert_eq!(p.notes.len(), 2);
+    }
+
+    #[test]
+    fn namespace_ids_come_from_the_name() {
+        assert_eq!(nsid_of("nvme0n1"), Some(1));
+        assert_eq!(nsid_of("nvme12n3"), Some(3));
+        assert_eq!(nsid_of("nvme0n1p2"), Some(1));
+        assert_eq!(nsid_of("sda"), None);
+    }
+}
