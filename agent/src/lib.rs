@@ -10,5 +10,6 @@ pub mod command;
 pub mod disk;
 pub mod drive;
 pub mod firmware;
+pub mod outbox;
 pub mod sys;
 pub mod wipe;

@@ -17,6 +17,19 @@ struct Cli {
 enum Command {
     /// Print the agent version.
     Version,
+    /// Upload the certificates waiting in an outbox; keeps each receipt beside its certificate.
+    /// Exit 0 all uploaded, 1 one was refused, 3 some wait for the network, 2 usage error.
+    Upload {
+        /// Collection server base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        server: String,
+        /// Outbox directory (the stick's `outbox/`).
+        #[arg(long)]
+        outbox: std::path::PathBuf,
+        /// The server's public key file; when given, every receipt's signature is checked.
+        #[arg(long)]
+        server_key: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -26,5 +39,10 @@ fn main() -> ExitCode {
             println!("lapterop-agent {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Upload {
+            server,
+            outbox,
+            server_key,
+        } => lapterop_agent::outbox::upload_command(&server, &outbox, server_key.as_deref()),
     }
 }

@@ -1,0 +1,414 @@
+//! The certificate outbox on the stick: every certificate is written there atomically (write, fsync,
+//! rename, fsync the directory) before any upload is tried, uploads are retried with backoff, and the
+//! server's receipt is kept beside the certificate (`ID.receipt.json`). A certificate without a
+//! receipt is pending; uploading it again duplicates nothing (the server answers 200 with the same
+//! receipt for the same certificate).
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lapterop_certificate::{chain, Certificate, VerifyingKey};
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the whole new one:
+/// a temporary file in the same directory, fsync, rename, fsync of the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The outbox directory.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+/// One certificate in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The certificate file.
+    pub certificate: PathBuf,
+    /// Where its receipt is (or will be) kept.
+    pub receipt: PathBuf,
+}
+
+impl Outbox {
+    /// Opens (and creates) the outbox directory.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        Ok(Self { dir: dir.to_owned() })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stores a signed certificate (and the full audit beside it, when there is one) atomically.
+    pub fn store(&self, cert: &Certificate, audit_json: Option<&[u8]>) -> io::Result<Entry> {
+        if cert.signature.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "refusing to store an unsigned certificate",
+            ));
+        }
+        if let Some(audit) = audit_json {
+            write_atomically(&self.dir.join(format!("{}.audit.json", cert.id)), audit)?;
+        }
+        let text = cert.to_pretty_json().map_err(io::Error::other)?;
+        let entry = self.entry(&cert.id);
+        write_atomically(&entry.certificate, text.as_bytes())?;
+        Ok(entry)
+    }
+
+    fn entry(&self, id: &str) -> Entry {
+        Entry {
+            certificate: self.dir.join(format!("{id}.json")),
+            receipt: self.dir.join(format!("{id}.receipt.json")),
+        }
+    }
+
+    /// Every certificate in the outbox, oldest id first (ids are UUIDv7, so by time).
+    pub fn entries(&self) -> io::Result<Vec<Entry>> {
+        let mut ids: Vec<String> = fs::read_dir(&self.dir)?
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_owned))
+            .filter(|stem| !stem.contains('.'))
+            .collect();
+        ids.sort();
+        Ok(ids.iter().map(|id| self.entry(id)).collect())
+    }
+
+    /// Certificates that have no receipt yet.
+    pub fn pending(&self) -> io::Result<Vec<Entry>> {
+        Ok(self.entries()?.into_iter().filter(|e| !e.receipt.exists()).collect())
+    }
+}
+
+/// Why an upload did not produce a receipt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    /// No answer (no network, server down, timeout): try again later; the certificate waits.
+    #[error("no answer from the server ({0}); the certificate waits in the outbox")]
+    Unreachable(String),
+    /// The server had a problem (5xx): try again later.
+    #[error("the server answered {status}: {body}; will try again")]
+    ServerError {
+        /// HTTP status.
+        status: u16,
+        /// What it said.
+        body: String,
+    },
+    /// The server refused the certificate (4xx): retrying will not help; a lead must look.
+    #[error("the server refused the certificate ({status}): {body}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// What it said.
+        body: String,
+    },
+    /// The answer was not a valid receipt for this certificate.
+    #[error("the server's receipt is not valid: {0}")]
+    BadReceipt(String),
+}
+
+impl UploadError {
+    /// Worth trying again later.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::ServerError { .. })
+    }
+}
+
+/// Uploads certificates to one collection server.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    agent: ureq::Agent,
+    url: String,
+    server_key: Option<VerifyingKey>,
+}
+
+impl Uploader {
+    /// `server` is the base URL (`http://host:port`); `server_key`, when known, checks receipts.
+    pub fn new(server: &str, server_key: Option<VerifyingKey>, timeout: Duration) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            agent,
+            url: format!("{}/api/v1/certificates", server.trim_end_matches('/')),
+            server_key,
+        }
+    }
+
+    /// Posts one certificate document; returns the receipt bytes after checking them.
+    pub fn upload(&self, certificate: &[u8]) -> Result<Vec<u8>, UploadError> {
+        let mut response = self
+            .agent
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .send(certificate)
+            .map_err(|e| UploadError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| UploadError::Unreachable(e.to_string()))?;
+        match status {
+            200 | 201 => self.check_receipt(certificate, body),
+            408 | 429 | 500..=599 => Err(UploadError::ServerError {
+                status,
+                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+            }),
+            _ => Err(UploadError::Refused {
+                status,
+                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+            }),
+        }
+    }
+
+    fn check_receipt(&self, certificate: &[u8], body: Vec<u8>) -> Result<Vec<u8>, UploadError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| UploadError::BadReceipt(e.to_string()))?;
+        // The server may wrap the receipt with extra fields (donor URL, ...): accept {"receipt": {...}} too.
+        let receipt = value.get("receipt").cloned().unwrap_or(value);
+        let bytes = serde_json::to_vec_pretty(&receipt).map_err(|e| UploadError::BadReceipt(e.to_string()))?;
+        let parsed = match &self.server_key {
+            Some(key) => chain::verify_receipt(&bytes, key).map_err(|e| UploadError::BadReceipt(e.to_string()))?,
+            None => {
+                lapterop_certificate::validate::parse_receipt(&bytes)
+                    .map_err(|e| UploadError::BadReceipt(e.to_string()))?
+                    .0
+            }
+        };
+        let (cert, doc) =
+            lapterop_certificate::parse(certificate).map_err(|e| UploadError::BadReceipt(e.to_string()))?;
+        let hash = lapterop_certificate::document_blake3(&doc).map_err(|e| UploadError::BadReceipt(e.to_string()))?;
+        if parsed.certificate_id != cert.id || parsed.certificate_blake3 != hash {
+            return Err(UploadError::BadReceipt("the receipt is for another certificate".into()));
+        }
+        Ok(bytes)
+    }
+}
+
+/// What happened to one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Had a receipt already.
+    AlreadyDone,
+    /// Uploaded now; the receipt is stored.
+    Uploaded,
+    /// Not uploaded.
+    Failed(UploadError),
+}
+
+/// Uploads every pending entry once; stores each receipt atomically beside its certificate.
+pub fn upload_pending(outbox: &Outbox, uploader: &Uploader) -> io::Result<Vec<(Entry, Sent)>> {
+    let mut out = Vec::new();
+    for entry in outbox.entries()? {
+        if entry.receipt.exists() {
+            out.push((entry, Sent::AlreadyDone));
+            continue;
+        }
+        let bytes = fs::read(&entry.certificate)?;
+        let sent = match uploader.upload(&bytes) {
+            Ok(receipt) => {
+                write_atomically(&entry.receipt, &receipt)?;
+                Sent::Uploaded
+            }
+            Err(e) => Sent::Failed(e),
+        };
+        out.push((entry, sent));
+    }
+    Ok(out)
+}
+
+/// Uploads pending entries, retrying those that failed for a retryable reason with exponential
+/// backoff (`first_delay`, doubling, at most `max_delay`) until none is pending or `attempts` rounds
+/// are used. `wait` sleeps (tests pass a no-op).
+pub fn upload_with_backoff(
+    outbox: &Outbox,
+    uploader: &Uploader,
+    attempts: u32,
+    first_delay: Duration,
+    max_delay: Duration,
+    wait: &mut dyn FnMut(Duration),
+) -> io::Result<Vec<(Entry, Sent)>> {
+    let mut delay = first_delay;
+    let mut last = upload_pending(outbox, uploader)?;
+    for _ in 1..attempts {
+        if !last.iter().any(|(_, s)| matches!(s, Sent::Failed(e) if e.retryable())) {
+            break;
+        }
+        wait(delay);
+        delay = (delay * 2).min(max_delay);
+        last = upload_pending(outbox, uploader)?;
+    }
+    Ok(last)
+}
+
+/// `lapterop-agent upload`: pushes every pending certificate of `dir` to `server`. Exit code 0 when
+/// every certificate has a receipt, 1 when the server refused one (a lead must look), 3 when some
+/// still wait for the network.
+pub fn upload_command(server: &str, dir: &Path, server_key: Option<&Path>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let key = match server_key.map(lapterop_certificate::keys::read_public_key).transpose() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("lapterop-agent upload: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outbox = match Outbox::open(dir) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("lapterop-agent upload: opening the outbox {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let uploader = Uploader::new(server, key, Duration::from_secs(30));
+    let results = match upload_with_backoff(
+        &outbox,
+        &uploader,
+        4,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+        &mut std::thread::sleep,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lapterop-agent upload: reading the outbox {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let (mut refused, mut waiting) = (0, 0);
+    for (entry, sent) in &results {
+        let name = entry
+            .certificate
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match sent {
+            Sent::AlreadyDone => println!("{name}: already uploaded"),
+            Sent::Uploaded => println!("{name}: uploaded, receipt stored"),
+            Sent::Failed(e) => {
+                if e.retryable() {
+                    waiting += 1;
+                } else {
+                    refused += 1;
+                }
+                println!("{name}: {e}");
+            }
+        }
+    }
+    println!(
+        "{} certificates: {} refused, {} waiting",
+        results.len(),
+        refused,
+        waiting
+    );
+    if refused > 0 {
+        ExitCode::from(1)
+    } else if waiting > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapterop_certificate::{keys, sample};
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lapterop-outbox-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn signed(id_suffix: &str) -> Certificate {
+        let key = keys::fixture_key("station");
+        let mut c = sample::erased_laptop(String::new());
+        c.id = format!("019abc12-3456-7def-8123-4567890000{id_suffix}");
+        c.sign(&key).unwrap();
+        c
+    }
+
+    #[test]
+    fn stored_certificates_are_whole_and_pending_until_a_receipt_exists() {
+        let dir = tempdir("store");
+        let outbox = Outbox::open(&dir).unwrap();
+        let a = outbox.store(&signed("01"), Some(b"{\"audit\":1}")).unwrap();
+        let b = outbox.store(&signed("02"), None).unwrap();
+        assert_eq!(outbox.entries().unwrap(), vec![a.clone(), b.clone()]);
+        assert!(dir.join("019abc12-3456-7def-8123-456789000001.audit.json").exists());
+        // The stored bytes verify.
+        let key = keys::fixture_key("station").verifying_key();
+        lapterop_certificate::verify(&fs::read(&a.certificate).unwrap(), &key).unwrap();
+        write_atomically(&a.receipt, b"{}").unwrap();
+        assert_eq!(outbox.pending().unwrap(), vec![b]);
+        // No temporary files are left behind.
+        assert!(fs::read_dir(&dir)
+            .unwrap()
+            .all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+        let mut unsigned = signed("03");
+        unsigned.signature = None;
+        assert!(outbox.store(&unsigned, None).is_err());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn no_server_means_the_certificate_waits() {
+        let dir = tempdir("offline");
+        let outbox = Outbox::open(&dir).unwrap();
+        outbox.store(&signed("04"), None).unwrap();
+        // A port nothing listens on (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let up = Uploader::new(&format!("http://127.0.0.1:{port}"), None, Duration::from_secs(2));
+        let mut waits = Vec::new();
+        let result = upload_with_backoff(
+            &outbox,
+            &up,
+            3,
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+            &mut |d| waits.push(d),
+        )
+        .unwrap();
+        assert!(matches!(&result[0].1, Sent::Failed(UploadError::Unreachable(_))));
+        assert_eq!(waits, [Duration::from_secs(1), Duration::from_secs(2)]);
+        assert_eq!(outbox.pending().unwrap().len(), 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
