@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the agent version.
     Version,
+    /// Audit this laptop's hardware and give the refurbishment verdict.
+    Audit(lapterop_agent::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,5 +28,6 @@ fn main() -> ExitCode {
             println!("lapterop-agent {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Audit(args) => lapterop_agent::audit::cli(&args),
     }
 }
