@@ -32,6 +32,8 @@ const PLACEHOLDERS: &[&str] = &[
     "unknown",
     "default",
     "empty",
+    // The UUID AMI's reference firmware ships with.
+    "03000200-0400-0500-0006-000700080009",
 ];
 
 /// Whether `value` is absent or a placeholder: empty, a known filler string, or one character repeated
@@ -146,6 +148,7 @@ mod tests {
             Some("ffffffff-ffff-ffff-ffff-ffffffffffff"),
             Some("Not Specified"),
             Some("None"),
+            Some("03000200-0400-0500-0006-000700080009"),
         ] {
             assert!(is_placeholder(p), "{p:?}");
         }

@@ -139,7 +139,7 @@ pub fn verdict(audit: &Audit, policy: &Policy) -> Verdict {
             .map(String::as_str)
             .collect();
         f.fatal(format!(
-            "needs {parts} parts ({}), more than the site's limit of {}",
+            "parts needed: {} ({parts}); the site allows at most {}",
             list.join(", "),
             policy.max_parts
         ));
@@ -305,7 +305,7 @@ fn disk_rules(audit: &Audit, policy: &Policy, f: &mut Findings) {
         f.need(
             "disk",
             format!(
-                "{} ; the site requires {what} of at least {} GB",
+                "{}; the site requires {what} of at least {} GB",
                 unfit.join(", "),
                 policy.min_disk_gb
             ),
