@@ -962,6 +962,47 @@ fn two_disks_four_slots_two_used_is_ready() {
 }
 
 #[test]
+fn qemu_recorded_tree() {
+    // Recorded from a real guest by tests/fixtures/audit/qemu/record.sh (see its README).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit/qemu/tree");
+    let out = Command::new(env!("CARGO_BIN_EXE_lapterop-agent"))
+        .args(["audit", "--json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json = String::from_utf8(out.stdout).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit/qemu.json");
+    if std::env::var_os("LAPTEROP_UPDATE_GOLDEN").is_some() {
+        fs::write(&path, &json).unwrap();
+    }
+    assert_eq!(
+        json,
+        fs::read_to_string(&path).unwrap(),
+        "the audit differs from {}",
+        path.display()
+    );
+    let a: Audit = serde_json::from_str(&json).unwrap();
+    // The values given to QEMU with -smbios come back, the UUID in RFC 4122 order.
+    let sys = a.system.as_ref().unwrap();
+    assert_eq!(sys.serial.as_deref(), Some("LAPTEROP-QEMU-0001"));
+    assert_eq!(sys.uuid.as_deref(), Some("6a1f0c1e-9d2b-4c3a-8e5f-0123456789ab"));
+    assert_eq!(a.board.as_ref().unwrap().serial.as_deref(), Some("BOARD-QEMU-0001"));
+    assert_eq!(a.chassis.as_ref().unwrap().asset_tag.as_deref(), Some("ASSET-42"));
+    assert_eq!(a.memory.modules[0].serial.as_deref(), Some("RAM-0001"));
+    assert_eq!(a.memory.installed_bytes, Some(2 << 30));
+    assert_eq!(a.network[0].mac.as_deref(), Some("52:54:00:12:34:56"));
+    assert!(a
+        .pci
+        .iter()
+        .any(|d| d.name.as_deref() == Some("QEMU NVM Express Controller")));
+    assert_eq!(a.screens[0].name.as_deref(), Some("QEMU Monitor"));
+    assert!(a.gaps.is_empty(), "{:?}", a.gaps);
+    // No disk list was given: a person must look, so never ready.
+    assert!(a.verdict.needs.contains(&"inspection".to_string()));
+}
+
+#[test]
 fn disk_health_and_policy_rules() {
     let t = two_disks();
     let mut disks: Vec<audit::DiskSummary> = serde_json::from_slice(&fs::read(t.path("disks.json")).unwrap()).unwrap();
