@@ -1000,6 +1000,14 @@ fn qemu_recorded_tree() {
     assert!(a.gaps.is_empty(), "{:?}", a.gaps);
     // No disk list was given: a person must look, so never ready.
     assert!(a.verdict.needs.contains(&"inspection".to_string()));
+    // The agent run inside the same guest on its live /sys and /proc (guest-audit.json) found the same
+    // identity, firmware and memory as the audit of the recorded tree.
+    let guest: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join("../guest-audit.json")).unwrap()).unwrap();
+    let here: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for key in ["firmware", "system", "board", "chassis", "memory", "identity"] {
+        assert_eq!(here[key], guest[key], "{key}: recorded tree and live guest differ");
+    }
 }
 
 #[test]
