@@ -1215,6 +1215,57 @@ fn truncated_and_corrupt_inputs_give_named_gaps() {
     }
 }
 
+#[test]
+fn random_corruption_never_panics() {
+    // A fixed-seed xorshift, so a failure is reproducible.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for make in [worn as fn() -> Tree, placeholder, two_disks] {
+        let t = make();
+        let entry = fs::read(t.path("sys/firmware/dmi/tables/smbios_entry_point")).unwrap();
+        let table = fs::read(t.path("sys/firmware/dmi/tables/DMI")).unwrap();
+        let panel = ["card0-eDP-1", "card0-LVDS-1"]
+            .into_iter()
+            .map(|c| t.path(&format!("sys/class/drm/{c}/edid")))
+            .find(|p| p.exists())
+            .unwrap();
+        let edid = fs::read(panel).unwrap();
+        for round in 0..2000 {
+            let (mut e, mut d, mut p) = (entry.clone(), table.clone(), edid.clone());
+            for _ in 0..=(round % 4) {
+                let r = usize::try_from(next()).unwrap();
+                let v = u8::try_from(next() & 0xFF).unwrap();
+                match r % 3 {
+                    0 => {
+                        let n = e.len();
+                        e[r / 3 % n] = v;
+                    }
+                    1 => {
+                        let n = d.len();
+                        d[r / 3 % n] = v;
+                    }
+                    _ => {
+                        let n = p.len();
+                        p[r / 3 % n] = v;
+                    }
+                }
+            }
+            let cut = usize::try_from(next()).unwrap() % (d.len() + 1);
+            if round % 5 == 0 {
+                d.truncate(cut);
+            }
+            let mut gaps = Vec::new();
+            let _ = audit::smbios::parse(&e, d, &mut gaps);
+            let _ = audit::edid::parse(&p);
+        }
+    }
+}
+
 /// Offset of the first structure of type `ty` in a table.
 fn find_structure(table: &[u8], ty: u8) -> usize {
     let mut at = 0;
