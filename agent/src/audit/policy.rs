@@ -9,7 +9,7 @@
 use lapterop_certificate::model::{Verdict, VerdictStatus};
 use serde::{Deserialize, Serialize};
 
-use super::Audit;
+use super::{edid, Audit};
 
 /// Part name for "a person must check this by hand".
 pub const INSPECTION: &str = "inspection";
@@ -353,20 +353,29 @@ fn screen_rules(audit: &Audit, policy: &Policy, f: &mut Findings) {
     }
     let internal: Vec<_> = audit.screens.iter().filter(|s| s.internal).collect();
     if internal.is_empty() {
-        let connectors_known = !audit.display_connectors.is_empty();
-        let panel_gap = audit
+        let panels: Vec<&str> = audit
+            .display_connectors
+            .iter()
+            .map(String::as_str)
+            .filter(|c| edid::is_internal(c))
+            .collect();
+        let unreadable = audit
             .gaps
             .iter()
-            .any(|g| g.area.starts_with("screen ") && is_panel(&g.area));
-        if connectors_known && !panel_gap {
+            .any(|g| g.area.starts_with("screen ") && edid::is_internal(&g.area));
+        if !panels.is_empty() && !unreadable {
             f.need(
                 "screen",
-                "no built-in screen answered (no eDP/LVDS/DSI connector with an EDID)".to_string(),
+                format!(
+                    "the built-in panel connector {} reports no display (empty EDID): the panel or its cable is \
+                     broken or unplugged",
+                    panels.join(", ")
+                ),
             );
         } else {
             f.need(
                 INSPECTION,
-                "not checked: built-in screen (no readable panel EDID)".to_string(),
+                "not checked: built-in screen (no panel connector with a readable EDID)".to_string(),
             );
         }
         return;
@@ -383,10 +392,6 @@ fn screen_rules(audit: &Audit, policy: &Policy, f: &mut Findings) {
             }
         }
     }
-}
-
-fn is_panel(area: &str) -> bool {
-    ["-eDP-", "-LVDS-", "-DSI-"].iter().any(|k| area.contains(k))
 }
 
 #[cfg(test)]
