@@ -30,6 +30,8 @@ enum Command {
         #[arg(long)]
         server_key: Option<std::path::PathBuf>,
     },
+    /// Audit this laptop's hardware and give the refurbishment verdict.
+    Audit(lapterop_agent::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,5 +46,6 @@ fn main() -> ExitCode {
             outbox,
             server_key,
         } => lapterop_agent::outbox::upload_command(&server, &outbox, server_key.as_deref()),
+        Command::Audit(args) => lapterop_agent::audit::cli(&args),
     }
 }
