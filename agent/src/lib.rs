@@ -10,6 +10,7 @@ pub mod command;
 pub mod disk;
 pub mod drive;
 pub mod firmware;
+pub mod init;
 pub mod outbox;
 pub mod sys;
 pub mod wipe;

@@ -17,6 +17,12 @@ struct Cli {
 enum Command {
     /// Print the agent version.
     Version,
+    /// Run as PID 1 of the live image: mount, coldplug, network, find the stick, run the flow.
+    Init {
+        /// Run even when not PID 1 (inside a VM's shell, for tests).
+        #[arg(long)]
+        force: bool,
+    },
     /// Upload the certificates waiting in an outbox; keeps each receipt beside its certificate.
     /// Exit 0 all uploaded, 1 one was refused, 3 some wait for the network, 2 usage error.
     Upload {
@@ -46,6 +52,13 @@ fn main() -> ExitCode {
             outbox,
             server_key,
         } => lapterop_agent::outbox::upload_command(&server, &outbox, server_key.as_deref()),
+        Command::Init { force } => match lapterop_agent::init::run(force) {
+            Ok(never) => match never {},
+            Err(e) => {
+                eprintln!("lapterop-agent init: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Audit(args) => lapterop_agent::audit::cli(&args),
     }
 }

@@ -1,0 +1,260 @@
+//! The system calls of PID 1, through `nix`'s safe wrappers: mounts, module loading, the uevent
+//! socket, the clock, power off; plus the sysfs walks and busybox helpers they need.
+
+use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::mount::{mount, MsFlags};
+use nix::sys::socket::{bind, recv, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType};
+
+use super::coldplug::Uevent;
+
+/// Mounts proc, sysfs, devtmpfs, tmpfs on /run and /tmp, and efivarfs on UEFI machines. Returns one
+/// line per mount that failed (already mounted counts as fine).
+pub fn mount_pseudo_filesystems() -> Vec<String> {
+    let table: [(&str, &str, &str); 6] = [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("tmpfs", "/run", "tmpfs"),
+        ("tmpfs", "/tmp", "tmpfs"),
+        ("securityfs", "/sys/kernel/security", "securityfs"),
+    ];
+    let mut problems = Vec::new();
+    for (source, target, fstype) in table {
+        let _ = fs::create_dir_all(target);
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        if let Err(e) = mount(Some(source), target, Some(fstype), flags, None::<&str>) {
+            if e != nix::errno::Errno::EBUSY {
+                problems.push(format!("mounting {fstype} on {target}: {e}"));
+            }
+        }
+    }
+    if Path::new("/sys/firmware/efi").exists() {
+        let _ = mount(
+            Some("efivarfs"),
+            "/sys/firmware/efi/efivars",
+            Some("efivarfs"),
+            MsFlags::MS_NOSUID,
+            None::<&str>,
+        );
+    }
+    problems
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> Option<String> {
+    nix::sys::utsname::uname()
+        .ok()
+        .and_then(|u| u.release().to_str().map(str::to_owned))
+}
+
+/// Loads one module file with `finit_module`; "already loaded" and "no such device" are fine.
+pub fn load_module(path: &Path) -> Result<(), String> {
+    let file = fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let name = path.to_string_lossy();
+    // MODULE_INIT_COMPRESSED_FILE (include/uapi/linux/module.h): the kernel decompresses .ko.xz/.zst.
+    let flags = if name.ends_with(".xz") || name.ends_with(".zst") || name.ends_with(".gz") {
+        nix::kmod::ModuleInitFlags::from_bits_retain(4)
+    } else {
+        nix::kmod::ModuleInitFlags::empty()
+    };
+    match nix::kmod::finit_module(file.as_fd(), c"", flags) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENODEV | nix::errno::Errno::EBUSY) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Every `modalias` under `root` (not following symlinks).
+pub fn sysfs_modaliases(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(root, &mut |p| {
+        if p.file_name().is_some_and(|n| n == "modalias") {
+            if let Ok(s) = fs::read_to_string(p) {
+                let s = s.trim();
+                if !s.is_empty() {
+                    out.push(s.to_owned());
+                }
+            }
+        }
+    });
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Writes `add` to every `uevent` file under `root`, as `udevadm trigger` does.
+pub fn trigger_add(root: &Path) {
+    walk(root, &mut |p| {
+        if p.file_name().is_some_and(|n| n == "uevent") {
+            let _ = fs::write(p, "add");
+        }
+    });
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => walk(&p, f),
+            Ok(t) if t.is_file() => f(&p),
+            _ => {}
+        }
+    }
+}
+
+/// A `NETLINK_KOBJECT_UEVENT` socket subscribed to the kernel's broadcast group.
+#[derive(Debug)]
+pub struct UeventSocket(std::os::fd::OwnedFd);
+
+impl UeventSocket {
+    /// Opens and binds it.
+    pub fn open() -> nix::Result<Self> {
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkKObjectUEvent,
+        )?;
+        bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &NetlinkAddr::new(0, 1))?;
+        Ok(Self(fd))
+    }
+
+    /// The next kernel uevent, or `None` after `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<Uevent> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => {
+                let mut buf = vec![0u8; 8192];
+                let n = recv(std::os::fd::AsRawFd::as_raw_fd(&self.0), &mut buf, MsgFlags::empty()).ok()?;
+                Uevent::parse(&buf[..n])
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The build-time clock floor: the agent was built after this moment, so no real clock is before it.
+pub fn build_floor() -> i64 {
+    option_env!("SOURCE_DATE_EPOCH")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_764_000_000)
+}
+
+/// Sets the clock to `floor` (seconds since the epoch) if it is earlier (a dead CMOS battery).
+pub fn raise_clock_to(floor: i64) {
+    use nix::time::{clock_gettime, clock_settime, ClockId};
+    if let Ok(now) = clock_gettime(ClockId::CLOCK_REALTIME) {
+        if now.tv_sec() < floor {
+            let _ = clock_settime(ClockId::CLOCK_REALTIME, nix::sys::time::TimeSpec::new(floor, 0));
+        }
+    }
+}
+
+/// Runs busybox `udhcpc` once on every wired interface; returns one line per interface.
+pub fn dhcp_all_wired() -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir("/sys/class/net") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "lo" || e.path().join("wireless").exists() {
+            continue;
+        }
+        let _ = Command::new("/bin/ip")
+            .args(["link", "set", "dev", &name, "up"])
+            .status();
+        let status = Command::new("/bin/udhcpc")
+            .args([
+                "-i",
+                &name,
+                "-n",
+                "-q",
+                "-t",
+                "4",
+                "-T",
+                "2",
+                "-s",
+                "/etc/udhcpc.script",
+                "-V",
+            ])
+            .arg(format!("lapterop-live/{}", env!("CARGO_PKG_VERSION")))
+            .status();
+        out.push(match status {
+            Ok(s) if s.success() => format!("{name}: DHCP lease"),
+            Ok(_) => format!("{name}: no DHCP answer (certificates will wait on the stick)"),
+            Err(e) => format!("{name}: udhcpc not available: {e}"),
+        });
+    }
+    out
+}
+
+/// Finds the stick: a FAT partition holding the marker file (with the expected id when given),
+/// mounts it read-write on `target`. Returns the device name.
+pub fn find_and_mount_stick(expected_id: Option<&str>, target: &Path) -> Result<String, String> {
+    let probe = PathBuf::from("/run/lapterop-probe");
+    let _ = fs::create_dir_all(&probe);
+    let _ = fs::create_dir_all(target);
+    let mut names: Vec<String> = fs::read_dir("/sys/class/block")
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let dev = format!("/dev/{name}");
+        if mount(
+            Some(dev.as_str()),
+            &probe,
+            Some("vfat"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .is_err()
+        {
+            continue;
+        }
+        let id = fs::read_to_string(probe.join(super::STICK_MARKER))
+            .ok()
+            .map(|s| s.trim().to_owned());
+        let _ = nix::mount::umount(&probe);
+        match (id, expected_id) {
+            (Some(found), Some(want)) if found != want => continue,
+            (Some(_), _) => {
+                mount(
+                    Some(dev.as_str()),
+                    target,
+                    Some("vfat"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("mounting {dev} read-write: {e}"))?;
+                return Ok(name);
+            }
+            (None, _) => continue,
+        }
+    }
+    Err("no FAT partition with the Lapterop marker file; is the stick plugged in?".into())
+}
+
+/// Shows the reason and either powers off (unattended) or gives a rescue shell.
+pub fn rescue_or_poweroff(reason: &str, power_off: bool) -> anyhow::Result<std::convert::Infallible> {
+    println!("lapterop: {reason}");
+    if !power_off {
+        println!("lapterop: rescue shell (type 'poweroff -f' to switch off)");
+        let err = Command::new("/bin/sh").exec();
+        println!("lapterop: no rescue shell: {err}");
+    }
+    nix::unistd::sync();
+    nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF)?;
+    anyhow::bail!("power off failed")
+}
