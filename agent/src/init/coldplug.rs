@@ -155,11 +155,16 @@ kernel/drivers/usb/storage/usb-storage.ko.xz:
         );
         assert_eq!(
             idx.matches("pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02"),
-            ["nvme", "virtio_pci"]
+            ["nvme"]
         );
         assert_eq!(
             idx.matches("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"),
-            ["ahci", "virtio_pci"]
+            ["ahci"]
+        );
+        // Matched on the vendor, not the subsystem vendor.
+        assert_eq!(
+            idx.matches("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"),
+            ["virtio_pci"]
         );
         assert!(idx
             .matches("pci:v000010ECd00008168sv00000000sd00000000bc02sc00i00")
