@@ -288,22 +288,30 @@ impl Cache {
         if stamp.exists() {
             return Ok(root);
         }
-        if root.exists() {
-            fs::remove_dir_all(&root).map_err(|source| DebianError::Io {
-                what: "removing",
-                path: root.clone(),
-                source,
-            })?;
+        // Unpack beside the final place and rename, so a concurrent or interrupted run never sees
+        // a half-unpacked tree.
+        let tmp = self
+            .dir
+            .join("unpacked")
+            .join(format!(".tmp-{}-{}", std::process::id(), &entry.sha256[..16]));
+        for dir in [&tmp, &root] {
+            if dir.exists() {
+                fs::remove_dir_all(dir).map_err(|source| DebianError::Io {
+                    what: "removing",
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
         }
-        fs::create_dir_all(&root).map_err(|source| DebianError::Io {
+        fs::create_dir_all(&tmp).map_err(|source| DebianError::Io {
             what: "creating",
-            path: root.clone(),
+            path: tmp.clone(),
             source,
         })?;
         let output = Command::new("dpkg-deb")
             .arg("-x")
             .arg(&deb)
-            .arg(&root)
+            .arg(&tmp)
             .output()
             .map_err(|source| DebianError::ToolMissing {
                 tool: "dpkg-deb".into(),
@@ -316,11 +324,23 @@ impl Cache {
                 detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             });
         }
-        fs::write(&stamp, &entry.sha256).map_err(|source| DebianError::Io {
+        let tmp_stamp = tmp.join(".lapterop-unpacked");
+        fs::write(&tmp_stamp, &entry.sha256).map_err(|source| DebianError::Io {
             what: "writing",
-            path: stamp,
+            path: tmp_stamp,
             source,
         })?;
+        if let Err(source) = fs::rename(&tmp, &root) {
+            // Another process finished first: use its tree.
+            let _ = fs::remove_dir_all(&tmp);
+            if !stamp.exists() {
+                return Err(DebianError::Io {
+                    what: "renaming into",
+                    path: root,
+                    source,
+                });
+            }
+        }
         Ok(root)
     }
 }
