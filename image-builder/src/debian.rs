@@ -377,12 +377,18 @@ fn download(entry: &LockEntry, dir: &Path) -> Result<()> {
             source,
         })?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let not_found = stderr
+    if output.status.success() && dir.join(entry.deb_file_name()).exists() {
+        return Ok(());
+    }
+    let apt = stderr
         .lines()
         .find(|l| l.starts_with("E:"))
-        .map(|l| l.trim().to_owned());
-    if !output.status.success() || !dir.join(entry.deb_file_name()).exists() {
-        let apt = not_found.unwrap_or_else(|| stderr.trim().to_owned());
+        .unwrap_or(stderr.trim())
+        .trim()
+        .to_owned();
+    // apt says "Version '…' for '…' was not found" or "Unable to locate package" when its index
+    // lacks the pin; anything else (network, sources) is not a reason to re-pin.
+    if apt.contains("was not found") || apt.contains("Unable to locate") || apt.contains("Can't select") {
         return Err(DebianError::NotDownloadable {
             package: entry.package.clone(),
             version: entry.version.clone(),
@@ -390,7 +396,10 @@ fn download(entry: &LockEntry, dir: &Path) -> Result<()> {
             apt,
         });
     }
-    Ok(())
+    Err(DebianError::Command {
+        what: format!("apt-get download {spec} (check the network and the apt sources, then retry)"),
+        detail: apt,
+    })
 }
 
 fn apt_cache(args: &[&str]) -> Result<String> {

@@ -26,6 +26,9 @@ enum Cmd {
     VmRun {
         #[command(flatten)]
         vm: VmArgs,
+        /// Print the whole serial console (kernel messages included) instead of the command's output.
+        #[arg(long)]
+        console: bool,
         /// The command (run by busybox sh in the guest; the static agent is /bin/lapterop-agent).
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -99,9 +102,13 @@ fn main() -> ExitCode {
 
 fn real_main() -> Result<ExitCode, vm::VmError> {
     match Cli::parse().command {
-        Cmd::VmRun { vm: args, command } => {
+        Cmd::VmRun {
+            vm: args,
+            console,
+            command,
+        } => {
             let out = vm::run(&args.spec(command.join(" ")))?;
-            print!("{}", out.output);
+            print!("{}", if console { &out.console } else { &out.output });
             eprintln!("vm-run: exit code {}; {}", out.exit_code, out.timings);
             Ok(ExitCode::from(u8::try_from(out.exit_code).unwrap_or(1)))
         }
@@ -119,6 +126,8 @@ fn real_main() -> Result<ExitCode, vm::VmError> {
                 ..with_agent.clone()
             };
             // Alternate the two so a slow moment on the host does not favour one side.
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            println!("host load average at the start: {}", load.trim());
             let mut rows = Vec::new();
             for round in 1..=2 {
                 for (name, spec) in [("agent", &with_agent), ("bare busybox", &bare)] {
@@ -131,14 +140,22 @@ fn real_main() -> Result<ExitCode, vm::VmError> {
                         return Ok(ExitCode::FAILURE);
                     }
                     println!("{name:<13} round {round}: {}", out.timings);
-                    rows.push((name, out.timings.boot_to_marker.as_secs_f64()));
+                    let uptime = out.timings.guest_uptime_at_marker.map_or(f64::NAN, |d| d.as_secs_f64());
+                    rows.push((name, out.timings.boot_to_marker.as_secs_f64(), uptime));
                 }
             }
             for name in ["agent", "bare busybox"] {
-                let times: Vec<f64> = rows.iter().filter(|r| r.0 == name).map(|r| r.1).collect();
-                let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
-                println!("{name:<13} boot to marker, mean of {}: {mean:.2} s", times.len());
+                let mine: Vec<&(&str, f64, f64)> = rows.iter().filter(|r| r.0 == name).collect();
+                let n = mine.len().max(1) as f64;
+                let wall = mine.iter().map(|r| r.1).sum::<f64>() / n;
+                let guest = mine.iter().map(|r| r.2).sum::<f64>() / n;
+                println!(
+                    "{name:<13} mean of {}: boot to marker {wall:.2} s, guest uptime at marker {guest:.2} s",
+                    mine.len()
+                );
             }
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            println!("host load average at the end: {}", load.trim());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -18,6 +18,7 @@ done
 # Keep kernel messages out of the command's output.
 echo 1 > /proc/sys/kernel/printk
 cd /root
+echo "LAPTEROP-VM-UPTIME $(cut -d" " -f1 /proc/uptime)"
 echo LAPTEROP-VM-BEGIN
 sh /etc/lapterop/vm-command
 rc=$?

@@ -23,6 +23,7 @@ use lapterop_image_builder::{build_initramfs, debian, fetch_inputs, InitramfsSpe
 const INIT: &str = include_str!("vm-init.sh");
 const BEGIN: &str = "LAPTEROP-VM-BEGIN";
 const END: &str = "LAPTEROP-VM-END rc=";
+const UPTIME: &str = "LAPTEROP-VM-UPTIME ";
 
 /// Errors of the VM harness. Each says what failed and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -206,16 +207,21 @@ pub struct Timings {
     pub boot_to_marker: Duration,
     /// From QEMU start to QEMU exit.
     pub vm_total: Duration,
+    /// The guest kernel's own uptime at the begin marker (the rest of `boot_to_marker` is firmware,
+    /// loading and decompressing the kernel before its clock starts).
+    pub guest_uptime_at_marker: Option<Duration>,
 }
 
 impl fmt::Display for Timings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "build {:.1} s, initramfs {:.1} s, boot to marker {:.1} s, VM total {:.1} s",
+            "build {:.1} s, initramfs {:.1} s, boot to marker {:.1} s (guest uptime {}), VM total {:.1} s",
             self.build.as_secs_f64(),
             self.initramfs.as_secs_f64(),
             self.boot_to_marker.as_secs_f64(),
+            self.guest_uptime_at_marker
+                .map_or("unknown".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
             self.vm_total.as_secs_f64()
         )
     }
@@ -495,6 +501,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
             tail: text,
         });
     };
+    timings.guest_uptime_at_marker = guest_uptime(&console_text);
     Ok(VmOutput {
         console: console_text,
         output,
@@ -507,6 +514,17 @@ fn target_dir_created() -> Result<PathBuf, VmError> {
     let dir = target_dir();
     fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
     Ok(dir)
+}
+
+/// The guest uptime the init script printed just before the begin marker.
+pub fn guest_uptime(console: &str) -> Option<Duration> {
+    let secs: f64 = console
+        .lines()
+        .find_map(|l| l.strip_prefix(UPTIME))?
+        .trim()
+        .parse()
+        .ok()?;
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Finds the command's output and exit code between the markers of a console log.
@@ -589,6 +607,11 @@ mod tests {
             "[    1.0] boot\nLAPTEROP-VM-BEGIN\nhello\nworld\nLAPTEROP-VM-END rc=3\n[ 2.0] reboot: Power down\n";
         assert_eq!(parse_console(console), Some(("hello\nworld\n".to_owned(), 3)));
         assert_eq!(parse_console("LAPTEROP-VM-BEGIN\nhalf"), None);
+        assert_eq!(
+            guest_uptime("x\nLAPTEROP-VM-UPTIME 6.84\nLAPTEROP-VM-BEGIN\n"),
+            Some(Duration::from_millis(6840))
+        );
+        assert_eq!(guest_uptime("LAPTEROP-VM-UPTIME soon\n"), None);
         // The init script's own text mentions the marker names; only whole lines count.
         assert_eq!(parse_console("echo LAPTEROP-VM-BEGIN;\n"), None);
     }

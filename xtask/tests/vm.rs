@@ -89,4 +89,8 @@ exit 7
     );
     assert!(has("AGENT-RC 0"));
     assert!(!out.timings.boot_to_marker.is_zero() && out.timings.boot_to_marker <= out.timings.vm_total);
+    assert!(
+        out.timings.guest_uptime_at_marker.is_some(),
+        "the init script prints the guest uptime before the marker"
+    );
 }
