@@ -261,6 +261,7 @@ pub fn build_static_agent() -> Result<PathBuf, VmError> {
         .args([
             "build",
             "--release",
+            "--locked",
             "-q",
             "-p",
             "lapterop-agent",

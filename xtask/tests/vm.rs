@@ -1,6 +1,7 @@
 //! Boots the pinned Debian kernel with the test initramfs under QEMU (TCG), once, with a virtio disk,
-//! a 4Kn NVMe disk, an AHCI disk, an SMBIOS serial and an e1000e NIC, and checks from the guest's
-//! own output that each is seen and that the static agent runs there.
+//! a 4Kn NVMe disk, an AHCI disk, an SMBIOS serial and an e1000e NIC with a guestfwd to a loopback
+//! server, and checks from the guest's own output that each is seen and that the static agent runs
+//! there.
 //!
 //! Needs qemu-system-x86, kmod, dpkg and apt with Debian reachable (CI installs them through
 //! scripts/apt-packages.txt). When they are missing the test fails under
@@ -9,6 +10,8 @@
 // Test helpers outside #[test] functions may panic on any failure, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use xtask::vm::{self, VmSpec};
@@ -34,8 +37,32 @@ echo "NET $(ls /sys/class/net | tr '\n' ' ')"
 echo "DRIVER-eth0 $(basename $(readlink /sys/class/net/eth0/device/driver))"
 /bin/lapterop-agent version
 echo "AGENT-RC $?"
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+i=0
+while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+# QEMU does not pass the host's close back through guestfwd, so wait for the reply, then stop nc.
+echo ping-from-guest > /tmp/ping
+nc 10.0.2.100 80 < /tmp/ping > /tmp/fwd &
+nc_pid=$!
+i=0
+while ! grep -q . /tmp/fwd && [ "$i" -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+kill "$nc_pid"
+echo "FWD $(cat /tmp/fwd)"
 exit 7
 "#;
+    // A loopback server the guest reaches through guestfwd (QEMU connects to it when it starts).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(170))).unwrap();
+        let mut line = String::new();
+        BufReader::new(conn.try_clone().unwrap()).read_line(&mut line).unwrap();
+        conn.write_all(b"pong-from-host\n").unwrap();
+        line
+    });
     let spec = VmSpec {
         disks: ["virtio:64M", "nvme:64M:4096", "ahci:64M"]
             .iter()
@@ -43,6 +70,7 @@ exit 7
             .collect(),
         smbios: vec![format!("type=1,serial={SERIAL}")],
         nic: Some("e1000e".to_owned()),
+        guestfwd: vec![format!("tcp:10.0.2.100:80-tcp:127.0.0.1:{port}")],
         command: command.to_owned(),
         timeout: Duration::from_secs(180),
         ..VmSpec::default()
@@ -88,6 +116,9 @@ exit 7
         out.output
     );
     assert!(has("AGENT-RC 0"));
+    // restrict=on user networking still carries guestfwd traffic to the loopback server, both ways.
+    assert!(has("FWD pong-from-host"), "guestfwd:\n{}", out.output);
+    assert_eq!(server.join().unwrap(), "ping-from-guest\n");
     assert!(!out.timings.boot_to_marker.is_zero() && out.timings.boot_to_marker <= out.timings.vm_total);
     assert!(
         out.timings.guest_uptime_at_marker.is_some(),
