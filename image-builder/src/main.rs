@@ -128,8 +128,13 @@ fn main() -> anyhow::Result<()> {
                 extra: Vec::new(),
                 zstd_level,
             };
-            let stage = cache.dir().join("stage-initramfs");
-            let built = build_initramfs(&spec, &stage, &out, initramfs::source_date_epoch()?)?;
+            let mut stage_name = out.file_name().unwrap_or_default().to_os_string();
+            stage_name.push(".stage");
+            let stage = out.with_file_name(stage_name);
+            let built = build_initramfs(&spec, &stage, &out, initramfs::source_date_epoch()?);
+            // The staged modules are only an intermediate; remove them whether the build worked or not.
+            let _ = std::fs::remove_dir_all(&stage);
+            let built = built?;
             println!(
                 "wrote {} ({} entries, {} modules loaded at boot, kernel {})",
                 out.display(),

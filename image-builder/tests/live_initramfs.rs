@@ -209,3 +209,49 @@ fn live_initramfs_from_pinned_packages_is_reproducible_and_readable_by_cpio() {
         .unwrap();
     assert!(nvme.contains("nvme-core.ko"), "{nvme}");
 }
+
+#[test]
+fn the_binary_builds_the_same_initramfs_twice_with_source_date_epoch() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("agent");
+    std::fs::write(&agent, b"agent stand-in").unwrap();
+    let build = |name: &str| {
+        let out = dir.path().join(name);
+        let status = Command::new(env!("CARGO_BIN_EXE_lapterop-image-builder"))
+            .args(["initramfs", "--modules", "nvme,e1000e", "--zstd-level", "3", "--agent"])
+            .arg(&agent)
+            .arg("--out")
+            .arg(&out)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .status()
+            .unwrap();
+        assert!(status.success(), "lapterop-image-builder initramfs failed");
+        std::fs::read(out).unwrap()
+    };
+    let (first, second) = (build("one.img"), build("two.img"));
+    assert!(
+        first == second,
+        "two runs of the binary with the same SOURCE_DATE_EPOCH differ"
+    );
+    assert!(
+        !dir.path().join("one.img.stage").exists(),
+        "the staging directory is left behind"
+    );
+
+    let mut archive = Vec::new();
+    zstd::stream::read::Decoder::new(first.as_slice())
+        .unwrap()
+        .read_to_end(&mut archive)
+        .unwrap();
+    let reader = cpio::newc::Reader::new(archive.as_slice()).unwrap();
+    assert_eq!(reader.entry().mtime(), 1_700_000_000, "mtime is SOURCE_DATE_EPOCH");
+    let names = cpio_list(&archive, false);
+    assert!(
+        names.contains("/kernel/drivers/nvme/host/nvme.ko\n") && names.contains("/e1000e.ko\n"),
+        "{names}"
+    );
+    assert!(!names.contains("/ahci.ko"), "only the requested modules");
+}
