@@ -115,9 +115,8 @@ fn real_main() -> Result<ExitCode, vm::VmError> {
         Cmd::VmBench { vm: args } => {
             let mut with_agent = args.spec("/bin/lapterop-agent version".to_owned());
             let agent = match &with_agent.agent {
-                Agent::Build => vm::build_static_agent()?,
                 Agent::Path(p) => p.clone(),
-                Agent::None => unreachable!("the spec always has an agent here"),
+                Agent::Build | Agent::None => vm::build_static_agent()?,
             };
             with_agent.agent = Agent::Path(agent);
             let bare = VmSpec {

@@ -365,6 +365,19 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
     Ok(args)
 }
 
+/// Ends QEMU when the harness stops waiting for it, whatever the reason (timeout, error, panic):
+/// our own child, ended through its handle (its PID), never by name.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -427,6 +440,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
         disk_files.push(path);
     }
     let console = work.path().join("console.log");
+    let qemu_log = work.path().join("qemu-stderr.log");
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
         "-machine",
@@ -456,27 +470,29 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
     .args(["-append", "console=ttyS0,115200 panic=-1 quiet rdinit=/init"])
     .args(qemu_disk_and_device_args(spec, &disk_files)?)
     .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(
+        fs::File::create(&qemu_log).map_err(io_err("creating", &qemu_log))?,
+    ));
     let vm_start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| VmError::QemuMissing("qemu-system-x86_64".to_owned(), e))?;
+    let mut child = KillOnDrop(
+        cmd.spawn()
+            .map_err(|e| VmError::QemuMissing("qemu-system-x86_64".to_owned(), e))?,
+    );
     let read_console = || fs::read_to_string(&console).unwrap_or_default().replace('\r', "");
     let status = loop {
         if timings.boot_to_marker.is_zero() && read_console().contains(BEGIN) {
             timings.boot_to_marker = vm_start.elapsed();
         }
         if let Some(status) = child
+            .0
             .try_wait()
             .map_err(io_err("waiting for", Path::new("qemu-system-x86_64")))?
         {
             break status;
         }
         if vm_start.elapsed() > spec.timeout {
-            // Our own child, ended by its handle (its PID), never by name.
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(child);
             return Err(VmError::Timeout {
                 timeout: spec.timeout,
                 tail: tail(&read_console(), 30),
@@ -486,10 +502,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
     };
     timings.vm_total = vm_start.elapsed();
     let console_text = read_console();
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = io::Read::read_to_string(&mut e, &mut stderr);
-    }
+    let stderr = fs::read_to_string(&qemu_log).unwrap_or_default();
     let parsed = parse_console(&console_text);
     let Some((output, exit_code)) = parsed else {
         let mut text = tail(&console_text, 30);
