@@ -1,0 +1,569 @@
+//! Pinned Debian packages: the lock list, the download cache, and extraction.
+//!
+//! The live image is made of Debian's own binaries (the signed kernel and its modules, busybox-static,
+//! later shim and GRUB). Which exact `.deb` files go in is decided by a committed lock list,
+//! `image-builder/debian.lock`, one package per line:
+//!
+//! ```text
+//! # role    package                      version      arch   suite              sha256
+//! kernel    linux-image-6.1.0-56-amd64   6.1.192-2    amd64  bookworm-security  0f3c…
+//! busybox   busybox-static               1:1.35.0-4…  amd64  bookworm           3d3f…
+//! ```
+//!
+//! The *role* is how the builder finds a package (the kernel package's name changes with each ABI
+//! bump). Packages are fetched with `apt-get download PACKAGE=VERSION` (the host's apt sources and
+//! keys, no root needed), kept in a cache directory, and every file is checked against the pinned
+//! sha256 before use, whether it was just downloaded or already cached. Extraction uses
+//! `dpkg-deb -x` into a cache directory named after the sha256, so a package is unpacked once.
+//!
+//! Debian removes superseded versions from its mirrors (security updates replace kernels); a
+//! pinned version that apt no longer offers is a [`DebianError::NotDownloadable`] that says to run
+//! `lapterop-image-builder lock refresh`, which rewrites the lock from what apt offers now
+//! ([`refresh`]).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// The packages a lock list pins, as (role, apt package to resolve). A root ending in a metapackage
+/// (`linux-image-amd64`) is resolved to the versioned package it depends on.
+pub const ROOTS: &[(&str, &str)] = &[("kernel", "linux-image-amd64"), ("busybox", "busybox-static")];
+
+/// The architecture every pinned package is for.
+pub const ARCH: &str = "amd64";
+
+/// Errors of the Debian package layer. Each message says what failed and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DebianError {
+    /// The lock file could not be read or written.
+    #[error("reading or writing the lock list {path}: {source}")]
+    LockIo { path: PathBuf, source: io::Error },
+    /// A line of the lock file is malformed.
+    #[error("{path} line {line}: {reason}; fix the line or run `lapterop-image-builder lock refresh`")]
+    LockSyntax { path: PathBuf, line: usize, reason: String },
+    /// The lock has no package for a role the builder needs.
+    #[error("the lock list has no `{0}` package; run `lapterop-image-builder lock refresh`")]
+    MissingRole(String),
+    /// A tool (apt-get, apt-cache, dpkg-deb) could not be started.
+    #[error("running {tool}: {source}; install it (Debian package {package})")]
+    ToolMissing {
+        tool: String,
+        package: &'static str,
+        source: io::Error,
+    },
+    /// apt no longer offers the pinned version.
+    #[error(
+        "Debian no longer offers {package}={version} ({suite}): apt said `{apt}`; run `apt-get update`, then \
+         `lapterop-image-builder lock refresh` to pin what is available now, and commit image-builder/debian.lock"
+    )]
+    NotDownloadable {
+        package: String,
+        version: String,
+        suite: String,
+        apt: String,
+    },
+    /// The downloaded or cached file does not match the lock.
+    #[error("{path} has sha256 {actual} but the lock pins {expected}; delete the file and retry (a mirror or cache served other bytes)")]
+    HashMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    /// Another command failed.
+    #[error("{what} failed: {detail}")]
+    Command { what: String, detail: String },
+    /// Cache I/O failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// apt's answer could not be understood while refreshing.
+    #[error("refreshing the lock: {0}")]
+    Refresh(String),
+}
+
+type Result<T> = std::result::Result<T, DebianError>;
+
+/// One pinned package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockEntry {
+    /// What the builder uses it for (`kernel`, `busybox`, ...).
+    pub role: String,
+    /// Debian binary package name.
+    pub package: String,
+    /// Exact Debian version, with epoch if any.
+    pub version: String,
+    /// Debian architecture.
+    pub arch: String,
+    /// The suite apt offered it from when it was pinned (informative: where to look for it).
+    pub suite: String,
+    /// Lower-case hex sha256 of the `.deb`.
+    pub sha256: String,
+}
+
+impl LockEntry {
+    /// The file name `apt-get download` gives this package (`:` in the version becomes `%3a`).
+    pub fn deb_file_name(&self) -> String {
+        format!(
+            "{}_{}_{}.deb",
+            self.package,
+            self.version.replace(':', "%3a"),
+            self.arch
+        )
+    }
+}
+
+/// A parsed lock list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lock {
+    /// Pinned packages in file order.
+    pub entries: Vec<LockEntry>,
+}
+
+const LOCK_HEADER: &str = "\
+# Debian packages the live image is built from, pinned by lapterop-image-builder.
+# Regenerate with `lapterop-image-builder lock refresh` (after `apt-get update`) and commit the result.
+# role      package                         version                 arch   suite                sha256
+";
+
+impl Lock {
+    /// Parses the text of a lock file; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Lock> {
+        let mut entries = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let syntax = |reason: String| DebianError::LockSyntax {
+                path: path.to_owned(),
+                line: index + 1,
+                reason,
+            };
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [role, package, version, arch, suite, sha256] = fields[..] else {
+                return Err(syntax(format!(
+                    "expected 6 fields (role package version arch suite sha256), found {}",
+                    fields.len()
+                )));
+            };
+            if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                return Err(syntax(format!("`{sha256}` is not a lower-case hex sha256")));
+            }
+            if entries.iter().any(|e: &LockEntry| e.role == role) {
+                return Err(syntax(format!("role `{role}` appears twice")));
+            }
+            entries.push(LockEntry {
+                role: role.to_owned(),
+                package: package.to_owned(),
+                version: version.to_owned(),
+                arch: arch.to_owned(),
+                suite: suite.to_owned(),
+                sha256: sha256.to_owned(),
+            });
+        }
+        Ok(Lock { entries })
+    }
+
+    /// Reads and parses a lock file.
+    pub fn read(path: &Path) -> Result<Lock> {
+        let text = fs::read_to_string(path).map_err(|source| DebianError::LockIo {
+            path: path.to_owned(),
+            source,
+        })?;
+        Lock::parse(&text, path)
+    }
+
+    /// The text of the lock file, aligned in columns.
+    pub fn render(&self) -> String {
+        let mut out = String::from(LOCK_HEADER);
+        for e in &self.entries {
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                out,
+                "{:<11} {:<31} {:<23} {:<6} {:<20} {}",
+                e.role, e.package, e.version, e.arch, e.suite, e.sha256
+            );
+        }
+        out
+    }
+
+    /// Writes the lock file atomically (temporary file, then rename).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("lock.tmp");
+        let io = |source| DebianError::LockIo {
+            path: path.to_owned(),
+            source,
+        };
+        fs::write(&tmp, self.render()).map_err(io)?;
+        fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// The entry for a role.
+    pub fn get(&self, role: &str) -> Result<&LockEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.role == role)
+            .ok_or_else(|| DebianError::MissingRole(role.to_owned()))
+    }
+}
+
+/// The committed lock list of this source tree.
+pub fn default_lock_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("debian.lock")
+}
+
+/// Where downloads and extracted trees are kept: `$LAPTEROP_CACHE`, else `target/debian-cache` of
+/// this workspace.
+pub fn default_cache_dir() -> PathBuf {
+    match std::env::var_os("LAPTEROP_CACHE") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            crate_dir
+                .parent()
+                .unwrap_or(crate_dir)
+                .join("target")
+                .join("debian-cache")
+        }
+    }
+}
+
+/// The download and extraction cache.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    /// A cache rooted at `dir` (created on first use).
+    pub fn new(dir: impl Into<PathBuf>) -> Cache {
+        Cache { dir: dir.into() }
+    }
+
+    /// The cache's root directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns the path of the verified `.deb` for `entry`, downloading it with apt if it is not
+    /// cached. A cached file is re-hashed every time: the lock, not the cache, is trusted.
+    pub fn fetch(&self, entry: &LockEntry) -> Result<PathBuf> {
+        let debs = self.dir.join("debs");
+        fs::create_dir_all(&debs).map_err(|source| DebianError::Io {
+            what: "creating",
+            path: debs.clone(),
+            source,
+        })?;
+        let path = debs.join(entry.deb_file_name());
+        if !path.exists() {
+            download(entry, &debs)?;
+        }
+        let actual = sha256_file(&path)?;
+        if actual != entry.sha256 {
+            return Err(DebianError::HashMismatch {
+                path,
+                expected: entry.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(path)
+    }
+
+    /// Fetches `entry` and returns the directory it is unpacked in (`dpkg-deb -x`), unpacking it once
+    /// per sha256. The directory is complete when returned: an interrupted unpack is redone.
+    pub fn extract(&self, entry: &LockEntry) -> Result<PathBuf> {
+        let deb = self.fetch(entry)?;
+        let root = self
+            .dir
+            .join("unpacked")
+            .join(format!("{}-{}", entry.package, &entry.sha256[..16]));
+        let stamp = root.join(".lapterop-unpacked");
+        if stamp.exists() {
+            return Ok(root);
+        }
+        // Unpack beside the final place and rename, so a concurrent or interrupted run never sees
+        // a half-unpacked tree.
+        let tmp = self
+            .dir
+            .join("unpacked")
+            .join(format!(".tmp-{}-{}", std::process::id(), &entry.sha256[..16]));
+        for dir in [&tmp, &root] {
+            if dir.exists() {
+                fs::remove_dir_all(dir).map_err(|source| DebianError::Io {
+                    what: "removing",
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+        }
+        fs::create_dir_all(&tmp).map_err(|source| DebianError::Io {
+            what: "creating",
+            path: tmp.clone(),
+            source,
+        })?;
+        let output = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&tmp)
+            .output()
+            .map_err(|source| DebianError::ToolMissing {
+                tool: "dpkg-deb".into(),
+                package: "dpkg",
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(DebianError::Command {
+                what: format!("unpacking {}", deb.display()),
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        let tmp_stamp = tmp.join(".lapterop-unpacked");
+        fs::write(&tmp_stamp, &entry.sha256).map_err(|source| DebianError::Io {
+            what: "writing",
+            path: tmp_stamp,
+            source,
+        })?;
+        if let Err(source) = fs::rename(&tmp, &root) {
+            // Another process finished first: use its tree.
+            let _ = fs::remove_dir_all(&tmp);
+            if !stamp.exists() {
+                return Err(DebianError::Io {
+                    what: "renaming into",
+                    path: root,
+                    source,
+                });
+            }
+        }
+        Ok(root)
+    }
+}
+
+/// Lower-case hex sha256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let io = |source| DebianError::Io {
+        what: "hashing",
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn download(entry: &LockEntry, dir: &Path) -> Result<()> {
+    let spec = format!("{}:{}={}", entry.package, entry.arch, entry.version);
+    let output = Command::new("apt-get")
+        .args(["download", "-q", &spec])
+        .current_dir(dir)
+        .output()
+        .map_err(|source| DebianError::ToolMissing {
+            tool: "apt-get".into(),
+            package: "apt",
+            source,
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() && dir.join(entry.deb_file_name()).exists() {
+        return Ok(());
+    }
+    let apt = stderr
+        .lines()
+        .find(|l| l.starts_with("E:"))
+        .unwrap_or(stderr.trim())
+        .trim()
+        .to_owned();
+    // apt says "Version '…' for '…' was not found" or "Unable to locate package" when its index
+    // lacks the pin; anything else (network, sources) is not a reason to re-pin.
+    if apt.contains("was not found") || apt.contains("Unable to locate") || apt.contains("Can't select") {
+        return Err(DebianError::NotDownloadable {
+            package: entry.package.clone(),
+            version: entry.version.clone(),
+            suite: entry.suite.clone(),
+            apt,
+        });
+    }
+    Err(DebianError::Command {
+        what: format!("apt-get download {spec} (check the network and the apt sources, then retry)"),
+        detail: apt,
+    })
+}
+
+fn apt_cache(args: &[&str]) -> Result<String> {
+    let output = Command::new("apt-cache")
+        .args(args)
+        .output()
+        .map_err(|source| DebianError::ToolMissing {
+            tool: "apt-cache".into(),
+            package: "apt",
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(DebianError::Command {
+            what: format!("apt-cache {}", args.join(" ")),
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// One stanza of `apt-cache show`: (field, value) pairs.
+fn stanza_field<'a>(stanza: &'a str, field: &str) -> Option<&'a str> {
+    stanza.lines().find_map(|l| {
+        l.strip_prefix(field)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+/// The versioned package a kernel metapackage depends on: from `Depends: linux-image-6.1.0-56-amd64
+/// (= 6.1.192-2)` it returns `linux-image-6.1.0-56-amd64`.
+pub fn metapackage_target(depends: &str) -> Option<&str> {
+    depends
+        .split(',')
+        .map(|d| d.split('|').next().unwrap_or("").trim())
+        .map(|d| d.split_whitespace().next().unwrap_or(""))
+        .find(|name| name.starts_with("linux-image-") && name.chars().any(|c| c.is_ascii_digit()))
+}
+
+/// The suite a version comes from, from `apt-cache madison` lines
+/// (` pkg | version | http://deb.debian.org/debian bookworm/main amd64 Packages`).
+pub fn madison_suite(madison: &str, version: &str) -> Option<String> {
+    madison.lines().find_map(|line| {
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cols.len() < 3 || cols[1] != version {
+            return None;
+        }
+        let dist = cols[2].split_whitespace().nth(1)?;
+        Some(dist.split('/').next().unwrap_or(dist).to_owned())
+    })
+}
+
+/// Builds a fresh lock from apt's current candidates for [`ROOTS`] (after the host's `apt-get
+/// update`): the candidate version, its suite, and the sha256 apt's index lists for it.
+pub fn refresh() -> Result<Lock> {
+    let mut entries = Vec::new();
+    for (role, root) in ROOTS {
+        let spec = format!("{root}:{ARCH}");
+        let show = apt_cache(&["show", "--no-all-versions", &spec])?;
+        let mut package = (*root).to_owned();
+        let mut stanza = show;
+        if let Some(target) = stanza_field(&stanza, "Depends").and_then(metapackage_target) {
+            package = target.to_owned();
+            stanza = apt_cache(&["show", "--no-all-versions", &format!("{package}:{ARCH}")])?;
+        }
+        let version = stanza_field(&stanza, "Version")
+            .ok_or_else(|| DebianError::Refresh(format!("apt-cache show {package} gave no Version")))?
+            .to_owned();
+        let sha256 = stanza_field(&stanza, "SHA256")
+            .ok_or_else(|| DebianError::Refresh(format!("apt-cache show {package} gave no SHA256")))?
+            .to_ascii_lowercase();
+        let madison = apt_cache(&["madison", &package])?;
+        let suite = madison_suite(&madison, &version)
+            .ok_or_else(|| DebianError::Refresh(format!("apt-cache madison {package} does not list {version}")))?;
+        entries.push(LockEntry {
+            role: (*role).to_owned(),
+            package,
+            version,
+            arch: ARCH.to_owned(),
+            suite,
+            sha256,
+        });
+    }
+    Ok(Lock { entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744";
+
+    #[test]
+    fn lock_round_trips_through_its_text() {
+        let lock = Lock {
+            entries: vec![LockEntry {
+                role: "busybox".into(),
+                package: "busybox-static".into(),
+                version: "1:1.35.0-4+deb12u1+b1".into(),
+                arch: "amd64".into(),
+                suite: "bookworm".into(),
+                sha256: SHA.into(),
+            }],
+        };
+        let parsed = Lock::parse(&lock.render(), Path::new("x.lock")).unwrap();
+        assert_eq!(parsed, lock);
+        assert_eq!(
+            parsed.get("busybox").unwrap().deb_file_name(),
+            "busybox-static_1%3a1.35.0-4+deb12u1+b1_amd64.deb"
+        );
+        assert!(matches!(parsed.get("kernel"), Err(DebianError::MissingRole(_))));
+    }
+
+    #[test]
+    fn lock_rejects_bad_lines_with_their_number() {
+        let bad = format!("# c\nkernel linux 1 amd64 bookworm {}\n", &SHA[..63]);
+        let err = Lock::parse(&bad, Path::new("x.lock")).unwrap_err();
+        assert!(matches!(err, DebianError::LockSyntax { line: 2, .. }), "{err}");
+        let short = "kernel linux 1 amd64\n";
+        assert!(matches!(
+            Lock::parse(short, Path::new("x")),
+            Err(DebianError::LockSyntax { line: 1, .. })
+        ));
+        let twice = format!("a p 1 amd64 s {SHA}\na q 1 amd64 s {SHA}\n");
+        assert!(matches!(
+            Lock::parse(&twice, Path::new("x")),
+            Err(DebianError::LockSyntax { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn metapackage_and_madison_parsing() {
+        assert_eq!(
+            metapackage_target("linux-image-6.1.0-56-amd64 (= 6.1.192-2)"),
+            Some("linux-image-6.1.0-56-amd64")
+        );
+        assert_eq!(metapackage_target("libc6 (>= 2.34)"), None);
+        let madison = " busybox-static | 1:1.35.0-4+deb12u1+b1 | http://deb.debian.org/debian bookworm/main amd64 Packages\n\
+                       linux-image-6.1.0-56-amd64 | 6.1.192-2 | http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n";
+        assert_eq!(
+            madison_suite(madison, "6.1.192-2").as_deref(),
+            Some("bookworm-security")
+        );
+        assert_eq!(
+            madison_suite(madison, "1:1.35.0-4+deb12u1+b1").as_deref(),
+            Some("bookworm")
+        );
+        assert_eq!(madison_suite(madison, "9"), None);
+    }
+
+    #[test]
+    fn cached_file_with_wrong_bytes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = LockEntry {
+            role: "busybox".into(),
+            package: "busybox-static".into(),
+            version: "1:1".into(),
+            arch: "amd64".into(),
+            suite: "bookworm".into(),
+            sha256: SHA.into(),
+        };
+        fs::create_dir_all(dir.path().join("debs")).unwrap();
+        fs::write(dir.path().join("debs").join(entry.deb_file_name()), b"not the package").unwrap();
+        let err = Cache::new(dir.path()).fetch(&entry).unwrap_err();
+        assert!(matches!(err, DebianError::HashMismatch { .. }), "{err}");
+    }
+}

@@ -1,0 +1,154 @@
+//! Lapterop image builder library: everything the live USB image is made from.
+//!
+//! - [`debian`]: the pinned Debian packages (lock list, verified download cache, extraction);
+//! - [`kmod`]: the kernel module set (closure over `modules.dep`, staging, depmod);
+//! - [`initramfs`]: a deterministic, compressed cpio `newc` writer;
+//! - [`build_initramfs`]: puts them together into the live initramfs (busybox, modules, agent,
+//!   `/init`).
+//!
+//! The GRUB/shim stick image builds on these (issue 8); `xtask` uses them to boot test VMs.
+
+pub mod debian;
+pub mod initramfs;
+pub mod kmod;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use initramfs::{Initramfs, Node};
+use kmod::KernelTree;
+
+/// The busybox `/init` used when no other is given: mounts the pseudo-filesystems, loads the staged
+/// modules, and starts a shell on the console. (The agent replaces it as PID 1 later.)
+pub const DEFAULT_INIT: &str = include_str!("init.sh");
+
+/// Errors of [`build_initramfs`].
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Fetching or unpacking a Debian package failed.
+    #[error(transparent)]
+    Debian(#[from] debian::DebianError),
+    /// Choosing or staging modules failed.
+    #[error(transparent)]
+    Kmod(#[from] kmod::KmodError),
+    /// Writing the archive failed.
+    #[error(transparent)]
+    Initramfs(#[from] initramfs::InitramfsError),
+    /// busybox could not list its applets.
+    #[error("running {0} --list-full: {1}")]
+    Busybox(PathBuf, String),
+}
+
+/// What goes into a live initramfs.
+#[derive(Debug, Clone)]
+pub struct InitramfsSpec {
+    /// The unpacked kernel package.
+    pub kernel: KernelTree,
+    /// The unpacked busybox-static package (holds `bin/busybox`).
+    pub busybox_root: PathBuf,
+    /// Module names or set names ([`kmod::SETS`]).
+    pub modules: Vec<String>,
+    /// The static agent, installed as `/bin/lapterop-agent` when given.
+    pub agent: Option<PathBuf>,
+    /// The `/init` script or program.
+    pub init: Vec<u8>,
+    /// Further files: (archive path, permission bits, bytes).
+    pub extra: Vec<(String, u32, Vec<u8>)>,
+    /// zstd level (19 for release images; lower is faster to build and as fast to boot).
+    pub zstd_level: i32,
+}
+
+/// Unpacked inputs of a live image: the kernel tree and busybox, from the lock list.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The unpacked kernel package, with modules.dep.
+    pub kernel: KernelTree,
+    /// The unpacked busybox-static package.
+    pub busybox_root: PathBuf,
+}
+
+/// Fetches, verifies and unpacks the kernel and busybox packages pinned in `lock`.
+pub fn fetch_inputs(lock: &debian::Lock, cache: &debian::Cache) -> Result<Inputs, BuildError> {
+    let kernel = KernelTree::open(&cache.extract(lock.get("kernel")?)?)?;
+    let busybox_root = cache.extract(lock.get("busybox")?)?;
+    Ok(Inputs { kernel, busybox_root })
+}
+
+/// The summary of a built initramfs.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// Modules named in `etc/lapterop/modules` (what `/init` loads), in order.
+    pub modules: Vec<String>,
+    /// Number of archive entries.
+    pub entries: usize,
+}
+
+/// Assembles the live initramfs in `stage_dir` (emptied first) and writes it, zstd-compressed, to
+/// `out`, with every mtime set to `mtime`.
+///
+/// Layout: `bin/busybox` with a symlink per applet, `lib/modules/KVER` (closure + depmod output),
+/// `etc/lapterop/modules` (modules `/init` loads), `bin/lapterop-agent`, `/init`, `dev/console`, and
+/// empty `proc`, `sys`, `dev`, `run`, `tmp`, `mnt`.
+pub fn build_initramfs(spec: &InitramfsSpec, stage_dir: &Path, out: &Path, mtime: u32) -> Result<Built, BuildError> {
+    let io = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| BuildError::Initramfs(initramfs::InitramfsError::Io { what, path, source })
+    };
+    if stage_dir.exists() {
+        std::fs::remove_dir_all(stage_dir).map_err(io("removing", stage_dir))?;
+    }
+    std::fs::create_dir_all(stage_dir).map_err(io("creating", stage_dir))?;
+    let names: BTreeSet<String> = kmod::expand_request(&spec.modules);
+    let modules = spec.kernel.stage(&names, stage_dir)?;
+
+    let mut fs = Initramfs::new();
+    for dir in ["proc", "sys", "dev", "run", "tmp", "mnt", "root", "etc"] {
+        fs.dir(dir)?;
+    }
+    fs.add("dev/console", 0o600, Node::CharDevice(5, 1))?;
+    fs.add("dev/null", 0o666, Node::CharDevice(1, 3))?;
+    let busybox = spec.busybox_root.join("bin/busybox");
+    fs.file("bin/busybox", &busybox)?;
+    for applet in busybox_applets(&busybox)? {
+        // `linuxrc` is busybox's own init at the root; ours is `/init`.
+        if applet != "bin/busybox" && applet.contains('/') {
+            let depth = applet.matches('/').count();
+            fs.symlink(&applet, &format!("{}bin/busybox", "../".repeat(depth)))?;
+        }
+    }
+    fs.tree("lib/modules", &stage_dir.join("lib/modules"))?;
+    let mut list = modules.join("\n");
+    list.push('\n');
+    fs.bytes("etc/lapterop/modules", 0o644, list)?;
+    if let Some(agent) = &spec.agent {
+        fs.file("bin/lapterop-agent", agent)?;
+    }
+    fs.bytes("init", 0o755, spec.init.clone())?;
+    for (path, perm, data) in &spec.extra {
+        fs.bytes(path, *perm, data.clone())?;
+    }
+    let entries = fs.paths().count();
+    fs.write_zstd(out, mtime, spec.zstd_level)?;
+    Ok(Built { modules, entries })
+}
+
+/// The applet paths busybox installs itself under (`bin/sh`, `sbin/modprobe`, ...), sorted.
+fn busybox_applets(busybox: &Path) -> Result<Vec<String>, BuildError> {
+    let output = Command::new(busybox)
+        .arg("--list-full")
+        .output()
+        .map_err(|e| BuildError::Busybox(busybox.to_owned(), e.to_string()))?;
+    if !output.status.success() {
+        let detail = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        return Err(BuildError::Busybox(busybox.to_owned(), detail));
+    }
+    let mut applets: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| l.trim().trim_start_matches('/').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    applets.sort();
+    applets.dedup();
+    Ok(applets)
+}

@@ -1,0 +1,36 @@
+//! Lapterop developer tasks. The one place for the VM harness: [`vm`] boots the live kernel with a
+//! test initramfs in QEMU and runs commands in the guest, for `cargo xtask vm-run` and for other
+//! crates' integration tests.
+
+pub mod vm;
+
+/// Whether tests that need QEMU, root or network to Debian must run (CI sets
+/// `LAPTEROP_REQUIRE_ROOT_TESTS=1`): then a missing prerequisite fails the test instead of skipping.
+pub fn require_vm_tests() -> bool {
+    std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1")
+}
+
+/// The host tools the VM harness needs that are missing (empty when it can run).
+pub fn missing_vm_tools() -> Vec<&'static str> {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+    };
+    let mut missing = Vec::new();
+    for (tool, package) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("apt-get", "apt"),
+        ("dpkg-deb", "dpkg"),
+    ] {
+        if !on_path(tool) {
+            missing.push(package);
+        }
+    }
+    if !["/usr/sbin/depmod", "/sbin/depmod"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
+        && !on_path("depmod")
+    {
+        missing.push("kmod");
+    }
+    missing
+}

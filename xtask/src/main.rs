@@ -1,0 +1,161 @@
+//! `cargo xtask`: Lapterop developer tasks.
+//!
+//! - `vm-run [--disk BUS:SIZE[:SECTOR]]... [--smbios ...]... [--nic MODEL] [--guestfwd RULE]... -- COMMAND...`
+//!   boots the live kernel with a test initramfs under QEMU (TCG) and runs COMMAND in the guest;
+//!   exits with the guest command's exit code (or 1 when the VM itself failed).
+//! - `vm-bench`: boots the same kernel and modules twice, with the agent and as a bare busybox
+//!   initramfs, and prints both boot-to-marker times (for docs/benchmarks.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use xtask::vm::{self, Agent, DiskSpec, VmSpec};
+
+/// Lapterop developer tasks.
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Boot the live kernel and a test initramfs in QEMU and run a shell command in the guest.
+    VmRun {
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Print the whole serial console (kernel messages included) instead of the command's output.
+        #[arg(long)]
+        console: bool,
+        /// The command (run by busybox sh in the guest; the static agent is /bin/lapterop-agent).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Measure boot-to-marker with the agent against a bare busybox initramfs (same kernel, modules).
+    VmBench {
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct VmArgs {
+    /// A disk: BUS:SIZE[:SECTOR] with BUS virtio, nvme or ahci, e.g. nvme:64M:4096.
+    #[arg(long)]
+    disk: Vec<DiskSpec>,
+    /// An -smbios value, e.g. "type=1,serial=XYZ".
+    #[arg(long)]
+    smbios: Vec<String>,
+    /// NIC model on restricted user networking ("none" for no NIC).
+    #[arg(long, default_value = "e1000e")]
+    nic: String,
+    /// A guestfwd rule to a loopback port, e.g. tcp:10.0.2.100:80-tcp:127.0.0.1:8080.
+    #[arg(long)]
+    guestfwd: Vec<String>,
+    /// Use this static agent instead of building one.
+    #[arg(long)]
+    agent: Option<PathBuf>,
+    /// Modules or module sets (storage, nic, fs) to ship and load.
+    #[arg(long, value_delimiter = ',')]
+    modules: Vec<String>,
+    /// Hard timeout in seconds from QEMU start.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+}
+
+impl VmArgs {
+    fn spec(&self, command: String) -> VmSpec {
+        let mut spec = VmSpec {
+            disks: self.disk.clone(),
+            smbios: self.smbios.clone(),
+            nic: (self.nic != "none").then(|| self.nic.clone()),
+            guestfwd: self.guestfwd.clone(),
+            command,
+            timeout: Duration::from_secs(self.timeout),
+            memory_mib: self.memory,
+            ..VmSpec::default()
+        };
+        if let Some(agent) = &self.agent {
+            spec.agent = Agent::Path(agent.clone());
+        }
+        if !self.modules.is_empty() {
+            spec.modules = self.modules.clone();
+        }
+        spec
+    }
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<ExitCode, vm::VmError> {
+    match Cli::parse().command {
+        Cmd::VmRun {
+            vm: args,
+            console,
+            command,
+        } => {
+            let out = vm::run(&args.spec(command.join(" ")))?;
+            print!("{}", if console { &out.console } else { &out.output });
+            eprintln!("vm-run: exit code {}; {}", out.exit_code, out.timings);
+            Ok(ExitCode::from(u8::try_from(out.exit_code).unwrap_or(1)))
+        }
+        Cmd::VmBench { vm: args } => {
+            let mut with_agent = args.spec("/bin/lapterop-agent version".to_owned());
+            let agent = match &with_agent.agent {
+                Agent::Path(p) => p.clone(),
+                Agent::Build | Agent::None => vm::build_static_agent()?,
+            };
+            with_agent.agent = Agent::Path(agent);
+            let bare = VmSpec {
+                agent: Agent::None,
+                command: "true".to_owned(),
+                ..with_agent.clone()
+            };
+            // Alternate the two so a slow moment on the host does not favour one side.
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            println!("host load average at the start: {}", load.trim());
+            let mut rows = Vec::new();
+            for round in 1..=2 {
+                for (name, spec) in [("agent", &with_agent), ("bare busybox", &bare)] {
+                    let out = vm::run(spec)?;
+                    if out.exit_code != 0 {
+                        eprintln!(
+                            "vm-bench: {name} round {round} exited {}:\n{}",
+                            out.exit_code, out.output
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    println!("{name:<13} round {round}: {}", out.timings);
+                    let uptime = out.timings.guest_uptime_at_marker.map_or(f64::NAN, |d| d.as_secs_f64());
+                    rows.push((name, out.timings.boot_to_marker.as_secs_f64(), uptime));
+                }
+            }
+            for name in ["agent", "bare busybox"] {
+                let mine: Vec<&(&str, f64, f64)> = rows.iter().filter(|r| r.0 == name).collect();
+                let n = mine.len().max(1) as f64;
+                let wall = mine.iter().map(|r| r.1).sum::<f64>() / n;
+                let guest = mine.iter().map(|r| r.2).sum::<f64>() / n;
+                println!(
+                    "{name:<13} mean of {}: boot to marker {wall:.2} s, guest uptime at marker {guest:.2} s",
+                    mine.len()
+                );
+            }
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            println!("host load average at the end: {}", load.trim());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
