@@ -226,6 +226,236 @@ pub fn set_max_volatile(drive: &mut dyn AtaDrive, id: &Identify, sectors: u64) -
     }
 }
 
+/// Opens whatever firmware path a block device has: NVMe controller, or SG_IO for `sd*`.
+pub enum AnyDrive {
+    /// An NVMe namespace's controller and the namespace id.
+    Nvme(NvmeController, u32),
+    /// A SCSI/ATA disk.
+    Ata(SgDrive),
+}
+
+impl std::fmt::Debug for AnyDrive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Nvme(_, ns) => write!(f, "Nvme(nsid {ns})"),
+            Self::Ata(_) => write!(f, "Ata"),
+        }
+    }
+}
+
+/// Opens the firmware path of block device `name` (`nvme0n1`, `sda`); `None` for devices with none
+/// (virtio, loop, mmc).
+pub fn open_any(name: &str) -> io::Result<Option<AnyDrive>> {
+    if let Some(ns) = nsid_of(name) {
+        let (c, _) = NvmeController::open_for(Path::new("/sys"), Path::new("/dev"), name)?;
+        return Ok(Some(AnyDrive::Nvme(c, ns)));
+    }
+    if name.starts_with("sd") {
+        return Ok(Some(AnyDrive::Ata(SgDrive::open(&Path::new("/dev").join(name))?)));
+    }
+    Ok(None)
+}
+
+/// Everything the firmware layer can learn about one drive, as JSON (for `disks --json`, `probe`).
+pub fn probe_json(name: &str, rotational: bool, policy: &crate::firmware::Policy) -> serde_json::Value {
+    use crate::firmware::{plan, probe_ata, probe_nvme, Caps, Method};
+    use serde_json::json;
+    let drive = match open_any(name) {
+        Ok(Some(d)) => d,
+        Ok(None) => return json!({"device": name, "firmware": "none: this kind of device takes no firmware commands"}),
+        Err(e) => return json!({"device": name, "error": format!("opening the firmware path: {e}")}),
+    };
+    let (caps, extra) = match drive {
+        AnyDrive::Nvme(mut c, ns) => {
+            let caps = probe_nvme(&mut c, ns);
+            let health = match nvme_health(&mut c) {
+                Ok(h) => json!({
+                    "critical_warning": h.critical_warning, "temperature_kelvin": h.temperature_kelvin,
+                    "available_spare": h.available_spare, "percentage_used": h.percentage_used,
+                    "power_on_hours": h.power_on_hours, "power_cycles": h.power_cycles,
+                    "unsafe_shutdowns": h.unsafe_shutdowns, "media_errors": h.media_errors,
+                }),
+                Err(e) => json!({"error": e}),
+            };
+            (caps, json!({"health": health, "hidden_areas": "not-applicable"}))
+        }
+        AnyDrive::Ata(mut d) => {
+            let caps = probe_ata(&mut d);
+            let smart = match ata_smart(&mut d) {
+                Ok(attrs) => json!(attrs
+                    .iter()
+                    .map(|a| json!({"id": a.id, "value": a.value, "worst": a.worst, "raw": a.raw, "threshold": a.threshold}))
+                    .collect::<Vec<_>>()),
+                Err(e) => json!({"error": e}),
+            };
+            let hidden = match &caps {
+                Caps::Ata(id) => {
+                    let p = probe_hidden(&mut d, id);
+                    json!({"visible_sectors": p.visible_sectors, "native_sectors": p.native_sectors,
+                           "dco_sectors": p.dco_sectors, "hpa": p.hpa(), "dco": p.dco(), "notes": p.notes})
+                }
+                _ => json!("unavailable"),
+            };
+            (caps, json!({"smart": smart, "hidden_areas": hidden}))
+        }
+    };
+    let capabilities = match &caps {
+        Caps::Nvme {
+            controller: c,
+            namespace: n,
+            nsid,
+        } => json!({
+            "transport": "nvme", "model": c.model, "serial": c.serial, "firmware": c.firmware, "nsid": nsid,
+            "format": c.format_supported, "format_crypto": c.format_crypto,
+            "sanitize_crypto": c.sanitize_crypto, "sanitize_block": c.sanitize_block, "sanitize_overwrite": c.sanitize_overwrite,
+            "block_size": n.block_size(), "size_blocks": n.size_blocks,
+        }),
+        Caps::Ata(id) => json!({
+            "transport": "ata", "model": id.model, "serial": id.serial, "firmware": id.firmware,
+            "user_sectors": id.user_sectors, "sanitize": id.sanitize, "sanitize_crypto": id.sanitize_crypto,
+            "sanitize_block": id.sanitize_block, "sanitize_overwrite": id.sanitize_overwrite,
+            "security": {"supported": id.security.supported, "enabled": id.security.enabled, "locked": id.security.locked,
+                         "frozen": id.security.frozen, "enhanced_erase": id.security.enhanced_erase},
+            "hpa_supported": id.hpa_supported, "dco_supported": id.dco_supported, "rotation_rate": id.rotation_rate,
+        }),
+        Caps::Unavailable(why) => json!({"unavailable": why}),
+    };
+    let chosen = match plan(Method::Auto, &caps, rotational, policy) {
+        Ok(p) => json!({
+            "chosen": p.chosen.map(|k| format!("{k:?}")),
+            "considered": p.candidates.iter().map(|c| json!({"kind": format!("{:?}", c.kind), "capability": format!("{:?}", c.capability), "reason": c.reason})).collect::<Vec<_>>(),
+        }),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    json!({"device": name, "capabilities": capabilities, "details": extra, "plan": chosen})
+}
+
+/// Capacity of block device `name` from sysfs (`size` is in 512-byte units whatever the sector size).
+pub fn capacity_bytes(name: &str) -> io::Result<u64> {
+    let text = std::fs::read_to_string(Path::new("/sys/class/block").join(name).join("size"))?;
+    text.trim()
+        .parse::<u64>()
+        .map(|s| s * 512)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// True when `name` or one of its partitions is mounted or used as swap.
+pub fn in_use(name: &str) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    let dev = format!("/dev/{name}");
+    mounts
+        .lines()
+        .chain(swaps.lines())
+        .any(|l| l.split_whitespace().any(|w| w.starts_with(&dev)))
+}
+
+/// `lapterop-agent probe DEVICE`: what the drive's firmware says, as JSON.
+pub fn probe_command(device: &str) -> std::process::ExitCode {
+    let name = device.trim_start_matches("/dev/");
+    let rotational =
+        std::fs::read_to_string(format!("/sys/class/block/{name}/queue/rotational")).is_ok_and(|s| s.trim() == "1");
+    let v = probe_json(name, rotational, &crate::firmware::Policy::default());
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    if v.get("error").is_some() {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+/// `lapterop-agent firmware-erase DEVICE --method M --yes`: runs only the firmware purge step and prints
+/// it as JSON. A diagnostic for leads and tests: it issues no certificate and claims no erasure (use
+/// `wipe`, which follows the purge with an overwrite and read-back).
+pub fn firmware_erase_command(device: &str, method: crate::firmware::Method, yes: bool) -> std::process::ExitCode {
+    use crate::firmware::{
+        plan, probe_ata, probe_nvme, run_ata_sanitize, run_ata_security_erase, run_nvme, Caps, Policy, Sleep,
+    };
+    use lapterop_certificate::StepKind;
+    use std::process::ExitCode;
+    let name = device.trim_start_matches("/dev/");
+    if !yes {
+        eprintln!("lapterop-agent firmware-erase: this destroys all data on /dev/{name}; add --yes to go on");
+        return ExitCode::from(2);
+    }
+    if in_use(name) {
+        eprintln!(
+            "lapterop-agent firmware-erase: /dev/{name} or one of its partitions is mounted or in use as swap; refused"
+        );
+        return ExitCode::from(2);
+    }
+    let capacity = match capacity_bytes(name) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lapterop-agent firmware-erase: reading the size of {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let policy = Policy {
+        allow_security_erase: method == crate::firmware::Method::AtaSecurityErase,
+        ..Policy::default()
+    };
+    let rotational =
+        std::fs::read_to_string(format!("/sys/class/block/{name}/queue/rotational")).is_ok_and(|s| s.trim() == "1");
+    let mut progress = |p: Option<f64>| {
+        if let Some(p) = p {
+            eprintln!("progress {:.0} %", p * 100.0);
+        }
+    };
+    let step = match open_any(name) {
+        Ok(Some(AnyDrive::Nvme(mut c, ns))) => {
+            let caps = probe_nvme(&mut c, ns);
+            match plan(method, &caps, rotational, &policy) {
+                Ok(p) => match p.chosen {
+                    Some(kind) => run_nvme(&mut c, kind, &caps, capacity, &policy, &mut Sleep, &mut progress),
+                    None => {
+                        eprintln!("no firmware purge available on {name}: {:?}", p.skipped_steps());
+                        return ExitCode::from(1);
+                    }
+                },
+                Err(e) => {
+                    eprintln!("lapterop-agent firmware-erase: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        Ok(Some(AnyDrive::Ata(mut d))) => {
+            let caps = probe_ata(&mut d);
+            let chosen = match plan(method, &caps, rotational, &policy) {
+                Ok(p) => p.chosen,
+                Err(e) => {
+                    eprintln!("lapterop-agent firmware-erase: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match (chosen, &caps) {
+                (Some(k @ (StepKind::AtaSecurityErase | StepKind::AtaSecurityEraseEnhanced)), Caps::Ata(id)) => {
+                    run_ata_security_erase(&mut d, k, id, capacity)
+                }
+                (Some(k), _) => run_ata_sanitize(&mut d, k, capacity, &policy, &mut Sleep, &mut progress),
+                (None, _) => {
+                    eprintln!("no firmware purge available on {name}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        Ok(None) => {
+            eprintln!("lapterop-agent firmware-erase: {name} takes no firmware commands (virtio, loop, mmc)");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("lapterop-agent firmware-erase: opening {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&step).unwrap_or_default());
+    if step.outcome == lapterop_certificate::StepOutcome::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,7 @@ impl Waiter for Sleep {
 }
 
 /// Firmware method requested on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
     /// The strongest purge the drive really supports, then overwrite and verify.
     Auto,

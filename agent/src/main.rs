@@ -17,6 +17,24 @@ struct Cli {
 enum Command {
     /// Print the agent version.
     Version,
+    /// Show what a drive's firmware reports: capabilities, security state, hidden areas, health, and
+    /// the purge `--method auto` would choose (JSON).
+    Probe {
+        /// The disk, e.g. /dev/nvme0n1 or /dev/sda.
+        device: String,
+    },
+    /// Diagnostic: run only the firmware purge on one disk and print the step as JSON. Issues no
+    /// certificate and claims no erasure; `wipe` is the command that erases.
+    FirmwareErase {
+        /// The disk.
+        device: String,
+        /// The purge to run (auto: the strongest the drive supports).
+        #[arg(long, value_enum, default_value = "auto")]
+        method: lapterop_agent::firmware::Method,
+        /// Do not ask; this destroys all data on the disk.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run as PID 1 of the live image: mount, coldplug, network, find the stick, run the flow.
     Init {
         /// Run even when not PID 1 (inside a VM's shell, for tests).
@@ -59,6 +77,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Probe { device } => lapterop_agent::drive::probe_command(&device),
+        Command::FirmwareErase { device, method, yes } => {
+            lapterop_agent::drive::firmware_erase_command(&device, method, yes)
+        }
         Command::Audit(args) => lapterop_agent::audit::cli(&args),
     }
 }

@@ -1,0 +1,169 @@
+//! Real firmware commands inside a QEMU guest (issue 4) and the audit of a QEMU machine (issue 5):
+//! the static agent sends NVMe Identify, SMART / Health and Format NVM to QEMU's emulated NVMe
+//! controller (a 4096-byte-sector namespace), and ATA IDENTIFY, SMART and READ NATIVE MAX ADDRESS
+//! through SG_IO to QEMU's AHCI disk. QEMU implements neither NVMe Sanitize nor ATA SANITIZE or
+//! security: the plan must say so and fall back, and forcing them must fail. After Format NVM with
+//! SES=1 the namespace must read back as zeros.
+//!
+//! Same tool requirements as `vm.rs` (QEMU, Debian packages); one boot.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use xtask::vm::{self, VmSpec};
+
+const SERIAL: &str = "LAPTEROP-FW-42";
+
+fn section<'a>(out: &'a str, name: &str) -> &'a str {
+    let begin = format!("{name}-BEGIN\n");
+    let start = out
+        .find(&begin)
+        .unwrap_or_else(|| panic!("no {name} in the guest output"))
+        + begin.len();
+    let end = out[start..]
+        .find(&format!("{name}-END"))
+        .unwrap_or_else(|| panic!("{name} did not finish"));
+    &out[start..start + end]
+}
+
+fn json(out: &str, name: &str) -> Value {
+    let text = section(out, name);
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{name} is not JSON ({e}):\n{text}"))
+}
+
+fn line_value<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key} line"))
+}
+
+#[test]
+fn firmware_commands_reach_qemu_nvme_and_ahci_and_format_erases() {
+    let missing = xtask::missing_vm_tools();
+    if !missing.is_empty() {
+        let msg = format!("the VM test needs Debian packages {}", missing.join(", "));
+        assert!(!xtask::require_vm_tests(), "LAPTEROP_REQUIRE_ROOT_TESTS=1 but {msg}");
+        eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
+        return;
+    }
+    let command = r#"
+A=/bin/lapterop-agent
+echo PROBE-NVME-BEGIN; $A probe /dev/nvme0n1; echo PROBE-NVME-END
+echo PROBE-ATA-BEGIN; $A probe /dev/sda; echo PROBE-ATA-END
+# Personal data on the NVMe namespace, then Format NVM with user-data erase.
+dd if=/dev/urandom of=/dev/nvme0n1 bs=65536 count=256 2>/dev/null
+sync
+echo "NVME-NONZERO-BEFORE $(dd if=/dev/nvme0n1 bs=65536 count=256 2>/dev/null | tr -d '\000' | wc -c)"
+echo FORMAT-BEGIN; $A firmware-erase /dev/nvme0n1 --method nvme-format-user --yes; echo "FORMAT-RC $?"; echo FORMAT-END
+blockdev --flushbufs /dev/nvme0n1
+echo 3 > /proc/sys/vm/drop_caches
+echo "NVME-NONZERO-AFTER $(tr -d '\000' < /dev/nvme0n1 | wc -c)"
+echo "NVME-BYTES $(blockdev --getsize64 /dev/nvme0n1)"
+# QEMU implements no sanitize: auto finds nothing, forcing it is refused.
+$A firmware-erase /dev/nvme0n1 --method nvme-sanitize-crypto --yes 2> /tmp/e1; echo "FORCED-NVME-RC $?"
+$A firmware-erase /dev/sda --method auto --yes 2> /tmp/e2; echo "AUTO-ATA-RC $?"
+$A firmware-erase /dev/sda --method ata-sanitize-crypto --yes 2> /tmp/e3; echo "FORCED-ATA-RC $?"
+echo "FORCED-ATA-ERR $(cat /tmp/e3)"
+# Never without --yes.
+$A firmware-erase /dev/nvme0n1 2>/dev/null; echo "NO-YES-RC $?"
+echo AUDIT-BEGIN; $A audit --json; echo AUDIT-END
+"#;
+    let spec = VmSpec {
+        disks: ["nvme:64M:4096", "ahci:64M"]
+            .iter()
+            .map(|d| d.parse().unwrap())
+            .collect(),
+        smbios: vec![
+            format!("type=1,manufacturer=LENOVO,product=20L5CTO1WW,serial={SERIAL}"),
+            "type=2,serial=BOARD-77".to_owned(),
+        ],
+        nic: Some("e1000e".to_owned()),
+        command: command.to_owned(),
+        timeout: Duration::from_secs(300),
+        ..VmSpec::default()
+    };
+    let out = vm::run(&spec).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("guest output:\n{}\ntimings: {}", out.output, out.timings);
+    let o = &out.output;
+
+    // NVMe Identify and SMART / Health through NVME_IOCTL_ADMIN_CMD.
+    let nvme = json(o, "PROBE-NVME");
+    let caps = &nvme["capabilities"];
+    assert_eq!(caps["transport"], "nvme");
+    assert_eq!(caps["model"], "QEMU NVMe Ctrl");
+    assert_eq!(caps["block_size"], 4096, "the 4Kn namespace is seen as 4Kn");
+    assert_eq!(caps["size_blocks"], 64 * 1024 * 1024 / 4096);
+    assert_eq!(caps["format"], true);
+    assert_eq!(caps["sanitize_crypto"], false);
+    assert_eq!(caps["sanitize_block"], false);
+    assert!(
+        nvme["details"]["health"]["available_spare"].as_u64().is_some(),
+        "{nvme}"
+    );
+    assert!(nvme["details"]["health"]["temperature_kelvin"].as_u64().unwrap() > 200);
+    let chosen = nvme["plan"]["chosen"].as_str().unwrap();
+    assert!(
+        chosen.starts_with("NvmeFormat"),
+        "QEMU offers Format, not Sanitize: {chosen}"
+    );
+
+    // ATA IDENTIFY, SMART and READ NATIVE MAX through SG_IO to the AHCI disk.
+    let ata = json(o, "PROBE-ATA");
+    let caps = &ata["capabilities"];
+    assert_eq!(caps["transport"], "ata");
+    assert_eq!(caps["model"], "LAPTEROP-AHCI");
+    assert_eq!(caps["user_sectors"], 64 * 1024 * 1024 / 512);
+    assert_eq!(caps["sanitize"], false);
+    assert_eq!(caps["security"]["supported"], false);
+    let hidden = &ata["details"]["hidden_areas"];
+    assert_eq!(
+        hidden["native_sectors"],
+        64 * 1024 * 1024 / 512,
+        "READ NATIVE MAX answered: {hidden}"
+    );
+    assert_eq!(hidden["hpa"], false);
+    assert!(
+        ata["details"]["smart"].as_array().is_some_and(|a| !a.is_empty()),
+        "SMART attributes: {}",
+        ata["details"]
+    );
+    assert_eq!(
+        ata["plan"]["chosen"],
+        Value::Null,
+        "no purge on QEMU's AHCI disk: {}",
+        ata["plan"]
+    );
+
+    // Format NVM with SES=1 completed, and the namespace reads back as zeros.
+    assert_ne!(line_value(o, "NVME-NONZERO-BEFORE"), "0", "the test data was written");
+    let format = section(o, "FORMAT");
+    assert!(format.contains("FORMAT-RC 0"), "{format}");
+    assert!(
+        format.contains("\"kind\": \"nvme-format-user\"") && format.contains("\"outcome\": \"completed\""),
+        "{format}"
+    );
+    assert!(format.contains("opc=0x80"), "{format}");
+    assert_eq!(
+        line_value(o, "NVME-NONZERO-AFTER"),
+        "0",
+        "after Format NVM the namespace reads as zeros"
+    );
+    assert_eq!(line_value(o, "NVME-BYTES"), (64u64 << 20).to_string());
+
+    // Refused commands are reported and nothing pretends to have run.
+    assert_eq!(line_value(o, "FORCED-NVME-RC"), "1");
+    assert_eq!(line_value(o, "AUTO-ATA-RC"), "1");
+    assert_eq!(line_value(o, "FORCED-ATA-RC"), "1");
+    assert!(line_value(o, "FORCED-ATA-ERR").contains("CRYPTO SCRAMBLE"));
+    assert_eq!(line_value(o, "NO-YES-RC"), "2");
+
+    // The audit reads QEMU's SMBIOS tables.
+    let audit = json(o, "AUDIT");
+    let text = audit.to_string();
+    assert!(text.contains(SERIAL), "the -smbios serial is in the audit");
+    assert!(text.contains("BOARD-77"));
+    assert!(text.contains("LENOVO"));
+}
