@@ -595,7 +595,7 @@ fn read_back<T: Target + ?Sized>(
                 .target
                 .read_at(base + off, &mut block)
                 .map_err(|err| (Some(r.clone()), format!("reading back a zero extent: {err}")))?;
-            if block.iter().any(|b| *b != 0) {
+            if !crate::pack::is_zero(&block) {
                 return Err((
                     Some(r.clone()),
                     format!("reads back non-zero at offset {off} after zeroing"),

@@ -206,6 +206,12 @@ impl FrameWriter<'_> {
     }
 }
 
+/// Whether a block is all zero (a slice comparison: memcmp, fast even in debug builds).
+pub fn is_zero(block: &[u8]) -> bool {
+    static ZERO_BLOCK: [u8; 4096] = [0u8; 4096];
+    block.chunks(4096).all(|c| c == &ZERO_BLOCK[..c.len()])
+}
+
 /// Appends a block of `kind` at `offset` to the extent list, merging it into the last extent when
 /// allowed. `on_new` runs before a new extent is started (to finish the previous data chunk).
 fn push_block<E>(
@@ -390,7 +396,7 @@ fn pack_partitions(
                 let off = pos + i as u64 * BLOCK;
                 let kind = if off >= forced_data && free.is_free(off / BLOCK) {
                     ExtentKind::Skip
-                } else if off >= forced_data && block.iter().all(|b| *b == 0) {
+                } else if off >= forced_data && is_zero(block) {
                     ExtentKind::Zero
                 } else {
                     ExtentKind::Data

@@ -219,16 +219,19 @@ pub fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("osimage-test").tempdir().unwrap()
 }
 
-/// Copies `len` bytes at `off` of `from` into a new file `to`.
+/// Copies `len` bytes at `off` of `from` into a new sparse file `to` (all-zero MiBs become holes).
 pub fn extract(from: &Path, off: u64, len: u64, to: &Path) -> PathBuf {
     let src = File::open(from).unwrap();
-    let mut out = File::create(to).unwrap();
+    let out = File::create(to).unwrap();
+    out.set_len(len).unwrap();
     let mut done = 0;
     let mut buf = vec![0u8; 1 << 20];
     while done < len {
         let n = (len - done).min(buf.len() as u64) as usize;
         std::os::unix::fs::FileExt::read_exact_at(&src, &mut buf[..n], off + done).unwrap();
-        out.write_all(&buf[..n]).unwrap();
+        if !lapterop_osimage::pack::is_zero(&buf[..n]) {
+            std::os::unix::fs::FileExt::write_all_at(&out, &buf[..n], done).unwrap();
+        }
         done += n as u64;
     }
     to.to_owned()

@@ -24,14 +24,16 @@ const TOOLS: &[&str] = &[
     "dumpe2fs",
 ];
 const ESP_MIB: u64 = 300;
-const ROOT_MIB: u64 = 64;
-const SOURCE_MIB: u64 = 400;
+const ROOT_MIB: u64 = 300;
+const SOURCE_MIB: u64 = 700;
 
 struct Source {
     _dir: tempfile::TempDir,
     esp_files: PathBuf,
     root_files: PathBuf,
     image: PathBuf,
+    root_fs: PathBuf,
+    esp_fs: PathBuf,
     root_free_bytes: u64,
     esp_free_bytes: u64,
 }
@@ -53,7 +55,7 @@ fn place(from: &Path, disk: &File, offset: u64) {
     while pos < len {
         let n = (len - pos).min(MIB) as usize;
         src.read_exact_at(&mut buf[..n], pos).unwrap();
-        if buf[..n].iter().any(|b| *b != 0) {
+        if !lapterop_osimage::pack::is_zero(&buf[..n]) {
             disk.write_all_at(&buf[..n], offset + pos).unwrap();
         }
         pos += n as u64;
@@ -148,8 +150,27 @@ fn build_source() -> Source {
         esp_files,
         root_files,
         image,
+        root_fs: ext,
+        esp_fs: fat,
         root_free_bytes: free_blocks * 4096,
         esp_free_bytes: esp_free,
+    }
+}
+
+fn same_outside_skips(p: &lapterop_osimage::format::Partition, source: &Path, installed: &Path, exempt: u64) {
+    let (a, b) = (File::open(source).unwrap(), File::open(installed).unwrap());
+    let (mut x, mut y) = (vec![0u8; 4096], vec![0u8; 4096]);
+    for e in p.extents.iter().filter(|e| e.kind != ExtentKind::Skip) {
+        for off in (e.offset..e.offset + e.length).step_by(4096).filter(|o| *o >= exempt) {
+            a.read_exact_at(&mut x, off).unwrap();
+            b.read_exact_at(&mut y, off).unwrap();
+            assert!(
+                x == y,
+                "{:?}: block at {off} ({:?} extent) differs from the source",
+                p.label,
+                e.kind
+            );
+        }
     }
 }
 
@@ -211,6 +232,11 @@ fn check_install(src: &Source, sector: u32, size_mib: u64) {
 
     let root = extract(&path, parts[1].0 * ss, ROOT_MIB * MIB, &dir.path().join("root.part"));
     run(Command::new("e2fsck").arg("-fn").arg(&root));
+    // Every block that is not skipped (backup superblocks, inode tables, journal, zero runs) equals
+    // the source filesystem's; on 4096-byte sectors the FAT reserved area (rewritten) is exempt.
+    same_outside_skips(&manifest.partitions[1], &src.root_fs, &root, 0);
+    let fat_reserved = if sector == 4096 { 16 * 1024 } else { 0 };
+    same_outside_skips(&manifest.partitions[0], &src.esp_fs, &esp, fat_reserved);
     let root_out = dir.path().join("root-out");
     fs::create_dir(&root_out).unwrap();
     run(Command::new("debugfs")
@@ -262,13 +288,26 @@ fn real_filesystems_install_on_both_sector_sizes_smaller_and_larger() {
         skip(1),
         src.root_free_bytes
     );
+    // Every skipped ext4 block is free in libext2fs's view too (it computes BLOCK_UNINIT groups itself).
+    let mut cmds = String::new();
+    for e in m.partitions[1].extents.iter().filter(|e| e.kind == ExtentKind::Skip) {
+        cmds.push_str(&format!("testb {} {}\n", e.offset / 4096, e.length / 4096));
+    }
+    let cmd_file = src.root_fs.with_extension("cmds");
+    fs::write(&cmd_file, cmds).unwrap();
+    let out = run(Command::new("debugfs").arg("-f").arg(&cmd_file).arg(&src.root_fs));
+    assert!(
+        out.contains("not in use") && !out.contains("marked in use"),
+        "a skipped block is in use: {}",
+        &out[..out.len().min(2000)]
+    );
     let min = m.image.min_disk_bytes;
     assert_eq!(min, (1 + ESP_MIB + ROOT_MIB + 1) * MIB);
     drop(image);
     let smaller = min / MIB + 4;
     assert!(smaller < SOURCE_MIB);
     for sector in [512, 4096] {
-        for size in [smaller, 600] {
+        for size in [smaller, 800] {
             check_install(&src, sector, size);
         }
     }
