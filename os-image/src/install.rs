@@ -93,6 +93,9 @@ pub struct InstallOptions {
     pub read_back: bool,
     /// Fixed disk GUID instead of a random one (tests).
     pub disk_guid: Option<uuid::Uuid>,
+    /// How many times a chunk that fails to decode or hash is fetched again (sources that offer
+    /// [`ChunkSource::refetcher`], such as HTTP); 0 disables it.
+    pub refetch_attempts: u32,
 }
 
 impl Default for InstallOptions {
@@ -101,6 +104,7 @@ impl Default for InstallOptions {
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             read_back: true,
             disk_guid: None,
+            refetch_attempts: 2,
         }
     }
 }
@@ -313,7 +317,7 @@ pub fn install<S: ChunkSource, T: Target + ?Sized>(
     let run = (|| -> Result<(u64, u64, Duration), Failure> {
         wipe_ends(target).map_err(|e| (None, format!("wiping the first and last MiB: {e}")))?;
         wiped = 4 * ALIGNMENT;
-        write_data(image, &shared, options.threads.max(1), progress)?;
+        write_data(image, &shared, options, progress)?;
         write_zero_extents(&shared)?;
         target
             .flush()
@@ -390,12 +394,18 @@ struct Work {
 fn write_data<S: ChunkSource, T: Target + ?Sized>(
     image: &mut Image<S>,
     shared: &Shared<'_, T>,
-    threads: usize,
+    options: &InstallOptions,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<(), Failure> {
     let extents: Vec<(ExtentRef, Extent)> = shared.manifest.data_extents().map(|(r, e)| (r, e.clone())).collect();
+    let threads = options.threads.max(1);
     let (tx, rx) = mpsc::sync_channel::<Work>(threads * 2);
     let rx = Arc::new(Mutex::new(rx));
+    let data_offset = image.header().data_offset();
+    let attempts = options.refetch_attempts;
+    let refetchers: Vec<Option<Box<dyn ChunkSource>>> = (0..threads)
+        .map(|_| if attempts > 0 { image.refetcher() } else { None })
+        .collect();
     let first_error: Mutex<Option<Failure>> = Mutex::new(None);
     let fail = |f: Failure| {
         shared.abort.store(true, Ordering::SeqCst);
@@ -404,7 +414,7 @@ fn write_data<S: ChunkSource, T: Target + ?Sized>(
         }
     };
     std::thread::scope(|s| {
-        for _ in 0..threads {
+        for mut refetcher in refetchers {
             let rx = Arc::clone(&rx);
             let fail = &fail;
             s.spawn(move || loop {
@@ -416,7 +426,12 @@ fn write_data<S: ChunkSource, T: Target + ?Sized>(
                 if shared.abort.load(Ordering::SeqCst) {
                     continue;
                 }
-                if let Err(f) = decode_and_write(shared, work, progress) {
+                let refetch = Refetch {
+                    source: refetcher.as_deref_mut(),
+                    data_offset,
+                    attempts,
+                };
+                if let Err(f) = decode_and_write(shared, work, refetch, progress) {
                     fail(f);
                 }
             });
@@ -457,16 +472,43 @@ fn write_data<S: ChunkSource, T: Target + ?Sized>(
     }
 }
 
+/// A decoder thread's way to fetch a frame again.
+struct Refetch<'a> {
+    source: Option<&'a mut (dyn ChunkSource + 'static)>,
+    data_offset: u64,
+    attempts: u32,
+}
+
+/// Decodes and hash-checks a frame; on failure fetches it again up to `refetch.attempts` times.
+fn decode_with_refetch(shared_read: &AtomicU64, work: &Work, refetch: Refetch<'_>) -> Result<Vec<u8>, Failure> {
+    let mut result = decode_frame(&work.extent, &work.meta, &work.frame);
+    if let Some(source) = refetch.source {
+        let (off, len) = (work.meta.frame_offset.unwrap_or(0), work.meta.frame_length.unwrap_or(0));
+        let mut frame = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        for _ in 0..refetch.attempts {
+            if result.is_ok() {
+                break;
+            }
+            if source.read_exact_at(refetch.data_offset + off, &mut frame).is_ok() {
+                shared_read.fetch_add(len, Ordering::Relaxed);
+                result = decode_frame(&work.extent, &work.meta, &frame);
+            }
+        }
+    }
+    result.map_err(|e| match e {
+        ReadError::Hash { .. } | ReadError::Decode { .. } => (Some(work.extent.clone()), strip_extent(&e)),
+        other => (Some(work.extent.clone()), other.to_string()),
+    })
+}
+
 fn decode_and_write<T: Target + ?Sized>(
     shared: &Shared<'_, T>,
     work: Work,
+    refetch: Refetch<'_>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<(), Failure> {
     let t = Instant::now();
-    let mut bytes = decode_frame(&work.extent, &work.meta, &work.frame).map_err(|e| match e {
-        ReadError::Hash { .. } | ReadError::Decode { .. } => (Some(work.extent.clone()), strip_extent(&e)),
-        other => (Some(work.extent.clone()), other.to_string()),
-    })?;
+    let mut bytes = decode_with_refetch(&shared.read, &work, refetch)?;
     let p = &shared.manifest.partitions[work.extent.partition];
     let start_lba = shared.layout.partitions[work.extent.partition].0;
     if work.meta.offset == 0 && needs_fat_fixup(p, shared.layout.sector) {

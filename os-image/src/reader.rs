@@ -15,6 +15,24 @@ pub trait ChunkSource: Send {
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Total length of the image file, when the source knows it.
     fn total_len(&mut self) -> io::Result<Option<u64>>;
+    /// An independent handle for fetching a frame again after it failed its hash (a new HTTP
+    /// request, a reopened file); `None` when the source cannot re-fetch. Used by the installer's
+    /// decoder threads, a bounded number of times per chunk.
+    fn refetcher(&self) -> Option<Box<dyn ChunkSource>> {
+        None
+    }
+}
+
+impl ChunkSource for Box<dyn ChunkSource> {
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read_exact_at(offset, buf)
+    }
+    fn total_len(&mut self) -> io::Result<Option<u64>> {
+        (**self).total_len()
+    }
+    fn refetcher(&self) -> Option<Box<dyn ChunkSource>> {
+        (**self).refetcher()
+    }
 }
 
 /// A [`ChunkSource`] over anything seekable (a file, a cursor).
@@ -240,6 +258,11 @@ impl<S: ChunkSource> Image<S> {
             summary.bytes += bytes.len() as u64;
         }
         Ok(summary)
+    }
+
+    /// An independent handle on the source for re-fetching frames, if it offers one.
+    pub fn refetcher(&self) -> Option<Box<dyn ChunkSource>> {
+        self.source.refetcher()
     }
 
     /// Gives the source back.

@@ -206,3 +206,85 @@ fn a_frame_failing_during_install_wipes_the_table_and_names_the_extent() {
         "partition table area not wiped after the failure"
     );
 }
+
+/// A source that corrupts every read overlapping `bad` (absolute file offset) for its first
+/// `corrupt_reads` such reads, counted across itself and its refetchers (a flaky link).
+struct Flaky {
+    bytes: std::sync::Arc<Vec<u8>>,
+    bad: u64,
+    remaining: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    reads_of_bad: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl lapterop_osimage::ChunkSource for Flaky {
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let end = offset as usize + buf.len();
+        if end > self.bytes.len() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.copy_from_slice(&self.bytes[offset as usize..end]);
+        if (offset..end as u64).contains(&self.bad) {
+            self.reads_of_bad.fetch_add(1, Ordering::SeqCst);
+            if self.remaining.fetch_sub(1, Ordering::SeqCst) > 0 {
+                buf[(self.bad - offset) as usize] ^= 0x10;
+            }
+        }
+        Ok(())
+    }
+    fn total_len(&mut self) -> std::io::Result<Option<u64>> {
+        Ok(Some(self.bytes.len() as u64))
+    }
+    fn refetcher(&self) -> Option<Box<dyn lapterop_osimage::ChunkSource>> {
+        Some(Box::new(Flaky {
+            bytes: self.bytes.clone(),
+            bad: self.bad,
+            remaining: self.remaining.clone(),
+            reads_of_bad: self.reads_of_bad.clone(),
+        }))
+    }
+}
+
+fn flaky_install(corrupt_reads: i64, attempts: u32) -> (Result<install::InstallReport, InstallError>, u64) {
+    let bytes = golden();
+    let h = Header::decode(&bytes).unwrap();
+    let m = open(&bytes).unwrap().manifest().clone();
+    let (_, e) = m
+        .extents_of(ExtentKind::Data)
+        .nth(1)
+        .map(|(r, e)| (r, e.clone()))
+        .unwrap();
+    let source = Flaky {
+        bad: h.data_offset() + e.frame_offset.unwrap() + 1,
+        bytes: std::sync::Arc::new(bytes),
+        remaining: std::sync::Arc::new(corrupt_reads.into()),
+        reads_of_bad: std::sync::Arc::default(),
+    };
+    let reads = source.reads_of_bad.clone();
+    let mut image = Image::open(source, &image_key().verifying_key()).unwrap();
+    let dir = temp_dir();
+    let target = target_file(&dir.path().join("t.raw"), 16 * MIB, 512);
+    let options = install::InstallOptions {
+        refetch_attempts: attempts,
+        ..test_options()
+    };
+    let result = install::install(&mut image, &target, &options, &|_| {});
+    (result, reads.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[test]
+fn a_chunk_damaged_in_transit_is_fetched_again_a_bounded_number_of_times() {
+    // Damaged once, re-fetched once: the install completes and verifies.
+    let (result, reads) = flaky_install(1, 2);
+    assert_eq!(result.unwrap().chunks_verified, 4);
+    assert_eq!(reads, 2);
+    // Without re-fetching the same damage stops the install, naming the extent.
+    let (result, reads) = flaky_install(1, 0);
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("extent 2"), "{err}");
+    assert_eq!(reads, 1);
+    // Damaged on every read: 1 fetch + 2 re-fetches, then it fails.
+    let (result, reads) = flaky_install(100, 2);
+    assert!(matches!(result, Err(InstallError::Failed { extent: Some(_), .. })));
+    assert_eq!(reads, 3);
+}
