@@ -1,6 +1,6 @@
 #!/bin/bash
 # Benchmark of the OS image installer core against bmaptool and zstd | dd (run by hand, as root or not).
-# Builds a ~2.1 GiB GPT disk (256 MiB FAT32 ESP + 1.8 GiB ext4 holding a copy of /usr/share), packs it,
+# Builds a ~2.1 GiB GPT disk (300 MiB FAT32 ESP + 1.8 GiB ext4 holding a copy of /usr/share), packs it,
 # then writes it onto a 4 GiB file on /dev/shm (pages allocated first) with:
 #   1. the installer core (osimage-bench install, read-back on, then off),
 #   2. bmaptool copy DISK.img.zst (with DISK.bmap),
@@ -20,13 +20,13 @@ disk=$work/disk.raw
 if [ ! -f "$disk" ]; then
   rm -rf "$work/esp-src" && mkdir -p "$work/esp-src/EFI/BOOT"
   head -c 20000000 /dev/urandom > "$work/esp-src/EFI/BOOT/BOOTX64.EFI"
-  truncate -s 256M "$work/esp.fs" && mkfs.vfat -F 32 -s 8 -S 512 "$work/esp.fs" >/dev/null
+  truncate -s 300M "$work/esp.fs" && mkfs.vfat -F 32 -s 8 -S 512 "$work/esp.fs" >/dev/null
   MTOOLS_SKIP_CHECK=1 mcopy -s -i "$work/esp.fs" "$work/esp-src/EFI" ::/
   truncate -s 1800M "$work/root.fs" && mkfs.ext4 -q -F -b 4096 -d /usr/share "$work/root.fs"
-  truncate -s 2100M "$disk"
-  sgdisk -n 1:1M:+256M -t 1:EF00 -c 1:ESP -n 2:0:+1800M -t 2:8300 -c 2:root "$disk" >/dev/null
+  truncate -s 2150M "$disk"
+  sgdisk -n 1:1M:+300M -t 1:EF00 -c 1:ESP -n 2:0:+1800M -t 2:8300 -c 2:root "$disk" >/dev/null
   dd if="$work/esp.fs" of="$disk" bs=1M seek=1 conv=notrunc,sparse status=none
-  dd if="$work/root.fs" of="$disk" bs=1M seek=257 conv=notrunc,sparse status=none
+  dd if="$work/root.fs" of="$disk" bs=1M seek=301 conv=notrunc,sparse status=none
 fi
 echo "== source: $(du -h --apparent-size "$disk" | cut -f1) logical, $(du -h "$disk" | cut -f1) allocated"
 

@@ -85,7 +85,7 @@ fn main() -> ExitCode {
                     let data = m.bytes_of(lapterop_osimage::ExtentKind::Data);
                     let zero = m.bytes_of(lapterop_osimage::ExtentKind::Zero);
                     println!(
-                        "install: {:.2} s wall; data {} MiB, zero {} MiB; read {:.2} s, decode {:.2} s ({:.0} MiB/s per thread), write {:.2} s ({:.0} MiB/s per thread), read-back {:.2} s ({:.0} MiB/s); {} chunks verified",
+                        "install: {:.2} s wall; data {} MiB, zero {} MiB; read {:.2} s, decode {:.2} s ({:.0} MiB/s per thread), write {:.2} s ({:.0} MiB/s per thread), read-back {:.2} s ({}); {} chunks verified",
                         t.elapsed().as_secs_f64(),
                         data >> 20,
                         zero >> 20,
@@ -95,7 +95,11 @@ fn main() -> ExitCode {
                         r.write_time.as_secs_f64(),
                         mbps(data + zero, r.write_time.as_secs_f64()),
                         r.verify_time.as_secs_f64(),
-                        mbps(data, r.verify_time.as_secs_f64()),
+                        if options.read_back {
+                            format!("{:.0} MiB/s", mbps(data, r.verify_time.as_secs_f64()))
+                        } else {
+                            "off".to_owned()
+                        },
                         r.chunks_verified
                     );
                     ExitCode::SUCCESS
