@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::alloc;
 use crate::format::{Extent, ExtentKind, ExtentRef, Filesystem, Manifest, Partition, ALIGNMENT, BLOCK};
-use crate::reader::{decode_frame, ChunkSource, Image, ReadError};
+use crate::reader::{ChunkSource, Decoder, Image, ReadError};
 
 /// A disk to install onto: a regular file in tests, an `O_DIRECT` block device in the agent.
 /// Offsets and lengths passed in are multiples of 4096 except inside the partition-table writes,
@@ -417,22 +417,34 @@ fn write_data<S: ChunkSource, T: Target + ?Sized>(
         for mut refetcher in refetchers {
             let rx = Arc::clone(&rx);
             let fail = &fail;
-            s.spawn(move || loop {
-                let work = match rx.lock() {
-                    Ok(guard) => guard.recv(),
-                    Err(_) => return,
+            s.spawn(move || {
+                let mut w = match Decoder::new() {
+                    Ok(decoder) => Worker {
+                        decoder,
+                        buffer: Vec::new(),
+                        source: refetcher.as_deref_mut(),
+                        data_offset,
+                        attempts,
+                    },
+                    Err(e) => {
+                        fail((None, format!("creating a zstd decoder: {e}")));
+                        // Keep draining so the reader is never blocked.
+                        while rx.lock().map(|r| r.recv().is_ok()).unwrap_or(false) {}
+                        return;
+                    }
                 };
-                let Ok(work) = work else { return };
-                if shared.abort.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let refetch = Refetch {
-                    source: refetcher.as_deref_mut(),
-                    data_offset,
-                    attempts,
-                };
-                if let Err(f) = decode_and_write(shared, work, refetch, progress) {
-                    fail(f);
+                loop {
+                    let work = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(work) = work else { return };
+                    if shared.abort.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    if let Err(f) = decode_and_write(shared, work, &mut w, progress) {
+                        fail(f);
+                    }
                 }
             });
         }
@@ -472,26 +484,29 @@ fn write_data<S: ChunkSource, T: Target + ?Sized>(
     }
 }
 
-/// A decoder thread's way to fetch a frame again.
-struct Refetch<'a> {
+/// A decoder thread's state: its zstd context, its output buffer and its way to fetch a frame again.
+struct Worker<'a> {
+    decoder: Decoder,
+    buffer: Vec<u8>,
     source: Option<&'a mut (dyn ChunkSource + 'static)>,
     data_offset: u64,
     attempts: u32,
 }
 
-/// Decodes and hash-checks a frame; on failure fetches it again up to `refetch.attempts` times.
-fn decode_with_refetch(shared_read: &AtomicU64, work: &Work, refetch: Refetch<'_>) -> Result<Vec<u8>, Failure> {
-    let mut result = decode_frame(&work.extent, &work.meta, &work.frame);
-    if let Some(source) = refetch.source {
+/// Decodes and hash-checks a frame into `w.buffer`; on failure fetches it again up to
+/// `w.attempts` times.
+fn decode_with_refetch(shared_read: &AtomicU64, work: &Work, w: &mut Worker<'_>) -> Result<(), Failure> {
+    let mut result = w.decoder.decode(&work.extent, &work.meta, &work.frame, &mut w.buffer);
+    if let Some(source) = w.source.as_deref_mut() {
         let (off, len) = (work.meta.frame_offset.unwrap_or(0), work.meta.frame_length.unwrap_or(0));
         let mut frame = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        for _ in 0..refetch.attempts {
+        for _ in 0..w.attempts {
             if result.is_ok() {
                 break;
             }
-            if source.read_exact_at(refetch.data_offset + off, &mut frame).is_ok() {
+            if source.read_exact_at(w.data_offset + off, &mut frame).is_ok() {
                 shared_read.fetch_add(len, Ordering::Relaxed);
-                result = decode_frame(&work.extent, &work.meta, &frame);
+                result = w.decoder.decode(&work.extent, &work.meta, &frame, &mut w.buffer);
             }
         }
     }
@@ -504,11 +519,12 @@ fn decode_with_refetch(shared_read: &AtomicU64, work: &Work, refetch: Refetch<'_
 fn decode_and_write<T: Target + ?Sized>(
     shared: &Shared<'_, T>,
     work: Work,
-    refetch: Refetch<'_>,
+    w: &mut Worker<'_>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<(), Failure> {
     let t = Instant::now();
-    let mut bytes = decode_with_refetch(&shared.read, &work, refetch)?;
+    decode_with_refetch(&shared.read, &work, w)?;
+    let bytes = &mut w.buffer;
     let p = &shared.manifest.partitions[work.extent.partition];
     let start_lba = shared.layout.partitions[work.extent.partition].0;
     if work.meta.offset == 0 && needs_fat_fixup(p, shared.layout.sector) {
@@ -518,15 +534,15 @@ fn decode_and_write<T: Target + ?Sized>(
                 "partition start beyond 2^32 sectors".to_string(),
             )
         })?;
-        alloc::fat_to_4k(&mut bytes, hidden).map_err(|e| (Some(work.extent.clone()), e.to_string()))?;
+        alloc::fat_to_4k(bytes, hidden).map_err(|e| (Some(work.extent.clone()), e.to_string()))?;
     }
-    let hash = blake3::hash(&bytes);
+    let hash = blake3::hash(bytes);
     shared.decode_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
     shared.decoded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     let t = Instant::now();
     shared
         .target
-        .write_at(shared.part_offset(&work.extent) + work.meta.offset, &bytes)
+        .write_at(shared.part_offset(&work.extent) + work.meta.offset, bytes)
         .map_err(|e| (Some(work.extent.clone()), format!("writing: {e}")))?;
     shared.write_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
     shared.written.fetch_add(bytes.len() as u64, Ordering::Relaxed);

@@ -282,26 +282,59 @@ pub struct VerifySummary {
 
 /// Decodes one frame and checks its length and blake3 against the extent.
 pub fn decode_frame(extent: &ExtentRef, e: &Extent, frame: &[u8]) -> Result<Vec<u8>, ReadError> {
-    let cap = usize::try_from(e.length).unwrap_or(usize::MAX);
-    let bytes = zstd::bulk::decompress(frame, cap).map_err(|err| ReadError::Decode {
+    let mut out = Vec::new();
+    let mut decoder = Decoder::new().map_err(|err| ReadError::Decode {
         extent: extent.clone(),
         reason: err.to_string(),
     })?;
-    if bytes.len() != cap {
-        return Err(ReadError::Decode {
-            extent: extent.clone(),
-            reason: format!("{} bytes decoded, {} expected", bytes.len(), cap),
-        });
+    decoder.decode(extent, e, frame, &mut out)?;
+    Ok(out)
+}
+
+/// A reusable zstd decoder (one per thread), so chunks are decoded without fresh allocations.
+pub struct Decoder(zstd::bulk::Decompressor<'static>);
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
     }
-    let actual = blake3::hash(&bytes).to_hex().to_string();
-    if e.blake3.as_deref() != Some(actual.as_str()) {
-        return Err(ReadError::Hash {
-            extent: extent.clone(),
-            expected: e.blake3.clone().unwrap_or_default(),
-            actual,
-        });
+}
+
+impl Decoder {
+    /// A new decoder context.
+    pub fn new() -> io::Result<Decoder> {
+        zstd::bulk::Decompressor::new().map(Decoder)
     }
-    Ok(bytes)
+
+    /// Decodes `frame` into `out` (replacing its contents) and checks length and blake3.
+    pub fn decode(&mut self, extent: &ExtentRef, e: &Extent, frame: &[u8], out: &mut Vec<u8>) -> Result<(), ReadError> {
+        let cap = usize::try_from(e.length).unwrap_or(usize::MAX);
+        out.clear();
+        out.reserve(cap);
+        let n = self
+            .0
+            .decompress_to_buffer(frame, out)
+            .map_err(|err| ReadError::Decode {
+                extent: extent.clone(),
+                reason: err.to_string(),
+            })?;
+        if n != cap || out.len() != cap {
+            return Err(ReadError::Decode {
+                extent: extent.clone(),
+                reason: format!("{n} bytes decoded, {cap} expected"),
+            });
+        }
+        let actual = blake3::hash(out);
+        let expected = e.blake3.as_deref().unwrap_or_default();
+        if actual.to_hex().as_str() != expected {
+            return Err(ReadError::Hash {
+                extent: extent.clone(),
+                expected: expected.to_owned(),
+                actual: actual.to_hex().to_string(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn mib(bytes: u64) -> String {
