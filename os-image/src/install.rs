@@ -754,3 +754,35 @@ fn write_table<T: Target + ?Sized>(
     gptman::GPT::write_protective_mbr_into(&mut cur, layout.sector).map_err(gpt_err)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden() -> Manifest {
+        let bytes = include_bytes!("../tests/fixtures/golden.osimg");
+        let key = lapterop_certificate::keys::fixture_key("os-image test signer").verifying_key();
+        let (_, manifest, _) = crate::reader::open_bytes(bytes, &key, Some(bytes.len() as u64)).unwrap();
+        manifest
+    }
+
+    #[test]
+    fn layout_aligns_starts_and_grows_the_last_partition_to_the_backup_gpt() {
+        let m = golden();
+        let l = plan(&m, 64 << 20, 512).unwrap();
+        // 64 MiB = 131072 LBAs; backup header at 131071, its 32-LBA array before it.
+        assert_eq!(l.backup_lba, 131_071);
+        assert_eq!(l.partitions, vec![(2048, 8191), (8192, 131_071 - 32 - 1)]);
+    }
+
+    #[test]
+    fn unsupported_sector_sizes_and_small_disks_are_refused() {
+        let m = golden();
+        let err = plan(&m, 64 << 20, 1024).unwrap_err();
+        assert!(err.to_string().contains("only 512 and 4096"), "{err}");
+        let err = plan(&m, 64 << 20, 4096).unwrap_err();
+        assert!(err.to_string().contains("can only be installed on [512]"), "{err}");
+        assert!(plan(&m, m.image.min_disk_bytes, 512).is_ok());
+        assert!(plan(&m, m.image.min_disk_bytes - 4096, 512).is_err());
+    }
+}
