@@ -1,0 +1,525 @@
+//! Packing a captured GPT disk image into an OS image file.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use lapterop_certificate::keys;
+
+use crate::alloc::{self, FreeMap, ReadAt};
+use crate::format::{
+    self, Extent, ExtentKind, Filesystem, Header, ImageInfo, Manifest, Partition, TableInfo, ALIGNMENT, BLOCK,
+    FORMAT_VERSION, MAX_CHUNK,
+};
+
+/// Default zstd level: decoding speed does not depend on it, so pack small.
+pub const DEFAULT_LEVEL: i32 = 19;
+
+/// What to pack and how.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// Image name.
+    pub name: String,
+    /// Image version.
+    pub version: String,
+    /// Creation time, RFC 3339 UTC (fixed in tests for reproducible output).
+    pub created: String,
+    /// CPU architecture of the installed system.
+    pub arch: String,
+    /// zstd level.
+    pub level: i32,
+    /// Compression threads (at least 1); the output does not depend on it.
+    pub threads: usize,
+    /// Keep the source's partition GUIDs (otherwise the installer makes random ones).
+    pub keep_partition_guids: bool,
+    /// Let the last partition fill the target disk.
+    pub grow_last: bool,
+}
+
+impl PackOptions {
+    /// Defaults for `name` and `version`: now, x86_64, level 19, all cores, random GUIDs, last grows.
+    pub fn new(name: &str, version: &str) -> PackOptions {
+        PackOptions {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            created: lapterop_certificate::now_utc(),
+            arch: std::env::consts::ARCH.to_owned(),
+            level: DEFAULT_LEVEL,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            keep_partition_guids: false,
+            grow_last: true,
+        }
+    }
+}
+
+/// Why packing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// Reading the input or writing the output failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The input has no readable GPT.
+    #[error("{path} has no readable GPT partition table ({reason}); capture the whole disk, not a partition")]
+    NoGpt {
+        /// The input.
+        path: PathBuf,
+        /// What gptman said.
+        reason: String,
+    },
+    /// The input cannot be packed as it is.
+    #[error("cannot pack {path}: {reason}")]
+    Unsupported {
+        /// The input.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What was packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackSummary {
+    /// Root hash of the manifest.
+    pub root: String,
+    /// Bytes in data extents.
+    pub data_bytes: u64,
+    /// Bytes in zero extents.
+    pub zero_bytes: u64,
+    /// Bytes in skip extents.
+    pub skip_bytes: u64,
+    /// Size of the image file.
+    pub file_bytes: u64,
+}
+
+struct PartFile<'a> {
+    file: &'a File,
+    base: u64,
+    len: u64,
+}
+
+impl ReadAt for PartFile<'_> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the partition end",
+            ));
+        }
+        self.file.read_exact_at(buf, self.base + offset)
+    }
+}
+
+fn guid_text(raw: [u8; 16]) -> String {
+    uuid::Uuid::from_bytes_le(raw).hyphenated().to_string().to_uppercase()
+}
+
+/// A data chunk waiting for compression.
+struct Job {
+    part: usize,
+    extent: usize,
+    bytes: Vec<u8>,
+}
+
+struct FrameWriter<'a> {
+    out: BufWriter<File>,
+    path: &'a Path,
+    written: u64,
+    level: i32,
+    threads: usize,
+    batch: Vec<Job>,
+    /// (partition, extent, frame offset, frame length) of every frame written.
+    placed: Vec<(usize, usize, u64, u64)>,
+}
+
+impl FrameWriter<'_> {
+    fn push(&mut self, job: Job) -> Result<(), PackError> {
+        self.batch.push(job);
+        if self.batch.len() >= self.threads * 2 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Compresses the batch on `threads` threads and appends the frames in manifest order.
+    fn flush(&mut self) -> Result<(), PackError> {
+        let batch = std::mem::take(&mut self.batch);
+        let threads = self.threads.max(1);
+        let level = self.level;
+        let mut frames: Vec<io::Result<Vec<u8>>> = Vec::with_capacity(batch.len());
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let batch = &batch;
+                    s.spawn(move || {
+                        let mut c = zstd::bulk::Compressor::new(level)?;
+                        batch
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| i % threads == t)
+                            .map(|(i, j)| Ok((i, c.compress(&j.bytes)?)))
+                            .collect::<io::Result<Vec<(usize, Vec<u8>)>>>()
+                    })
+                })
+                .collect();
+            let mut slots: Vec<Option<io::Result<Vec<u8>>>> = (0..batch.len()).map(|_| None).collect();
+            for h in handles {
+                match h.join() {
+                    Ok(Ok(list)) => list.into_iter().for_each(|(i, f)| slots[i] = Some(Ok(f))),
+                    Ok(Err(e)) => slots
+                        .iter_mut()
+                        .for_each(|s| *s = Some(Err(io::Error::other(e.to_string())))),
+                    Err(_) => slots
+                        .iter_mut()
+                        .for_each(|s| *s = Some(Err(io::Error::other("compressor panicked")))),
+                }
+            }
+            frames = slots
+                .into_iter()
+                .map(|s| s.unwrap_or_else(|| Err(io::Error::other("frame missing"))))
+                .collect();
+        });
+        for (job, frame) in batch.iter().zip(frames) {
+            let frame = frame.map_err(|source| PackError::Io {
+                action: "compressing for",
+                path: self.path.to_owned(),
+                source,
+            })?;
+            self.out.write_all(&frame).map_err(|source| PackError::Io {
+                action: "writing frames of",
+                path: self.path.to_owned(),
+                source,
+            })?;
+            self.placed
+                .push((job.part, job.extent, self.written, frame.len() as u64));
+            self.written += frame.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a block is all zero (a slice comparison: memcmp, fast even in debug builds).
+pub fn is_zero(block: &[u8]) -> bool {
+    static ZERO_BLOCK: [u8; 4096] = [0u8; 4096];
+    block.chunks(4096).all(|c| c == &ZERO_BLOCK[..c.len()])
+}
+
+/// Appends a block of `kind` at `offset` to the extent list, merging it into the last extent when
+/// allowed. `on_new` runs before a new extent is started (to finish the previous data chunk).
+fn push_block<E>(
+    extents: &mut Vec<Extent>,
+    offset: u64,
+    kind: ExtentKind,
+    on_new: impl FnOnce(&mut Vec<Extent>) -> Result<(), E>,
+) -> Result<(), E> {
+    if let Some(last) = extents.last_mut() {
+        let room = kind != ExtentKind::Data || last.length < MAX_CHUNK;
+        if last.kind == kind && room && last.offset + last.length == offset {
+            last.length += BLOCK;
+            return Ok(());
+        }
+    }
+    on_new(extents)?;
+    extents.push(Extent {
+        offset,
+        length: BLOCK,
+        kind,
+        blake3: None,
+        frame_offset: None,
+        frame_length: None,
+    });
+    Ok(())
+}
+
+/// Packs the GPT disk image `input` into the signed OS image `out`.
+pub fn pack(input: &Path, out: &Path, key: &SigningKey, opts: &PackOptions) -> Result<PackSummary, PackError> {
+    let io_at = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| PackError::Io { action, path, source }
+    };
+    let unsupported = |reason: String| PackError::Unsupported {
+        path: input.to_owned(),
+        reason,
+    };
+    let mut file = File::open(input).map_err(io_at("opening", input))?;
+    let gpt = gptman::GPT::find_from(&mut file).map_err(|e| PackError::NoGpt {
+        path: input.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let ss = gpt.sector_size;
+    let mut entries: Vec<_> = gpt
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(_, p)| p.clone())
+        .collect();
+    entries.sort_by_key(|p| p.starting_lba);
+    if entries.is_empty() {
+        return Err(unsupported("the partition table has no partitions".into()));
+    }
+
+    let frames_path = out.with_extension("frames.partial");
+    let frames_file = File::create(&frames_path).map_err(io_at("creating", &frames_path))?;
+    let mut frames = FrameWriter {
+        out: BufWriter::with_capacity(1 << 20, frames_file),
+        path: &frames_path,
+        written: 0,
+        level: opts.level,
+        threads: opts.threads.max(1),
+        batch: Vec::new(),
+        placed: Vec::new(),
+    };
+    let result = pack_partitions(&file, &entries, ss, opts, &mut frames, input);
+    let mut parts = match result {
+        Ok(parts) => parts,
+        Err(e) => {
+            let _ = fs::remove_file(&frames_path);
+            return Err(e);
+        }
+    };
+    let finish = (|| {
+        frames.flush()?;
+        frames.out.flush().map_err(io_at("writing", &frames_path))?;
+        for &(part, extent, offset, length) in &frames.placed {
+            if let Some(e) = parts.get_mut(part).and_then(|p| p.extents.get_mut(extent)) {
+                e.frame_offset = Some(offset);
+                e.frame_length = Some(length);
+            }
+        }
+        write_image(out, &frames_path, frames.written, parts, key, opts)
+    })();
+    let _ = fs::remove_file(&frames_path);
+    finish
+}
+
+fn pack_partitions(
+    file: &File,
+    entries: &[gptman::GPTPartitionEntry],
+    ss: u64,
+    opts: &PackOptions,
+    frames: &mut FrameWriter<'_>,
+    input: &Path,
+) -> Result<Vec<Partition>, PackError> {
+    let mut parts: Vec<Partition> = Vec::new();
+    for (n, entry) in entries.iter().enumerate() {
+        let base = entry.starting_lba * ss;
+        let len = (entry.ending_lba + 1 - entry.starting_lba) * ss;
+        if len % BLOCK != 0 {
+            return Err(PackError::Unsupported {
+                path: input.to_owned(),
+                reason: format!("partition {} is {len} bytes, not a multiple of 4096", n + 1),
+            });
+        }
+        let part = PartFile { file, base, len };
+        let read_err = |source| PackError::Io {
+            action: "reading the allocation map of",
+            path: input.to_owned(),
+            source,
+        };
+        let (filesystem, free, forced_data, fs_sector_size, sector_sizes) = if alloc::is_ext4(&part) {
+            (
+                Filesystem::Ext4,
+                alloc::ext4_free_map(&part, len).map_err(read_err)?,
+                0,
+                None,
+                vec![512, 4096],
+            )
+        } else if alloc::is_fat32(&part) {
+            let mut bs = [0u8; 512];
+            part.read_at(0, &mut bs).map_err(read_err)?;
+            let geometry = alloc::Fat32Geometry::parse(&bs);
+            let free = alloc::fat32_free_map(&part, len).map_err(read_err)?;
+            match geometry {
+                Some(g) if g.reserved_bytes() <= MAX_CHUNK => {
+                    let bps = u32::try_from(g.bytes_per_sector).unwrap_or(0);
+                    let sizes = if g.convertible_to_4k() {
+                        vec![512, 4096]
+                    } else {
+                        vec![bps]
+                    };
+                    (Filesystem::Fat32, free, g.reserved_bytes(), Some(bps), sizes)
+                }
+                _ => (
+                    Filesystem::Other,
+                    FreeMap::all_used(len / BLOCK),
+                    0,
+                    None,
+                    vec![u32::try_from(ss).unwrap_or(0)],
+                ),
+            }
+        } else {
+            (
+                Filesystem::Other,
+                FreeMap::all_used(len / BLOCK),
+                0,
+                None,
+                vec![u32::try_from(ss).unwrap_or(0)],
+            )
+        };
+        let mut p = Partition {
+            label: entry.partition_name.as_str().to_owned(),
+            type_guid: guid_text(entry.partition_type_guid),
+            partition_guid: if opts.keep_partition_guids {
+                guid_text(entry.unique_partition_guid)
+            } else {
+                "random".to_owned()
+            },
+            attributes: entry.attribute_bits,
+            size_bytes: len,
+            grow: opts.grow_last && n + 1 == entries.len(),
+            filesystem,
+            fs_sector_size,
+            sector_sizes,
+            extents: Vec::new(),
+        };
+        // Classify block by block, reading 4 MiB windows; a data chunk is hashed and queued when complete.
+        let mut window = vec![0u8; usize::try_from(MAX_CHUNK).unwrap_or(1 << 22)];
+        let mut chunk: Vec<u8> = Vec::new();
+        let part_index = parts.len();
+        let mut pos = 0u64;
+        while pos < len {
+            let n_bytes = (len - pos).min(MAX_CHUNK);
+            let buf = &mut window[..usize::try_from(n_bytes).unwrap_or(0)];
+            part.read_at(pos, buf).map_err(|source| PackError::Io {
+                action: "reading",
+                path: input.to_owned(),
+                source,
+            })?;
+            for (i, block) in buf.chunks(4096).enumerate() {
+                let off = pos + i as u64 * BLOCK;
+                let kind = if off >= forced_data && free.is_free(off / BLOCK) {
+                    ExtentKind::Skip
+                } else if off >= forced_data && is_zero(block) {
+                    ExtentKind::Zero
+                } else {
+                    ExtentKind::Data
+                };
+                push_block(&mut p.extents, off, kind, |extents| {
+                    queue_chunk(extents, part_index, &mut chunk, frames)
+                })?;
+                if kind == ExtentKind::Data {
+                    chunk.extend_from_slice(block);
+                }
+            }
+            pos += n_bytes;
+        }
+        queue_chunk(&mut p.extents, part_index, &mut chunk, frames)?;
+        parts.push(p);
+    }
+    Ok(parts)
+}
+
+/// Hashes the finished data chunk (the newest data extent without a hash) and queues it.
+fn queue_chunk(
+    extents: &mut [Extent],
+    part_index: usize,
+    chunk: &mut Vec<u8>,
+    frames: &mut FrameWriter<'_>,
+) -> Result<(), PackError> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let bytes = std::mem::take(chunk);
+    let Some(extent) = extents
+        .iter()
+        .rposition(|e| e.kind == ExtentKind::Data && e.blake3.is_none())
+    else {
+        return Ok(());
+    };
+    extents[extent].blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
+    frames.push(Job {
+        part: part_index,
+        extent,
+        bytes,
+    })
+}
+
+fn write_image(
+    out: &Path,
+    frames_path: &Path,
+    data_len: u64,
+    partitions: Vec<Partition>,
+    key: &SigningKey,
+    opts: &PackOptions,
+) -> Result<PackSummary, PackError> {
+    let io_at = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| PackError::Io { action, path, source }
+    };
+    let json_err = |e: serde_json::Error| PackError::Io {
+        action: "serialising the manifest for",
+        path: out.to_owned(),
+        source: io::Error::other(e),
+    };
+    let mut manifest = Manifest {
+        format: FORMAT_VERSION,
+        image: ImageInfo {
+            name: opts.name.clone(),
+            version: opts.version.clone(),
+            created: opts.created.clone(),
+            builder: format!("lapterop-osimage {}", env!("CARGO_PKG_VERSION")),
+            arch: opts.arch.clone(),
+            min_disk_bytes: format::min_disk_bytes(&partitions),
+        },
+        table: TableInfo {
+            kind: "gpt".to_owned(),
+            alignment_bytes: ALIGNMENT,
+            disk_guid: "random".to_owned(),
+        },
+        partitions,
+        root: String::new(),
+    };
+    let value = serde_json::to_value(&manifest).map_err(json_err)?;
+    manifest.root = format::root_hash(&value).map_err(|e| PackError::Unsupported {
+        path: out.to_owned(),
+        reason: e.to_string(),
+    })?;
+    manifest.check(data_len).map_err(|e| PackError::Unsupported {
+        path: out.to_owned(),
+        reason: format!("internal error, the packed manifest breaks a rule: {e}"),
+    })?;
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(json_err)?;
+    let mut signed = format::SIGNING_PREFIX.to_vec();
+    signed.extend_from_slice(&manifest_bytes);
+    let signature = serde_json::to_vec(&keys::sign_bytes(key, &signed)).map_err(json_err)?;
+    let header = Header {
+        version: FORMAT_VERSION,
+        manifest_len: manifest_bytes.len() as u64,
+        signature_len: signature.len() as u64,
+        data_len,
+    };
+    let partial = out.with_extension("partial");
+    let mut f = File::create(&partial).map_err(io_at("creating", &partial))?;
+    let written = (|| {
+        f.write_all(&header.encode())?;
+        f.write_all(&manifest_bytes)?;
+        f.write_all(&signature)?;
+        let mut frames = File::open(frames_path)?;
+        frames.seek(SeekFrom::Start(0))?;
+        io::copy(&mut frames, &mut f)?;
+        f.sync_all()
+    })();
+    if let Err(source) = written {
+        let _ = fs::remove_file(&partial);
+        return Err(PackError::Io {
+            action: "writing",
+            path: partial,
+            source,
+        });
+    }
+    fs::rename(&partial, out).map_err(io_at("renaming to", out))?;
+    Ok(PackSummary {
+        root: manifest.root.clone(),
+        data_bytes: manifest.bytes_of(ExtentKind::Data),
+        zero_bytes: manifest.bytes_of(ExtentKind::Zero),
+        skip_bytes: manifest.bytes_of(ExtentKind::Skip),
+        file_bytes: header.file_len(),
+    })
+}
