@@ -8,5 +8,6 @@
 pub mod audit;
 pub mod command;
 pub mod disk;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod wipe;

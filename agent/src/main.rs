@@ -17,6 +17,14 @@ struct Cli {
 enum Command {
     /// Print the agent version.
     Version,
+    /// List the disks with their identity, geometry and whether they may be wiped.
+    Disks {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Overwrite disks, read them back, and write a signed certificate (exit 0 only if all are erased).
+    Wipe(lapterop_agent::wipe::WipeArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,5 +34,7 @@ fn main() -> ExitCode {
             println!("lapterop-agent {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Disks { json } => lapterop_agent::disk::list_command(json),
+        Command::Wipe(args) => lapterop_agent::wipe::run(args),
     }
 }
