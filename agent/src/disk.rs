@@ -129,7 +129,10 @@ impl fmt::Display for Refusal {
             ),
             Self::ReadOnly => write!(f, "the device is read-only (write-protect switch?)"),
             Self::BootStick { why } => write!(f, "this is the Lapterop boot stick ({why})"),
-            Self::InUse => write!(f, "the device is in use by another program (cannot open it exclusively)"),
+            Self::InUse => write!(
+                f,
+                "the device is in use by another program (cannot open it exclusively)"
+            ),
             Self::Unusable { error } => write!(f, "{error}"),
         }
     }
@@ -200,8 +203,8 @@ impl Discovery {
         let mounts = parse_mountinfo(&read_or_empty(&self.mountinfo));
         let swaps = parse_swaps(&read_or_empty(&self.swaps));
         let mut disks = Vec::new();
-        let entries = std::fs::read_dir(&self.sys_block)
-            .with_context(|| format!("listing {}", self.sys_block.display()))?;
+        let entries =
+            std::fs::read_dir(&self.sys_block).with_context(|| format!("listing {}", self.sys_block.display()))?;
         for entry in entries {
             let name = entry?.file_name().to_string_lossy().into_owned();
             if name.starts_with("ram") {
@@ -247,6 +250,7 @@ impl Discovery {
         let num = |f: &str| read_trim(&base.join(f)).and_then(|s| s.parse::<u32>().ok());
         let flag = |f: &str| read_trim(&base.join(f)).is_some_and(|s| s == "1");
         let mut partitions = Vec::new();
+        let mut table_uuids: Option<Vec<(u32, String)>> = None;
         if let Ok(rd) = std::fs::read_dir(&base) {
             for e in rd.flatten() {
                 let pname = e.file_name().to_string_lossy().into_owned();
@@ -255,8 +259,16 @@ impl Discovery {
                     continue;
                 }
                 let pdev = read_trim(&pdir.join("dev")).unwrap_or_default();
+                let number = read_trim(&pdir.join("partition")).and_then(|n| n.parse::<u32>().ok());
+                let partuuid = self.partuuid(&pdir, &pname).or_else(|| {
+                    table_uuids
+                        .get_or_insert_with(|| read_partition_uuids(&self.dev.join(name)))
+                        .iter()
+                        .find(|(n, _)| Some(*n) == number)
+                        .map(|(_, u)| u.clone())
+                });
                 partitions.push(Partition {
-                    partuuid: self.partuuid(&pdir, &pname),
+                    partuuid,
                     mounts: mounts_of(mounts, &pdev),
                     swap: swaps.iter().any(|s| s == &pname),
                     holders: list_dir(&pdir.join("holders")),
@@ -310,6 +322,88 @@ impl Discovery {
                 .map(|e| e.file_name().to_string_lossy().to_ascii_lowercase())
         })
     }
+}
+
+/// Partition UUIDs straight from the partition table, for kernels and initramfs without them in
+/// uevent or udev links: MBR `DISKID-NN` (disk signature at byte 440, little-endian, as the kernel
+/// prints it) and GPT unique partition GUIDs. Empty when the device cannot be read.
+fn read_partition_uuids(dev: &Path) -> Vec<(u32, String)> {
+    use std::io::Read;
+    let Ok(f) = sys::open_block_device(dev, Access::Probe) else {
+        return Vec::new();
+    };
+    let mut head = vec![0u8; 34 * 4096];
+    let mut n = 0;
+    let mut f = f;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    head.truncate(n);
+    parse_partition_uuids(&head)
+}
+
+/// The pure part of [`read_partition_uuids`]: `head` is the start of the disk.
+fn parse_partition_uuids(head: &[u8]) -> Vec<(u32, String)> {
+    let le32 = |b: &[u8], at: usize| b.get(at..at + 4).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]));
+    let le64 = |b: &[u8], at: usize| {
+        b.get(at..at + 8)
+            .and_then(|x| x.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    if head.get(510..512) != Some(&[0x55, 0xAA]) {
+        return Vec::new();
+    }
+    let protective = head.get(450) == Some(&0xEE);
+    if !protective {
+        let Some(id) = le32(head, 440) else { return Vec::new() };
+        return (1..=4u32)
+            .filter(|i| head.get(446 + 16 * (*i as usize - 1) + 4).is_some_and(|t| *t != 0))
+            .map(|i| (i, format!("{id:08x}-{i:02x}")))
+            .collect();
+    }
+    // GPT: the header is at LBA 1; try 512- and 4096-byte sectors.
+    for ss in [512usize, 4096] {
+        let Some(h) = head.get(ss..ss + 92) else { continue };
+        if &h[..8] != b"EFI PART" {
+            continue;
+        }
+        let (Some(lba), Some(count), Some(size)) = (le64(h, 72), le32(h, 80), le32(h, 84)) else {
+            continue;
+        };
+        let (Ok(lba), Ok(size)) = (usize::try_from(lba), usize::try_from(size)) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        for i in 0..count.min(128) {
+            let at = lba * ss + i as usize * size;
+            let Some(e) = head.get(at..at + 32) else { break };
+            if e[..16].iter().all(|b| *b == 0) {
+                continue;
+            }
+            let g = &e[16..32];
+            out.push((
+                i + 1,
+                format!(
+                    "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}-{}",
+                    g[3],
+                    g[2],
+                    g[1],
+                    g[0],
+                    g[5],
+                    g[4],
+                    g[7],
+                    g[6],
+                    hex::encode(&g[8..10]),
+                    hex::encode(&g[10..16])
+                ),
+            ));
+        }
+        return out;
+    }
+    Vec::new()
 }
 
 /// Every reason this disk must not be written, from what discovery saw (no device is opened).
@@ -447,13 +541,23 @@ pub fn list_command(json: bool) -> std::process::ExitCode {
         }
         return std::process::ExitCode::SUCCESS;
     }
-    println!("{:<10} {:>10} {:<8} {:<24} {:<20} STATUS", "DEVICE", "SIZE", "BUS", "MODEL", "SERIAL");
+    println!(
+        "{:<10} {:>10} {:<8} {:<24} {:<20} STATUS",
+        "DEVICE", "SIZE", "BUS", "MODEL", "SERIAL"
+    );
     for r in rows {
         let d = r.disk;
         let status = if r.refusals.is_empty() {
             "can be wiped".to_string()
         } else {
-            format!("refused: {}", r.refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+            format!(
+                "refused: {}",
+                r.refusals
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
         };
         let bus = serde_json::to_value(d.transport)
             .ok()
@@ -515,7 +619,11 @@ fn read_trim(p: &Path) -> Option<String> {
 
 fn list_dir(p: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -536,7 +644,9 @@ fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = b[i + 1..i + 4].iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+            let v = b[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
             out.push(u8::try_from(v).unwrap_or(b'?'));
             i += 4;
         } else {
@@ -658,7 +768,10 @@ mod tests {
         assert_eq!((sda.logical_sector_size, sda.physical_sector_size), (512, 4096));
         assert_eq!(sda.partitions.len(), 2);
         assert_eq!(sda.partitions[0].partuuid.as_deref(), Some("aaaa-01"));
-        assert_eq!(sda.partitions[0].mounts, [t.path().join("mnt\\stick").display().to_string()]);
+        assert_eq!(
+            sda.partitions[0].mounts,
+            [t.path().join("mnt\\stick").display().to_string()]
+        );
         assert!(sda.partitions[1].swap);
         assert_eq!(disks[2].holders, ["dm-0"]);
         assert!(disks[2].read_only);
@@ -673,8 +786,13 @@ mod tests {
             stick_partuuids: vec!["1234abcd-01".into()],
         };
         let r = refusals(&disks[0], &cfg);
-        assert!(matches!(&r[0], Refusal::Mounted { device, .. } if device == "sda1"), "{r:?}");
-        assert!(r.iter().any(|r| matches!(r, Refusal::Swap { device } if device == "sda2")));
+        assert!(
+            matches!(&r[0], Refusal::Mounted { device, .. } if device == "sda1"),
+            "{r:?}"
+        );
+        assert!(r
+            .iter()
+            .any(|r| matches!(r, Refusal::Swap { device } if device == "sda2")));
         assert!(refusals(&disks[1], &cfg).is_empty(), "sdb is free");
         let r = refusals(&disks[2], &cfg);
         assert!(r.contains(&Refusal::ReadOnly));
@@ -694,6 +812,36 @@ mod tests {
         assert_eq!(d.find("sdb").unwrap().name, "sdb");
         assert!(d.find("sda1").unwrap_err().to_string().contains("partition of"));
         assert!(d.find("sdz").is_err());
+    }
+
+    #[test]
+    fn partition_uuids_from_mbr_and_gpt() {
+        let mut mbr = vec![0u8; 4096];
+        mbr[440..444].copy_from_slice(&0x1234_abcdu32.to_le_bytes());
+        mbr[446 + 4] = 0x83;
+        mbr[446 + 16 + 4] = 0x0c;
+        mbr[510] = 0x55;
+        mbr[511] = 0xAA;
+        assert_eq!(
+            parse_partition_uuids(&mbr),
+            [(1, "1234abcd-01".to_string()), (2, "1234abcd-02".to_string())]
+        );
+        // GPT with one entry whose unique GUID is 01020304-0506-0708-090a-0b0c0d0e0f10 (mixed endian).
+        let mut gpt = vec![0u8; 34 * 512];
+        gpt[450] = 0xEE;
+        gpt[510] = 0x55;
+        gpt[511] = 0xAA;
+        gpt[512..520].copy_from_slice(b"EFI PART");
+        gpt[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
+        gpt[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
+        gpt[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+        gpt[1024] = 0xAF; // type GUID not zero
+        gpt[1024 + 16..1024 + 32].copy_from_slice(&[4, 3, 2, 1, 6, 5, 8, 7, 9, 10, 11, 12, 13, 14, 15, 16]);
+        assert_eq!(
+            parse_partition_uuids(&gpt),
+            [(1, "01020304-0506-0708-090a-0b0c0d0e0f10".to_string())]
+        );
+        assert!(parse_partition_uuids(&[0u8; 512]).is_empty());
     }
 
     #[test]

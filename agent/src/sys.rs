@@ -215,7 +215,10 @@ mod tests {
         assert_eq!(nix::request_code_none!(0x12, 95), 0x125F);
         assert_eq!(nix::request_code_none!(0x12, 97), 0x1261);
         assert_eq!(nix::request_code_none!(0x12, 104), 0x1268);
-        assert_eq!(nix::request_code_read!(0x12, 114, std::mem::size_of::<u64>()), 0x8008_1272);
+        assert_eq!(
+            nix::request_code_read!(0x12, 114, std::mem::size_of::<u64>()),
+            0x8008_1272
+        );
         assert_eq!(nix::request_code_none!(0x12, 119), 0x1277);
         assert_eq!(nix::request_code_none!(0x12, 123), 0x127B);
         assert_eq!(nix::request_code_none!(0x12, 127), 0x127F);

@@ -4,6 +4,9 @@
 //! the guard detaches it on drop, also when the test panics. Without root the tests print loudly that
 //! they were skipped, and fail when `LAPTEROP_REQUIRE_ROOT_TESTS=1` (CI).
 
+// A failed setup step should stop the test with its message; helpers panic like the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -20,9 +23,20 @@ fn root(test: &str) -> bool {
         return true;
     }
     let msg = format!("SKIPPED {test}: needs root and loop devices");
-    assert!(std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").as_deref() != Ok("1"), "{msg}");
-    eprintln!("\n!!!!! {msg} !!!!!\n");
+    assert!(
+        std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").as_deref() != Ok("1"),
+        "{msg}"
+    );
+    loud(&msg);
     false
+}
+
+/// Writes straight to stderr, past libtest's capture, so a skip is seen even when the test passes.
+fn loud(msg: &str) {
+    use std::io::Write;
+    if let Ok(mut fd2) = std::fs::OpenOptions::new().write(true).open("/proc/self/fd/2") {
+        let _ = writeln!(fd2, "\n!!!!! {msg} !!!!!\n");
+    }
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -32,7 +46,11 @@ fn run(cmd: &mut Command) -> Output {
 
 fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -83,7 +101,11 @@ fn agent() -> PathBuf {
 /// The real `lapterop-cert` built beside the agent (`cargo build -p lapterop-certificate`).
 fn cert_tool() -> PathBuf {
     let p = agent().with_file_name("lapterop-cert");
-    assert!(p.exists(), "{} missing: run `cargo build -p lapterop-certificate` first", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build -p lapterop-certificate` first",
+        p.display()
+    );
     p
 }
 
@@ -126,7 +148,11 @@ fn read_cert(p: &Path) -> Certificate {
 }
 
 fn cert_verifies(cert: &Path, public: &Path) {
-    let out = run(Command::new(cert_tool()).arg("verify").arg(cert).arg("--key").arg(public));
+    let out = run(Command::new(cert_tool())
+        .arg("verify")
+        .arg(cert)
+        .arg("--key")
+        .arg(public));
     assert!(
         out.status.success(),
         "lapterop-cert verify rejected {}: {}",
@@ -208,7 +234,8 @@ fn mounted_and_exclusively_held_devices_are_refused_and_unchanged() {
     ok(Command::new("mkfs.ext4").args(["-q", "-F", &mounted.dev]));
     let mnt = mounted.dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    ok(Command::new("mount").arg(&mounted.dev).arg(&mnt));
+    // Read-only, so that the filesystem itself does not change the bytes we compare.
+    ok(Command::new("mount").args(["-o", "ro"]).arg(&mounted.dev).arg(&mnt));
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -245,13 +272,23 @@ fn mounted_and_exclusively_held_devices_are_refused_and_unchanged() {
     // The listing says the same.
     let listing = ok(Command::new(agent()).args(["disks", "--json"]));
     let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
-    let row = |name: &str| rows.as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone();
+    let row = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()
+            .clone()
+    };
     assert!(row(mounted.name())["refusals"][0].as_str().unwrap().contains("mounted"));
     assert!(row(held.name())["refusals"][0].as_str().unwrap().contains("in use"));
     let _ = holder.kill();
     let _ = holder.wait();
-    drop(_guard);
-    assert_eq!(independent_blake3(&mounted.file), before_mounted, "mounted device unchanged");
+    assert_eq!(
+        independent_blake3(&mounted.file),
+        before_mounted,
+        "mounted device unchanged"
+    );
     assert_eq!(independent_blake3(&held.file), before_held, "held device unchanged");
 }
 
@@ -262,7 +299,12 @@ fn boot_stick_partition_uuid_is_refused() {
     }
     // One MBR partition; the kernel reports its PARTUUID as <disk id>-01.
     let partition = |file: &Path| {
-        let mut c = Command::new("sfdisk").arg("--quiet").arg(file).stdin(Stdio::piped()).spawn().unwrap();
+        let mut c = Command::new("sfdisk")
+            .arg("--quiet")
+            .arg(file)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
         std::io::Write::write_all(
             &mut c.stdin.take().unwrap(),
             b"label: dos\nlabel-id: 0x1234abcd\nstart=2048, type=83\n",
@@ -271,6 +313,11 @@ fn boot_stick_partition_uuid_is_refused() {
         assert!(c.wait().unwrap().success(), "sfdisk failed");
     };
     let l = Loop::prepared(16 * MIB, 512, partition, &["--partscan"]);
+    // Some kernels do not scan loop partitions; add them by hand (no PARTUUID in uevent then, so the
+    // agent must read it from the table itself).
+    if !Path::new(&format!("/sys/block/{0}/{0}p1", l.name())).exists() {
+        ok(Command::new("partx").args(["-a", &l.dev]));
+    }
     let disk = Discovery::system().find(&l.dev).unwrap();
     let cfg = SafetyConfig {
         stick_partuuids: vec!["1234abcd-01".into()],
@@ -281,11 +328,17 @@ fn boot_stick_partition_uuid_is_refused() {
         "{refused:?} (partitions seen: {:?})",
         disk.partitions
     );
-    assert!(disk::claim(&disk, &SafetyConfig::default()).is_ok(), "without the UUID it may be wiped");
+    assert!(
+        disk::claim(&disk, &SafetyConfig::default()).is_ok(),
+        "without the UUID it may be wiped"
+    );
 }
 
 /// Starts a long wipe and waits until it has overwritten the start of the device.
 fn start_long_wipe(l: &Loop, key: &Path, cert: &Path) -> std::process::Child {
+    ok(Command::new("dd")
+        .args(["if=/dev/urandom", "bs=1M", "count=1", "oflag=direct", "status=none"])
+        .arg(format!("of={}", l.dev)));
     let first = std::fs::read(&l.file).unwrap()[..4096].to_vec();
     let child = Command::new(agent())
         .args(["wipe", "--pattern", "zero", "--passes", "16", "--yes", "--station-key"])
@@ -293,12 +346,18 @@ fn start_long_wipe(l: &Loop, key: &Path, cert: &Path) -> std::process::Child {
         .arg("--certificate")
         .arg(cert)
         .arg(&l.dev)
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = child;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while std::fs::read(&l.file).unwrap()[..4096] == first[..] {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("the wipe ended ({status}) before it was stopped: {err}");
+        }
         assert!(std::time::Instant::now() < deadline, "the wipe never started writing");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -315,18 +374,31 @@ fn killed_wipe_leaves_no_certificate_and_interrupted_wipe_is_not_erased() {
 
     let cert = l.dir.path().join("killed.json");
     let mut child = start_long_wipe(&l, &key, &cert);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()), nix::sys::signal::SIGKILL)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert!(status.code().is_none(), "the wipe was killed, not finished ({status})");
     assert!(!cert.exists(), "a killed wipe leaves no certificate");
-    let leftovers: Vec<_> = std::fs::read_dir(l.dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains("killed")), "{leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(l.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        !leftovers.iter().any(|n| n.to_string_lossy().contains("killed")),
+        "{leftovers:?}"
+    );
 
     let cert = l.dir.path().join("interrupted.json");
     let mut child = start_long_wipe(&l, &key, &cert);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()), nix::sys::signal::SIGINT)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     let c = read_cert(&cert);
@@ -362,8 +434,19 @@ fn sampled_verify_on_a_loop_device_finds_one_planted_sector() {
     let found: Vec<(RangeOp, u64, u64)> = r.errors.iter().map(|e| (e.op, e.lba, e.count)).collect();
     assert_eq!(found, [(RangeOp::Mismatch, inside, 1)]);
     assert_eq!(r.bytes_read, p.planned_bytes());
-    // And the command line's sampled mode produces a certificate the verifier accepts.
+    // And the command line's sampled mode produces a certificate the verifier accepts, and shows that
+    // the sampled content changed (the device holds random data again before it starts).
     drop(dev);
+    ok(Command::new("dd")
+        .args([
+            "if=/dev/urandom",
+            "bs=1M",
+            "count=64",
+            "oflag=direct",
+            "iflag=fullblock",
+            "status=none",
+        ])
+        .arg(format!("of={}", l.dev)));
     let (key, public) = keygen(l.dir.path());
     let (out, cert) = wipe(l.dir.path(), &key, &["--pattern", "zero", "--verify", "sample"], &l.dev);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -387,7 +470,9 @@ fn dm_error_target_gives_exact_bad_ranges() {
         // Not a failure even in CI: the kernel (or container) has no device-mapper.
         eprintln!(
             "\n!!!!! SKIPPED dm_error_target: device-mapper `error` target not available here ({}) !!!!!\n",
-            targets.map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string()).unwrap_or_else(|e| e.to_string())
+            targets
+                .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+                .unwrap_or_else(|e| e.to_string())
         );
         return;
     }
@@ -400,7 +485,11 @@ fn dm_error_target_gives_exact_bad_ranges() {
         sectors - 20001,
         d = l.dev
     );
-    let mut c = Command::new("dmsetup").args(["create", &name]).stdin(Stdio::piped()).spawn().unwrap();
+    let mut c = Command::new("dmsetup")
+        .args(["create", &name])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(&mut c.stdin.take().unwrap(), table.as_bytes()).unwrap();
     assert!(c.wait().unwrap().success(), "dmsetup create failed");
     struct Remove(String);
@@ -419,8 +508,14 @@ fn dm_error_target_gives_exact_bad_ranges() {
     assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
     let w: Vec<(u64, u64)> = d.steps[0].error_ranges.iter().map(|r| (r.lba, r.count)).collect();
     assert_eq!(w, [(1000, 8), (20000, 1)]);
-    let r: Vec<(RangeOp, u64, u64)> =
-        d.verification.as_ref().unwrap().error_ranges.iter().map(|r| (r.op, r.lba, r.count)).collect();
+    let r: Vec<(RangeOp, u64, u64)> = d
+        .verification
+        .as_ref()
+        .unwrap()
+        .error_ranges
+        .iter()
+        .map(|r| (r.op, r.lba, r.count))
+        .collect();
     assert_eq!(r, [(RangeOp::Read, 1000, 8), (RangeOp::Read, 20000, 1)]);
     cert_verifies(&cert, &public);
 }

@@ -131,7 +131,12 @@ impl BadSectors {
         for (lba, errno) in self.0 {
             match out.last_mut() {
                 Some(r) if r.lba + r.count == lba && r.errno == errno => r.count += 1,
-                _ => out.push(ErrorRange { op, lba, count: 1, errno }),
+                _ => out.push(ErrorRange {
+                    op,
+                    lba,
+                    count: 1,
+                    errno,
+                }),
             }
         }
         fold(out)

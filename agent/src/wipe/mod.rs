@@ -27,8 +27,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use lapterop_certificate::{
     self as cert, AgentInfo, Certificate, DiskOutcome, DiskRecord, ErrorRange, Exception, ExceptionKind,
-    HiddenAreaCheck, HiddenAreas, NistCategory, OutcomeStatus, PassInfo, Person, RangeOp, StationInfo, Step,
-    StepKind, StepOutcome, Transport, Verification, VerifyMode,
+    HiddenAreaCheck, HiddenAreas, NistCategory, OutcomeStatus, PassInfo, Person, RangeOp, StationInfo, Step, StepKind,
+    StepOutcome, Transport, Verification, VerifyMode,
 };
 
 use crate::disk::{self, Discovery, SafetyConfig};
@@ -167,11 +167,22 @@ pub fn wipe_device(
         interrupted |= r.interrupted;
         sync_failed |= r.sync_errno.is_some();
         let (outcome, reason) = if r.interrupted {
-            (StepOutcome::Interrupted, Some("interrupted by a signal before the pass finished".to_string()))
+            (
+                StepOutcome::Interrupted,
+                Some("interrupted by a signal before the pass finished".to_string()),
+            )
         } else if bad > 0 {
-            (StepOutcome::Failed, Some(format!("{bad} sectors could not be written (see error ranges)")))
+            (
+                StepOutcome::Failed,
+                Some(format!("{bad} sectors could not be written (see error ranges)")),
+            )
         } else if let Some(e) = r.sync_errno {
-            (StepOutcome::Failed, Some(format!("fdatasync failed with errno {e}: the device may not have stored the data")))
+            (
+                StepOutcome::Failed,
+                Some(format!(
+                    "fdatasync failed with errno {e}: the device may not have stored the data"
+                )),
+            )
         } else {
             (StepOutcome::Completed, None)
         };
@@ -182,7 +193,10 @@ pub fn wipe_device(
             reason,
             started_at: Some(started),
             finished_at: Some(cert::now_utc()),
-            pass: Some(PassInfo { number, of: spec.passes }),
+            pass: Some(PassInfo {
+                number,
+                of: spec.passes,
+            }),
             pattern: Some(fill.describe()),
             bytes: r.bytes_written,
             error_ranges: r.errors,
@@ -194,11 +208,19 @@ pub fn wipe_device(
     let mut verification = None;
     if !interrupted && spec.verify != VerifyChoice::None {
         let (mode, regions, plan_rec, pre) = match &sample {
-            Some((p, pre)) => (VerifyMode::Sample, p.byte_regions(), Some(p.describe()), Some(pre.clone())),
+            Some((p, pre)) => (
+                VerifyMode::Sample,
+                p.byte_regions(),
+                Some(p.describe()),
+                Some(pre.clone()),
+            ),
             None => (VerifyMode::Full, vec![(0, cap)], None, None),
         };
         let total = regions.iter().map(|r| r.1).sum();
-        progress.phase(&format!("verify {}", if mode == VerifyMode::Full { "full" } else { "sample" }), total);
+        progress.phase(
+            &format!("verify {}", if mode == VerifyMode::Full { "full" } else { "sample" }),
+            total,
+        );
         let started = cert::now_utc();
         let r = engine::read_back(dev, &regions, Some(&last_fill), stop, &|d| progress.update(d));
         interrupted |= r.interrupted;
@@ -293,7 +315,13 @@ fn decide(
         problems.push("the overwrite was not read back (--verify none)".to_string());
         return not(problems.join("; "));
     };
-    let count = |op: RangeOp| v.error_ranges.iter().filter(|r| r.op == op).map(|r| r.count).sum::<u64>();
+    let count = |op: RangeOp| {
+        v.error_ranges
+            .iter()
+            .filter(|r| r.op == op)
+            .map(|r| r.count)
+            .sum::<u64>()
+    };
     let (unreadable, mismatched) = (count(RangeOp::Read), count(RangeOp::Mismatch));
     if unreadable > 0 {
         problems.push(format!("{unreadable} sectors could not be read back"));
@@ -329,7 +357,11 @@ fn outcome_words(o: &DiskOutcome) -> String {
         OutcomeStatus::Erased => "ERASED".into(),
         OutcomeStatus::ErasedWithExceptions => format!(
             "ERASED WITH EXCEPTIONS: {}",
-            o.exceptions.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>().join("; ")
+            o.exceptions
+                .iter()
+                .map(|e| e.detail.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
         OutcomeStatus::NotErased => format!("NOT ERASED: {}", o.reason.as_deref().unwrap_or("")),
     }
@@ -449,7 +481,10 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the wipe thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the wipe thread panicked")))
+            })
             .collect()
     });
     let disks = records.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
@@ -532,7 +567,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;

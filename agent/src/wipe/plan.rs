@@ -201,7 +201,16 @@ mod tests {
 
     #[test]
     fn edge_capacities() {
-        for c in [MIB, MIB + 512, 2000 * 512, 1999 * 512, 2001 * 512, 3 * MIB, 16 * TIB, 16 * TIB - 512] {
+        for c in [
+            MIB,
+            MIB + 512,
+            2000 * 512,
+            1999 * 512,
+            2001 * 512,
+            3 * MIB,
+            16 * TIB,
+            16 * TIB - 512,
+        ] {
             check(c, 512, [1; 32]);
         }
         for c in [MIB, 8 * MIB, 16 * TIB] {

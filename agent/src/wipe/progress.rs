@@ -89,7 +89,11 @@ impl super::Progress for DiskProgress {
         p.last = Instant::now();
         let secs = p.started.elapsed().as_secs_f64().max(1e-3);
         let rate = done as f64 / secs;
-        let eta = if rate > 0.0 { (p.total - done.min(p.total)) as f64 / rate } else { 0.0 };
+        let eta = if rate > 0.0 {
+            (p.total - done.min(p.total)) as f64 / rate
+        } else {
+            0.0
+        };
         eprintln!(
             "{}: {}: {:.1}/{:.1} MB ({:.0}%), {:.0} MB/s, ETA {:.0} s",
             self.name,

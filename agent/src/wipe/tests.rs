@@ -89,12 +89,14 @@ fn ident(transport: Transport) -> DiskIdentity {
     }
 }
 
-fn spec(pattern: PatternChoice, verify: VerifyChoice) -> WipeSpec {
-    WipeSpec {
+/// One pass over `dev`; `stopped` simulates a signal that arrived before the start.
+fn wipe(dev: &FaultyDevice, t: Transport, pattern: PatternChoice, verify: VerifyChoice, stopped: bool) -> DiskRecord {
+    let spec = WipeSpec {
         pattern,
         passes: 1,
         verify,
-    }
+    };
+    wipe_device(dev, &ident(t), &spec, &AtomicBool::new(stopped), &Quiet).unwrap()
 }
 
 /// Signs a certificate holding `d`: the certificate crate refuses anything that breaks a rule.
@@ -134,15 +136,16 @@ const SIZE: usize = 9 << 20; // not a multiple of the 4 MiB chunk
 #[test]
 fn clean_random_wipe_is_erased_and_hash_covers_the_device() {
     let dev = FaultyDevice::new(SIZE, 512);
-    let stop = AtomicBool::new(false);
-    let d = wipe_device(&dev, &ident(Transport::Loop), &spec(PatternChoice::Random, VerifyChoice::Full), &stop, &Quiet)
-        .unwrap();
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Random, VerifyChoice::Full, false);
     assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{:?}", d.outcome);
     let v = d.verification.as_ref().unwrap();
     let data = dev.data.lock().unwrap().clone();
     assert_eq!(v.readback_blake3, blake3::hash(&data).to_hex().to_string());
     assert_eq!(v.bytes_read, SIZE as u64);
-    assert!(data.iter().filter(|&&b| b == 0xA5).count() < SIZE / 100, "old content is gone");
+    assert!(
+        data.iter().filter(|&&b| b == 0xA5).count() < SIZE / 100,
+        "old content is gone"
+    );
     signs(&d);
 }
 
@@ -150,12 +153,14 @@ fn clean_random_wipe_is_erased_and_hash_covers_the_device() {
 fn write_errors_are_bisected_to_exact_sectors_and_not_erased() {
     let mut dev = FaultyDevice::new(SIZE, 512);
     dev.bad_write.extend([100, 101, 102, 9000, 18431]); // 18431 is the last sector
-    let stop = AtomicBool::new(false);
-    let d = wipe_device(&dev, &ident(Transport::Loop), &spec(PatternChoice::Zero, VerifyChoice::Full), &stop, &Quiet)
-        .unwrap();
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Zero, VerifyChoice::Full, false);
     assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
     assert_eq!(d.nist_category, NistCategory::None);
-    let w: Vec<(u64, u64, u32)> = d.steps[0].error_ranges.iter().map(|r| (r.lba, r.count, r.errno)).collect();
+    let w: Vec<(u64, u64, u32)> = d.steps[0]
+        .error_ranges
+        .iter()
+        .map(|r| (r.lba, r.count, r.errno))
+        .collect();
     assert_eq!(w, [(100, 3, 5), (9000, 1, 5), (18431, 1, 5)]);
     assert_eq!(d.steps[0].outcome, StepOutcome::Failed);
     assert_eq!(d.steps[0].bytes, SIZE as u64 - 5 * 512);
@@ -181,27 +186,32 @@ fn read_errors_and_lying_sectors_are_recorded_exactly() {
     let mut dev = FaultyDevice::new(SIZE, 4096);
     dev.bad_read.extend([7, 8, 2000]);
     dev.lying.insert(1024); // the drive flips a byte of sector 1024 on every write
-    let stop = AtomicBool::new(false);
-    let d = wipe_device(&dev, &ident(Transport::Nvme), &spec(PatternChoice::Random, VerifyChoice::Full), &stop, &Quiet)
-        .unwrap();
+    let d = wipe(&dev, Transport::Nvme, PatternChoice::Random, VerifyChoice::Full, false);
     assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
     let v = d.verification.as_ref().unwrap();
     let got: Vec<(RangeOp, u64, u64, u32)> = v.error_ranges.iter().map(|r| (r.op, r.lba, r.count, r.errno)).collect();
     assert_eq!(
         got,
-        [(RangeOp::Read, 7, 2, 5), (RangeOp::Read, 2000, 1, 5), (RangeOp::Mismatch, 1024, 1, 0)]
+        [
+            (RangeOp::Read, 7, 2, 5),
+            (RangeOp::Read, 2000, 1, 5),
+            (RangeOp::Mismatch, 1024, 1, 0)
+        ]
     );
     assert_eq!(v.bytes_read, SIZE as u64 - 3 * 4096);
-    assert!(d.outcome.reason.as_deref().unwrap().contains("3 sectors could not be read"));
+    assert!(d
+        .outcome
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("3 sectors could not be read"));
     signs(&d);
 }
 
 #[test]
 fn sata_without_hidden_area_check_is_erased_with_exceptions() {
     let dev = FaultyDevice::new(SIZE, 512);
-    let stop = AtomicBool::new(false);
-    let d = wipe_device(&dev, &ident(Transport::Sata), &spec(PatternChoice::Zero, VerifyChoice::Full), &stop, &Quiet)
-        .unwrap();
+    let d = wipe(&dev, Transport::Sata, PatternChoice::Zero, VerifyChoice::Full, false);
     assert_eq!(d.outcome.status, OutcomeStatus::ErasedWithExceptions);
     assert_eq!(d.outcome.exceptions[0].kind, ExceptionKind::HiddenAreaUnchecked);
     signs(&d);
@@ -210,16 +220,12 @@ fn sata_without_hidden_area_check_is_erased_with_exceptions() {
 #[test]
 fn unverified_or_interrupted_wipes_are_never_erased() {
     let dev = FaultyDevice::new(SIZE, 512);
-    let stop = AtomicBool::new(false);
-    let d = wipe_device(&dev, &ident(Transport::Loop), &spec(PatternChoice::Zero, VerifyChoice::None), &stop, &Quiet)
-        .unwrap();
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Zero, VerifyChoice::None, false);
     assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
     assert!(d.verification.is_none());
     signs(&d);
 
-    let stop = AtomicBool::new(true);
-    let d = wipe_device(&dev, &ident(Transport::Loop), &spec(PatternChoice::Random, VerifyChoice::Full), &stop, &Quiet)
-        .unwrap();
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Random, VerifyChoice::Full, true);
     assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
     assert_eq!(d.steps[0].outcome, StepOutcome::Interrupted);
     assert!(d.outcome.reason.as_deref().unwrap().starts_with("interrupted"));
@@ -230,9 +236,7 @@ fn unverified_or_interrupted_wipes_are_never_erased() {
 fn sampled_verify_hashes_the_plan_and_records_the_pre_wipe_digest() {
     let dev = FaultyDevice::new(SIZE, 512);
     let before = dev.data.lock().unwrap().clone();
-    let stop = AtomicBool::new(false);
-    let d = wipe_device(&dev, &ident(Transport::Loop), &spec(PatternChoice::Zero, VerifyChoice::Sample), &stop, &Quiet)
-        .unwrap();
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Zero, VerifyChoice::Sample, false);
     assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{:?}", d.outcome);
     let v = d.verification.as_ref().unwrap();
     let p = v.sample.as_ref().unwrap();
@@ -256,9 +260,7 @@ fn sampled_verify_hashes_the_plan_and_records_the_pre_wipe_digest() {
 fn many_bad_sectors_stay_bounded_and_valid() {
     let mut dev = FaultyDevice::new(4 << 20, 512);
     dev.bad_write.extend((0..3000).map(|i| i * 2)); // 3000 separate bad sectors
-    let stop = AtomicBool::new(false);
-    let d = wipe_device(&dev, &ident(Transport::Loop), &spec(PatternChoice::Zero, VerifyChoice::Full), &stop, &Quiet)
-        .unwrap();
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Zero, VerifyChoice::Full, false);
     assert_eq!(d.steps[0].error_ranges.len(), engine::MAX_RANGES);
     let last = d.steps[0].error_ranges.last().unwrap();
     assert_eq!(last.lba + last.count, 5999, "the folded range covers the rest");
@@ -272,6 +274,9 @@ fn certificates_are_written_atomically() {
     let p = t.path().join("c.json");
     write_atomically(&p, b"{}\n").unwrap();
     assert_eq!(std::fs::read(&p).unwrap(), b"{}\n");
-    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1, "no temporary file left");
+    assert_eq!(
+        std::fs::read_dir(t.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
 }
-
