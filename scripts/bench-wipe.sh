@@ -5,7 +5,7 @@
 #   disk: a loop device on a 2 GiB file on disk, attached with --direct-io=on.
 # Baseline = the device's own speed: dd zero write + dd read, both O_DIRECT, timed together.
 # Peers on the same device in the same run: Debian's nwipe (zero and prng, --verify=last --noblank).
-# Usage: scripts/bench-wipe.sh [DISK_DIR]   (DISK_DIR defaults to /var/tmp)
+# Usage: [SKIP_PEERS=1] scripts/bench-wipe.sh [DISK_DIR]   (DISK_DIR defaults to /var/tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench-wipe: run as root (loop devices)" >&2; exit 2; }
@@ -16,7 +16,8 @@ cargo build --release -q -p lapterop-agent -p lapterop-certificate
 AGENT=$CARGO_TARGET_DIR/release/lapterop-agent
 CERT=$CARGO_TARGET_DIR/release/lapterop-cert
 NWIPE=$(command -v nwipe || true)
-[ -n "$NWIPE" ] || echo "bench-wipe: nwipe not installed (apt-get install nwipe); peer rows skipped" >&2
+[ "${SKIP_PEERS:-0}" = 1 ] && NWIPE=""  # SKIP_PEERS=1: only the baseline and our runs
+[ -n "$NWIPE" ] || [ "${SKIP_PEERS:-0}" = 1 ] || echo "bench-wipe: nwipe not installed (apt-get install nwipe); peer rows skipped" >&2
 
 WORK=$(mktemp -d)
 LOOPS=()
@@ -75,7 +76,7 @@ for target in ram disk; do
   row $target "lapterop zero + full verify" "$(ours "$dev" zero)" "$b"
   row $target "lapterop random + full verify" "$(ours "$dev" random)" "$b"
   if [ -n "$NWIPE" ]; then
-    row $target "nwipe $("$NWIPE" --version | awk '{print $2}') zero, verify last" "$(peer "$dev" zero twister)" "$b"
+    row $target "nwipe $("$NWIPE" --version | awk '{print $NF}') zero, verify last" "$(peer "$dev" zero twister)" "$b"
     row $target "nwipe prng (isaac64), verify last" "$(peer "$dev" random isaac64)" "$b"
   fi
   losetup -d "$dev"; LOOPS=()

@@ -200,29 +200,65 @@ fn full_zero_wipe_reads_back_as_zeros_and_the_certificate_verifies() {
 }
 
 #[test]
-fn random_wipe_on_4k_sectors_reads_back_as_the_stream() {
-    if !root("random_wipe_on_4k_sectors") {
+fn random_wipe_of_two_disks_in_parallel_one_with_4k_sectors() {
+    if !root("random_wipe_two_disks") {
         return;
     }
     let l = Loop::new(32 * MIB, 4096);
+    let second = Loop::new(16 * MIB, 512);
     let before = independent_blake3(&l.file);
     let (key, public) = keygen(l.dir.path());
-    let (out, cert) = wipe(l.dir.path(), &key, &["--pattern", "random", "--passes", "2"], &l.dev);
+    let cert = l.dir.path().join("two.json");
+    let out = run(Command::new(agent())
+        .args(["wipe", "--pattern", "random", "--passes", "2", "--yes", "--station-key"])
+        .arg(&key)
+        .arg("--certificate")
+        .arg(&cert)
+        .args([&l.dev, &second.dev]));
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let c = read_cert(&cert);
-    let d = &c.disks[0];
-    assert_eq!(d.outcome.status, OutcomeStatus::Erased);
-    assert_eq!(d.logical_sector_size, 4096);
-    assert_eq!(d.steps.len(), 2);
-    let v = d.verification.as_ref().unwrap();
-    // The verified pattern is the last pass's stream, whose seed commitment differs from the first's.
-    assert_eq!(v.expected, d.steps[1].pattern.clone().unwrap());
-    assert_ne!(d.steps[0].pattern, d.steps[1].pattern);
-    let after = independent_blake3(&l.file);
-    assert_eq!(v.readback_blake3, after);
-    assert_ne!(before, after);
-    assert!(!file_is_zero(&l.file));
+    assert_eq!(c.disks.len(), 2);
+    for (d, lp, sector) in [(&c.disks[0], &l, 4096), (&c.disks[1], &second, 512)] {
+        assert_eq!(d.device, lp.name());
+        assert_eq!(d.outcome.status, OutcomeStatus::Erased);
+        assert_eq!(d.logical_sector_size, sector);
+        assert_eq!(d.steps.len(), 2);
+        let v = d.verification.as_ref().unwrap();
+        // The verified pattern is the last pass's stream, whose seed commitment differs from the first's.
+        assert_eq!(v.expected, d.steps[1].pattern.clone().unwrap());
+        assert_ne!(d.steps[0].pattern, d.steps[1].pattern);
+        assert_eq!(v.readback_blake3, independent_blake3(&lp.file));
+        assert!(!file_is_zero(&lp.file));
+    }
+    assert_ne!(before, independent_blake3(&l.file));
     cert_verifies(&cert, &public);
+}
+
+#[test]
+fn block_ioctls_on_a_real_loop_device() {
+    if !root("block_ioctls") {
+        return;
+    }
+    let l = Loop::new(8 * MIB, 4096);
+    let disk = Discovery::system().find(&l.dev).unwrap();
+    assert_eq!(disk.transport, lapterop_certificate::Transport::Loop);
+    assert_eq!(disk.backing_file.as_deref(), Some(l.file.to_str().unwrap()));
+    let c = disk::claim(&disk, &SafetyConfig::default()).unwrap();
+    assert_eq!((c.capacity_bytes, c.logical_sector_size), (8 * MIB, 4096));
+    assert!(c.physical_sector_size >= 4096);
+    assert!(!lapterop_agent::sys::is_read_only(&c.file).unwrap());
+    // BLKZEROOUT really zeroes the range, and only it.
+    lapterop_agent::sys::zero_out(&c.file, MIB, MIB).unwrap();
+    let data = std::fs::read(&l.file).unwrap();
+    let mib = usize::try_from(MIB).unwrap();
+    assert!(data[mib..2 * mib].iter().all(|&b| b == 0));
+    assert!(data[..mib].iter().any(|&b| b != 0) && data[2 * mib..3 * mib].iter().any(|&b| b != 0));
+    // Unaligned ranges are refused before the kernel sees them; a second exclusive open is EBUSY.
+    assert!(lapterop_agent::sys::zero_out(&c.file, 100, 512).is_err());
+    let busy = lapterop_agent::sys::open_block_device(Path::new(&l.dev), lapterop_agent::sys::Access::ExclusiveRead)
+        .unwrap_err();
+    assert!(busy.is_busy(), "{busy}");
+    assert!(busy.to_string().contains("device is in use"), "{busy}");
 }
 
 #[test]

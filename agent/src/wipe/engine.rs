@@ -1,15 +1,16 @@
 //! The overwrite and read-back engine, written against [`BlockDevice`] so that tests can inject faults
 //! at the I/O boundary.
 //!
-//! A pass streams the pattern over the device in 4 MiB aligned chunks: one thread generates, the
-//! calling thread writes, a few buffers circulate through bounded channels (peak memory stays a few
-//! chunks). A read-back streams regions through a reader thread, a generator thread (for `random`) and
+//! A pass streams the pattern over the device in 4 MiB aligned chunks: one thread generates, two
+//! threads write (two requests in flight keep the device busy), a few buffers circulate through
+//! bounded channels (peak memory stays a few chunks). A read-back streams regions through a reader thread, a generator thread (for `random`) and
 //! the calling thread, which compares with the expected bytes and feeds blake3 in device order. A chunk
 //! that fails is split in halves down to single logical sectors, so every bad sector is found and
 //! recorded exactly, and the pass goes on.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
 
 use lapterop_certificate::{ErrorRange, RangeOp};
 
@@ -19,6 +20,8 @@ use super::pattern::Fill;
 pub const CHUNK: usize = 4 << 20;
 /// Buffers in flight per stage.
 const BUFFERS: usize = 3;
+/// Concurrent writers in a pass.
+const WRITERS: usize = 2;
 /// Most ranges recorded per list; beyond that the rest is folded into one covering range.
 pub const MAX_RANGES: usize = 512;
 
@@ -196,18 +199,26 @@ fn pieces(regions: &[(u64, u64)]) -> impl Iterator<Item = (u64, usize)> + '_ {
     })
 }
 
-/// Overwrites the whole device once with `fill`, then `fdatasync`s it.
+/// Overwrites the whole device once with `fill`, then `fdatasync`s it. [`WRITERS`] threads write
+/// concurrently (positional writes, so order does not matter) to keep the device's queue busy.
 /// `progress` gets the bytes done so far.
-pub fn write_pass(dev: &dyn BlockDevice, fill: &Fill, stop: &AtomicBool, progress: &dyn Fn(u64)) -> PassResult {
+pub fn write_pass(
+    dev: &dyn BlockDevice,
+    fill: &Fill,
+    stop: &AtomicBool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> PassResult {
     let cap = dev.capacity();
     let ss = u64::from(dev.sector_size());
     let regions = [(0, cap)];
-    let mut res = PassResult::default();
-    let mut bad = BadSectors::default();
+    let written = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let interrupted = AtomicBool::new(false);
+    let bad = Mutex::new(BadSectors::default());
     std::thread::scope(|s| {
-        let (free_tx, free_rx) = sync_channel::<AlignedBuf>(BUFFERS);
+        let (free_tx, free_rx) = sync_channel::<AlignedBuf>(BUFFERS + WRITERS);
         let (full_tx, full_rx) = sync_channel::<(u64, usize, AlignedBuf)>(BUFFERS);
-        for _ in 0..BUFFERS {
+        for _ in 0..BUFFERS + WRITERS {
             let _ = free_tx.send(AlignedBuf::new(CHUNK));
         }
         let regions = &regions;
@@ -222,37 +233,56 @@ pub fn write_pass(dev: &dyn BlockDevice, fill: &Fill, stop: &AtomicBool, progres
                 }
             }
         });
-        let mut done = 0;
-        for (off, len, b) in full_rx {
-            if stop.load(Ordering::Relaxed) {
-                res.interrupted = true;
-                break;
-            }
-            let data = b.get(len);
-            res.bytes_written += match dev.write_at(data, off) {
-                Ok(()) => len as u64,
-                Err(e) => bisect(
-                    off,
-                    len as u64,
-                    ss,
-                    e,
-                    &mut |o, l| {
-                        let from = usize::try_from(o - off).unwrap_or(0);
-                        let to = from + usize::try_from(l).unwrap_or(0);
-                        dev.write_at(&data[from..to], o)
-                    },
-                    &mut |lba, errno| bad.0.push((lba, errno)),
-                ),
-            };
-            done += len as u64;
-            progress(done);
-            // The generator may have finished already; then the buffer is simply dropped.
-            let _ = free_tx.send(b);
+        // Each writer owns a handle on the queue; when the last one stops, the queue closes and the
+        // generator ends too.
+        let full_rx = Arc::new(Mutex::new(full_rx));
+        for _ in 0..WRITERS {
+            let (full_rx, free_tx) = (Arc::clone(&full_rx), free_tx.clone());
+            let (written, done, interrupted, bad) = (&written, &done, &interrupted, &bad);
+            s.spawn(move || loop {
+                let next = full_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+                let Ok((off, len, b)) = next else { return };
+                if stop.load(Ordering::Relaxed) {
+                    interrupted.store(true, Ordering::Relaxed);
+                    return;
+                }
+                let data = b.get(len);
+                let mut bad_here = Vec::new();
+                let ok = match dev.write_at(data, off) {
+                    Ok(()) => len as u64,
+                    Err(e) => bisect(
+                        off,
+                        len as u64,
+                        ss,
+                        e,
+                        &mut |o, l| {
+                            let from = usize::try_from(o - off).unwrap_or(0);
+                            let to = from + usize::try_from(l).unwrap_or(0);
+                            dev.write_at(&data[from..to], o)
+                        },
+                        &mut |lba, errno| bad_here.push((lba, errno)),
+                    ),
+                };
+                if !bad_here.is_empty() {
+                    if let Ok(mut b) = bad.lock() {
+                        b.0.extend(bad_here);
+                    }
+                }
+                written.fetch_add(ok, Ordering::Relaxed);
+                progress(done.fetch_add(len as u64, Ordering::Relaxed) + len as u64);
+                // The generator may have finished already; then the buffer is simply dropped.
+                let _ = free_tx.send(b);
+            });
         }
-        // Dropping our ends here lets the generator see the end if we stopped early.
+        drop(full_rx);
         drop(free_tx);
     });
-    res.errors = bad.ranges(RangeOp::Write);
+    let mut res = PassResult {
+        bytes_written: written.into_inner(),
+        errors: bad.into_inner().unwrap_or_default().ranges(RangeOp::Write),
+        sync_errno: None,
+        interrupted: interrupted.into_inner(),
+    };
     if !res.interrupted {
         res.sync_errno = dev.sync().err();
     }
@@ -266,7 +296,7 @@ pub fn read_back(
     regions: &[(u64, u64)],
     expect: Option<&Fill>,
     stop: &AtomicBool,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> ReadResult {
     let ss = u64::from(dev.sector_size());
     let ssz = usize::try_from(ss).unwrap_or(512);

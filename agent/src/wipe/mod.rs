@@ -489,6 +489,11 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
     });
     let disks = records.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let interrupted = stop.load(Ordering::Relaxed);
+    for c in &claimed {
+        // The old partition table is gone: let the kernel forget the old partitions. Devices without
+        // partition scanning answer EINVAL, which changes nothing here.
+        let _ = crate::sys::reread_partitions(&c.file);
+    }
 
     let mut certificate = Certificate {
         schema: cert::SCHEMA_V1.to_string(),
