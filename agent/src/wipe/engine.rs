@@ -3,10 +3,11 @@
 //!
 //! A pass streams the pattern over the device in 4 MiB aligned chunks: one thread generates, two
 //! threads write (two requests in flight keep the device busy), a few buffers circulate through
-//! bounded channels (peak memory stays a few chunks). A read-back streams regions through a reader thread, a generator thread (for `random`) and
-//! the calling thread, which compares with the expected bytes and feeds blake3 in device order. A chunk
-//! that fails is split in halves down to single logical sectors, so every bad sector is found and
-//! recorded exactly, and the pass goes on.
+//! bounded channels (peak memory stays a few chunks). A read-back streams regions through two reader
+//! threads, a generator thread (for `random`) and the calling thread, which puts the pieces back in
+//! order, compares them with the expected bytes and feeds blake3 in device order. A chunk that fails is
+//! split in halves down to single logical sectors, so every bad sector is found and recorded exactly,
+//! and the pass goes on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -22,6 +23,18 @@ pub const CHUNK: usize = 4 << 20;
 const BUFFERS: usize = 3;
 /// Concurrent writers in a pass.
 const WRITERS: usize = 2;
+/// Concurrent readers in a read-back.
+const READERS: usize = 2;
+
+/// A piece read back: sequence number, offset, length, buffer, unreadable sectors (lba, errno).
+type Piece = (usize, u64, usize, AlignedBuf, Vec<(u64, u32)>);
+
+/// The indexes in a chunk buffer starting at device offset `base` of the bytes `o..o + l`.
+fn sub(base: u64, o: u64, l: u64) -> std::ops::Range<usize> {
+    // Both are within one chunk (at most CHUNK bytes), so they fit in usize.
+    let from = usize::try_from(o - base).unwrap_or(0);
+    from..from + usize::try_from(l).unwrap_or(0)
+}
 /// Most ranges recorded per list; beyond that the rest is folded into one covering range.
 pub const MAX_RANGES: usize = 512;
 
@@ -255,11 +268,7 @@ pub fn write_pass(
                         len as u64,
                         ss,
                         e,
-                        &mut |o, l| {
-                            let from = usize::try_from(o - off).unwrap_or(0);
-                            let to = from + usize::try_from(l).unwrap_or(0);
-                            dev.write_at(&data[from..to], o)
-                        },
+                        &mut |o, l| dev.write_at(&data[sub(off, o, l)], o),
                         &mut |lba, errno| bad_here.push((lba, errno)),
                     ),
                 };
@@ -306,15 +315,25 @@ pub fn read_back(
     let mut bytes_read = 0u64;
     let mut interrupted = false;
     std::thread::scope(|s| {
-        let (free_tx, free_rx) = sync_channel::<AlignedBuf>(BUFFERS);
-        let (full_tx, full_rx) = sync_channel::<(u64, usize, AlignedBuf, Vec<(u64, u32)>)>(BUFFERS);
-        for _ in 0..BUFFERS {
+        let (free_tx, free_rx) = sync_channel::<AlignedBuf>(BUFFERS + READERS);
+        let (full_tx, full_rx) = sync_channel::<Piece>(BUFFERS + READERS);
+        for _ in 0..BUFFERS + READERS {
             let _ = free_tx.send(AlignedBuf::new(CHUNK));
         }
-        // Reader: fills buffers from the device; unreadable sectors are zeroed and listed.
-        s.spawn(move || {
-            for (off, len) in pieces(regions) {
-                let Ok(mut b) = free_rx.recv() else { return };
+        // Readers: each takes a free buffer, then the next numbered piece, and reads it; unreadable
+        // sectors are zeroed and listed. A reader holds its buffer before it takes a piece, so every
+        // piece taken completes and the consumer below can put them back in order.
+        let free_rx = Arc::new(Mutex::new(free_rx));
+        let jobs = Arc::new(Mutex::new(pieces(regions).enumerate()));
+        for _ in 0..READERS {
+            let (free_rx, jobs, full_tx) = (Arc::clone(&free_rx), Arc::clone(&jobs), full_tx.clone());
+            s.spawn(move || loop {
+                let Ok(Ok(mut b)) = free_rx.lock().map(|rx| rx.recv()) else {
+                    return;
+                };
+                let Some((seq, (off, len))) = jobs.lock().ok().and_then(|mut j| j.next()) else {
+                    return;
+                };
                 let mut bad_here = Vec::new();
                 let buf = b.get_mut(len);
                 if let Err(e) = dev.read_at(buf, off) {
@@ -324,24 +343,20 @@ pub fn read_back(
                         len as u64,
                         ss,
                         e,
-                        &mut |o, l| {
-                            let from = usize::try_from(o - off).unwrap_or(0);
-                            let to = from + usize::try_from(l).unwrap_or(0);
-                            dev.read_at(&mut buf[from..to], o)
-                        },
+                        &mut |o, l| dev.read_at(&mut buf[sub(off, o, l)], o),
                         &mut |lba, errno| bad_lbas.push((lba, errno)),
                     );
                     for (lba, errno) in bad_lbas {
-                        let from = usize::try_from(lba * ss - off).unwrap_or(0);
-                        buf[from..from + ssz].fill(0);
+                        buf[sub(off, lba * ss, ss)].fill(0);
                         bad_here.push((lba, errno));
                     }
                 }
-                if full_tx.send((off, len, b, bad_here)).is_err() {
+                if full_tx.send((seq, off, len, b, bad_here)).is_err() {
                     return;
                 }
-            }
-        });
+            });
+        }
+        drop(full_tx);
         // Generator of the expected bytes (random only; zero compares against one zero buffer).
         let (exp_tx, exp_rx) = sync_channel::<AlignedBuf>(BUFFERS);
         let (exp_free_tx, exp_free_rx) = sync_channel::<AlignedBuf>(BUFFERS);
@@ -368,39 +383,46 @@ pub fn read_back(
             None
         };
         let mut done = 0;
-        for (off, len, b, bad_here) in full_rx {
-            if stop.load(Ordering::Relaxed) {
-                interrupted = true;
-                break;
-            }
-            let data = b.get(len);
-            let bad_lbas: Vec<u64> = bad_here.iter().map(|b| b.0).collect();
-            unreadable.0.extend(bad_here);
-            bytes_read += len as u64 - bad_lbas.len() as u64 * ss;
-            let exp_buf = if random.is_some() { exp_rx.recv().ok() } else { None };
-            let expected: Option<&[u8]> = match (&exp_buf, &zeros) {
-                (Some(e), _) => Some(e.get(len)),
-                (None, Some(z)) => Some(z.get(len)),
-                _ => None,
-            };
-            if let Some(exp) = expected {
-                if data != exp {
-                    for (i, (got, want)) in data.chunks(ssz).zip(exp.chunks(ssz)).enumerate() {
+        let mut next = 0;
+        let mut pending = std::collections::BTreeMap::new();
+        'receive: for piece in full_rx {
+            pending.insert(piece.0, piece);
+            while let Some((_, off, len, b, bad_here)) = pending.remove(&next) {
+                next += 1;
+                if stop.load(Ordering::Relaxed) {
+                    interrupted = true;
+                    break 'receive;
+                }
+                let data = b.get(len);
+                let bad_lbas: Vec<u64> = bad_here.iter().map(|b| b.0).collect();
+                unreadable.0.extend(bad_here);
+                bytes_read += len as u64 - bad_lbas.len() as u64 * ss;
+                let exp_buf = if random.is_some() { exp_rx.recv().ok() } else { None };
+                let expected: Option<&[u8]> = match (&exp_buf, &zeros) {
+                    (Some(e), _) => Some(e.get(len)),
+                    (None, Some(z)) => Some(z.get(len)),
+                    _ => None,
+                };
+                let lost_generator = random.is_some() && exp_buf.is_none();
+                if lost_generator || expected.is_some_and(|exp| data != exp) {
+                    // Per sector; without the expected bytes (cannot happen) every sector counts as wrong.
+                    for (i, got) in data.chunks(ssz).enumerate() {
                         let lba = off / ss + i as u64;
-                        if got != want && !bad_lbas.contains(&lba) {
+                        let want = expected.and_then(|e| e.get(i * ssz..(i + 1) * ssz));
+                        if want != Some(got) && !bad_lbas.contains(&lba) {
                             mismatched.0.push((lba, 0));
                         }
                     }
                 }
+                hasher.update(data);
+                if let Some(e) = exp_buf {
+                    let _ = exp_free_tx.send(e);
+                }
+                done += len as u64;
+                progress(done);
+                // The readers may have finished already; then the buffer is simply dropped.
+                let _ = free_tx.send(b);
             }
-            hasher.update(data);
-            if let Some(e) = exp_buf {
-                let _ = exp_free_tx.send(e);
-            }
-            done += len as u64;
-            progress(done);
-            // The generator may have finished already; then the buffer is simply dropped.
-            let _ = free_tx.send(b);
         }
         drop(free_tx);
         drop(exp_free_tx);
