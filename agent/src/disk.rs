@@ -230,12 +230,24 @@ impl Discovery {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         };
-        let disks = self.scan()?;
-        if let Some(d) = disks.iter().find(|d| d.name == name) {
-            return Ok(d.clone());
+        // Only the named disk is examined (its partition table may be read); others are not opened.
+        let mounts = parse_mountinfo(&read_or_empty(&self.mountinfo));
+        let swaps = parse_swaps(&read_or_empty(&self.swaps));
+        if !name.is_empty() && !name.starts_with('.') && self.sys_block.join(&name).is_dir() {
+            if let Some(d) = self.disk(&name, &mounts, &swaps) {
+                return Ok(d);
+            }
         }
-        if let Some(d) = disks.iter().find(|d| d.partitions.iter().any(|p| p.name == name)) {
-            anyhow::bail!("{device} is a partition of {}; give the whole disk", d.path.display());
+        let holder = std::fs::read_dir(&self.sys_block)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| !name.is_empty() && e.path().join(&name).join("partition").exists());
+        if let Some(e) = holder {
+            anyhow::bail!(
+                "{device} is a partition of {}; give the whole disk",
+                self.dev.join(e.file_name()).display()
+            );
         }
         anyhow::bail!("{device} is not a disk this machine has (see `lapterop-agent disks`)")
     }
@@ -512,9 +524,16 @@ struct Listed<'a> {
 
 /// `lapterop-agent disks [--json]`: every disk and whether it may be wiped. Exit 0, or 2 when sysfs
 /// cannot be read.
-pub fn list_command(json: bool) -> std::process::ExitCode {
+/// With `only`, just those devices are examined (nothing else is opened).
+pub fn list_command(json: bool, only: &[String]) -> std::process::ExitCode {
     let cfg = SafetyConfig::from_env(&[]);
-    let disks = match Discovery::system().scan() {
+    let discovery = Discovery::system();
+    let found = if only.is_empty() {
+        discovery.scan()
+    } else {
+        only.iter().map(|d| discovery.find(d)).collect()
+    };
+    let disks = match found {
         Ok(d) => d,
         Err(e) => {
             eprintln!("lapterop-agent disks: {e:#}");

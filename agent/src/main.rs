@@ -22,6 +22,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only these disks (default: all).
+        #[arg(value_name = "DEVICE")]
+        devices: Vec<String>,
     },
     /// Overwrite disks, read them back, and write a signed certificate (exit 0 only if all are erased).
     Wipe(lapterop_agent::wipe::WipeArgs),
@@ -34,7 +37,7 @@ fn main() -> ExitCode {
             println!("lapterop-agent {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Disks { json } => lapterop_agent::disk::list_command(json),
+        Command::Disks { json, devices } => lapterop_agent::disk::list_command(json, &devices),
         Command::Wipe(args) => lapterop_agent::wipe::run(args),
     }
 }

@@ -306,7 +306,8 @@ fn mounted_and_exclusively_held_devices_are_refused_and_unchanged() {
         assert!(!cert.exists());
     }
     // The listing says the same.
-    let listing = ok(Command::new(agent()).args(["disks", "--json"]));
+    // (Only our two devices: the listing probes each disk with an exclusive open.)
+    let listing = ok(Command::new(agent()).args(["disks", "--json", &mounted.dev, &held.dev]));
     let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
     let row = |name: &str| {
         rows.as_array()
