@@ -12,5 +12,6 @@ pub mod drive;
 pub mod firmware;
 pub mod init;
 pub mod outbox;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod wipe;

@@ -56,6 +56,17 @@ enum Command {
     },
     /// Audit this laptop's hardware and give the refurbishment verdict.
     Audit(lapterop_agent::audit::AuditArgs),
+    /// List the disks with their identity, geometry and whether they may be wiped.
+    Disks {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only these disks (default: all).
+        #[arg(value_name = "DEVICE")]
+        devices: Vec<String>,
+    },
+    /// Overwrite disks, read them back, and write a signed certificate (exit 0 only if all are erased).
+    Wipe(lapterop_agent::wipe::WipeArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,5 +93,7 @@ fn main() -> ExitCode {
             lapterop_agent::drive::firmware_erase_command(&device, method, yes)
         }
         Command::Audit(args) => lapterop_agent::audit::cli(&args),
+        Command::Disks { json, devices } => lapterop_agent::disk::list_command(json, &devices),
+        Command::Wipe(args) => lapterop_agent::wipe::run(args),
     }
 }

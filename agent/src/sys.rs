@@ -1,1 +1,241 @@
-//! (being built)
+//! Every `unsafe` system call of the agent's disk layer, each behind one safe function.
+//!
+//! The block-device ioctls are declared with `nix`'s macros from their kernel definitions in
+//! `include/uapi/linux/fs.h` (magic `0x12`). Each wrapper takes a borrowed file descriptor, so the
+//! descriptor is open for the duration of the call, passes a pointer to a properly sized local, and maps
+//! `errno` to a [`SysError`] a caller can match and a user can act on ("device is in use").
+//!
+//! Ordinary reads, writes, `fdatasync` and `open` with `O_DIRECT | O_EXCL` need no `unsafe`: the
+//! standard library's `FileExt`, `File::sync_data` and `OpenOptionsExt::custom_flags` cover them, and
+//! this module provides the open helper so that every flag decision lives in one place.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+
+/// The raw ioctl declarations. Nothing outside this module calls them directly.
+mod ioctl {
+    use nix::libc::{c_int, c_uint};
+    // #define BLKRRPART  _IO(0x12,95)
+    nix::ioctl_none_bad!(blkrrpart, nix::request_code_none!(0x12, 95));
+    // #define BLKFLSBUF  _IO(0x12,97)
+    nix::ioctl_none_bad!(blkflsbuf, nix::request_code_none!(0x12, 97));
+    // #define BLKROGET   _IO(0x12,94)  /* get read-only status (0 = read_write) */  (arg: int *)
+    nix::ioctl_read_bad!(blkroget, nix::request_code_none!(0x12, 94), c_int);
+    // #define BLKSSZGET  _IO(0x12,104) /* get block device sector size */  (arg: int *)
+    nix::ioctl_read_bad!(blksszget, nix::request_code_none!(0x12, 104), c_int);
+    // #define BLKGETSIZE64 _IOR(0x12,114,size_t) /* return device size in bytes (u64 *arg) */
+    nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+    // #define BLKDISCARD _IO(0x12,119)  (arg: uint64_t range[2] = {start, length} in bytes)
+    nix::ioctl_write_ptr_bad!(blkdiscard, nix::request_code_none!(0x12, 119), [u64; 2]);
+    // #define BLKPBSZGET _IO(0x12,123)  (arg: unsigned int *)
+    nix::ioctl_read_bad!(blkpbszget, nix::request_code_none!(0x12, 123), c_uint);
+    // #define BLKZEROOUT _IO(0x12,127)  (arg: uint64_t range[2] = {start, length} in bytes)
+    nix::ioctl_write_ptr_bad!(blkzeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
+}
+
+/// A failed system call: what was being done, and the kernel's answer in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op}: {}", meaning(*.errno))]
+pub struct SysError {
+    /// The operation, e.g. `BLKGETSIZE64 on /dev/sda` or `opening /dev/sda`.
+    pub op: String,
+    /// The errno the kernel returned.
+    pub errno: Errno,
+}
+
+impl SysError {
+    fn new(op: impl Into<String>, errno: Errno) -> Self {
+        Self { op: op.into(), errno }
+    }
+
+    /// True when the device is busy (mounted, held open exclusively, or claimed by a holder).
+    pub fn is_busy(&self) -> bool {
+        self.errno == Errno::EBUSY
+    }
+}
+
+/// errno in words a volunteer can act on.
+fn meaning(errno: Errno) -> String {
+    match errno {
+        Errno::EBUSY => "device is in use (mounted, open by another program, or part of RAID/LVM)".into(),
+        Errno::EACCES | Errno::EPERM => "permission denied: run the agent as root".into(),
+        Errno::ENOENT | Errno::ENXIO | Errno::ENODEV => "no such device (was it unplugged?)".into(),
+        Errno::EROFS => "the device is read-only".into(),
+        Errno::ENOTTY => "not a block device".into(),
+        Errno::EOPNOTSUPP => "the device does not support this operation".into(),
+        Errno::EINVAL => "invalid argument (offset or length not aligned to the sector size?)".into(),
+        Errno::EIO => "input/output error: the device reported a media or transport failure".into(),
+        other => format!("{} (errno {})", other.desc(), other as i32),
+    }
+}
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO))
+}
+
+/// How a block device is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read-only, shared: for discovery (sizes, sector sizes).
+    Probe,
+    /// Read-only with `O_EXCL`: fails with `EBUSY` while anything else holds or mounts the device.
+    ExclusiveRead,
+    /// Read-write with `O_EXCL | O_DIRECT`: for wiping and verifying, never through the page cache.
+    ExclusiveDirect,
+}
+
+/// Opens a block device. `O_EXCL` on a block device claims it: the kernel refuses with `EBUSY` when it
+/// is mounted, used as swap, held by device-mapper or md, or opened `O_EXCL` by another process, and
+/// keeps others out while the returned file stays open.
+pub fn open_block_device(path: &Path, access: Access) -> Result<File, SysError> {
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    let mut flags = nix::libc::O_CLOEXEC;
+    match access {
+        Access::Probe => {}
+        Access::ExclusiveRead => flags |= nix::libc::O_EXCL,
+        Access::ExclusiveDirect => {
+            opts.write(true);
+            flags |= nix::libc::O_EXCL | nix::libc::O_DIRECT;
+        }
+    }
+    opts.custom_flags(flags);
+    opts.open(path)
+        .map_err(|e| SysError::new(format!("opening {}", path.display()), errno_of(&e)))
+}
+
+/// `BLKGETSIZE64`: the device's size in bytes.
+pub fn block_size_bytes(file: &impl AsFd) -> Result<u64, SysError> {
+    let mut size: u64 = 0;
+    // SAFETY: `#define BLKGETSIZE64 _IOR(0x12,114,size_t)`; the kernel writes one u64 (`put_u64`) to the
+    // pointer, which points at the local `size`; the fd is borrowed, so it stays open during the call.
+    unsafe { ioctl::blkgetsize64(file.as_fd().as_raw_fd(), &mut size) }
+        .map_err(|e| SysError::new("reading the device size (BLKGETSIZE64)", e))?;
+    Ok(size)
+}
+
+/// `BLKSSZGET`: the logical sector size in bytes.
+pub fn logical_sector_size(file: &impl AsFd) -> Result<u32, SysError> {
+    let mut size: nix::libc::c_int = 0;
+    // SAFETY: `#define BLKSSZGET _IO(0x12,104)`; `blkdev_ioctl` answers with `put_int(argp,
+    // bdev_logical_block_size(bdev))`, one int written to our local; the fd is borrowed and open.
+    unsafe { ioctl::blksszget(file.as_fd().as_raw_fd(), &mut size) }
+        .map_err(|e| SysError::new("reading the logical sector size (BLKSSZGET)", e))?;
+    u32::try_from(size).map_err(|_| SysError::new("BLKSSZGET returned a negative size", Errno::EINVAL))
+}
+
+/// `BLKPBSZGET`: the physical sector size in bytes.
+pub fn physical_sector_size(file: &impl AsFd) -> Result<u32, SysError> {
+    let mut size: nix::libc::c_uint = 0;
+    // SAFETY: `#define BLKPBSZGET _IO(0x12,123)`; the kernel does `put_uint(argp,
+    // bdev_physical_block_size(bdev))`, one unsigned int written to our local; the fd is borrowed.
+    unsafe { ioctl::blkpbszget(file.as_fd().as_raw_fd(), &mut size) }
+        .map_err(|e| SysError::new("reading the physical sector size (BLKPBSZGET)", e))?;
+    Ok(size)
+}
+
+/// `BLKROGET`: whether the kernel marks the device read-only.
+pub fn is_read_only(file: &impl AsFd) -> Result<bool, SysError> {
+    let mut ro: nix::libc::c_int = 0;
+    // SAFETY: `#define BLKROGET _IO(0x12,94)`; the kernel does `put_int(argp, bdev_read_only(bdev) != 0)`,
+    // one int written to our local; the fd is borrowed and open.
+    unsafe { ioctl::blkroget(file.as_fd().as_raw_fd(), &mut ro) }
+        .map_err(|e| SysError::new("reading the read-only flag (BLKROGET)", e))?;
+    Ok(ro != 0)
+}
+
+/// Checks a byte range for the range ioctls: both ends aligned to 512 bytes, as `blk_ioctl_discard` and
+/// `blk_ioctl_zeroout` require (they return `EINVAL` otherwise).
+fn range(start: u64, len: u64, what: &str) -> Result<[u64; 2], SysError> {
+    if start % 512 != 0 || len % 512 != 0 || start.checked_add(len).is_none() {
+        return Err(SysError::new(
+            format!("{what}: start {start} and length {len} must be multiples of 512"),
+            Errno::EINVAL,
+        ));
+    }
+    Ok([start, len])
+}
+
+/// `BLKDISCARD`: tells the device the range is unused (no guarantee of what reads return afterwards).
+pub fn discard(file: &impl AsFd, start: u64, len: u64) -> Result<(), SysError> {
+    let r = range(start, len, "BLKDISCARD")?;
+    // SAFETY: `#define BLKDISCARD _IO(0x12,119)`; `blk_ioctl_discard` copies `uint64_t range[2]` from the
+    // pointer, which points at our local array of exactly that type; the fd is borrowed and open.
+    unsafe { ioctl::blkdiscard(file.as_fd().as_raw_fd(), &r) }
+        .map_err(|e| SysError::new(format!("discarding {len} bytes at {start} (BLKDISCARD)"), e))?;
+    Ok(())
+}
+
+/// `BLKZEROOUT`: the kernel writes zeros to the range (without unmapping), through the device's
+/// fastest zeroing command or plain writes.
+pub fn zero_out(file: &impl AsFd, start: u64, len: u64) -> Result<(), SysError> {
+    let r = range(start, len, "BLKZEROOUT")?;
+    // SAFETY: `#define BLKZEROOUT _IO(0x12,127)`; `blk_ioctl_zeroout` copies `uint64_t range[2]` from the
+    // pointer, which points at our local array of exactly that type; the fd is borrowed and open.
+    unsafe { ioctl::blkzeroout(file.as_fd().as_raw_fd(), &r) }
+        .map_err(|e| SysError::new(format!("zeroing {len} bytes at {start} (BLKZEROOUT)"), e))?;
+    Ok(())
+}
+
+/// `BLKRRPART`: asks the kernel to re-read the partition table (fails with `EBUSY` while a partition is
+/// in use).
+pub fn reread_partitions(file: &impl AsFd) -> Result<(), SysError> {
+    // SAFETY: `#define BLKRRPART _IO(0x12,95)`; the argument is unused by the kernel and none is passed;
+    // the fd is borrowed and open.
+    unsafe { ioctl::blkrrpart(file.as_fd().as_raw_fd()) }
+        .map_err(|e| SysError::new("re-reading the partition table (BLKRRPART)", e))?;
+    Ok(())
+}
+
+/// `BLKFLSBUF`: writes back and drops the device's page cache (needs `CAP_SYS_ADMIN`).
+pub fn flush_buffers(file: &impl AsFd) -> Result<(), SysError> {
+    // SAFETY: `#define BLKFLSBUF _IO(0x12,97)`; no argument is read or written; the fd is borrowed and
+    // open.
+    unsafe { ioctl::blkflsbuf(file.as_fd().as_raw_fd()) }
+        .map_err(|e| SysError::new("flushing the device's buffers (BLKFLSBUF)", e))?;
+    Ok(())
+}
+
+/// The errno of an I/O error as a positive number, `EIO` when the error carries none (a short read).
+pub fn io_errno(e: &std::io::Error) -> u32 {
+    u32::try_from(errno_of(e) as i32).unwrap_or(5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_numbers_match_the_kernel_headers() {
+        // Values computed on x86_64 from <linux/fs.h> (research/wipe.md §3.1).
+        assert_eq!(nix::request_code_none!(0x12, 95), 0x125F);
+        assert_eq!(nix::request_code_none!(0x12, 97), 0x1261);
+        assert_eq!(nix::request_code_none!(0x12, 104), 0x1268);
+        assert_eq!(
+            nix::request_code_read!(0x12, 114, std::mem::size_of::<u64>()),
+            0x8008_1272
+        );
+        assert_eq!(nix::request_code_none!(0x12, 119), 0x1277);
+        assert_eq!(nix::request_code_none!(0x12, 123), 0x127B);
+        assert_eq!(nix::request_code_none!(0x12, 127), 0x127F);
+    }
+
+    #[test]
+    fn range_ioctls_refuse_unaligned_ranges() {
+        assert!(range(1, 512, "x").is_err());
+        assert!(range(512, 100, "x").is_err());
+        assert_eq!(range(512, 1024, "x").ok(), Some([512, 1024]));
+    }
+
+    #[test]
+    fn ioctl_on_a_regular_file_says_not_a_block_device() {
+        let f = File::open("/proc/self/exe").unwrap();
+        let e = block_size_bytes(&f).unwrap_err();
+        assert_eq!(e.errno, Errno::ENOTTY);
+        assert!(e.to_string().contains("not a block device"), "{e}");
+    }
+}

@@ -1,0 +1,441 @@
+//! The overwrite and read-back engine, written against [`BlockDevice`] so that tests can inject faults
+//! at the I/O boundary.
+//!
+//! A pass streams the pattern over the device in 4 MiB aligned chunks: one thread generates, two
+//! threads write (two requests in flight keep the device busy), a few buffers circulate through
+//! bounded channels (peak memory stays a few chunks). A read-back streams regions through two reader
+//! threads, a generator thread (for `random`) and the calling thread, which puts the pieces back in
+//! order, compares them with the expected bytes and feeds blake3 in device order. A chunk that fails is
+//! split in halves down to single logical sectors, so every bad sector is found and recorded exactly,
+//! and the pass goes on.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
+
+use lapterop_certificate::{ErrorRange, RangeOp};
+
+use super::pattern::Fill;
+
+/// Bytes per I/O.
+pub const CHUNK: usize = 4 << 20;
+/// Buffers in flight per stage.
+const BUFFERS: usize = 3;
+/// Concurrent writers in a pass.
+const WRITERS: usize = 2;
+/// Concurrent readers in a read-back.
+const READERS: usize = 2;
+
+/// A piece read back: sequence number, offset, length, buffer, unreadable sectors (lba, errno).
+type Piece = (usize, u64, usize, AlignedBuf, Vec<(u64, u32)>);
+
+/// The indexes in a chunk buffer starting at device offset `base` of the bytes `o..o + l`.
+fn sub(base: u64, o: u64, l: u64) -> std::ops::Range<usize> {
+    // Both are within one chunk (at most CHUNK bytes), so they fit in usize.
+    let from = usize::try_from(o - base).unwrap_or(0);
+    from..from + usize::try_from(l).unwrap_or(0)
+}
+/// Most ranges recorded per list; beyond that the rest is folded into one covering range.
+pub const MAX_RANGES: usize = 512;
+
+/// The I/O boundary of the engine: a block device of fixed size.
+///
+/// Offsets and lengths are always multiples of the sector size and buffers are aligned to 4096 bytes
+/// (what `O_DIRECT` needs). Errors are the kernel's errno.
+pub trait BlockDevice: Sync {
+    /// Size in bytes.
+    fn capacity(&self) -> u64;
+    /// Logical sector size in bytes.
+    fn sector_size(&self) -> u32;
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), u32>;
+    /// Fills all of `buf` from `offset`.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), u32>;
+    /// Makes written data durable (`fdatasync`).
+    fn sync(&self) -> Result<(), u32>;
+}
+
+impl BlockDevice for crate::disk::Claimed {
+    fn capacity(&self) -> u64 {
+        self.capacity_bytes
+    }
+    fn sector_size(&self) -> u32 {
+        self.logical_sector_size
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), u32> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset).map_err(|e| crate::sys::io_errno(&e))
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), u32> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset).map_err(|e| crate::sys::io_errno(&e))
+    }
+    fn sync(&self) -> Result<(), u32> {
+        self.file.sync_data().map_err(|e| crate::sys::io_errno(&e))
+    }
+}
+
+/// A heap buffer whose usable part starts on a 4096-byte boundary (for `O_DIRECT`).
+pub struct AlignedBuf {
+    v: Vec<u8>,
+    off: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBuf({} bytes)", self.len)
+    }
+}
+
+impl AlignedBuf {
+    /// Alignment of every buffer.
+    pub const ALIGN: usize = 4096;
+
+    /// A zeroed buffer of `len` bytes.
+    pub fn new(len: usize) -> Self {
+        let v = vec![0u8; len + Self::ALIGN];
+        let off = v.as_ptr().align_offset(Self::ALIGN);
+        Self { v, off, len }
+    }
+
+    /// The first `n` bytes.
+    pub fn get(&self, n: usize) -> &[u8] {
+        &self.v[self.off..self.off + n.min(self.len)]
+    }
+
+    /// The first `n` bytes, writable.
+    pub fn get_mut(&mut self, n: usize) -> &mut [u8] {
+        &mut self.v[self.off..self.off + n.min(self.len)]
+    }
+}
+
+/// Result of one overwrite pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassResult {
+    /// Bytes written without error.
+    pub bytes_written: u64,
+    /// Sectors that could not be written.
+    pub errors: Vec<ErrorRange>,
+    /// `fdatasync` failed with this errno.
+    pub sync_errno: Option<u32>,
+    /// Stopped by a signal before the end.
+    pub interrupted: bool,
+}
+
+/// Result of reading regions back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Bytes read without error.
+    pub bytes_read: u64,
+    /// Unreadable sectors (`read`) and sectors with other content (`mismatch`).
+    pub errors: Vec<ErrorRange>,
+    /// Sectors that did not match (counted before any folding of ranges).
+    pub mismatched_sectors: u64,
+    /// blake3 of the regions' bytes in order; unreadable sectors count as zero bytes.
+    pub blake3: String,
+    /// Stopped by a signal before the end.
+    pub interrupted: bool,
+}
+
+/// Bad sectors as (lba, errno), turned into merged ranges.
+#[derive(Debug, Default)]
+struct BadSectors(Vec<(u64, u32)>);
+
+impl BadSectors {
+    fn ranges(mut self, op: RangeOp) -> Vec<ErrorRange> {
+        self.0.sort_unstable();
+        let mut out: Vec<ErrorRange> = Vec::new();
+        for (lba, errno) in self.0 {
+            match out.last_mut() {
+                Some(r) if r.lba + r.count == lba && r.errno == errno => r.count += 1,
+                _ => out.push(ErrorRange {
+                    op,
+                    lba,
+                    count: 1,
+                    errno,
+                }),
+            }
+        }
+        fold(out)
+    }
+}
+
+/// Keeps the certificate bounded: ranges past [`MAX_RANGES`] are folded into one covering range.
+fn fold(mut v: Vec<ErrorRange>) -> Vec<ErrorRange> {
+    if v.len() > MAX_RANGES {
+        let tail = v.split_off(MAX_RANGES - 1);
+        let first = &tail[0];
+        let end = tail.iter().map(|r| r.lba + r.count).max().unwrap_or(first.lba + 1);
+        v.push(ErrorRange {
+            op: first.op,
+            lba: first.lba,
+            count: end - first.lba,
+            errno: first.errno,
+        });
+    }
+    v
+}
+
+/// Retries a failed range in halves down to single sectors; calls `bad` for every sector that fails
+/// and returns the bytes that succeeded.
+fn bisect(
+    offset: u64,
+    len: u64,
+    sector: u64,
+    errno: u32,
+    op: &mut dyn FnMut(u64, u64) -> Result<(), u32>,
+    bad: &mut dyn FnMut(u64, u32),
+) -> u64 {
+    if len <= sector {
+        bad(offset / sector, errno);
+        return 0;
+    }
+    let half = (len / sector / 2) * sector;
+    let mut ok = 0;
+    for (o, l) in [(offset, half), (offset + half, len - half)] {
+        match op(o, l) {
+            Ok(()) => ok += l,
+            Err(e) => ok += bisect(o, l, sector, e, op, bad),
+        }
+    }
+    ok
+}
+
+/// Splits byte regions into pieces of at most [`CHUNK`] bytes.
+fn pieces(regions: &[(u64, u64)]) -> impl Iterator<Item = (u64, usize)> + '_ {
+    let chunk = CHUNK as u64;
+    regions.iter().flat_map(move |&(start, len)| {
+        (0..len.div_ceil(chunk)).map(move |i| {
+            let o = start + i * chunk;
+            // At most CHUNK, so it fits in usize.
+            (o, usize::try_from((len - i * chunk).min(chunk)).unwrap_or(CHUNK))
+        })
+    })
+}
+
+/// Overwrites the whole device once with `fill`, then `fdatasync`s it. [`WRITERS`] threads write
+/// concurrently (positional writes, so order does not matter) to keep the device's queue busy.
+/// `progress` gets the bytes done so far.
+pub fn write_pass(
+    dev: &dyn BlockDevice,
+    fill: &Fill,
+    stop: &AtomicBool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> PassResult {
+    let cap = dev.capacity();
+    let ss = u64::from(dev.sector_size());
+    let regions = [(0, cap)];
+    let written = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let interrupted = AtomicBool::new(false);
+    let bad = Mutex::new(BadSectors::default());
+    std::thread::scope(|s| {
+        let (free_tx, free_rx) = sync_channel::<AlignedBuf>(BUFFERS + WRITERS);
+        let (full_tx, full_rx) = sync_channel::<(u64, usize, AlignedBuf)>(BUFFERS);
+        for _ in 0..BUFFERS + WRITERS {
+            let _ = free_tx.send(AlignedBuf::new(CHUNK));
+        }
+        let regions = &regions;
+        s.spawn(move || {
+            for (off, len) in pieces(regions) {
+                let Ok(mut b) = free_rx.recv() else { return };
+                if !fill.is_constant() {
+                    fill.fill(off, b.get_mut(len));
+                }
+                if full_tx.send((off, len, b)).is_err() {
+                    return;
+                }
+            }
+        });
+        // Each writer owns a handle on the queue; when the last one stops, the queue closes and the
+        // generator ends too.
+        let full_rx = Arc::new(Mutex::new(full_rx));
+        for _ in 0..WRITERS {
+            let (full_rx, free_tx) = (Arc::clone(&full_rx), free_tx.clone());
+            let (written, done, interrupted, bad) = (&written, &done, &interrupted, &bad);
+            s.spawn(move || loop {
+                let next = full_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+                let Ok((off, len, b)) = next else { return };
+                if stop.load(Ordering::Relaxed) {
+                    interrupted.store(true, Ordering::Relaxed);
+                    return;
+                }
+                let data = b.get(len);
+                let mut bad_here = Vec::new();
+                let ok = match dev.write_at(data, off) {
+                    Ok(()) => len as u64,
+                    Err(e) => bisect(
+                        off,
+                        len as u64,
+                        ss,
+                        e,
+                        &mut |o, l| dev.write_at(&data[sub(off, o, l)], o),
+                        &mut |lba, errno| bad_here.push((lba, errno)),
+                    ),
+                };
+                if !bad_here.is_empty() {
+                    if let Ok(mut b) = bad.lock() {
+                        b.0.extend(bad_here);
+                    }
+                }
+                written.fetch_add(ok, Ordering::Relaxed);
+                progress(done.fetch_add(len as u64, Ordering::Relaxed) + len as u64);
+                // The generator may have finished already; then the buffer is simply dropped.
+                let _ = free_tx.send(b);
+            });
+        }
+        drop(full_rx);
+        drop(free_tx);
+    });
+    let mut res = PassResult {
+        bytes_written: written.into_inner(),
+        errors: bad.into_inner().unwrap_or_default().ranges(RangeOp::Write),
+        sync_errno: None,
+        interrupted: interrupted.into_inner(),
+    };
+    if !res.interrupted {
+        res.sync_errno = dev.sync().err();
+    }
+    res
+}
+
+/// Reads `regions` (byte ranges, sector aligned, in device order), hashes them in order and, with
+/// `expect`, compares them with the pattern.
+pub fn read_back(
+    dev: &dyn BlockDevice,
+    regions: &[(u64, u64)],
+    expect: Option<&Fill>,
+    stop: &AtomicBool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> ReadResult {
+    let ss = u64::from(dev.sector_size());
+    let ssz = usize::try_from(ss).unwrap_or(512);
+    let mut hasher = blake3::Hasher::new();
+    let mut unreadable = BadSectors::default();
+    let mut mismatched = BadSectors::default();
+    let mut bytes_read = 0u64;
+    let mut interrupted = false;
+    std::thread::scope(|s| {
+        let (free_tx, free_rx) = sync_channel::<AlignedBuf>(BUFFERS + READERS);
+        let (full_tx, full_rx) = sync_channel::<Piece>(BUFFERS + READERS);
+        for _ in 0..BUFFERS + READERS {
+            let _ = free_tx.send(AlignedBuf::new(CHUNK));
+        }
+        // Readers: each takes a free buffer, then the next numbered piece, and reads it; unreadable
+        // sectors are zeroed and listed. A reader holds its buffer before it takes a piece, so every
+        // piece taken completes and the consumer below can put them back in order.
+        let free_rx = Arc::new(Mutex::new(free_rx));
+        let jobs = Arc::new(Mutex::new(pieces(regions).enumerate()));
+        for _ in 0..READERS {
+            let (free_rx, jobs, full_tx) = (Arc::clone(&free_rx), Arc::clone(&jobs), full_tx.clone());
+            s.spawn(move || loop {
+                let Ok(Ok(mut b)) = free_rx.lock().map(|rx| rx.recv()) else {
+                    return;
+                };
+                let Some((seq, (off, len))) = jobs.lock().ok().and_then(|mut j| j.next()) else {
+                    return;
+                };
+                let mut bad_here = Vec::new();
+                let buf = b.get_mut(len);
+                if let Err(e) = dev.read_at(buf, off) {
+                    let mut bad_lbas = Vec::new();
+                    bisect(
+                        off,
+                        len as u64,
+                        ss,
+                        e,
+                        &mut |o, l| dev.read_at(&mut buf[sub(off, o, l)], o),
+                        &mut |lba, errno| bad_lbas.push((lba, errno)),
+                    );
+                    for (lba, errno) in bad_lbas {
+                        buf[sub(off, lba * ss, ss)].fill(0);
+                        bad_here.push((lba, errno));
+                    }
+                }
+                if full_tx.send((seq, off, len, b, bad_here)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(full_tx);
+        // Generator of the expected bytes (random only; zero compares against one zero buffer).
+        let (exp_tx, exp_rx) = sync_channel::<AlignedBuf>(BUFFERS);
+        let (exp_free_tx, exp_free_rx) = sync_channel::<AlignedBuf>(BUFFERS);
+        let random = expect.filter(|f| !f.is_constant());
+        if let Some(fill) = random {
+            for _ in 0..BUFFERS {
+                let _ = exp_free_tx.send(AlignedBuf::new(CHUNK));
+            }
+            s.spawn(move || {
+                for (off, len) in pieces(regions) {
+                    let Ok(mut b) = exp_free_rx.recv() else { return };
+                    fill.fill(off, b.get_mut(len));
+                    if exp_tx.send(b).is_err() {
+                        return;
+                    }
+                }
+            });
+        } else {
+            drop((exp_tx, exp_free_rx));
+        }
+        let zeros = if expect.is_some() && random.is_none() {
+            Some(AlignedBuf::new(CHUNK))
+        } else {
+            None
+        };
+        let mut done = 0;
+        let mut next = 0;
+        let mut pending = std::collections::BTreeMap::new();
+        'receive: for piece in full_rx {
+            pending.insert(piece.0, piece);
+            while let Some((_, off, len, b, bad_here)) = pending.remove(&next) {
+                next += 1;
+                if stop.load(Ordering::Relaxed) {
+                    interrupted = true;
+                    break 'receive;
+                }
+                let data = b.get(len);
+                let bad_lbas: Vec<u64> = bad_here.iter().map(|b| b.0).collect();
+                unreadable.0.extend(bad_here);
+                bytes_read += len as u64 - bad_lbas.len() as u64 * ss;
+                let exp_buf = if random.is_some() { exp_rx.recv().ok() } else { None };
+                let expected: Option<&[u8]> = match (&exp_buf, &zeros) {
+                    (Some(e), _) => Some(e.get(len)),
+                    (None, Some(z)) => Some(z.get(len)),
+                    _ => None,
+                };
+                let lost_generator = random.is_some() && exp_buf.is_none();
+                if lost_generator || expected.is_some_and(|exp| data != exp) {
+                    // Per sector; without the expected bytes (cannot happen) every sector counts as wrong.
+                    for (i, got) in data.chunks(ssz).enumerate() {
+                        let lba = off / ss + i as u64;
+                        let want = expected.and_then(|e| e.get(i * ssz..(i + 1) * ssz));
+                        if want != Some(got) && !bad_lbas.contains(&lba) {
+                            mismatched.0.push((lba, 0));
+                        }
+                    }
+                }
+                hasher.update(data);
+                if let Some(e) = exp_buf {
+                    let _ = exp_free_tx.send(e);
+                }
+                done += len as u64;
+                progress(done);
+                // The readers may have finished already; then the buffer is simply dropped.
+                let _ = free_tx.send(b);
+            }
+        }
+        drop(free_tx);
+        drop(exp_free_tx);
+        drop(exp_rx);
+    });
+    let mismatched_sectors = mismatched.0.len() as u64;
+    let mut errors = unreadable.ranges(RangeOp::Read);
+    errors.extend(mismatched.ranges(RangeOp::Mismatch));
+    ReadResult {
+        bytes_read,
+        errors,
+        mismatched_sectors,
+        blake3: hasher.finalize().to_hex().to_string(),
+        interrupted,
+    }
+}

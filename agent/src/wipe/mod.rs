@@ -1,0 +1,603 @@
+//! The verified overwrite wipe: `lapterop-agent wipe`.
+//!
+//! For each disk: claim it exclusively ([`crate::disk::claim`]), read the sample positions before
+//! anything is written (sampled mode), overwrite it `passes` times with the pattern ([`engine`]), read
+//! it back with `O_DIRECT` and compare every byte (`full`) or the NIST sample ([`plan`]), and record
+//! every step, error range and digest in a [`DiskRecord`]. Disks run in parallel, one thread each. The
+//! run ends with one certificate for all disks, signed with the station key and written atomically.
+//!
+//! Outcome rules (`docs/wiping.md`): a disk is `erased` only when every pass completed without error,
+//! the read-back covered what it planned with no unreadable or mismatched sector, and hidden areas are
+//! known not to exist (NVMe, virtio, MMC, loop). A disk whose transport can hide an HPA/DCO (SATA, USB,
+//! SCSI) is at best `erased-with-exceptions` (`hidden-area-unchecked`): this command does not probe
+//! them. Any write, sync or read error, any mismatch, `--verify none` or an interruption makes it
+//! `not-erased`, with the exact ranges.
+
+pub mod engine;
+pub mod pattern;
+pub mod plan;
+mod progress;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use lapterop_certificate::{
+    self as cert, AgentInfo, Certificate, DiskOutcome, DiskRecord, ErrorRange, Exception, ExceptionKind,
+    HiddenAreaCheck, HiddenAreas, NistCategory, OutcomeStatus, PassInfo, Person, RangeOp, StationInfo, Step, StepKind,
+    StepOutcome, Transport, Verification, VerifyMode,
+};
+
+use crate::disk::{self, Discovery, SafetyConfig};
+use engine::BlockDevice;
+use pattern::Fill;
+
+/// Exit code: a disk was not fully erased (the certificate says why).
+pub const EXIT_NOT_ERASED: u8 = 1;
+/// Exit code: nothing was written (usage, refused disk, missing key, cancelled).
+pub const EXIT_NOTHING_DONE: u8 = 2;
+/// Exit code: stopped by SIGINT/SIGTERM (a `not-erased` certificate was written).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Overwrite pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PatternChoice {
+    /// All zero bytes.
+    Zero,
+    /// A seeded AES-256-CTR stream, different at every offset (catches drives that drop writes).
+    Random,
+}
+
+/// Read-back verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyChoice {
+    /// Read every byte back and compare.
+    Full,
+    /// NIST SP 800-88 sample: 1000 sections, 2 samples each plus first and last sector, >= 10 %.
+    Sample,
+    /// Do not read back (the disk can then never be reported erased).
+    None,
+}
+
+/// What to do to each disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WipeSpec {
+    /// Pattern of every pass.
+    pub pattern: PatternChoice,
+    /// Number of passes (the last one is verified).
+    pub passes: u32,
+    /// Verification of the last pass.
+    pub verify: VerifyChoice,
+}
+
+/// Identity of a disk for its certificate record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskIdentity {
+    /// Kernel name.
+    pub device: String,
+    /// Model.
+    pub model: Option<String>,
+    /// Serial.
+    pub serial: Option<String>,
+    /// Firmware.
+    pub firmware: Option<String>,
+    /// WWN.
+    pub wwn: Option<String>,
+    /// Transport.
+    pub transport: Transport,
+    /// Rotational.
+    pub rotational: bool,
+    /// Physical sector size.
+    pub physical_sector_size: u32,
+}
+
+impl DiskIdentity {
+    fn of(c: &disk::Claimed) -> Self {
+        let d = &c.disk;
+        Self {
+            device: d.name.clone(),
+            model: d.model.clone(),
+            serial: d.serial.clone(),
+            firmware: d.firmware.clone(),
+            wwn: d.wwn.clone(),
+            transport: d.transport,
+            rotational: d.rotational,
+            physical_sector_size: c.physical_sector_size,
+        }
+    }
+}
+
+/// Progress callbacks for one disk.
+pub trait Progress: Sync {
+    /// A new phase starts (`pass 1/2 random`, `verify full`) over `total` bytes.
+    fn phase(&self, label: &str, total: u64);
+    /// `done` bytes of the current phase are finished.
+    fn update(&self, done: u64);
+    /// The disk is finished with this outcome.
+    fn finish(&self, outcome: &str);
+}
+
+/// Wipes one device and returns its certificate record. Never panics on I/O errors: they become
+/// error ranges. `stop` is checked between chunks.
+pub fn wipe_device(
+    dev: &dyn BlockDevice,
+    id: &DiskIdentity,
+    spec: &WipeSpec,
+    stop: &AtomicBool,
+    progress: &dyn Progress,
+) -> anyhow::Result<DiskRecord> {
+    let cap = dev.capacity();
+    let ss = dev.sector_size();
+    let mut steps = Vec::new();
+    let mut interrupted = false;
+    let mut failed_writes = 0u64;
+    let mut sync_failed = false;
+
+    let sample = match spec.verify {
+        VerifyChoice::Sample => {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed).context("getting a random seed for the sample plan")?;
+            let p = plan::sample_plan(cap, ss, seed);
+            progress.phase("reading samples before wipe", p.planned_bytes());
+            let pre = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
+            interrupted |= pre.interrupted;
+            Some((p, pre.blake3))
+        }
+        _ => None,
+    };
+
+    let mut last_fill = Fill::Zero;
+    for number in 1..=spec.passes {
+        if interrupted {
+            break;
+        }
+        let fill = match spec.pattern {
+            PatternChoice::Zero => Fill::Zero,
+            PatternChoice::Random => Fill::fresh_random().context("getting a random seed for the pattern")?,
+        };
+        let label = format!("pass {number}/{} {}", spec.passes, kind_name(spec.pattern));
+        progress.phase(&label, cap);
+        let started = cert::now_utc();
+        let r = engine::write_pass(dev, &fill, stop, &|d| progress.update(d));
+        let bad: u64 = r.errors.iter().map(|e| e.count).sum();
+        failed_writes += bad;
+        interrupted |= r.interrupted;
+        sync_failed |= r.sync_errno.is_some();
+        let (outcome, reason) = if r.interrupted {
+            (
+                StepOutcome::Interrupted,
+                Some("interrupted by a signal before the pass finished".to_string()),
+            )
+        } else if bad > 0 {
+            (
+                StepOutcome::Failed,
+                Some(format!("{bad} sectors could not be written (see error ranges)")),
+            )
+        } else if let Some(e) = r.sync_errno {
+            (
+                StepOutcome::Failed,
+                Some(format!(
+                    "fdatasync failed with errno {e}: the device may not have stored the data"
+                )),
+            )
+        } else {
+            (StepOutcome::Completed, None)
+        };
+        steps.push(Step {
+            kind: StepKind::Overwrite,
+            capability: cert::Capability::Supported,
+            outcome,
+            reason,
+            started_at: Some(started),
+            finished_at: Some(cert::now_utc()),
+            pass: Some(PassInfo {
+                number,
+                of: spec.passes,
+            }),
+            pattern: Some(fill.describe()),
+            bytes: r.bytes_written,
+            error_ranges: r.errors,
+            firmware: None,
+        });
+        last_fill = fill;
+    }
+
+    let mut verification = None;
+    if !interrupted && spec.verify != VerifyChoice::None {
+        let (mode, regions, plan_rec, pre) = match &sample {
+            Some((p, pre)) => (
+                VerifyMode::Sample,
+                p.byte_regions(),
+                Some(p.describe()),
+                Some(pre.clone()),
+            ),
+            None => (VerifyMode::Full, vec![(0, cap)], None, None),
+        };
+        let total = regions.iter().map(|r| r.1).sum();
+        progress.phase(
+            &format!("verify {}", if mode == VerifyMode::Full { "full" } else { "sample" }),
+            total,
+        );
+        let started = cert::now_utc();
+        let r = engine::read_back(dev, &regions, Some(&last_fill), stop, &|d| progress.update(d));
+        interrupted |= r.interrupted;
+        if !r.interrupted {
+            let mismatched_blocks = r
+                .errors
+                .iter()
+                .filter(|e| e.op == RangeOp::Mismatch)
+                .map(|e| e.count)
+                .sum();
+            verification = Some(Verification {
+                mode,
+                expected: last_fill.describe(),
+                sample: plan_rec,
+                bytes_read: r.bytes_read,
+                mismatched_blocks,
+                error_ranges: r.errors,
+                readback_blake3: r.blake3,
+                pre_wipe_sample_blake3: pre,
+                firmware_before_blake3: None,
+                firmware_after_blake3: None,
+                started_at: started,
+                finished_at: cert::now_utc(),
+            });
+        }
+    }
+
+    let hidden = match id.transport {
+        Transport::Nvme | Transport::Virtio | Transport::Mmc | Transport::Loop => HiddenAreaCheck::NotApplicable,
+        _ => HiddenAreaCheck::Unavailable,
+    };
+    let outcome = decide(interrupted, failed_writes, sync_failed, verification.as_ref(), hidden);
+    progress.finish(&outcome_words(&outcome));
+    Ok(DiskRecord {
+        device: id.device.clone(),
+        model: id.model.clone(),
+        serial: id.serial.clone(),
+        firmware: id.firmware.clone(),
+        wwn: id.wwn.clone(),
+        transport: id.transport,
+        rotational: id.rotational,
+        capacity_bytes: cap,
+        logical_sector_size: ss,
+        physical_sector_size: id.physical_sector_size.max(ss),
+        hidden_areas: HiddenAreas {
+            check: hidden,
+            hpa: None,
+            dco: None,
+        },
+        nist_category: if outcome.status == OutcomeStatus::NotErased {
+            NistCategory::None
+        } else {
+            NistCategory::Clear
+        },
+        steps,
+        verification,
+        outcome,
+    })
+}
+
+fn kind_name(p: PatternChoice) -> &'static str {
+    match p {
+        PatternChoice::Zero => "zero",
+        PatternChoice::Random => "random",
+    }
+}
+
+/// The outcome rules of the module docs, as one pure function.
+fn decide(
+    interrupted: bool,
+    failed_writes: u64,
+    sync_failed: bool,
+    v: Option<&Verification>,
+    hidden: HiddenAreaCheck,
+) -> DiskOutcome {
+    let not = |reason: String| DiskOutcome {
+        status: OutcomeStatus::NotErased,
+        exceptions: Vec::new(),
+        reason: Some(reason),
+    };
+    if interrupted {
+        return not("interrupted: the wipe was stopped before it finished; the disk may still hold data".into());
+    }
+    let mut problems = Vec::new();
+    if failed_writes > 0 {
+        problems.push(format!("{failed_writes} sectors could not be written"));
+    }
+    if sync_failed {
+        problems.push("the final flush (fdatasync) failed".to_string());
+    }
+    let Some(v) = v else {
+        problems.push("the overwrite was not read back (--verify none)".to_string());
+        return not(problems.join("; "));
+    };
+    let count = |op: RangeOp| {
+        v.error_ranges
+            .iter()
+            .filter(|r| r.op == op)
+            .map(|r| r.count)
+            .sum::<u64>()
+    };
+    let (unreadable, mismatched) = (count(RangeOp::Read), count(RangeOp::Mismatch));
+    if unreadable > 0 {
+        problems.push(format!("{unreadable} sectors could not be read back"));
+    }
+    if mismatched > 0 {
+        problems.push(format!("{mismatched} sectors read back with other content"));
+    }
+    if !problems.is_empty() {
+        return not(problems.join("; ") + " (see error ranges)");
+    }
+    if hidden == HiddenAreaCheck::Unavailable {
+        return DiskOutcome {
+            status: OutcomeStatus::ErasedWithExceptions,
+            exceptions: vec![Exception {
+                kind: ExceptionKind::HiddenAreaUnchecked,
+                detail: "hidden areas (HPA/DCO) were not checked on this transport; their content, if any, \
+                         was not overwritten"
+                    .into(),
+                range: None,
+            }],
+            reason: None,
+        };
+    }
+    DiskOutcome {
+        status: OutcomeStatus::Erased,
+        exceptions: Vec::new(),
+        reason: None,
+    }
+}
+
+fn outcome_words(o: &DiskOutcome) -> String {
+    match o.status {
+        OutcomeStatus::Erased => "ERASED".into(),
+        OutcomeStatus::ErasedWithExceptions => format!(
+            "ERASED WITH EXCEPTIONS: {}",
+            o.exceptions
+                .iter()
+                .map(|e| e.detail.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        OutcomeStatus::NotErased => format!("NOT ERASED: {}", o.reason.as_deref().unwrap_or("")),
+    }
+}
+
+/// Arguments of `lapterop-agent wipe`.
+#[derive(Debug, clap::Args)]
+pub struct WipeArgs {
+    /// Overwrite pattern.
+    #[arg(long, value_enum, default_value_t = PatternChoice::Random)]
+    pub pattern: PatternChoice,
+    /// Number of overwrite passes (the last one is verified).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub passes: u32,
+    /// How the last pass is read back.
+    #[arg(long, value_enum, default_value_t = VerifyChoice::Full)]
+    pub verify: VerifyChoice,
+    /// Do not ask for a typed confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Station secret key that signs the certificate (PREFIX.key from `lapterop-cert keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub station_key: Option<PathBuf>,
+    /// Name or volunteer code of the person running the wipe.
+    #[arg(long, default_value = "unnamed operator")]
+    pub operator: String,
+    /// Organisation running the workshop.
+    #[arg(long, default_value = "Lapterop workshop")]
+    pub organisation: String,
+    /// Workshop site.
+    #[arg(long, default_value = "unspecified site")]
+    pub site: String,
+    /// Where to write the signed certificate (must not exist yet) [default: lapterop-certificate-ID.json].
+    #[arg(long, value_name = "FILE")]
+    pub certificate: Option<PathBuf>,
+    /// Partition UUID of the boot stick, never wiped (repeatable; also read from LAPTEROP_STICK_PARTUUIDS).
+    #[arg(long, value_name = "UUID")]
+    pub stick_partuuid: Vec<String>,
+    /// Whole disks to wipe (/dev/sdb, /dev/nvme0n1, /dev/disk/by-id/...).
+    #[arg(required = true, value_name = "DEVICE")]
+    pub devices: Vec<String>,
+}
+
+/// Runs `lapterop-agent wipe`; see the exit codes above and in `docs/wiping.md`.
+pub fn run(args: WipeArgs) -> ExitCode {
+    match run_inner(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lapterop-agent wipe: {e:#}");
+            ExitCode::from(EXIT_NOTHING_DONE)
+        }
+    }
+}
+
+fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
+    let key_path = args
+        .station_key
+        .as_ref()
+        .context("no station key: pass --station-key FILE (made by `lapterop-cert keygen`)")?;
+    let key = cert::keys::read_signing_key(key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let id = cert::new_id();
+    let cert_path = args
+        .certificate
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("lapterop-certificate-{id}.json")));
+    if cert_path.exists() {
+        bail!("{} already exists; choose another --certificate", cert_path.display());
+    }
+    let binary_blake3 = self_blake3().context("hashing the agent binary (/proc/self/exe)")?;
+
+    let discovery = Discovery::system();
+    let cfg = SafetyConfig::from_env(&args.stick_partuuid);
+    let mut claimed = Vec::new();
+    let mut refused = false;
+    for dev in &args.devices {
+        let d = discovery.find(dev)?;
+        if claimed.iter().any(|c: &disk::Claimed| c.disk.name == d.name) {
+            bail!("{dev} is listed twice");
+        }
+        match disk::claim(&d, &cfg) {
+            Ok(c) => claimed.push(c),
+            Err(reasons) => {
+                refused = true;
+                for r in reasons {
+                    eprintln!("refusing {}: {r}", d.path.display());
+                }
+            }
+        }
+    }
+    if refused {
+        eprintln!("lapterop-agent wipe: nothing was written; fix the reasons above and try again");
+        return Ok(ExitCode::from(EXIT_NOTHING_DONE));
+    }
+    if !args.yes && !confirm(&claimed)? {
+        eprintln!("lapterop-agent wipe: cancelled; nothing was written");
+        return Ok(ExitCode::from(EXIT_NOTHING_DONE));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing the signal handler")?;
+    }
+    let spec = WipeSpec {
+        pattern: args.pattern,
+        passes: args.passes,
+        verify: args.verify,
+    };
+    let ui = progress::Ui::new();
+    let records: Vec<anyhow::Result<DiskRecord>> = std::thread::scope(|s| {
+        let handles: Vec<_> = claimed
+            .iter()
+            .map(|c| {
+                let p = ui.disk(&c.disk.name);
+                let stop = &stop;
+                s.spawn(move || wipe_device(c, &DiskIdentity::of(c), &spec, stop, &p))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the wipe thread panicked")))
+            })
+            .collect()
+    });
+    let disks = records.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let interrupted = stop.load(Ordering::Relaxed);
+    for c in &claimed {
+        // The old partition table is gone: let the kernel forget the old partitions. Devices without
+        // partition scanning answer EINVAL, which changes nothing here.
+        let _ = crate::sys::reread_partitions(&c.file);
+    }
+
+    let mut certificate = Certificate {
+        schema: cert::SCHEMA_V1.to_string(),
+        id,
+        issued_at: cert::now_utc(),
+        agent: AgentInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            binary_blake3,
+            live_image_build: std::env::var("LAPTEROP_IMAGE_BUILD").ok().filter(|s| !s.is_empty()),
+        },
+        station: StationInfo {
+            key_id: String::new(),
+            organisation: args.organisation.clone(),
+            site: args.site.clone(),
+            name: None,
+        },
+        operator: Person {
+            name: args.operator.clone(),
+            role: None,
+        },
+        verifier: None,
+        donor: None,
+        host: None,
+        disks,
+        install: None,
+        signature: None,
+    };
+    certificate.sign(&key).context("signing the certificate")?;
+    write_atomically(&cert_path, certificate.to_pretty_json()?.as_bytes())
+        .with_context(|| format!("writing the certificate {}", cert_path.display()))?;
+    for d in &certificate.disks {
+        println!("{}: {}", d.device, outcome_words(&d.outcome));
+    }
+    println!("certificate: {}", cert_path.display());
+    Ok(if interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if certificate.overall_outcome() == OutcomeStatus::Erased {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_ERASED)
+    })
+}
+
+/// Shows what will be destroyed and asks for the word ERASE.
+fn confirm(claimed: &[disk::Claimed]) -> anyhow::Result<bool> {
+    eprintln!("These disks will be overwritten; everything on them will be lost:");
+    for c in claimed {
+        let d = &c.disk;
+        eprintln!(
+            "  {}  {:.1} GB  {:?}  model {}  serial {}",
+            d.path.display(),
+            c.capacity_bytes as f64 / 1e9,
+            d.transport,
+            d.model.as_deref().unwrap_or("?"),
+            d.serial.as_deref().unwrap_or("?"),
+        );
+    }
+    eprint!("Type ERASE to continue: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim() == "ERASE")
+}
+
+fn self_blake3() -> std::io::Result<String> {
+    let mut f = std::fs::File::open("/proc/self/exe")?;
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Writes a temporary file beside `path`, syncs it, renames it into place and syncs the directory,
+/// so a crash leaves either no certificate or the whole one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Error ranges of a record, all lists together (for summaries and tests).
+pub fn all_ranges(d: &DiskRecord) -> Vec<ErrorRange> {
+    let mut v: Vec<ErrorRange> = d.steps.iter().flat_map(|s| s.error_ranges.clone()).collect();
+    if let Some(ver) = &d.verification {
+        v.extend(ver.error_ranges.clone());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests;

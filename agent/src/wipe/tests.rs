@@ -1,0 +1,282 @@
+//! Engine and outcome tests against an in-memory device with injected faults.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use lapterop_certificate::keys;
+
+use super::*;
+
+/// An in-memory block device that fails reads or writes touching chosen sectors with `EIO`, and can
+/// silently corrupt chosen sectors on write (a drive that lies).
+struct FaultyDevice {
+    data: Mutex<Vec<u8>>,
+    sector: u32,
+    bad_write: BTreeSet<u64>,
+    bad_read: BTreeSet<u64>,
+    lying: BTreeSet<u64>,
+}
+
+impl FaultyDevice {
+    fn new(bytes: usize, sector: u32) -> Self {
+        Self {
+            data: Mutex::new(vec![0xA5; bytes]),
+            sector,
+            bad_write: BTreeSet::new(),
+            bad_read: BTreeSet::new(),
+            lying: BTreeSet::new(),
+        }
+    }
+    fn touches(&self, set: &BTreeSet<u64>, off: u64, len: usize) -> bool {
+        let ss = u64::from(self.sector);
+        set.range(off / ss..(off + len as u64).div_ceil(ss)).next().is_some()
+    }
+}
+
+impl BlockDevice for FaultyDevice {
+    fn capacity(&self) -> u64 {
+        self.data.lock().unwrap().len() as u64
+    }
+    fn sector_size(&self) -> u32 {
+        self.sector
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), u32> {
+        assert_eq!(offset % u64::from(self.sector), 0);
+        assert_eq!(buf.len() % self.sector as usize, 0);
+        if self.touches(&self.bad_write, offset, buf.len()) {
+            return Err(5);
+        }
+        let o = usize::try_from(offset).unwrap();
+        let mut d = self.data.lock().unwrap();
+        d[o..o + buf.len()].copy_from_slice(buf);
+        let ss = u64::from(self.sector);
+        for &l in self.lying.range(offset / ss..(offset + buf.len() as u64) / ss) {
+            let at = usize::try_from(l).unwrap() * self.sector as usize;
+            d[at] ^= 0xFF;
+        }
+        Ok(())
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), u32> {
+        if self.touches(&self.bad_read, offset, buf.len()) {
+            return Err(5);
+        }
+        let o = usize::try_from(offset).unwrap();
+        buf.copy_from_slice(&self.data.lock().unwrap()[o..o + buf.len()]);
+        Ok(())
+    }
+    fn sync(&self) -> Result<(), u32> {
+        Ok(())
+    }
+}
+
+struct Quiet;
+impl Progress for Quiet {
+    fn phase(&self, _: &str, _: u64) {}
+    fn update(&self, _: u64) {}
+    fn finish(&self, _: &str) {}
+}
+
+fn ident(transport: Transport) -> DiskIdentity {
+    DiskIdentity {
+        device: "fake0".into(),
+        model: Some("Fault Injector".into()),
+        serial: Some("F1".into()),
+        firmware: None,
+        wwn: None,
+        transport,
+        rotational: false,
+        physical_sector_size: 512,
+    }
+}
+
+/// One pass over `dev`; `stopped` simulates a signal that arrived before the start.
+fn wipe(dev: &FaultyDevice, t: Transport, pattern: PatternChoice, verify: VerifyChoice, stopped: bool) -> DiskRecord {
+    let spec = WipeSpec {
+        pattern,
+        passes: 1,
+        verify,
+    };
+    wipe_device(dev, &ident(t), &spec, &AtomicBool::new(stopped), &Quiet).unwrap()
+}
+
+/// Signs a certificate holding `d`: the certificate crate refuses anything that breaks a rule.
+fn signs(d: &DiskRecord) -> Certificate {
+    let mut c = Certificate {
+        schema: cert::SCHEMA_V1.into(),
+        id: cert::new_id(),
+        issued_at: cert::now_utc(),
+        agent: AgentInfo {
+            version: "0.1.0".into(),
+            binary_blake3: "0".repeat(64),
+            live_image_build: None,
+        },
+        station: StationInfo {
+            key_id: String::new(),
+            organisation: "o".into(),
+            site: "s".into(),
+            name: None,
+        },
+        operator: Person {
+            name: "t".into(),
+            role: None,
+        },
+        verifier: None,
+        donor: None,
+        host: None,
+        disks: vec![d.clone()],
+        install: None,
+        signature: None,
+    };
+    c.sign(&keys::fixture_key("wipe-tests")).unwrap();
+    c
+}
+
+const SIZE: usize = 9 << 20; // not a multiple of the 4 MiB chunk
+
+#[test]
+fn clean_random_wipe_is_erased_and_hash_covers_the_device() {
+    let dev = FaultyDevice::new(SIZE, 512);
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Random, VerifyChoice::Full, false);
+    assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{:?}", d.outcome);
+    let v = d.verification.as_ref().unwrap();
+    let data = dev.data.lock().unwrap().clone();
+    assert_eq!(v.readback_blake3, blake3::hash(&data).to_hex().to_string());
+    assert_eq!(v.bytes_read, SIZE as u64);
+    assert!(
+        data.iter().filter(|&&b| b == 0xA5).count() < SIZE / 100,
+        "old content is gone"
+    );
+    signs(&d);
+}
+
+#[test]
+fn write_errors_are_bisected_to_exact_sectors_and_not_erased() {
+    let mut dev = FaultyDevice::new(SIZE, 512);
+    dev.bad_write.extend([100, 101, 102, 9000, 18431]); // 18431 is the last sector
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Zero, VerifyChoice::Full, false);
+    assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
+    assert_eq!(d.nist_category, NistCategory::None);
+    let w: Vec<(u64, u64, u32)> = d.steps[0]
+        .error_ranges
+        .iter()
+        .map(|r| (r.lba, r.count, r.errno))
+        .collect();
+    assert_eq!(w, [(100, 3, 5), (9000, 1, 5), (18431, 1, 5)]);
+    assert_eq!(d.steps[0].outcome, StepOutcome::Failed);
+    assert_eq!(d.steps[0].bytes, SIZE as u64 - 5 * 512);
+    // The unwritten sectors still hold the old bytes, and the verify pass says so.
+    let v = d.verification.as_ref().unwrap();
+    let m: Vec<(u64, u64)> = v
+        .error_ranges
+        .iter()
+        .filter(|r| r.op == RangeOp::Mismatch)
+        .map(|r| (r.lba, r.count))
+        .collect();
+    assert_eq!(m, [(100, 3), (9000, 1), (18431, 1)]);
+    assert_eq!(v.mismatched_blocks, 5);
+    // Every other sector was written.
+    let data = dev.data.lock().unwrap();
+    assert!(data[..100 * 512].iter().all(|&b| b == 0) && data[103 * 512..9000 * 512].iter().all(|&b| b == 0));
+    drop(data);
+    signs(&d);
+}
+
+#[test]
+fn read_errors_and_lying_sectors_are_recorded_exactly() {
+    let mut dev = FaultyDevice::new(SIZE, 4096);
+    dev.bad_read.extend([7, 8, 2000]);
+    dev.lying.insert(1024); // the drive flips a byte of sector 1024 on every write
+    let d = wipe(&dev, Transport::Nvme, PatternChoice::Random, VerifyChoice::Full, false);
+    assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
+    let v = d.verification.as_ref().unwrap();
+    let got: Vec<(RangeOp, u64, u64, u32)> = v.error_ranges.iter().map(|r| (r.op, r.lba, r.count, r.errno)).collect();
+    assert_eq!(
+        got,
+        [
+            (RangeOp::Read, 7, 2, 5),
+            (RangeOp::Read, 2000, 1, 5),
+            (RangeOp::Mismatch, 1024, 1, 0)
+        ]
+    );
+    assert_eq!(v.bytes_read, SIZE as u64 - 3 * 4096);
+    assert!(d
+        .outcome
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("3 sectors could not be read"));
+    signs(&d);
+}
+
+#[test]
+fn sata_without_hidden_area_check_is_erased_with_exceptions() {
+    let dev = FaultyDevice::new(SIZE, 512);
+    let d = wipe(&dev, Transport::Sata, PatternChoice::Zero, VerifyChoice::Full, false);
+    assert_eq!(d.outcome.status, OutcomeStatus::ErasedWithExceptions);
+    assert_eq!(d.outcome.exceptions[0].kind, ExceptionKind::HiddenAreaUnchecked);
+    signs(&d);
+}
+
+#[test]
+fn unverified_or_interrupted_wipes_are_never_erased() {
+    let dev = FaultyDevice::new(SIZE, 512);
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Zero, VerifyChoice::None, false);
+    assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
+    assert!(d.verification.is_none());
+    signs(&d);
+
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Random, VerifyChoice::Full, true);
+    assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
+    assert_eq!(d.steps[0].outcome, StepOutcome::Interrupted);
+    assert!(d.outcome.reason.as_deref().unwrap().starts_with("interrupted"));
+    signs(&d);
+}
+
+#[test]
+fn sampled_verify_hashes_the_plan_and_records_the_pre_wipe_digest() {
+    let dev = FaultyDevice::new(SIZE, 512);
+    let before = dev.data.lock().unwrap().clone();
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Zero, VerifyChoice::Sample, false);
+    assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{:?}", d.outcome);
+    let v = d.verification.as_ref().unwrap();
+    let p = v.sample.as_ref().unwrap();
+    let seed: [u8; 32] = hex::decode(&p.seed).unwrap().try_into().unwrap();
+    let plan = plan::sample_plan(SIZE as u64, 512, seed);
+    let digest = |bytes: &[u8]| {
+        let mut h = blake3::Hasher::new();
+        for (o, l) in plan.byte_regions() {
+            h.update(&bytes[usize::try_from(o).unwrap()..usize::try_from(o + l).unwrap()]);
+        }
+        h.finalize().to_hex().to_string()
+    };
+    assert_eq!(v.pre_wipe_sample_blake3.as_deref(), Some(digest(&before).as_str()));
+    assert_eq!(v.readback_blake3, digest(&dev.data.lock().unwrap()));
+    assert_eq!(v.bytes_read, plan.planned_bytes());
+    assert!(v.bytes_read * 10 >= SIZE as u64 && v.bytes_read < SIZE as u64);
+    signs(&d);
+}
+
+#[test]
+fn many_bad_sectors_stay_bounded_and_valid() {
+    let mut dev = FaultyDevice::new(4 << 20, 512);
+    dev.bad_write.extend((0..3000).map(|i| i * 2)); // 3000 separate bad sectors
+    let d = wipe(&dev, Transport::Loop, PatternChoice::Zero, VerifyChoice::Full, false);
+    assert_eq!(d.steps[0].error_ranges.len(), engine::MAX_RANGES);
+    let last = d.steps[0].error_ranges.last().unwrap();
+    assert_eq!(last.lba + last.count, 5999, "the folded range covers the rest");
+    let c = signs(&d);
+    assert!(c.to_pretty_json().unwrap().len() < cert::validate::MAX_DOCUMENT_BYTES);
+}
+
+#[test]
+fn certificates_are_written_atomically() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("c.json");
+    write_atomically(&p, b"{}\n").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"{}\n");
+    assert_eq!(
+        std::fs::read_dir(t.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+}
