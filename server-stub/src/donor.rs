@@ -5,7 +5,7 @@
 //! Language: `?lang=nl|en` (remembered in a cookie), else the cookie, else `Accept-Language`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -255,10 +255,5 @@ async fn batch(
             title => lang.t("Proof of data erasure: batch", "Bewijs van gegevenswissing: partij"),
         },
     );
-    let mut resp = remember(&app, resp, chosen);
-    if resp.status() == StatusCode::OK {
-        resp.headers_mut()
-            .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    }
-    resp
+    remember(&app, resp, chosen)
 }

@@ -202,11 +202,8 @@ fn store_batch(w: &mut Writer, batch: &[&Checked]) -> anyhow::Result<Vec<Result<
     let mut results = Vec::with_capacity(batch.len());
     for c in batch {
         let existing: Option<(String, String)> = tx
-            .query_row(
-                "SELECT certificate_blake3, receipt FROM certificates WHERE id = ?1",
-                [&c.cert.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT certificate_blake3, receipt FROM certificates WHERE id = ?1")?
+            .query_row([&c.cert.id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((blake3, receipt)) = existing {
             results.push(if blake3 == c.blake3 {
@@ -216,11 +213,9 @@ fn store_batch(w: &mut Writer, batch: &[&Checked]) -> anyhow::Result<Vec<Result<
             });
             continue;
         }
-        let revoked: Option<String> = tx.query_row(
-            "SELECT revoked_at FROM stations WHERE key_id = ?1",
-            [&c.cert.station.key_id],
-            |r| r.get(0),
-        )?;
+        let revoked: Option<String> = tx
+            .prepare_cached("SELECT revoked_at FROM stations WHERE key_id = ?1")?
+            .query_row([&c.cert.station.key_id], |r| r.get(0))?;
         if revoked.is_some() {
             results.push(Err(Rejection::Revoked(c.station_name.clone())));
             continue;
@@ -247,42 +242,47 @@ fn store_batch(w: &mut Writer, batch: &[&Checked]) -> anyhow::Result<Vec<Result<
             .donor
             .as_ref()
             .map_or((None, None), |d| (d.reference.clone(), d.lot.clone()));
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO certificates (id, body, certificate_blake3, receipt, donor_token, station_name, key_id,
                 issued_at, received_at, outcome, verdict, operator, organisation, site, donor_reference, lot,
                 disk_count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            params![
-                c.cert.id,
-                c.body,
-                c.blake3,
-                receipt_json,
-                token,
-                c.station_name,
-                c.cert.station.key_id,
-                c.cert.issued_at,
-                received_at,
-                kebab(&c.cert.overall_outcome()),
-                c.cert.host.as_ref().map(|h| verdict_word(h.verdict.status)),
-                c.cert.operator.name,
-                c.cert.station.organisation,
-                c.cert.station.site,
-                reference,
-                lot,
-                c.cert.disks.len(),
-            ],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![
+            c.cert.id,
+            c.body,
+            c.blake3,
+            receipt_json,
+            token,
+            c.station_name,
+            c.cert.station.key_id,
+            c.cert.issued_at,
+            received_at,
+            kebab(&c.cert.overall_outcome()),
+            c.cert.host.as_ref().map(|h| verdict_word(h.verdict.status)),
+            c.cert.operator.name,
+            c.cert.station.organisation,
+            c.cert.station.site,
+            reference,
+            lot,
+            c.cert.disks.len(),
+        ])?;
+        tx.prepare_cached(
             "INSERT INTO log (position, certificate_id, certificate_blake3, received_at, previous_hash, entry_hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![position, c.cert.id, c.blake3, received_at, previous, entry_hash],
-        )?;
+        )?
+        .execute(params![
+            position,
+            c.cert.id,
+            c.blake3,
+            received_at,
+            previous,
+            entry_hash
+        ])?;
         for (kind, value) in [("reference", &reference), ("lot", &lot)] {
             if let Some(value) = value {
-                tx.execute(
-                    "INSERT OR IGNORE INTO batches (kind, value, token) VALUES (?1, ?2, ?3)",
-                    params![kind, value, crate::random_token()?],
-                )?;
+                tx.prepare_cached("INSERT OR IGNORE INTO batches (kind, value, token) VALUES (?1, ?2, ?3)")?
+                    .execute(params![kind, value, crate::random_token()?])?;
             }
         }
         previous = entry_hash;

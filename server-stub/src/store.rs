@@ -126,7 +126,7 @@ impl Pool {
         };
         let out = f(&mut conn);
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < 16 {
+            if idle.len() < 64 {
                 idle.push(conn);
             }
         }
@@ -164,11 +164,8 @@ const STATION_COLS: &str = "name, key_id, public_key, enrolled_at, revoked_at";
 /// The station with this key id, revoked or not.
 pub fn station_by_key_id(conn: &Connection, key_id: &str) -> anyhow::Result<Option<Station>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {STATION_COLS} FROM stations WHERE key_id = ?1"),
-            [key_id],
-            station_row,
-        )
+        .prepare_cached(&format!("SELECT {STATION_COLS} FROM stations WHERE key_id = ?1"))?
+        .query_row([key_id], station_row)
         .optional()?)
 }
 
