@@ -288,7 +288,8 @@ pub fn cert_view(
                 hw.push(format!("CPU: {cpu}"));
             }
             if let Some(m) = a.memory_bytes {
-                hw.push(format!("{}: {}", lang.t("Memory", "Geheugen"), gib(m)));
+                // Memory is sold in binary units (8 GiB), drives in decimal ones.
+                hw.push(format!("{}: {} MiB", lang.t("Memory", "Geheugen"), m >> 20));
             }
             if let Some(b) = a.battery_health_percent {
                 hw.push(format!("{}: {b} %", lang.t("Battery health", "Batterijgezondheid")));

@@ -86,6 +86,7 @@ fn reviewer_approves_and_donor_reads_both_languages() {
         .text("#history")
         .contains("lead approved checked the sticker, all fine"));
     let donor_url = b.attr("#donor-link", "href");
+    keep_screenshot(&b, "review-detail.png");
 
     // The evil certificate's detail page: text stays text.
     b.goto(&format!("{}/review/certificates/{evil_id}", s.url));
