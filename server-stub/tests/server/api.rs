@@ -221,3 +221,52 @@ fn admin_commands_refuse_mistakes() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn login_needs_its_form_token_and_sets_strict_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "lead", "correct horse battery");
+    let s = Server::start(dir.path());
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let sessions = || count(dir.path(), "sessions");
+
+    // Without the login cookie (a form posted from another site): refused, no session.
+    let r = agent.post(&format!("{}/login", s.url)).send_form(&[
+        ("user", "lead"),
+        ("password", "correct horse battery"),
+        ("csrf", "x"),
+    ]);
+    assert!(matches!(r, Err(ureq::Error::Status(403, _))));
+    assert_eq!(sessions(), 0);
+
+    // The login page hands out the token in a strict cookie and in the form.
+    let page = agent.get(&format!("{}/login", s.url)).call().unwrap();
+    let cookie = page.header("Set-Cookie").unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    assert!(page.into_string().unwrap().contains(&format!("value=\"{token}\"")));
+    let r = agent
+        .post(&format!("{}/login", s.url))
+        .set("Cookie", &format!("lapterop_login={token}"))
+        .send_form(&[
+            ("user", "lead"),
+            ("password", "correct horse battery"),
+            ("csrf", &token),
+        ])
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let set: Vec<&str> = r.all("Set-Cookie");
+    let session = set.iter().find(|c| c.starts_with("lapterop_session=")).unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    assert_eq!(sessions(), 1);
+
+    // Review pages without a session send you to the login page.
+    let r = agent.get(&format!("{}/review/export.csv", s.url)).call().unwrap();
+    assert_eq!((r.status(), r.header("Location")), (303, Some("/login")));
+}
