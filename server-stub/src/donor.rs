@@ -28,13 +28,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct LangQuery {
+pub struct LangQuery {
     #[serde(default)]
-    lang: Option<String>,
+    pub lang: Option<String>,
 }
 
 /// The page language, and whether to remember an explicit choice.
-fn language(headers: &HeaderMap, q: &LangQuery) -> (Lang, Option<Lang>) {
+pub fn language(headers: &HeaderMap, q: &LangQuery) -> (Lang, Option<Lang>) {
     if let Some(l) = q.lang.as_deref().and_then(Lang::from_code) {
         return (l, Some(l));
     }
@@ -48,7 +48,7 @@ fn language(headers: &HeaderMap, q: &LangQuery) -> (Lang, Option<Lang>) {
     (Lang::from_accept_language(accept), None)
 }
 
-fn remember(app: &web::App, mut resp: Response, chosen: Option<Lang>) -> Response {
+pub fn remember(app: &web::App, mut resp: Response, chosen: Option<Lang>) -> Response {
     if let Some(l) = chosen {
         resp.headers_mut()
             .append(header::SET_COOKIE, web::set_cookie(app, "lang", l.code(), 365 * 86400));

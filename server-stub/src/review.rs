@@ -15,6 +15,7 @@ use axum::Router;
 use lapterop_certificate as cert;
 use minijinja::context;
 
+use crate::donor::{language, remember, LangQuery};
 use crate::store::{self, Filter, Session};
 use crate::views::{self, Lang};
 use crate::web::{self, blocking, App, AppState};
@@ -83,20 +84,25 @@ fn forbidden(text: &str) -> Response {
     )
 }
 
-async fn login_form(State(app): State<AppState>) -> Response {
-    login_page(&app, None)
+async fn login_form(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
+    let (lang, chosen) = language(&headers, &q);
+    let resp = login_page(&app, None, lang);
+    remember(&app, resp, chosen)
 }
 
-fn login_page(app: &App, error: Option<&str>) -> Response {
+fn login_page(app: &App, error: Option<&str>, lang: Lang) -> Response {
     let token = match crate::random_token() {
         Ok(t) => t,
         Err(e) => return web::internal(&e),
     };
-    let mut resp = web::render(
-        app,
-        "login.html",
-        context! { csrf => token, error => error, title => "Log in" },
-    );
+    let ctx = context! {
+        csrf => token,
+        error => error,
+        title => lang.t("Log in", "Aanmelden"),
+        lang => lang.code(),
+        nl => lang == Lang::Nl,
+    };
+    let mut resp = web::render(app, "login.html", ctx);
     resp.headers_mut()
         .append(header::SET_COOKIE, web::set_cookie(app, LOGIN_COOKIE, &token, 600));
     resp
@@ -141,7 +147,9 @@ async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Lo
             resp
         }
         Ok(None) => {
-            let mut resp = login_page(&app, Some("Wrong name or password."));
+            let (lang, _) = language(&headers, &LangQuery { lang: None });
+            let message = lang.t("Wrong name or password.", "Verkeerde naam of wachtwoord.");
+            let mut resp = login_page(&app, Some(&message), lang);
             *resp.status_mut() = StatusCode::UNAUTHORIZED;
             resp
         }
@@ -179,7 +187,13 @@ async fn logout(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<C
     resp
 }
 
-async fn queue(State(app): State<AppState>, headers: HeaderMap, Query(mut filter): Query<Filter>) -> Response {
+async fn queue(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(mut filter): Query<Filter>,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let (lang, chosen) = language(&headers, &q);
     let (_, s) = match session(&app, &headers).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -213,11 +227,13 @@ async fn queue(State(app): State<AppState>, headers: HeaderMap, Query(mut filter
             ..filter.clone()
         })
     );
-    web::render(
+    let resp = web::render(
         &app,
         "queue.html",
         context! {
-            title => "Review queue",
+            title => lang.t("Review queue", "Na te kijken"),
+            lang => lang.code(),
+            nl => lang == Lang::Nl,
             user => s.user,
             csrf => s.csrf,
             rows => rows,
@@ -225,7 +241,8 @@ async fn queue(State(app): State<AppState>, headers: HeaderMap, Query(mut filter
             f => filter,
             export => export,
         },
-    )
+    );
+    remember(&app, resp, chosen)
 }
 
 /// The filter as a query string (values percent-encoded).
@@ -255,7 +272,13 @@ fn serde_urlencoded_filter(f: &Filter) -> String {
     .join("&")
 }
 
-async fn detail(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn detail(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let (lang, chosen) = language(&headers, &q);
     let (_, s) = match session(&app, &headers).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -267,7 +290,7 @@ async fn detail(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<
                 return Ok(None);
             };
             let key = store::station_by_key_id(c, &cert.key_id)?.map(|s| s.public_key);
-            let view = views::cert_view(&cert, key.as_deref(), &app2.server_key.verifying_key(), Lang::En)?;
+            let view = views::cert_view(&cert, key.as_deref(), &app2.server_key.verifying_key(), lang)?;
             let history = store::audit_entries(c, Some(&cert.id), 100)?;
             let mut batches = Vec::new();
             for (kind, value) in [("reference", &cert.donor_reference), ("lot", &cert.lot)] {
@@ -288,11 +311,13 @@ async fn detail(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<
         Ok(None) => return web::not_found(),
         Err(e) => return web::internal(&e),
     };
-    web::render(
+    let resp = web::render(
         &app,
         "detail.html",
         context! {
-            title => "Certificate",
+            title => lang.t("Certificate", "Certificaat"),
+            lang => lang.code(),
+            nl => lang == Lang::Nl,
             user => s.user,
             csrf => s.csrf,
             c => view,
@@ -300,7 +325,8 @@ async fn detail(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<
             batches => batches,
             donor_url => donor_url,
         },
-    )
+    );
+    remember(&app, resp, chosen)
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -351,18 +377,25 @@ async fn decide(
     }
 }
 
-async fn audit(State(app): State<AppState>, headers: HeaderMap) -> Response {
+async fn audit(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
+    let (lang, chosen) = language(&headers, &q);
     let (_, s) = match session(&app, &headers).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let app2 = app.clone();
     match blocking(move || app2.pool.with(|c| store::audit_entries(c, None, 1000))).await {
-        Ok(entries) => web::render(
-            &app,
-            "audit.html",
-            context! { title => "Audit log", user => s.user, csrf => s.csrf, entries => entries },
-        ),
+        Ok(entries) => {
+            let ctx = context! {
+                title => lang.t("Audit log", "Logboek"),
+                lang => lang.code(),
+                nl => lang == Lang::Nl,
+                user => s.user,
+                csrf => s.csrf,
+                entries => entries,
+            };
+            remember(&app, web::render(&app, "audit.html", ctx), chosen)
+        }
         Err(e) => web::internal(&e),
     }
 }

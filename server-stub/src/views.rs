@@ -687,6 +687,17 @@ fn install_words(c: &Certificate, lang: Lang) -> Option<String> {
 /// The template set. Templates whose name ends in `.html` are auto-escaped.
 pub fn templates() -> anyhow::Result<minijinja::Environment<'static>> {
     let mut env = minijinja::Environment::new();
+    // `t("English", "Nederlands")`: the text in the page's language (context variable `nl`).
+    env.add_function(
+        "t",
+        |state: &minijinja::State<'_, '_>, en: String, nl: String| -> String {
+            if state.lookup("nl").is_some_and(|v| v.is_true()) {
+                nl
+            } else {
+                en
+            }
+        },
+    );
     for (name, source) in [
         ("base.html", include_str!("templates/base.html")),
         ("donor.html", include_str!("templates/donor.html")),

@@ -35,14 +35,25 @@ fn reviewer_approves_and_donor_reads_both_languages() {
     // Not logged in: sent to the login page; a wrong password is refused.
     b.goto(&format!("{}/review", s.url));
     assert!(b.url().ends_with("/login"), "{}", b.url());
+    assert_eq!(
+        b.js_text("h1"),
+        "Lapterop nazicht: aanmelden",
+        "login page in the browser's language"
+    );
     b.type_into("#user", "lead");
     b.type_into("#password", "wrong password!");
     b.click("#login");
-    assert!(b.text("#error").contains("Wrong name or password"));
+    b.wait("the login error", |b| b.js_text("#error").contains("Verkeerde"));
+    assert!(
+        b.text("#error").contains("Verkeerde naam of wachtwoord"),
+        "Dutch from the browser"
+    );
     b.type_into("#user", "lead");
     b.type_into("#password", "correct horse battery");
     b.click("#login");
-    assert!(b.url().ends_with("/review"), "{}", b.url());
+    b.wait("the queue", |b| b.js_text("h1") == "Na te kijken");
+    assert!(b.url().ends_with("/review"), "{}: {}", b.url(), b.body_text());
+    assert_eq!(b.text("h1"), "Na te kijken");
     assert_eq!(b.count("#queue tr"), 4, "header and three new certificates");
 
     // Hostile text is shown as text and runs nothing.
@@ -69,18 +80,27 @@ fn reviewer_approves_and_donor_reads_both_languages() {
 
     // Detail page: every disk and step; approve with a note.
     b.click(&format!("a[href='/review/certificates/{good_id}']"));
+    b.wait("the detail page", |b| b.js_text("#approve") == "Goedkeuren");
     let detail = b.body_text();
     for needle in [
         "S4ELNX0N00000041",
         "W620000041",
-        "NVMe Sanitize (crypto erase)",
+        "NVMe Sanitize (cryptografisch wissen)",
         "nvme admin 0x84",
         "read-back blake3",
     ] {
         assert!(detail.contains(needle), "detail lacks {needle}");
     }
+    assert_eq!(b.text("#approve"), "Goedkeuren");
+    b.click("#lang-en");
+    b.wait("English", |b| b.js_text("#approve") == "Approve");
+    assert_eq!(b.text("#approve"), "Approve");
+    assert!(b.body_text().contains("NVMe Sanitize (crypto erase)"));
+    b.click("#lang-nl");
+    b.wait("Dutch", |b| b.js_text("#approve") == "Goedkeuren");
     b.type_into("#note", "checked the sticker, all fine");
     b.click("#approve");
+    b.wait("the decision", |b| b.js_text("#review-status") == "approved");
     assert_eq!(b.text("#review-status"), "approved");
     assert!(b
         .text("#history")
@@ -155,6 +175,7 @@ fn reviewer_approves_and_donor_reads_both_languages() {
     assert!(b.text("#station-check").contains("geldig"));
     keep_screenshot(&b, "donor-nl.png");
     b.click("#lang-en");
+    b.wait("the English donor page", |b| b.js_text("h1") == "Proof of data erasure");
     let en = b.body_text();
     assert!(
         en.contains("Proof of data erasure") && en.contains("approved by the workshop lead"),

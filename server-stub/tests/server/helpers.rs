@@ -335,6 +335,40 @@ impl Browser {
         format!("/session/{}{path}", self.session)
     }
 
+    /// Polls `done` until it holds (a click's navigation may still be loading when it returns).
+    pub fn wait(&self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !done(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} on {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The text of the first element matching `css`, read by a page script ("" if none); safe to
+    /// poll while a page loads, unlike element references.
+    pub fn js_text(&self, css: &str) -> String {
+        let script = format!(
+            "const e = document.querySelector({}); return e ? e.textContent.trim() : ''",
+            serde_json::to_string(css).expect("json string")
+        );
+        self.try_script(&script)
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    fn try_script(&self, script: &str) -> Option<Value> {
+        let url = format!("{}{}", self.base, self.s("/execute/sync"));
+        let (status, text) = answer(agent().post(&url).send_json(json!({"script": script, "args": []}))).ok()?;
+        (status == 200)
+            .then(|| serde_json::from_str::<Value>(&text).ok())??
+            .get("value")
+            .cloned()
+    }
+
     pub fn goto(&self, url: &str) {
         self.call("POST", &self.s("/url"), Some(json!({ "url": url })));
     }
