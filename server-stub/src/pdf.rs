@@ -1,0 +1,213 @@
+//! The donor PDF: the same words as the donor page, on A4, with a QR code back to the page.
+//!
+//! Built with `printpdf` and the DejaVu Sans font embedded in the binary (Dutch glyphs, free licence:
+//! `assets/DejaVuSans.LICENSE`). The QR code is drawn as vector squares, so it prints sharply.
+
+use printpdf::path::PaintMode;
+use printpdf::{Color, Greyscale, IndirectFontRef, Mm, PdfDocument, PdfDocumentReference, PdfLayerReference, Rect};
+
+use crate::views::{CertView, Lang};
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+const PAGE_W: f32 = 210.0;
+const PAGE_H: f32 = 297.0;
+const MARGIN: f32 = 18.0;
+/// Characters per line at 10 pt in DejaVu Sans across the text width (measured, with some slack).
+const WRAP: usize = 92;
+
+struct Writer {
+    doc: PdfDocumentReference,
+    layer: PdfLayerReference,
+    font: IndirectFontRef,
+    y: f32,
+    pages: usize,
+}
+
+impl Writer {
+    fn new_page(&mut self) {
+        self.pages += 1;
+        let (page, layer) = self
+            .doc
+            .add_page(Mm(PAGE_W), Mm(PAGE_H), format!("page {}", self.pages));
+        self.layer = self.doc.get_page(page).get_layer(layer);
+        self.y = PAGE_H - MARGIN;
+    }
+
+    /// Writes wrapped text at `size` points, indented `indent` mm.
+    fn text(&mut self, size: u8, indent: u8, text: &str) {
+        let per_line = WRAP * 10 / usize::from(size.max(1)) - usize::from(indent / 2);
+        let (size, indent) = (f32::from(size), f32::from(indent));
+        for line in wrap(text, per_line.max(20)) {
+            let step = size * 0.5;
+            if self.y - step < MARGIN {
+                self.new_page();
+            }
+            self.y -= step;
+            self.layer
+                .use_text(line, size, Mm(MARGIN + indent), Mm(self.y), &self.font);
+        }
+    }
+
+    fn gap(&mut self, mm: f32) {
+        self.y -= mm;
+    }
+
+    fn field(&mut self, label: &str, value: &str) {
+        self.text(10, 0, &format!("{label}: {value}"));
+    }
+}
+
+/// Greedy word wrap at `width` characters (long words are cut).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word = word.to_owned();
+        while word.chars().count() > width {
+            let head: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            lines.push(head);
+        }
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The PDF bytes for a certificate view.
+pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Vec<u8>> {
+    let title = lang.t("Proof of data erasure", "Bewijs van gegevenswissing");
+    let (doc, page, layer) = PdfDocument::new(&title, Mm(PAGE_W), Mm(PAGE_H), "page 1");
+    let font = doc
+        .add_external_font(FONT)
+        .map_err(|e| anyhow::anyhow!("embedding the font: {e}"))?;
+    let layer = doc.get_page(page).get_layer(layer);
+    let mut w = Writer {
+        doc,
+        layer,
+        font,
+        y: PAGE_H - MARGIN,
+        pages: 1,
+    };
+
+    qr(&w.layer, url, PAGE_W - MARGIN - 40.0, PAGE_H - MARGIN - 40.0, 40.0);
+    w.text(18, 0, &title);
+    w.gap(2.0);
+    w.text(12, 0, &format!("{}: {}", lang.t("Result", "Resultaat"), c.outcome));
+    w.text(10, 0, &c.summary);
+    w.gap(2.0);
+    w.field(lang.t("Certificate", "Certificaat").as_str(), &c.id);
+    if let Some(d) = &c.device {
+        w.field(lang.t("Device", "Toestel").as_str(), d);
+    }
+    if let Some(s) = &c.device_serial {
+        w.field(lang.t("Device serial", "Serienummer toestel").as_str(), s);
+    }
+    w.field(lang.t("Erased on", "Gewist op").as_str(), &c.issued_at);
+    w.field(
+        lang.t("By", "Door").as_str(),
+        &format!("{}, {} ({})", c.operator, c.organisation, c.site),
+    );
+    if let Some(v) = &c.verifier {
+        w.field(lang.t("Checked by", "Nagekeken door").as_str(), v);
+    }
+    if let Some(r) = &c.donor_reference {
+        w.field(lang.t("Your reference", "Uw referentie").as_str(), r);
+    }
+    if let Some(l) = &c.lot {
+        w.field(lang.t("Lot", "Partij").as_str(), l);
+    }
+    if let Some(a) = &c.asset_tag {
+        w.field(lang.t("Asset tag", "Inventarisnummer").as_str(), a);
+    }
+    w.field(lang.t("Review", "Nazicht").as_str(), &c.review);
+    // Keep the text clear of the QR code before the disks start.
+    w.y = w.y.min(PAGE_H - MARGIN - 44.0);
+    w.gap(3.0);
+    for (i, d) in c.disks.iter().enumerate() {
+        w.text(
+            12,
+            0,
+            &format!("{} {}: {} — {}", lang.t("Disk", "Schijf"), i + 1, d.model, d.outcome),
+        );
+        w.field(lang.t("Serial number", "Serienummer").as_str(), &d.serial);
+        w.field(
+            lang.t("Capacity", "Capaciteit").as_str(),
+            &format!("{} ({}, {})", d.capacity, d.transport, d.device),
+        );
+        w.field(lang.t("Method", "Methode").as_str(), &d.method);
+        w.field(lang.t("Level reached", "Bereikt niveau").as_str(), &d.nist);
+        w.field(lang.t("Check", "Controle").as_str(), &d.verification);
+        w.field(lang.t("Hidden areas", "Verborgen zones").as_str(), &d.hidden);
+        for n in &d.notes {
+            w.text(10, 4, &format!("• {n}"));
+        }
+        w.gap(2.0);
+    }
+    if let Some(i) = &c.install {
+        w.field(lang.t("Software", "Software").as_str(), i);
+        w.gap(2.0);
+    }
+    w.text(12, 0, &lang.t("Signatures", "Handtekeningen"));
+    w.field(lang.t("Station", "Station").as_str(), &c.station_check.text);
+    w.field(lang.t("Server", "Server").as_str(), &c.receipt_check.text);
+    w.gap(2.0);
+    w.text(12, 0, &lang.t("Check it yourself", "Zelf nakijken"));
+    w.text(
+        10,
+        0,
+        &lang.t(
+            &format!("Open {url} and download certificate.json, station.pub, receipt.json and server.pub. Then run:"),
+            &format!("Open {url} en download certificate.json, station.pub, receipt.json en server.pub. Voer dan uit:"),
+        ),
+    );
+    w.text(9, 4, "lapterop-cert verify certificate.json --key station.pub");
+    w.text(9, 4, "lapterop-cert verify-receipt receipt.json --key server.pub");
+    w.doc
+        .save_to_bytes()
+        .map_err(|e| anyhow::anyhow!("writing the PDF: {e}"))
+}
+
+/// Draws the QR code of `url` as filled squares in a `size` mm box with its lower-left at (x, y).
+fn qr(layer: &PdfLayerReference, url: &str, x: f32, y: f32, size: f32) {
+    let Ok(code) = qrcode::QrCode::new(url.as_bytes()) else {
+        return;
+    };
+    let n = code.width();
+    let quiet = 2;
+    // Module counts are tiny (at most 177), so the float conversion is exact.
+    let module = size / (n + 2 * quiet) as f32;
+    layer.set_fill_color(Color::Greyscale(Greyscale::new(0.0, None)));
+    for (i, color) in code.to_colors().iter().enumerate() {
+        if *color == qrcode::Color::Dark {
+            let (col, row) = (i % n + quiet, i / n + quiet);
+            let llx = x + col as f32 * module;
+            let ury = y + size - row as f32 * module;
+            layer.add_rect(Rect::new(Mm(llx), Mm(ury - module), Mm(llx + module), Mm(ury)).with_mode(PaintMode::Fill));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_words_and_cuts_long_ones() {
+        assert_eq!(wrap("a bb ccc", 4), vec!["a bb", "ccc"]);
+        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("", 4), vec![""]);
+    }
+}

@@ -1,0 +1,570 @@
+//! The SQLite store in the data directory: stations, reviewers, certificates, the append-only log,
+//! review sessions and the audit trail.
+//!
+//! One file, `DIR/lapterop.sqlite`, in WAL mode with `synchronous=FULL`: a transaction that returned
+//! from COMMIT survives a crash or power loss. Certificates are kept exactly as received (the bytes the
+//! station signed); every derived column (outcome, station, donor reference) is for filtering only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "lapterop.sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS stations (
+    name        TEXT PRIMARY KEY,
+    key_id      TEXT NOT NULL UNIQUE,
+    public_key  TEXT NOT NULL,
+    enrolled_at TEXT NOT NULL,
+    revoked_at  TEXT
+);
+CREATE TABLE IF NOT EXISTS users (
+    name          TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    id                 TEXT PRIMARY KEY,
+    body               BLOB NOT NULL,
+    certificate_blake3 TEXT NOT NULL,
+    receipt            TEXT NOT NULL,
+    donor_token        TEXT NOT NULL UNIQUE,
+    station_name       TEXT NOT NULL,
+    key_id             TEXT NOT NULL,
+    issued_at          TEXT NOT NULL,
+    received_at        TEXT NOT NULL,
+    outcome            TEXT NOT NULL,
+    verdict            TEXT,
+    operator           TEXT NOT NULL,
+    organisation       TEXT NOT NULL,
+    site               TEXT NOT NULL,
+    donor_reference    TEXT,
+    lot                TEXT,
+    disk_count         INTEGER NOT NULL,
+    review_status      TEXT NOT NULL DEFAULT 'new',
+    review_note        TEXT,
+    reviewed_by        TEXT,
+    reviewed_at        TEXT
+);
+CREATE INDEX IF NOT EXISTS certificates_received ON certificates(received_at);
+CREATE INDEX IF NOT EXISTS certificates_reference ON certificates(donor_reference);
+CREATE INDEX IF NOT EXISTS certificates_lot ON certificates(lot);
+CREATE TABLE IF NOT EXISTS log (
+    position           INTEGER PRIMARY KEY,
+    certificate_id     TEXT NOT NULL UNIQUE REFERENCES certificates(id),
+    certificate_blake3 TEXT NOT NULL,
+    received_at        TEXT NOT NULL,
+    previous_hash      TEXT NOT NULL,
+    entry_hash         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    kind  TEXT NOT NULL,
+    value TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (kind, value)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token      TEXT PRIMARY KEY,
+    user       TEXT NOT NULL,
+    csrf       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    at             TEXT NOT NULL,
+    user           TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    certificate_id TEXT,
+    note           TEXT
+);
+";
+
+/// Opens (creating if needed) the database in `dir` with durable settings and the current schema.
+pub fn open(dir: &Path) -> anyhow::Result<Connection> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let path = dir.join(DB_FILE);
+    let conn = Connection::open(&path).with_context(|| format!("opening database {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .context("switching the database to WAL mode")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.execute_batch(SCHEMA).context("creating the database tables")?;
+    Ok(conn)
+}
+
+/// A small pool of connections for request handlers (each used by one blocking task at a time).
+#[derive(Debug)]
+pub struct Pool {
+    dir: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    /// A pool over the database in `dir` (opened lazily).
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` with a connection. Call from blocking context only.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let taken = self
+            .idle
+            .lock()
+            .map_err(|_| anyhow::anyhow!("connection pool poisoned"))?
+            .pop();
+        let mut conn = match taken {
+            Some(c) => c,
+            None => open(&self.dir)?,
+        };
+        let out = f(&mut conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < 64 {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+}
+
+/// An enrolled station.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Station {
+    /// Name given at enrolment.
+    pub name: String,
+    /// Key id (blake3 prefix of the public key).
+    pub key_id: String,
+    /// Public key, 64 hex digits.
+    pub public_key: String,
+    /// When enrolled.
+    pub enrolled_at: String,
+    /// When revoked, if it was.
+    pub revoked_at: Option<String>,
+}
+
+fn station_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Station> {
+    Ok(Station {
+        name: r.get(0)?,
+        key_id: r.get(1)?,
+        public_key: r.get(2)?,
+        enrolled_at: r.get(3)?,
+        revoked_at: r.get(4)?,
+    })
+}
+
+const STATION_COLS: &str = "name, key_id, public_key, enrolled_at, revoked_at";
+
+/// The station with this key id, revoked or not.
+pub fn station_by_key_id(conn: &Connection, key_id: &str) -> anyhow::Result<Option<Station>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {STATION_COLS} FROM stations WHERE key_id = ?1"))?
+        .query_row([key_id], station_row)
+        .optional()?)
+}
+
+/// Every station, by name.
+pub fn stations(conn: &Connection) -> anyhow::Result<Vec<Station>> {
+    let mut stmt = conn.prepare(&format!("SELECT {STATION_COLS} FROM stations ORDER BY name"))?;
+    let rows = stmt.query_map([], station_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Enrols a station; fails if the name or key is taken.
+pub fn add_station(conn: &Connection, name: &str, key_id: &str, public_key: &str, now: &str) -> anyhow::Result<()> {
+    if let Some(s) = station_by_key_id(conn, key_id)? {
+        anyhow::bail!("this key is already enrolled as station {:?}", s.name);
+    }
+    conn.execute(
+        "INSERT INTO stations (name, key_id, public_key, enrolled_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name, key_id, public_key, now],
+    )
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            anyhow::anyhow!("a station named {name:?} already exists; choose another name")
+        }
+        e => anyhow::Error::from(e).context("enrolling the station"),
+    })?;
+    Ok(())
+}
+
+/// Revokes a station by name; returns false if there is no such station.
+pub fn revoke_station(conn: &Connection, name: &str, now: &str) -> anyhow::Result<bool> {
+    let n = conn.execute(
+        "UPDATE stations SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1",
+        params![name, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Adds or replaces a reviewer.
+pub fn set_user(conn: &Connection, name: &str, password_hash: &str, now: &str) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash",
+        params![name, password_hash, now],
+    )?;
+    Ok(())
+}
+
+/// The password hash of a reviewer.
+pub fn password_hash(conn: &Connection, name: &str) -> anyhow::Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT password_hash FROM users WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?)
+}
+
+/// One log entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogEntry {
+    /// 1-based position.
+    pub position: u64,
+    /// The certificate.
+    pub certificate_id: String,
+    /// blake3 of its canonical bytes.
+    pub certificate_blake3: String,
+    /// When it was received.
+    pub received_at: String,
+    /// Hash of the previous entry.
+    pub previous_hash: String,
+    /// This entry's hash.
+    pub entry_hash: String,
+}
+
+/// Log entries from position `from` (inclusive), at most `limit`.
+pub fn log_entries(conn: &Connection, from: u64, limit: u64) -> anyhow::Result<Vec<LogEntry>> {
+    let mut stmt = conn.prepare(
+        "SELECT position, certificate_id, certificate_blake3, received_at, previous_hash, entry_hash
+         FROM log WHERE position >= ?1 ORDER BY position LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![from, limit], |r| {
+            Ok(LogEntry {
+                position: r.get(0)?,
+                certificate_id: r.get(1)?,
+                certificate_blake3: r.get(2)?,
+                received_at: r.get(3)?,
+                previous_hash: r.get(4)?,
+                entry_hash: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The last log entry's position and hash (0 and the genesis hash for an empty log).
+pub fn log_head(conn: &Connection) -> anyhow::Result<(u64, String)> {
+    Ok(conn
+        .query_row(
+            "SELECT position, entry_hash FROM log ORDER BY position DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, lapterop_certificate::chain::GENESIS.to_owned())))
+}
+
+/// A stored certificate with its review state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredCert {
+    /// Certificate id.
+    pub id: String,
+    /// The document exactly as received.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    /// The receipt JSON.
+    #[serde(skip)]
+    pub receipt: String,
+    /// Donor page token.
+    pub donor_token: String,
+    /// Station name.
+    pub station_name: String,
+    /// Station key id.
+    pub key_id: String,
+    /// Issued at.
+    pub issued_at: String,
+    /// Received at.
+    pub received_at: String,
+    /// Overall outcome (kebab-case).
+    pub outcome: String,
+    /// Host verdict (kebab-case), if any.
+    pub verdict: Option<String>,
+    /// Operator name.
+    pub operator: String,
+    /// Organisation.
+    pub organisation: String,
+    /// Site.
+    pub site: String,
+    /// Donor reference.
+    pub donor_reference: Option<String>,
+    /// Lot.
+    pub lot: Option<String>,
+    /// Number of disks.
+    pub disk_count: u64,
+    /// new, approved, rewipe or rejected.
+    pub review_status: String,
+    /// Reviewer's note.
+    pub review_note: Option<String>,
+    /// Reviewer.
+    pub reviewed_by: Option<String>,
+    /// When reviewed.
+    pub reviewed_at: Option<String>,
+}
+
+const CERT_COLS: &str = "id, body, receipt, donor_token, station_name, key_id, issued_at, received_at, outcome, verdict,
+    operator, organisation, site, donor_reference, lot, disk_count, review_status, review_note, reviewed_by, reviewed_at";
+
+fn cert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCert> {
+    Ok(StoredCert {
+        id: r.get(0)?,
+        body: r.get(1)?,
+        receipt: r.get(2)?,
+        donor_token: r.get(3)?,
+        station_name: r.get(4)?,
+        key_id: r.get(5)?,
+        issued_at: r.get(6)?,
+        received_at: r.get(7)?,
+        outcome: r.get(8)?,
+        verdict: r.get(9)?,
+        operator: r.get(10)?,
+        organisation: r.get(11)?,
+        site: r.get(12)?,
+        donor_reference: r.get(13)?,
+        lot: r.get(14)?,
+        disk_count: r.get(15)?,
+        review_status: r.get(16)?,
+        review_note: r.get(17)?,
+        reviewed_by: r.get(18)?,
+        reviewed_at: r.get(19)?,
+    })
+}
+
+/// A certificate by id.
+pub fn cert_by_id(conn: &Connection, id: &str) -> anyhow::Result<Option<StoredCert>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {CERT_COLS} FROM certificates WHERE id = ?1"),
+            [id],
+            cert_row,
+        )
+        .optional()?)
+}
+
+/// A certificate by donor token.
+pub fn cert_by_token(conn: &Connection, token: &str) -> anyhow::Result<Option<StoredCert>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {CERT_COLS} FROM certificates WHERE donor_token = ?1"),
+            [token],
+            cert_row,
+        )
+        .optional()?)
+}
+
+/// Filters of the review queue and the CSV export; empty strings mean "any".
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Filter {
+    /// Review status: new, approved, rewipe, rejected, or empty for all.
+    pub status: String,
+    /// Overall outcome.
+    pub outcome: String,
+    /// Station name.
+    pub station: String,
+    /// Host verdict.
+    pub verdict: String,
+    /// Received on or after this date (YYYY-MM-DD).
+    pub from: String,
+    /// Received on or before this date (YYYY-MM-DD).
+    pub to: String,
+}
+
+/// Certificates matching `filter`, newest first, at most `limit`.
+pub fn certs(conn: &Connection, filter: &Filter, limit: u64) -> anyhow::Result<Vec<StoredCert>> {
+    let mut sql = format!("SELECT {CERT_COLS} FROM certificates WHERE 1=1");
+    let mut args: Vec<String> = Vec::new();
+    for (col, value) in [
+        ("review_status", &filter.status),
+        ("outcome", &filter.outcome),
+        ("station_name", &filter.station),
+        ("verdict", &filter.verdict),
+    ] {
+        if !value.is_empty() {
+            args.push(value.clone());
+            sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+        }
+    }
+    if !filter.from.is_empty() {
+        args.push(filter.from.clone());
+        sql.push_str(&format!(" AND received_at >= ?{}", args.len()));
+    }
+    if !filter.to.is_empty() {
+        // Dates compare as text; anything on that day sorts before the next day.
+        args.push(format!("{}T99", filter.to));
+        sql.push_str(&format!(" AND received_at < ?{}", args.len()));
+    }
+    sql.push_str(&format!(" ORDER BY received_at DESC, id DESC LIMIT {limit}"));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), cert_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Certificates of a donor batch (by donor reference or lot), oldest first.
+pub fn certs_in_batch(conn: &Connection, kind: &str, value: &str) -> anyhow::Result<Vec<StoredCert>> {
+    let col = if kind == "lot" { "lot" } else { "donor_reference" };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CERT_COLS} FROM certificates WHERE {col} = ?1 ORDER BY received_at, id"
+    ))?;
+    let rows = stmt.query_map([value], cert_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The batch (kind, value) behind a batch token.
+pub fn batch_by_token(conn: &Connection, token: &str) -> anyhow::Result<Option<(String, String)>> {
+    Ok(conn
+        .query_row("SELECT kind, value FROM batches WHERE token = ?1", [token], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
+/// The token of a batch, if the batch exists.
+pub fn batch_token(conn: &Connection, kind: &str, value: &str) -> anyhow::Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT token FROM batches WHERE kind = ?1 AND value = ?2",
+            [kind, value],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Stations names, for filter menus.
+pub fn station_names(conn: &Connection) -> anyhow::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM stations ORDER BY name")?;
+    let rows = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Records a review decision and its audit entry in one transaction.
+pub fn review(
+    conn: &mut Connection,
+    id: &str,
+    status: &str,
+    note: &str,
+    user: &str,
+    now: &str,
+) -> anyhow::Result<bool> {
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "UPDATE certificates SET review_status = ?2, review_note = ?3, reviewed_by = ?4, reviewed_at = ?5 WHERE id = ?1",
+        params![id, status, note, user, now],
+    )?;
+    if n == 1 {
+        tx.execute(
+            "INSERT INTO audit (at, user, action, certificate_id, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now, user, status, id, note],
+        )?;
+    }
+    tx.commit()?;
+    Ok(n == 1)
+}
+
+/// Adds an audit entry that concerns no certificate (log in, log out).
+pub fn audit(conn: &Connection, user: &str, action: &str, now: &str) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO audit (at, user, action) VALUES (?1, ?2, ?3)",
+        params![now, user, action],
+    )?;
+    Ok(())
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: String,
+    /// Who.
+    pub user: String,
+    /// What.
+    pub action: String,
+    /// Which certificate.
+    pub certificate_id: Option<String>,
+    /// Note.
+    pub note: Option<String>,
+}
+
+/// The newest audit entries, optionally for one certificate.
+pub fn audit_entries(conn: &Connection, certificate_id: Option<&str>, limit: u64) -> anyhow::Result<Vec<AuditEntry>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT at, user, action, certificate_id, note FROM audit
+         WHERE ?1 IS NULL OR certificate_id = ?1 ORDER BY id DESC LIMIT {limit}"
+    ))?;
+    let rows = stmt
+        .query_map([certificate_id], |r| {
+            Ok(AuditEntry {
+                at: r.get(0)?,
+                user: r.get(1)?,
+                action: r.get(2)?,
+                certificate_id: r.get(3)?,
+                note: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// A review session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Reviewer.
+    pub user: String,
+    /// CSRF token for forms of this session.
+    pub csrf: String,
+}
+
+/// Creates a session.
+pub fn create_session(conn: &Connection, token: &str, user: &str, csrf: &str, expires_at: i64) -> anyhow::Result<()> {
+    conn.execute(
+        "DELETE FROM sessions WHERE expires_at < ?1",
+        [expires_at - SESSION_SECONDS],
+    )?;
+    conn.execute(
+        "INSERT INTO sessions (token, user, csrf, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![token, user, csrf, expires_at],
+    )?;
+    Ok(())
+}
+
+/// How long a review session lasts.
+pub const SESSION_SECONDS: i64 = 12 * 3600;
+
+/// The live session behind a token.
+pub fn session(conn: &Connection, token: &str, now: i64) -> anyhow::Result<Option<Session>> {
+    Ok(conn
+        .query_row(
+            "SELECT user, csrf FROM sessions WHERE token = ?1 AND expires_at > ?2",
+            params![token, now],
+            |r| {
+                Ok(Session {
+                    user: r.get(0)?,
+                    csrf: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Ends a session.
+pub fn delete_session(conn: &Connection, token: &str) -> anyhow::Result<()> {
+    conn.execute("DELETE FROM sessions WHERE token = ?1", [token])?;
+    Ok(())
+}

@@ -1,0 +1,734 @@
+//! A certificate in plain words, in Dutch or English, for the donor page, the PDF and the review page;
+//! and the template set (auto-escaped HTML).
+//!
+//! Every page and the PDF render the same [`CertView`], so what the donor reads on screen and on paper
+//! is the same. Signatures are checked when the view is built, never taken from a stored flag.
+
+use lapterop_certificate::{
+    self as cert, chain, keys, Capability, Certificate, DiskRecord, ExceptionKind, HiddenAreaAction, HiddenAreaCheck,
+    NistCategory, OutcomeStatus, PatternKind, Step, StepKind, StepOutcome, Transport, VerdictStatus, VerifyMode,
+};
+use serde::Serialize;
+
+use crate::store::StoredCert;
+
+/// Page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// Dutch.
+    Nl,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// `nl` or `en`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Nl => "nl",
+            Self::En => "en",
+        }
+    }
+
+    /// Parses `nl` / `en`.
+    pub fn from_code(s: &str) -> Option<Self> {
+        match s {
+            "nl" => Some(Self::Nl),
+            "en" => Some(Self::En),
+            _ => None,
+        }
+    }
+
+    /// The first of Dutch or English in an Accept-Language header (by q-value), Dutch if neither.
+    pub fn from_accept_language(header: &str) -> Self {
+        let mut best: Option<(f32, Self)> = None;
+        for part in header.split(',') {
+            let mut it = part.trim().split(';');
+            let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let lang = match tag.split('-').next() {
+                Some("nl") => Self::Nl,
+                Some("en") => Self::En,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(Self::Nl, |(_, l)| l)
+    }
+
+    /// English or Dutch text.
+    pub fn t(self, en: &str, nl: &str) -> String {
+        match self {
+            Self::En => en.to_owned(),
+            Self::Nl => nl.to_owned(),
+        }
+    }
+}
+
+/// One disk in words.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskView {
+    /// Kernel name.
+    pub device: String,
+    /// Model.
+    pub model: String,
+    /// Serial.
+    pub serial: String,
+    /// Capacity in words.
+    pub capacity: String,
+    /// Transport in words.
+    pub transport: String,
+    /// Method in words.
+    pub method: String,
+    /// NIST category in words.
+    pub nist: String,
+    /// Verification in words.
+    pub verification: String,
+    /// Hidden areas in words.
+    pub hidden: String,
+    /// Outcome in words.
+    pub outcome: String,
+    /// `erased`, `erased-with-exceptions` or `not-erased` (for colour).
+    pub outcome_code: String,
+    /// Exceptions and the not-erased reason.
+    pub notes: Vec<String>,
+    /// Every step in words.
+    pub steps: Vec<String>,
+    /// Read-back evidence: hashes, sampling seed, bad ranges.
+    pub evidence: Vec<String>,
+}
+
+/// A signature check result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Whether it verified just now.
+    pub ok: bool,
+    /// In words.
+    pub text: String,
+}
+
+/// A certificate in plain words.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertView {
+    /// Certificate id.
+    pub id: String,
+    /// Issued at.
+    pub issued_at: String,
+    /// Received at.
+    pub received_at: String,
+    /// Overall outcome in words.
+    pub outcome: String,
+    /// Overall outcome code.
+    pub outcome_code: String,
+    /// One sentence summing up.
+    pub summary: String,
+    /// Operator.
+    pub operator: String,
+    /// Verifier, if any.
+    pub verifier: Option<String>,
+    /// Organisation.
+    pub organisation: String,
+    /// Site.
+    pub site: String,
+    /// Station name (as enrolled).
+    pub station: String,
+    /// Donor reference.
+    pub donor_reference: Option<String>,
+    /// Lot.
+    pub lot: Option<String>,
+    /// Asset tag.
+    pub asset_tag: Option<String>,
+    /// The laptop in words, if the certificate has a host.
+    pub device: Option<String>,
+    /// Laptop serial.
+    pub device_serial: Option<String>,
+    /// Refurbishment verdict in words.
+    pub verdict: Option<String>,
+    /// Hardware summary lines (review page).
+    pub hardware: Vec<String>,
+    /// Disks.
+    pub disks: Vec<DiskView>,
+    /// OS install in words.
+    pub install: Option<String>,
+    /// Station signature check.
+    pub station_check: Check,
+    /// Server receipt check.
+    pub receipt_check: Check,
+    /// Log position.
+    pub position: u64,
+    /// Log entry hash.
+    pub entry_hash: String,
+    /// Review state in words.
+    pub review: String,
+    /// Review status code.
+    pub review_code: String,
+}
+
+/// Builds the view; checks both signatures now.
+pub fn cert_view(
+    stored: &StoredCert,
+    station_key: Option<&str>,
+    server_key: &cert::VerifyingKey,
+    lang: Lang,
+) -> anyhow::Result<CertView> {
+    let (c, _) = cert::parse(&stored.body).map_err(|e| anyhow::anyhow!("stored certificate {}: {e}", stored.id))?;
+    let station_check = match station_key.and_then(keys::public_key_from_hex) {
+        None => Check {
+            ok: false,
+            text: lang.t("the station key is not known", "de sleutel van het station is onbekend"),
+        },
+        Some(k) => match cert::verify(&stored.body, &k) {
+            Ok(_) => Check {
+                ok: true,
+                text: lang.t(
+                    &format!(
+                        "valid: signed by station “{}” (key {})",
+                        stored.station_name, stored.key_id
+                    ),
+                    &format!(
+                        "geldig: ondertekend door station “{}” (sleutel {})",
+                        stored.station_name, stored.key_id
+                    ),
+                ),
+            },
+            Err(e) => Check {
+                ok: false,
+                text: lang.t(&format!("NOT valid: {e}"), &format!("NIET geldig: {e}")),
+            },
+        },
+    };
+    let receipt = chain::verify_receipt(stored.receipt.as_bytes(), server_key);
+    let (receipt_check, position, entry_hash) = match receipt {
+        Ok(r) if r.certificate_blake3 == cert::document_blake3(&serde_json::from_slice(&stored.body)?)? => (
+            Check {
+                ok: true,
+                text: lang.t(
+                    &format!(
+                        "valid: received {} and recorded at position {} of the server log",
+                        r.received_at, r.position
+                    ),
+                    &format!(
+                        "geldig: ontvangen op {} en vastgelegd op plaats {} van het serverlogboek",
+                        r.received_at, r.position
+                    ),
+                ),
+            },
+            r.position,
+            r.entry_hash,
+        ),
+        Ok(r) => (
+            Check {
+                ok: false,
+                text: lang.t(
+                    "NOT valid: the receipt is for other content",
+                    "NIET geldig: het ontvangstbewijs hoort bij andere inhoud",
+                ),
+            },
+            r.position,
+            r.entry_hash,
+        ),
+        Err(e) => (
+            Check {
+                ok: false,
+                text: lang.t(&format!("NOT valid: {e}"), &format!("NIET geldig: {e}")),
+            },
+            0,
+            String::new(),
+        ),
+    };
+    let outcome_status = c.overall_outcome();
+    let disks: Vec<DiskView> = c.disks.iter().map(|d| disk_view(d, lang)).collect();
+    let n = disks.len();
+    let summary = match outcome_status {
+        OutcomeStatus::Erased => lang.t(
+            &format!("All data on {n} disk(s) of this device was erased and checked."),
+            &format!("Alle gegevens op {n} schijf/schijven van dit toestel zijn gewist en nagekeken."),
+        ),
+        OutcomeStatus::ErasedWithExceptions => lang.t(
+            "The disks were erased, with exceptions listed below.",
+            "De schijven zijn gewist, met de uitzonderingen die hieronder staan.",
+        ),
+        OutcomeStatus::NotErased => lang.t(
+            "At least one disk was NOT erased. See below.",
+            "Minstens één schijf is NIET gewist. Zie hieronder.",
+        ),
+    };
+    let (device, device_serial, verdict, hardware) = match &c.host {
+        Some(h) => {
+            let name = [&h.system.vendor, &h.system.product]
+                .iter()
+                .filter_map(|s| s.as_deref())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let serial = h
+                .system
+                .serial
+                .clone()
+                .filter(|_| !h.placeholder_fields.iter().any(|f| f == "system.serial"));
+            let mut verdict = match h.verdict.status {
+                VerdictStatus::Ready => lang.t("ready to hand out", "klaar om uit te delen"),
+                VerdictStatus::NeedsParts => lang.t("needs parts", "heeft onderdelen nodig"),
+                VerdictStatus::PartsOnly => lang.t("only good for parts", "enkel bruikbaar voor onderdelen"),
+            };
+            if !h.verdict.needs.is_empty() {
+                verdict.push_str(&format!(" ({})", h.verdict.needs.join(", ")));
+            }
+            for r in &h.verdict.reasons {
+                verdict.push_str(&format!("; {r}"));
+            }
+            let a = &h.audit;
+            let mut hw = Vec::new();
+            if let Some(cpu) = &a.cpu_model {
+                hw.push(format!("CPU: {cpu}"));
+            }
+            if let Some(m) = a.memory_bytes {
+                // Memory is sold in binary units (8 GiB), drives in decimal ones.
+                hw.push(format!("{}: {} MiB", lang.t("Memory", "Geheugen"), m >> 20));
+            }
+            if let Some(b) = a.battery_health_percent {
+                hw.push(format!("{}: {b} %", lang.t("Battery health", "Batterijgezondheid")));
+            }
+            if let Some(s) = &a.screen {
+                hw.push(format!("{}: {s}", lang.t("Screen", "Scherm")));
+            }
+            for g in &a.gaps {
+                hw.push(format!("{}: {g}", lang.t("Not read", "Niet gelezen")));
+            }
+            (Some(name).filter(|n| !n.is_empty()), serial, Some(verdict), hw)
+        }
+        None => (None, None, None, Vec::new()),
+    };
+    let (donor_reference, lot, asset_tag) = c.donor.as_ref().map_or((None, None, None), |d| {
+        (d.reference.clone(), d.lot.clone(), d.asset_tag.clone())
+    });
+    let review = match stored.review_status.as_str() {
+        "approved" => lang.t(
+            "approved by the workshop lead",
+            "goedgekeurd door de werkplaatsverantwoordelijke",
+        ),
+        "rewipe" => lang.t("flagged to be wiped again", "gemarkeerd om opnieuw te wissen"),
+        "rejected" => lang.t(
+            "rejected by the workshop lead",
+            "afgewezen door de werkplaatsverantwoordelijke",
+        ),
+        _ => lang.t("waiting for review", "wacht op nazicht"),
+    };
+    Ok(CertView {
+        id: c.id.clone(),
+        issued_at: c.issued_at.clone(),
+        received_at: stored.received_at.clone(),
+        outcome: outcome_words(outcome_status, lang),
+        outcome_code: crate::ingest::kebab(&outcome_status),
+        summary,
+        operator: person(&c.operator),
+        verifier: c.verifier.as_ref().map(person),
+        organisation: c.station.organisation.clone(),
+        site: c.station.site.clone(),
+        station: stored.station_name.clone(),
+        donor_reference,
+        lot,
+        asset_tag,
+        device,
+        device_serial,
+        verdict,
+        hardware,
+        disks,
+        install: install_words(&c, lang),
+        station_check,
+        receipt_check,
+        position,
+        entry_hash,
+        review,
+        review_code: stored.review_status.clone(),
+    })
+}
+
+fn person(p: &cert::Person) -> String {
+    match &p.role {
+        Some(r) => format!("{} ({r})", p.name),
+        None => p.name.clone(),
+    }
+}
+
+/// Bytes as GB (decimal, as drives are sold) with one decimal.
+pub fn gib(bytes: u64) -> String {
+    if bytes < 1_000_000_000 {
+        return format!("{} MB", bytes / 1_000_000);
+    }
+    let tenths = bytes / 100_000_000;
+    format!("{}.{} GB", tenths / 10, tenths % 10)
+}
+
+/// Outcome in words.
+pub fn outcome_words(s: OutcomeStatus, lang: Lang) -> String {
+    match s {
+        OutcomeStatus::Erased => lang.t("erased", "gewist"),
+        OutcomeStatus::ErasedWithExceptions => lang.t("erased, with exceptions", "gewist, met uitzonderingen"),
+        OutcomeStatus::NotErased => lang.t("NOT erased", "NIET gewist"),
+    }
+}
+
+fn step_kind(k: StepKind, lang: Lang) -> String {
+    match k {
+        StepKind::Overwrite => lang.t("overwrite of every block", "elke blok overschreven"),
+        StepKind::NvmeSanitizeCrypto => lang.t("NVMe Sanitize (crypto erase)", "NVMe Sanitize (cryptografisch wissen)"),
+        StepKind::NvmeSanitizeBlock => lang.t("NVMe Sanitize (block erase)", "NVMe Sanitize (blokken wissen)"),
+        StepKind::NvmeSanitizeOverwrite => lang.t("NVMe Sanitize (overwrite)", "NVMe Sanitize (overschrijven)"),
+        StepKind::NvmeFormatCrypto => lang.t("NVMe Format (crypto erase)", "NVMe Format (cryptografisch wissen)"),
+        StepKind::NvmeFormatUser => lang.t(
+            "NVMe Format (user data erase)",
+            "NVMe Format (gebruikersgegevens wissen)",
+        ),
+        StepKind::AtaSanitizeCrypto => lang.t("ATA Sanitize (crypto scramble)", "ATA Sanitize (cryptografisch)"),
+        StepKind::AtaSanitizeBlock => lang.t("ATA Sanitize (block erase)", "ATA Sanitize (blokken wissen)"),
+        StepKind::AtaSanitizeOverwrite => lang.t("ATA Sanitize (overwrite)", "ATA Sanitize (overschrijven)"),
+        StepKind::AtaSecurityErase => lang.t("ATA Secure Erase", "ATA Secure Erase"),
+        StepKind::AtaSecurityEraseEnhanced => lang.t("ATA Secure Erase (enhanced)", "ATA Secure Erase (uitgebreid)"),
+        StepKind::HpaExpose => lang.t("hidden area (HPA) opened", "verborgen zone (HPA) geopend"),
+        StepKind::HpaRestore => lang.t("hidden area (HPA) restored", "verborgen zone (HPA) hersteld"),
+        StepKind::DcoRestore => lang.t("DCO reset to factory size", "DCO teruggezet naar fabrieksgrootte"),
+    }
+}
+
+fn capability(c: Capability, lang: Lang) -> String {
+    match c {
+        Capability::Supported => lang.t("supported", "ondersteund"),
+        Capability::NotSupported => lang.t("not supported by the drive", "niet ondersteund door de schijf"),
+        Capability::Frozen => lang.t("drive security frozen", "beveiliging van de schijf bevroren"),
+        Capability::Locked => lang.t("drive locked by a password", "schijf vergrendeld met een wachtwoord"),
+        Capability::Refused => lang.t("refused by the drive", "geweigerd door de schijf"),
+        Capability::Unknown => lang.t("support unknown", "ondersteuning onbekend"),
+    }
+}
+
+fn step_outcome(o: StepOutcome, lang: Lang) -> String {
+    match o {
+        StepOutcome::Completed => lang.t("completed", "voltooid"),
+        StepOutcome::Failed => lang.t("FAILED", "MISLUKT"),
+        StepOutcome::Skipped => lang.t("skipped", "overgeslagen"),
+        StepOutcome::Interrupted => lang.t("INTERRUPTED", "ONDERBROKEN"),
+    }
+}
+
+fn pattern(k: PatternKind, lang: Lang) -> String {
+    match k {
+        PatternKind::Zero => lang.t("zeros", "nullen"),
+        PatternKind::Random => lang.t("random data", "willekeurige gegevens"),
+    }
+}
+
+fn step_words(s: &Step, lang: Lang) -> String {
+    let mut out = format!(
+        "{}: {} ({})",
+        step_kind(s.kind, lang),
+        step_outcome(s.outcome, lang),
+        capability(s.capability, lang)
+    );
+    if let Some(p) = &s.pattern {
+        out.push_str(&format!(", {} {}", lang.t("pattern", "patroon"), pattern(p.kind, lang)));
+    }
+    if let Some(p) = &s.pass {
+        out.push_str(&format!(", {} {}/{}", lang.t("pass", "doorgang"), p.number, p.of));
+    }
+    if s.bytes > 0 {
+        out.push_str(&format!(", {}", gib(s.bytes)));
+    }
+    if let (Some(a), Some(b)) = (&s.started_at, &s.finished_at) {
+        out.push_str(&format!(", {a} – {b}"));
+    }
+    if let Some(r) = &s.reason {
+        out.push_str(&format!(". {}: {r}", lang.t("Reason", "Reden")));
+    }
+    for r in &s.error_ranges {
+        out.push_str(&format!(
+            ". {} {:?} LBA {}+{} (errno {})",
+            lang.t("Error range", "Foutbereik"),
+            r.op,
+            r.lba,
+            r.count,
+            r.errno
+        ));
+    }
+    if let Some(f) = &s.firmware {
+        out.push_str(&format!(
+            ". {}: {} → {}",
+            lang.t("Drive command", "Schijfopdracht"),
+            f.command,
+            f.status
+        ));
+        if let Some(st) = &f.final_state {
+            out.push_str(&format!(" ({st})"));
+        }
+    }
+    out
+}
+
+fn disk_view(d: &DiskRecord, lang: Lang) -> DiskView {
+    let done: Vec<String> = d
+        .steps
+        .iter()
+        .filter(|s| {
+            s.outcome == StepOutcome::Completed && !matches!(s.kind, StepKind::HpaExpose | StepKind::HpaRestore)
+        })
+        .map(|s| match (&s.pattern, s.kind) {
+            (Some(p), StepKind::Overwrite) => format!(
+                "{} {}",
+                lang.t("overwrite of every block with", "elke blok overschreven met"),
+                pattern(p.kind, lang)
+            ),
+            _ => step_kind(s.kind, lang),
+        })
+        .collect();
+    let method = if done.is_empty() {
+        lang.t("nothing completed", "niets voltooid")
+    } else {
+        done.join(lang.t(", then ", ", daarna ").as_str())
+    };
+    let verification = match &d.verification {
+        None => lang.t("not read back", "niet teruggelezen"),
+        Some(v) => {
+            let how = match (v.mode, &v.sample) {
+                (VerifyMode::Full, _) => lang.t("every byte read back", "elke byte teruggelezen"),
+                (VerifyMode::Sample, Some(p)) => lang.t(
+                    &format!(
+                        "sampled read-back ({} sections × {} samples, NIST SP 800-88)",
+                        p.sections, p.samples_per_section
+                    ),
+                    &format!(
+                        "steekproef teruggelezen ({} delen × {} stalen, NIST SP 800-88)",
+                        p.sections, p.samples_per_section
+                    ),
+                ),
+                (VerifyMode::Sample, None) => lang.t("sampled read-back", "steekproef teruggelezen"),
+            };
+            let result = if v.mismatched_blocks == 0 && v.error_ranges.is_empty() {
+                lang.t("no difference found", "geen verschil gevonden")
+            } else {
+                lang.t(
+                    &format!("{} blocks differed or could not be read", v.mismatched_blocks),
+                    &format!("{} blokken verschilden of waren onleesbaar", v.mismatched_blocks),
+                )
+            };
+            format!("{how}: {} {}, {result}", gib(v.bytes_read), lang.t("read", "gelezen"))
+        }
+    };
+    let hidden = match d.hidden_areas.check {
+        HiddenAreaCheck::NotApplicable => lang.t("not applicable", "niet van toepassing"),
+        HiddenAreaCheck::Unavailable => lang.t("could not be checked", "kon niet nagekeken worden"),
+        HiddenAreaCheck::Checked => {
+            let areas: Vec<String> = [("HPA", &d.hidden_areas.hpa), ("DCO", &d.hidden_areas.dco)]
+                .iter()
+                .filter_map(|(n, a)| a.as_ref().map(|a| (n, a)))
+                .map(|(n, a)| {
+                    let act = match a.action {
+                        HiddenAreaAction::ExposedAndRestored => {
+                            lang.t("opened, erased, restored", "geopend, gewist, hersteld")
+                        }
+                        HiddenAreaAction::Removed => lang.t("removed and erased", "verwijderd en gewist"),
+                        HiddenAreaAction::LeftInPlace => {
+                            lang.t("LEFT IN PLACE, not erased", "BLIJFT STAAN, niet gewist")
+                        }
+                    };
+                    format!("{n}: {act}")
+                })
+                .collect();
+            if areas.is_empty() {
+                lang.t("checked, none found", "nagekeken, geen gevonden")
+            } else {
+                areas.join("; ")
+            }
+        }
+    };
+    let mut notes: Vec<String> = d
+        .outcome
+        .exceptions
+        .iter()
+        .map(|e| {
+            let kind = match e.kind {
+                ExceptionKind::UnwritableRange => lang.t("could not write", "kon niet schrijven"),
+                ExceptionKind::UnreadableRange => lang.t("could not read back", "kon niet teruglezen"),
+                ExceptionKind::MismatchedRange => lang.t("read back different", "anders teruggelezen"),
+                ExceptionKind::HiddenAreaLeft => lang.t("hidden area left", "verborgen zone blijft"),
+                ExceptionKind::HiddenAreaUnchecked => {
+                    lang.t("hidden areas unchecked", "verborgen zones niet nagekeken")
+                }
+                ExceptionKind::FirmwarePurgeFailed => lang.t("firmware erase failed", "firmware-wissen mislukt"),
+            };
+            format!("{kind}: {}", e.detail)
+        })
+        .collect();
+    if let Some(r) = &d.outcome.reason {
+        notes.push(format!("{}: {r}", lang.t("Reason", "Reden")));
+    }
+    DiskView {
+        device: d.device.clone(),
+        model: d.model.clone().unwrap_or_else(|| lang.t("unknown", "onbekend")),
+        serial: d.serial.clone().unwrap_or_else(|| lang.t("unknown", "onbekend")),
+        capacity: gib(d.capacity_bytes),
+        transport: transport(d.transport, d.rotational, lang),
+        method,
+        nist: match d.nist_category {
+            NistCategory::None => lang.t("none", "geen"),
+            NistCategory::Clear => "NIST SP 800-88 Clear".to_owned(),
+            NistCategory::Purge => "NIST SP 800-88 Purge".to_owned(),
+        },
+        verification,
+        hidden,
+        outcome: outcome_words(d.outcome.status, lang),
+        outcome_code: crate::ingest::kebab(&d.outcome.status),
+        notes,
+        steps: d.steps.iter().map(|s| step_words(s, lang)).collect(),
+        evidence: evidence(d),
+    }
+}
+
+/// Read-back evidence as printed facts (hashes are not translated).
+fn evidence(d: &DiskRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(w) = &d.wwn {
+        out.push(format!("WWN {w}"));
+    }
+    if let Some(f) = &d.firmware {
+        out.push(format!("firmware {f}"));
+    }
+    out.push(format!(
+        "sectors {} B logical / {} B physical",
+        d.logical_sector_size, d.physical_sector_size
+    ));
+    if let Some(v) = &d.verification {
+        out.push(format!("read-back blake3 {}", v.readback_blake3));
+        out.push(format!("verification {} – {}", v.started_at, v.finished_at));
+        if let Some(p) = &v.sample {
+            out.push(format!(
+                "sample seed {}, {} B per sample, {} B planned",
+                p.seed, p.sample_bytes, p.planned_bytes
+            ));
+        }
+        for (name, h) in [
+            ("pre-wipe sample blake3", &v.pre_wipe_sample_blake3),
+            ("before firmware erase blake3", &v.firmware_before_blake3),
+            ("after firmware erase blake3", &v.firmware_after_blake3),
+        ] {
+            if let Some(h) = h {
+                out.push(format!("{name} {h}"));
+            }
+        }
+        for r in &v.error_ranges {
+            out.push(format!(
+                "verify {} LBA {}+{} errno {}",
+                crate::ingest::kebab(&r.op),
+                r.lba,
+                r.count,
+                r.errno
+            ));
+        }
+    }
+    for s in &d.steps {
+        if let Some(p) = s.pattern.as_ref().and_then(|p| p.seed_commitment.as_ref()) {
+            out.push(format!("pattern seed commitment {p}"));
+        }
+    }
+    out
+}
+
+fn transport(t: Transport, rotational: bool, lang: Lang) -> String {
+    let kind = if rotational {
+        lang.t("hard disk", "harde schijf")
+    } else {
+        lang.t("solid-state", "SSD")
+    };
+    let bus = match t {
+        Transport::Sata => "SATA",
+        Transport::Nvme => "NVMe",
+        Transport::Usb => "USB",
+        Transport::Mmc => "eMMC/SD",
+        Transport::Virtio => "virtio",
+        Transport::Scsi => "SCSI/SAS",
+        Transport::Loop => "loop",
+        Transport::Other => "other",
+    };
+    format!("{bus} {kind}")
+}
+
+fn install_words(c: &Certificate, lang: Lang) -> Option<String> {
+    let i = c.install.as_ref()?;
+    Some(match i.status {
+        cert::InstallStatus::Installed => lang.t(
+            &format!(
+                "{} {} installed on {} and checked ({} chunks)",
+                i.image_name, i.image_version, i.target_device, i.chunks_verified
+            ),
+            &format!(
+                "{} {} geïnstalleerd op {} en nagekeken ({} blokken)",
+                i.image_name, i.image_version, i.target_device, i.chunks_verified
+            ),
+        ),
+        cert::InstallStatus::Failed => lang.t(
+            &format!(
+                "installing {} failed: {}",
+                i.image_name,
+                i.reason.clone().unwrap_or_default()
+            ),
+            &format!(
+                "installeren van {} mislukt: {}",
+                i.image_name,
+                i.reason.clone().unwrap_or_default()
+            ),
+        ),
+    })
+}
+
+/// The template set. Templates whose name ends in `.html` are auto-escaped.
+pub fn templates() -> anyhow::Result<minijinja::Environment<'static>> {
+    let mut env = minijinja::Environment::new();
+    // `t("English", "Nederlands")`: the text in the page's language (context variable `nl`).
+    env.add_function(
+        "t",
+        |state: &minijinja::State<'_, '_>, en: String, nl: String| -> String {
+            if state.lookup("nl").is_some_and(|v| v.is_true()) {
+                nl
+            } else {
+                en
+            }
+        },
+    );
+    for (name, source) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("donor.html", include_str!("templates/donor.html")),
+        ("batch.html", include_str!("templates/batch.html")),
+        ("login.html", include_str!("templates/login.html")),
+        ("queue.html", include_str!("templates/queue.html")),
+        ("detail.html", include_str!("templates/detail.html")),
+        ("audit.html", include_str!("templates/audit.html")),
+        ("nav.html", include_str!("templates/nav.html")),
+    ] {
+        env.add_template(name, source)
+            .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_preferred_of_dutch_and_english() {
+        assert_eq!(Lang::from_accept_language("en-GB,en;q=0.9,nl;q=0.8"), Lang::En);
+        assert_eq!(Lang::from_accept_language("fr, nl-BE;q=0.9, en;q=0.5"), Lang::Nl);
+        assert_eq!(Lang::from_accept_language("de"), Lang::Nl);
+        assert_eq!(Lang::from_accept_language("nl;q=0, en;q=0.1"), Lang::En);
+    }
+
+    #[test]
+    fn capacities_read_as_sold() {
+        assert_eq!(gib(256_060_514_304), "256.0 GB");
+        assert_eq!(gib(64 << 20), "67 MB");
+    }
+}

@@ -1,0 +1,326 @@
+//! The HTTP server: routes, the station API, and helpers shared by the pages.
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `POST /api/v1/certificates` | stations | submit a signed certificate, get a receipt |
+//! | `GET /api/v1/certificates/{id}` | stations, auditors | the stored certificate, receipt and review state |
+//! | `GET /api/v1/log` | auditors | the append-only log (`?from=N&limit=M`) |
+//! | `GET /api/v1/server-key` | everyone | the server's public key (`.pub` file format) |
+//! | `GET /healthz` | monitoring | `ok` |
+//! | `/d/{token}`, `/b/{token}` | donors | proof pages, PDF, files to verify offline |
+//! | `/login`, `/review/...` | reviewers | review queue, detail, decisions, audit log, CSV |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use lapterop_certificate::validate::MAX_DOCUMENT_BYTES;
+use lapterop_certificate::SigningKey;
+use serde_json::json;
+
+use crate::ingest::{self, Job, Rejection, Stored};
+use crate::store::{self, Pool};
+
+/// What `serve` needs.
+#[derive(Debug)]
+pub struct Config {
+    /// Data directory.
+    pub data: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Public base URL (no trailing slash).
+    pub public_url: String,
+    /// Set `Secure` on cookies.
+    pub secure_cookies: bool,
+}
+
+/// Shared state of all handlers.
+#[derive(Debug)]
+pub struct App {
+    /// Connections for handlers.
+    pub pool: Pool,
+    /// The server key.
+    pub server_key: SigningKey,
+    /// Public base URL.
+    pub public_url: String,
+    /// `Secure` cookies.
+    pub secure_cookies: bool,
+    /// Templates.
+    pub templates: minijinja::Environment<'static>,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Shared state handle.
+pub type AppState = Arc<App>;
+
+/// Starts the writer and serves until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let server_key = crate::server_key(&config.data)?;
+    let conn = store::open(&config.data)?;
+    let (jobs, rx) = mpsc::channel();
+    let writer = ingest::Writer {
+        conn,
+        key: server_key.clone(),
+        public_url: config.public_url.clone(),
+    };
+    std::thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || ingest::run_writer(writer, rx))
+        .context("starting the writer thread")?;
+    let app = Arc::new(App {
+        pool: Pool::new(&config.data),
+        server_key,
+        public_url: config.public_url.clone(),
+        secure_cookies: config.secure_cookies,
+        templates: crate::views::templates()?,
+        jobs,
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    eprintln!(
+        "lapterop-server: listening on {} (public URL {}, data {})",
+        listener.local_addr()?,
+        config.public_url,
+        config.data.display()
+    );
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/certificates", post(post_certificate))
+        .route("/api/v1/certificates/{id}", get(get_certificate))
+        .route("/api/v1/log", get(get_log))
+        .route("/api/v1/server-key", get(server_key))
+        .merge(crate::donor::routes())
+        .merge(crate::review::routes())
+        .with_state(app)
+}
+
+/// Runs blocking work (database, signatures, PDF) off the async threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await.context("worker task failed")?
+}
+
+/// A JSON error answer.
+pub fn json_error(status: u16, message: &str, field: Option<&str>, violations: &[(String, String)]) -> Response {
+    let mut body = json!({ "error": message });
+    if let Some(f) = field {
+        body["field"] = json!(f);
+    }
+    if !violations.is_empty() {
+        body["violations"] = violations
+            .iter()
+            .map(|(f, m)| json!({"field": f, "message": m}))
+            .collect();
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(body)).into_response()
+}
+
+/// A 500 answer for an unexpected failure (logged on stderr).
+pub fn internal(e: &anyhow::Error) -> Response {
+    eprintln!("lapterop-server: {e:#}");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the server log\n",
+    )
+        .into_response()
+}
+
+fn rejection(r: &Rejection) -> Response {
+    let violations = match r {
+        Rejection::Invalid { violations, .. } => violations.as_slice(),
+        _ => &[],
+    };
+    json_error(r.status(), &r.to_string(), r.field(), violations)
+}
+
+fn json_text(status: StatusCode, text: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+async fn post_certificate(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let too_large = Rejection::TooLarge {
+        limit: MAX_DOCUMENT_BYTES,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
+        return rejection(&too_large);
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_DOCUMENT_BYTES).await {
+        Ok(b) => b.to_vec(),
+        Err(_) => return rejection(&too_large),
+    };
+    let app2 = app.clone();
+    let checked = match tokio::task::spawn_blocking(move || ingest::check(&app2.pool, bytes)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(r)) => return rejection(&r),
+        Err(e) => return internal(&anyhow::anyhow!("checking task failed: {e}")),
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if app.jobs.send(Job { checked, reply }).is_err() {
+        return rejection(&Rejection::Unavailable("the writer stopped".into()));
+    }
+    match answer.await {
+        Ok(Ok(Stored::Created(receipt))) => json_text(StatusCode::CREATED, receipt),
+        Ok(Ok(Stored::Existing(receipt))) => json_text(StatusCode::OK, receipt),
+        Ok(Err(r)) => rejection(&r),
+        Err(_) => rejection(&Rejection::Unavailable("the writer stopped".into())),
+    }
+}
+
+async fn get_certificate(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let app2 = app.clone();
+    match blocking(move || app2.pool.with(|c| store::cert_by_id(c, &id))).await {
+        Ok(Some(c)) => {
+            let certificate: serde_json::Value = serde_json::from_slice(&c.body).unwrap_or_default();
+            let receipt: serde_json::Value = serde_json::from_str(&c.receipt).unwrap_or_default();
+            axum::Json(json!({
+                "certificate": certificate,
+                "receipt": receipt,
+                "station": c.station_name,
+                "review": {
+                    "status": c.review_status,
+                    "note": c.review_note,
+                    "by": c.reviewed_by,
+                    "at": c.reviewed_at,
+                },
+            }))
+            .into_response()
+        }
+        Ok(None) => json_error(404, "no certificate with this id", Some("id"), &[]),
+        Err(e) => internal(&e),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    from: Option<u64>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+async fn get_log(State(app): State<AppState>, Query(q): Query<LogQuery>) -> Response {
+    let from = q.from.unwrap_or(1).max(1);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let result = blocking(move || {
+        app.pool
+            .with(|c| Ok((store::log_entries(c, from, limit)?, store::log_head(c)?)))
+    })
+    .await;
+    match result {
+        Ok((entries, (head_position, head_hash))) => axum::Json(json!({
+            "head": {"position": head_position, "entry_hash": head_hash},
+            "entries": entries,
+        }))
+        .into_response(),
+        Err(e) => internal(&e),
+    }
+}
+
+async fn server_key(State(app): State<AppState>) -> Response {
+    server_key_text(&app)
+}
+
+/// The server public key as a `.pub` file.
+pub fn server_key_text(app: &App) -> Response {
+    let text = format!("{}\n", hex::encode(app.server_key.verifying_key().as_bytes()));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"server.pub\""),
+            ),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+/// The value of a cookie in the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Path=/.
+pub fn set_cookie(app: &App, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+/// An HTML page answer with security headers.
+pub fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Renders a template into an HTML answer.
+pub fn render(app: &App, name: &str, ctx: minijinja::Value) -> Response {
+    match app.templates.get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(body) => html(StatusCode::OK, body),
+        Err(e) => internal(&anyhow::anyhow!("rendering {name}: {e:#}")),
+    }
+}
+
+/// A plain 404 page.
+pub fn not_found() -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        "<!doctype html><meta charset=utf-8><title>Not found</title><p>Not found. / Niet gevonden.</p>".into(),
+    )
+}
