@@ -32,6 +32,12 @@ enum Command {
     },
     /// Audit this laptop's hardware and give the refurbishment verdict.
     Audit(lapterop_agent::audit::AuditArgs),
+    /// Check what blocks the job (RAID/VMD mode, eMMC driver, USB bridge, frozen drive, clock, network,
+    /// battery). Exit 0 nothing blocks, 1 something does, 2 usage error.
+    Preflight(lapterop_agent::preflight::PreflightArgs),
+    /// Show one workbench screen with sample data (for looking at the screens and for tests).
+    #[command(hide = true)]
+    UiDemo(lapterop_agent::ui::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +53,7 @@ fn main() -> ExitCode {
             server_key,
         } => lapterop_agent::outbox::upload_command(&server, &outbox, server_key.as_deref()),
         Command::Audit(args) => lapterop_agent::audit::cli(&args),
+        Command::Preflight(args) => lapterop_agent::preflight::cli(&args),
+        Command::UiDemo(args) => lapterop_agent::ui::demo::run(&args),
     }
 }
