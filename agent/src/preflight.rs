@@ -438,11 +438,7 @@ impl Sys {
         for name in self.list("sys/class/power_supply") {
             let at = |a: &str| format!("sys/class/power_supply/{name}/{a}");
             match self.attr(&at("type")).as_deref() {
-                Some("Mains" | "USB") => {
-                    if self.attr(&at("online")).as_deref() == Some("1") {
-                        return None;
-                    }
-                }
+                Some("Mains" | "USB") if self.attr(&at("online")).as_deref() == Some("1") => return None,
                 Some("Battery") => {
                     let device_scope = self.attr(&at("scope")).as_deref() == Some("Device");
                     let absent = self.attr(&at("present")).as_deref() == Some("0");

@@ -2,6 +2,9 @@
 //! pre-flight command on a built sysfs tree, and the interactive prompts driven through tmux like a
 //! volunteer at the keyboard.
 
+// Test helpers panic on purpose when the environment is broken.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
