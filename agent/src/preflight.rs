@@ -234,6 +234,14 @@ pub fn check(input: &Input<'_>) -> Vec<Finding> {
     out
 }
 
+/// Writes each finding to the per-machine log (in English, for the leads), one line per code.
+pub fn log(log: &mut crate::sitelog::SiteLog, findings: &[Finding]) -> std::io::Result<()> {
+    for f in findings {
+        log.append(Some(f.code.as_str()), &f.found(Lang::En))?;
+    }
+    Ok(())
+}
+
 /// Whether any finding stops the job.
 pub fn blocked(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.code.severity() == Severity::Stop)
@@ -718,6 +726,19 @@ mod tests {
             .file("sys/class/power_supply/hidpp_battery_0/capacity", "5")
             .file("sys/class/power_supply/hidpp_battery_0/status", "Discharging");
         assert!(run(&mouse, &disks).is_empty());
+    }
+
+    #[test]
+    fn findings_go_to_the_machine_log_with_their_codes() {
+        let f = Fixture::new("log");
+        let findings = run(&f, &[stick()]);
+        let dir = f.0.join("logs");
+        let mut site = crate::sitelog::SiteLog::open(&dir, "PF1ABCDE").unwrap();
+        log(&mut site, &findings).unwrap();
+        let text = fs::read_to_string(site.path()).unwrap();
+        let codes: Vec<&str> = text.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
+        assert_eq!(codes, ["LAP-P06", "LAP-P08"], "{text}");
+        assert!(text.contains("LAP-P06 No network"), "{text}");
     }
 
     #[test]

@@ -369,6 +369,61 @@ fn tmux_result_screen_with_a_failed_disk_in_both_languages() {
     }
 }
 
+#[test]
+fn tmux_whole_flow_in_both_languages_with_a_failed_disk() {
+    for lang in ["nl", "en"] {
+        let Some(t) = tmux_or_skip(
+            &format!("flow-{lang}"),
+            &["ui-demo", "--screen", "flow", "--lang", lang],
+        ) else {
+            return;
+        };
+        let nl = lang == "nl";
+        t.wait_for(if nl {
+            "Uw naam of vrijwilligerscode:"
+        } else {
+            "Your name or volunteer code:"
+        });
+        t.type_line("An");
+        t.wait_for(if nl {
+            "Tweede persoon die controleert"
+        } else {
+            "Second person who checks"
+        });
+        t.type_line("Els");
+        t.wait_for(if nl {
+            "LAP-P06  Geen netwerk"
+        } else {
+            "LAP-P06  No network"
+        });
+        t.type_line("");
+        t.wait_for(if nl {
+            "HEEFT ONDERDELEN NODIG: batterij"
+        } else {
+            "NEEDS PARTS: battery"
+        });
+        t.type_line("");
+        t.wait_for(if nl { "Om nvme0n1 te wissen" } else { "To erase nvme0n1" });
+        t.type_line("456K");
+        t.wait_for(if nl { "Om sda te wissen" } else { "To erase sda" });
+        t.type_line("7b3c");
+        let s = t.wait_for("DEMO-END flow operator=An verifier=Els");
+        let words: &[&str] = if nl {
+            &[
+                "N I E T   G E W I S T",
+                "LAP-R01",
+                "Pagina voor de schenker",
+                "verstreken",
+            ]
+        } else {
+            &["N O T   E R A S E D", "LAP-R01", "Donor page", "reports no progress"]
+        };
+        for want in words {
+            assert!(s.contains(want), "{lang}: missing {want:?}\n{s}");
+        }
+    }
+}
+
 /// `docs/volunteer-guide.md` with every `<!-- screen: NAME LANG -->` block filled with the current
 /// capture of that screen.
 fn guide_with_current_screens(guide: &str) -> String {

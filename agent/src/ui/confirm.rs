@@ -138,6 +138,25 @@ pub fn confirm_plan(
     Ok(Decision::Confirmed)
 }
 
+/// Shows a screen drawn by `render` and waits for Enter; the switch key redraws it in the other
+/// language. `Ok(false)` when the input closed.
+pub fn show_and_wait(
+    input: &mut dyn Input,
+    out: &mut dyn Write,
+    lang: &mut Lang,
+    render: &dyn Fn(Lang) -> String,
+) -> io::Result<bool> {
+    loop {
+        write!(out, "{}{} ", render(*lang), lang.t(Key::PressEnter))?;
+        out.flush()?;
+        match input.line()? {
+            None => return Ok(false),
+            Some(typed) if typed.trim().eq_ignore_ascii_case(SWITCH_KEY) => *lang = lang.other(),
+            Some(_) => return Ok(true),
+        }
+    }
+}
+
 /// The unattended countdown: one line per second, any key cancels. A closed input cannot cancel, so the
 /// countdown runs out.
 pub fn countdown(
@@ -268,6 +287,22 @@ mod tests {
         assert!(out.contains("Plan: these disks will be ERASED"), "{out}");
         assert!(out.contains("To erase sda, type the word wissen"), "{out}");
         assert_eq!(out.matches("That does not match.").count(), 2, "{out}");
+    }
+
+    #[test]
+    fn show_and_wait_redraws_on_the_switch_key() {
+        let mut input = Keys::new(io::Cursor::new(b"L\n\n".to_vec()));
+        let mut out = Vec::new();
+        let mut lang = Lang::Nl;
+        let render = |l: Lang| format!("[{}]\n", l.t(Key::AuditTitle));
+        assert!(show_and_wait(&mut input, &mut out, &mut lang, &render).unwrap());
+        assert_eq!(lang, Lang::En);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("[Deze laptop]\nDruk op Enter om verder te gaan. [This laptop]"),
+            "{text}"
+        );
+        assert!(!show_and_wait(&mut input, &mut Vec::new(), &mut lang, &render).unwrap());
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub const SAMPLE_URL: &str = "https://lapterop.example.org/d/0193a7c2-5b1e-7f00-
 /// Arguments of `ui-demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Screen: preflight, audit, plan, confirm, countdown, operator, progress, result, result-failed, qr.
+    /// Screen: preflight, audit, plan, confirm, countdown, operator, progress, result, result-failed, qr,
+    /// or flow (operator, pre-flight, audit, plan and confirmation, progress, result with a failed disk).
     #[arg(long)]
     pub screen: String,
     /// Language: nl or en.
@@ -158,6 +159,10 @@ pub fn run(args: &DemoArgs) -> ExitCode {
                 Err(e) => format!("DEMO-END error {e}"),
             }
         }
+        "flow" => match demo_flow(&mut keys, &mut out, &mut lang, style) {
+            Ok(end) => end,
+            Err(e) => format!("DEMO-END error {e}"),
+        },
         "progress" => {
             demo_progress(lang, style);
             "DEMO-END progress".to_string()
@@ -206,6 +211,36 @@ pub fn render_static(screen: &str, lang: Lang, style: Style) -> Option<String> {
     })
 }
 
+/// The whole flow with sample data, driven by the volunteer's keys.
+fn demo_flow(keys: &mut Keys, out: &mut io::Stdout, lang: &mut Lang, style: Style) -> io::Result<String> {
+    let config = UiConfig {
+        ask_verifier: true,
+        ..UiConfig::default()
+    };
+    let Some(ops) = operator::ask(keys, out, lang, style, &config)? else {
+        return Ok("DEMO-END closed".to_string());
+    };
+    let findings = vec![Finding::new(Code::P06, &[])];
+    let preflight_screen = |l: Lang| screens::preflight(l, style, &findings);
+    let audit_screen = |l: Lang| screens::audit(l, style, &sample_audit());
+    if !confirm::show_and_wait(keys, out, lang, &preflight_screen)?
+        || !confirm::show_and_wait(keys, out, lang, &audit_screen)?
+    {
+        return Ok("DEMO-END closed".to_string());
+    }
+    if confirm::confirm_plan(keys, out, lang, style, &sample_disks(), None)? == Decision::Cancelled {
+        return Ok("DEMO-END cancelled".to_string());
+    }
+    demo_progress(*lang, style);
+    let screen = render_static("result-failed", *lang, style).unwrap_or_default();
+    write!(out, "{screen}")?;
+    Ok(format!(
+        "DEMO-END flow operator={} verifier={}",
+        ops.operator,
+        ops.verifier.as_deref().unwrap_or("-")
+    ))
+}
+
 /// Three seconds of simulated progress: a firmware step without progress, then an overwrite.
 fn demo_progress(lang: Lang, style: Style) {
     let steps = 30u64;
@@ -217,7 +252,7 @@ fn demo_progress(lang: Lang, style: Style) {
         let ow = p.start("sda", Step::Overwrite, Some(total));
         for i in 1..=steps {
             std::thread::sleep(tick);
-            p.set(ow, total / steps * i);
+            p.set(ow, if i == steps { total } else { total / steps * i });
         }
         p.finish(fw, "OK");
         p.finish(ow, "OK");
@@ -227,7 +262,7 @@ fn demo_progress(lang: Lang, style: Style) {
         let ow = p.start("sda", Step::Overwrite, Some(total));
         for i in 1..=steps {
             std::thread::sleep(tick);
-            p.set(ow, total / steps * i);
+            p.set(ow, if i == steps { total } else { total / steps * i });
             p.tick_at(std::time::Instant::now());
         }
         p.finish(fw, "OK");
