@@ -407,7 +407,13 @@ fn tmux_whole_flow_in_both_languages_with_a_failed_disk() {
         t.type_line("456K");
         t.wait_for(if nl { "Om sda te wissen" } else { "To erase sda" });
         t.type_line("7b3c");
-        let s = t.wait_for("DEMO-END flow operator=An verifier=Els");
+        t.wait_for(if nl {
+            "Typ N en Enter voor de volgende laptop"
+        } else {
+            "Type N and Enter for the next laptop"
+        });
+        t.type_line("n");
+        let s = t.wait_for("DEMO-END flow operator=An verifier=Els then=next");
         let words: &[&str] = if nl {
             &[
                 "N I E T   G E W I S T",

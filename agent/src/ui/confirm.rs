@@ -157,6 +157,42 @@ pub fn show_and_wait(
     }
 }
 
+/// What to do after the result screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Start over with the next laptop.
+    NextMachine,
+    /// Power the laptop off.
+    PowerOff,
+}
+
+/// Shows the result screen drawn by `render` (which ends with the `N` / `P` question) and waits for `N`
+/// (next laptop) or `P` (power off); the switch key redraws the screen in the other language, anything
+/// else repeats the question. A closed input means power off (nobody is at the keyboard).
+pub fn ask_next(
+    input: &mut dyn Input,
+    out: &mut dyn Write,
+    lang: &mut Lang,
+    render: &dyn Fn(Lang) -> String,
+) -> io::Result<Next> {
+    write!(out, "{}> ", render(*lang))?;
+    loop {
+        out.flush()?;
+        let Some(typed) = input.line()? else {
+            return Ok(Next::PowerOff);
+        };
+        match typed.trim().to_ascii_lowercase().as_str() {
+            "n" => return Ok(Next::NextMachine),
+            "p" => return Ok(Next::PowerOff),
+            key if key == SWITCH_KEY => {
+                *lang = lang.other();
+                write!(out, "{}> ", render(*lang))?;
+            }
+            _ => write!(out, "{}\n> ", lang.t(Key::NextMachine))?,
+        }
+    }
+}
+
 /// The unattended countdown: one line per second, any key cancels. A closed input cannot cancel, so the
 /// countdown runs out.
 pub fn countdown(
@@ -303,6 +339,32 @@ mod tests {
             "{text}"
         );
         assert!(!show_and_wait(&mut input, &mut Vec::new(), &mut lang, &render).unwrap());
+    }
+
+    #[test]
+    fn after_the_result_n_is_next_and_p_powers_off() {
+        let mut input = Keys::new(io::Cursor::new(b"x\nl\nN\np\n".to_vec()));
+        let mut out = Vec::new();
+        let mut lang = Lang::Nl;
+        let render = |l: Lang| format!("[{}]\n{}\n", l.t(Key::ResultTitle), l.t(Key::NextMachine));
+        assert_eq!(
+            ask_next(&mut input, &mut out, &mut lang, &render).unwrap(),
+            Next::NextMachine
+        );
+        assert_eq!(lang, Lang::En);
+        assert_eq!(
+            ask_next(&mut input, &mut out, &mut lang, &render).unwrap(),
+            Next::PowerOff
+        );
+        assert_eq!(
+            ask_next(&mut input, &mut out, &mut lang, &render).unwrap(),
+            Next::PowerOff
+        );
+        let text = String::from_utf8(out).unwrap();
+        // Screen, then the question again after "x", then the screen in English after "l".
+        assert_eq!(text.matches("[Resultaat]").count(), 1, "{text}");
+        assert_eq!(text.matches("Typ N en Enter").count(), 2, "{text}");
+        assert_eq!(text.matches("[Result]").count(), 3, "{text}");
     }
 
     #[test]

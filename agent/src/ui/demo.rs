@@ -232,10 +232,13 @@ fn demo_flow(keys: &mut Keys, out: &mut io::Stdout, lang: &mut Lang, style: Styl
         return Ok("DEMO-END cancelled".to_string());
     }
     demo_progress(*lang, style);
-    let screen = render_static("result-failed", *lang, style).unwrap_or_default();
-    write!(out, "{screen}")?;
+    let result_screen = |l: Lang| render_static("result-failed", l, style).unwrap_or_default();
+    let next = match confirm::ask_next(keys, out, lang, &result_screen)? {
+        confirm::Next::NextMachine => "next",
+        confirm::Next::PowerOff => "power-off",
+    };
     Ok(format!(
-        "DEMO-END flow operator={} verifier={}",
+        "DEMO-END flow operator={} verifier={} then={next}",
         ops.operator,
         ops.verifier.as_deref().unwrap_or("-")
     ))

@@ -108,6 +108,9 @@ pub enum Colour {
     Cyan,
 }
 
+/// Serial lines and hypervisor consoles: plain text there, whatever `TERM` says.
+const SERIAL_TTYS: &[&str] = &["/dev/ttyS", "/dev/ttyUSB", "/dev/ttyAMA", "/dev/hvc"];
+
 /// How text is drawn: with ANSI colour on a terminal, plain on a serial console or a pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
@@ -123,7 +126,10 @@ impl Style {
     pub fn detect() -> Style {
         let tty = std::io::stdout().is_terminal();
         let serial = std::fs::read_link("/proc/self/fd/1")
-            .map(|p| p.to_string_lossy().starts_with("/dev/ttyS"))
+            .map(|p| {
+                let p = p.to_string_lossy();
+                SERIAL_TTYS.iter().any(|prefix| p.starts_with(prefix))
+            })
             .unwrap_or(false);
         let dumb = std::env::var("TERM").map(|t| t == "dumb").unwrap_or(true);
         Style {
