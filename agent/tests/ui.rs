@@ -246,6 +246,15 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The pane with its colours as escape sequences.
+    fn screen_with_colours(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-e", "-J", "-t", "t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn wait_for(&self, want: &str) -> String {
         let start = Instant::now();
         loop {
@@ -428,6 +437,33 @@ fn tmux_whole_flow_in_both_languages_with_a_failed_disk() {
             assert!(s.contains(want), "{lang}: missing {want:?}\n{s}");
         }
     }
+}
+
+#[test]
+fn tmux_colour_on_a_terminal_and_none_with_plain() {
+    let Some(t) = tmux_or_skip("colour", &["ui-demo", "--screen", "result-failed", "--lang", "en"]) else {
+        return;
+    };
+    t.wait_for("DEMO-END");
+    let coloured = t.screen_with_colours();
+    // The NOT ERASED banner has a red background (SGR 41), switched on between the disk's name and the
+    // words (tmux writes an attribute once, where it changes); the ERASED one is green (SGR 42).
+    let disk = coloured.find("Disk sda").unwrap();
+    let words = coloured.find("N O T   E R A S E D").unwrap();
+    assert!(coloured[disk..words].contains("41m"), "{:?}", &coloured[disk..words]);
+    let erased = coloured.find("E R A S E D").unwrap();
+    assert!(coloured[..erased].contains("42m"), "the ERASED banner is not green");
+    drop(t);
+    let Some(t) = tmux_or_skip(
+        "plain",
+        &["ui-demo", "--screen", "result-failed", "--lang", "en", "--plain"],
+    ) else {
+        return;
+    };
+    t.wait_for("DEMO-END");
+    let plain = t.screen_with_colours();
+    assert!(plain.contains("N O T   E R A S E D"));
+    assert!(!plain.contains('\x1b'), "escape codes in plain mode:\n{plain}");
 }
 
 /// `docs/volunteer-guide.md` with every `<!-- screen: NAME LANG -->` block filled with the current
