@@ -67,6 +67,12 @@ enum Command {
     },
     /// Overwrite disks, read them back, and write a signed certificate (exit 0 only if all are erased).
     Wipe(lapterop_agent::wipe::WipeArgs),
+    /// Check what blocks the job (RAID/VMD mode, eMMC driver, USB bridge, frozen drive, clock, network,
+    /// battery). Exit 0 nothing blocks, 1 something does, 2 usage error.
+    Preflight(lapterop_agent::preflight::PreflightArgs),
+    /// Show one workbench screen with sample data (for looking at the screens and for tests).
+    #[command(hide = true)]
+    UiDemo(lapterop_agent::ui::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,5 +101,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => lapterop_agent::audit::cli(&args),
         Command::Disks { json, devices } => lapterop_agent::disk::list_command(json, &devices),
         Command::Wipe(args) => lapterop_agent::wipe::run(args),
+        Command::Preflight(args) => lapterop_agent::preflight::cli(&args),
+        Command::UiDemo(args) => lapterop_agent::ui::demo::run(&args),
     }
 }

@@ -1,0 +1,299 @@
+//! Every string a volunteer reads, in Dutch and in English, from one catalogue compiled in.
+//!
+//! The catalogue is a macro table: each [`Key`] carries its English and its Dutch text side by side, so a
+//! key without both languages does not compile. Texts may hold named placeholders (`{model}`) that
+//! [`Lang::fill`] replaces; the tests check that both languages use the same placeholders and that no
+//! English text shows up on a Dutch screen. The site config picks the language ([`Lang::parse`]); the
+//! volunteer switches it at any prompt with one key ([`SWITCH_KEY`]).
+
+use serde::{Deserialize, Serialize};
+
+/// The key a volunteer types at any prompt to switch between Dutch and English.
+pub const SWITCH_KEY: &str = "l";
+
+/// A language of the workbench screens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// Dutch (the default: most volunteers work in Dutch).
+    #[default]
+    Nl,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// Both languages, Dutch first.
+    pub const ALL: [Lang; 2] = [Lang::Nl, Lang::En];
+
+    /// `nl` / `en` (also `nl-BE`, `en_GB`, `NL`); `None` for anything else.
+    pub fn parse(code: &str) -> Option<Lang> {
+        let base = code.trim().get(..2)?.to_ascii_lowercase();
+        match base.as_str() {
+            "nl" => Some(Lang::Nl),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The other language (what [`SWITCH_KEY`] switches to).
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Nl => Lang::En,
+            Lang::En => Lang::Nl,
+        }
+    }
+
+    /// Two-letter code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Nl => "nl",
+            Lang::En => "en",
+        }
+    }
+
+    /// The text of `key` in this language.
+    pub fn t(self, key: Key) -> &'static str {
+        match self {
+            Lang::Nl => key.nl(),
+            Lang::En => key.en(),
+        }
+    }
+
+    /// The text of `key` with each `{name}` replaced by its value.
+    pub fn fill(self, key: Key, args: &[(&str, &str)]) -> String {
+        let mut text = self.t(key).to_string();
+        for (name, value) in args {
+            text = text.replace(&format!("{{{name}}}"), value);
+        }
+        text
+    }
+}
+
+macro_rules! catalogue {
+    ($($key:ident => $en:literal, $nl:literal;)+) => {
+        /// A volunteer-facing text.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[allow(missing_docs)]
+        pub enum Key { $($key,)+ }
+
+        impl Key {
+            /// Every key, in catalogue order.
+            pub const ALL: &'static [Key] = &[$(Key::$key,)+];
+
+            /// English text.
+            pub fn en(self) -> &'static str {
+                match self { $(Key::$key => $en,)+ }
+            }
+
+            /// Dutch text.
+            pub fn nl(self) -> &'static str {
+                match self { $(Key::$key => $nl,)+ }
+            }
+        }
+    };
+}
+
+catalogue! {
+    // Common prompts.
+    SwitchHint => "Type L and Enter to switch to Nederlands.", "Typ L en Enter voor English.";
+    PressEnter => "Press Enter to continue.", "Druk op Enter om verder te gaan.";
+    Yes => "yes", "ja";
+    No => "no", "nee";
+    Unknown => "unknown", "onbekend";
+    WhatToDo => "What to do", "Wat te doen";
+    Code => "code", "code";
+
+    // Pre-flight.
+    PreflightTitle => "Checks before we start", "Controles vooraf";
+    PreflightAllClear => "Nothing blocks the job.", "Niets houdt het werk tegen.";
+    PreflightBlocked => "The job cannot start until the problems marked STOP are solved.",
+        "Het werk kan pas beginnen als de problemen met STOP opgelost zijn.";
+    SeverityStop => "STOP", "STOP";
+    SeverityWarn => "NOTE", "LET OP";
+    P01Found => "No internal disk found, but the disk controller runs in RAID / Intel RST / VMD mode ({controller}).",
+        "Geen interne schijf gevonden, maar de schijfcontroller staat in RAID / Intel RST / VMD-modus ({controller}).";
+    P01Do => "Restart, open the BIOS setup (often F2 or Del), set SATA / storage mode to AHCI and turn VMD off, then boot the stick again.",
+        "Herstart, open de BIOS-instellingen (vaak F2 of Del), zet de SATA- / opslagmodus op AHCI en zet VMD uit, start dan opnieuw van de stick.";
+    P02Found => "An eMMC / SD controller is present ({controller}) but no eMMC disk appeared: its driver is missing or did not start.",
+        "Er is een eMMC- / SD-controller ({controller}) maar er verscheen geen eMMC-schijf: het stuurprogramma ontbreekt of startte niet.";
+    P02Do => "Write down the laptop model and code LAP-P02 and give the laptop to the workshop lead; its built-in storage cannot be wiped with this stick.",
+        "Noteer het laptopmodel en code LAP-P02 en geef de laptop aan de werkplaatsleider; de ingebouwde opslag kan met deze stick niet gewist worden.";
+    P03Found => "Disk {disk} ({model}) is connected through a USB adapter: hidden areas cannot be checked through it.",
+        "Schijf {disk} ({model}) hangt aan een USB-adapter: verborgen zones kunnen daardoor niet gecontroleerd worden.";
+    P03Do => "If you can, build the disk into a laptop or connect it directly by SATA; otherwise the result will say the hidden areas were not checked.",
+        "Bouw de schijf zo mogelijk in een laptop of sluit ze rechtstreeks via SATA aan; anders meldt het resultaat dat verborgen zones niet gecontroleerd zijn.";
+    P04Found => "Disk {disk} ({model}) is frozen: it refuses the built-in erase command until it is woken again.",
+        "Schijf {disk} ({model}) is bevroren: ze weigert het ingebouwde wiscommando tot ze opnieuw gewekt wordt.";
+    P04Do => "Put the laptop to sleep (close the lid) for a few seconds and wake it, or unplug and replug a removable disk; otherwise the disk is overwritten instead.",
+        "Zet de laptop even in slaap (klep dicht) en maak hem weer wakker, of koppel een losse schijf los en weer aan; anders wordt de schijf overschreven.";
+    P05Found => "The clock says {clock}, which cannot be right.", "De klok zegt {clock}, dat kan niet kloppen.";
+    P05Do => "Connect the network cable so the clock can be set, or set the date in the BIOS; certificates carry this time.",
+        "Sluit de netwerkkabel aan zodat de klok gezet kan worden, of zet de datum in het BIOS; certificaten dragen dit tijdstip.";
+    P06Found => "No network: no wired or wireless connection with an address.",
+        "Geen netwerk: geen kabel- of wifiverbinding met een adres.";
+    P06Do => "You can go on: certificates wait on the stick and are sent later. Plug in a network cable to send them now.",
+        "U kunt verder: certificaten wachten op de stick en worden later verstuurd. Steek een netwerkkabel in om ze nu te versturen.";
+    P07Found => "The battery is at {percent}% and not charging.", "De batterij staat op {percent}% en laadt niet op.";
+    P07Do => "Plug in the charger before the disk is wiped: a laptop that dies halfway leaves a disk half wiped.",
+        "Sluit de lader aan voor de schijf gewist wordt: een laptop die halverwege uitvalt, laat een half gewiste schijf achter.";
+    P08Found => "No internal disk found and no RAID or eMMC controller that could hide one.",
+        "Geen interne schijf gevonden en geen RAID- of eMMC-controller die er een kan verbergen.";
+    P08Do => "Check that a disk is fitted and its connector is seated; if the laptop has one, check the storage settings in the BIOS.",
+        "Controleer of er een schijf in zit en de connector goed vastzit; als de laptop er een heeft, controleer de opslaginstellingen in het BIOS.";
+
+    // Audit.
+    AuditTitle => "This laptop", "Deze laptop";
+    AuditMachine => "Machine", "Toestel";
+    AuditSerial => "Serial number", "Serienummer";
+    AuditCpu => "Processor", "Processor";
+    AuditMemory => "Memory", "Geheugen";
+    AuditSlots => "{used} of {slots} slots used", "{used} van {slots} sleuven gebruikt";
+    AuditDisks => "Disks", "Schijven";
+    AuditBattery => "Battery", "Batterij";
+    AuditBatteryHealth => "{percent}% of its original capacity", "{percent}% van de oorspronkelijke capaciteit";
+    AuditNoBattery => "none found", "niet gevonden";
+    AuditScreen => "Screen", "Scherm";
+    AuditNetwork => "Network", "Netwerk";
+    AuditGaps => "Could not be read (check by hand)", "Niet leesbaar (controleer met de hand)";
+    AuditVerdict => "Verdict", "Oordeel";
+    VerdictReady => "READY to hand out", "KLAAR om uit te delen";
+    VerdictNeedsParts => "NEEDS PARTS: {parts}", "HEEFT ONDERDELEN NODIG: {parts}";
+    PartRam => "memory", "geheugen";
+    PartDisk => "disk", "schijf";
+    PartBattery => "battery", "batterij";
+    PartCharger => "charger", "lader";
+    PartScreen => "screen", "scherm";
+    PartInspection => "a check by hand", "een controle met de hand";
+    NetWired => "wired", "kabel";
+    NetWireless => "wireless", "wifi";
+    AuditNone => "none", "geen";
+    VerdictPartsOnly => "PARTS ONLY: not worth refurbishing", "ALLEEN ONDERDELEN: herstellen loont niet";
+
+    // Plan and confirmation.
+    PlanTitle => "Plan: these disks will be ERASED", "Plan: deze schijven worden GEWIST";
+    PlanModel => "Model", "Model";
+    PlanSerial => "Serial", "Serienummer";
+    PlanSize => "Size", "Grootte";
+    PlanHealth => "Health", "Gezondheid";
+    PlanMethod => "Method", "Methode";
+    PlanExcluded => "NOT touched", "NIET aangeraakt";
+    PlanBootStick => "this is the boot stick", "dit is de opstartstick";
+    PlanInUse => "in use (mounted or busy)", "in gebruik (aangekoppeld of bezet)";
+    PlanReadOnly => "read-only", "alleen-lezen";
+    PlanUsbBridge => "USB adapter: hidden areas not checkable", "USB-adapter: verborgen zones niet controleerbaar";
+    PlanFrozen => "frozen", "bevroren";
+    PlanNothing => "There is no disk to erase.", "Er is geen schijf om te wissen.";
+    MethodFirmwareThenOverwrite => "built-in erase ({firmware}), then overwrite and check every byte",
+        "ingebouwd wissen ({firmware}), daarna overschrijven en elke byte controleren";
+    MethodOverwrite => "overwrite and check every byte", "overschrijven en elke byte controleren";
+    HealthGood => "good", "goed";
+    HealthWorn => "worn ({detail})", "versleten ({detail})";
+    HealthFailing => "FAILING ({detail})", "DEFECT ({detail})";
+    ConfirmAsk => "To erase {disk}, type the last four characters of its serial number ({hint}), or Q to cancel:",
+        "Om {disk} te wissen, typ de laatste vier tekens van het serienummer ({hint}), of Q om te annuleren:";
+    ConfirmAskWord => "To erase {disk}, type the word {word}, or Q to cancel:",
+        "Om {disk} te wissen, typ het woord {word}, of Q om te annuleren:";
+    ConfirmWrong => "That does not match. Look at the serial number on the screen and try again.",
+        "Dat klopt niet. Kijk naar het serienummer op het scherm en probeer opnieuw.";
+    ConfirmOk => "Confirmed: {disk} will be erased.", "Bevestigd: {disk} wordt gewist.";
+    Cancelled => "Cancelled. Nothing was erased.", "Geannuleerd. Er is niets gewist.";
+    Countdown => "Erasing starts in {seconds} s. Press any key and Enter to stop.",
+        "Het wissen begint over {seconds} s. Druk op een toets en Enter om te stoppen.";
+    CountdownStart => "Starting now.", "We beginnen nu.";
+
+    // Operator.
+    OperatorAsk => "Your name or volunteer code:", "Uw naam of vrijwilligerscode:";
+    OperatorEmpty => "Please type a name or a code.", "Typ een naam of een code.";
+    VerifierAsk => "Second person who checks (four-eyes), or Enter to skip:",
+        "Tweede persoon die controleert (vier ogen), of Enter om over te slaan:";
+    VerifierSame => "The second person must be someone else.", "De tweede persoon moet iemand anders zijn.";
+
+    // Progress.
+    ProgressTitle => "Erasing", "Bezig met wissen";
+    StepFirmware => "built-in erase", "ingebouwd wissen";
+    StepOverwrite => "overwriting", "overschrijven";
+    StepVerify => "checking", "controleren";
+    StepInstall => "installing", "installeren";
+    NoProgressReported => "the disk reports no progress", "de schijf meldt geen voortgang";
+    Elapsed => "elapsed", "verstreken";
+    Eta => "left", "resterend";
+
+    // Result.
+    ResultDisk => "Disk", "Schijf";
+    ResultTitle => "Result", "Resultaat";
+    OutcomeErased => "ERASED", "GEWIST";
+    OutcomeExceptions => "ERASED WITH EXCEPTIONS", "GEWIST MET UITZONDERINGEN";
+    OutcomeNotErased => "NOT ERASED", "NIET GEWIST";
+    ErasedDo => "Nothing to do for this disk.", "Niets te doen voor deze schijf.";
+    ExceptionsDo => "The data is gone except where listed. Show this screen to the workshop lead before the laptop goes out.",
+        "De gegevens zijn weg behalve waar vermeld. Toon dit scherm aan de werkplaatsleider voor de laptop vertrekt.";
+    NotErasedDo => "Do NOT hand out this disk. Put a red sticker on the laptop and give it to the workshop lead.",
+        "Geef deze schijf NIET mee. Kleef een rode sticker op de laptop en geef hem aan de werkplaatsleider.";
+    Reason => "Why", "Waarom";
+    InstallOk => "Standard software installed: {image}.", "Standaardsoftware geïnstalleerd: {image}.";
+    InstallFailed => "Software NOT installed: {reason}.", "Software NIET geïnstalleerd: {reason}.";
+    InstallSkipped => "No software installed (not asked for).", "Geen software geïnstalleerd (niet gevraagd).";
+    UploadDone => "Certificate sent to the server and receipt kept.", "Certificaat naar de server gestuurd en ontvangstbewijs bewaard.";
+    UploadWaiting => "Certificate saved on the stick; it will be sent when there is a network.",
+        "Certificaat bewaard op de stick; het wordt verstuurd zodra er netwerk is.";
+    UploadRefused => "The server refused the certificate: {reason}. It stays on the stick.",
+        "De server weigerde het certificaat: {reason}. Het blijft op de stick.";
+    QrCaption => "Donor page (scan with a phone):", "Pagina voor de schenker (scan met een telefoon):";
+    NextMachine => "Type N and Enter for the next laptop, or P and Enter to power off.",
+        "Typ N en Enter voor de volgende laptop, of P en Enter om uit te schakelen.";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `{name}` placeholders of a text, sorted.
+    fn placeholders(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find('{') {
+            let Some(len) = rest[start..].find('}') else { break };
+            out.push(rest[start + 1..start + len].to_string());
+            rest = &rest[start + len..];
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_key_has_both_languages_with_the_same_placeholders() {
+        for key in Key::ALL {
+            assert!(!key.en().trim().is_empty(), "{key:?} has no English text");
+            assert!(!key.nl().trim().is_empty(), "{key:?} has no Dutch text");
+            assert_eq!(
+                placeholders(key.en()),
+                placeholders(key.nl()),
+                "{key:?}: placeholders differ"
+            );
+        }
+    }
+
+    /// Texts that are the same word in both languages.
+    const SAME_IN_BOTH: &[Key] = &[Key::Code, Key::SeverityStop, Key::AuditCpu, Key::PlanModel];
+
+    #[test]
+    fn dutch_texts_are_translated() {
+        for key in Key::ALL {
+            if !SAME_IN_BOTH.contains(key) {
+                assert_ne!(key.en(), key.nl(), "{key:?} is not translated");
+            }
+        }
+    }
+
+    #[test]
+    fn fill_replaces_every_placeholder_and_parse_accepts_locales() {
+        let text = Lang::Nl.fill(Key::P07Found, &[("percent", "12")]);
+        assert_eq!(text, "De batterij staat op 12% en laadt niet op.");
+        assert_eq!(Lang::parse("nl-BE"), Some(Lang::Nl));
+        assert_eq!(Lang::parse("EN_gb"), Some(Lang::En));
+        assert_eq!(Lang::parse("fr"), None);
+        assert_eq!(Lang::parse("e"), None);
+        assert_eq!(Lang::Nl.other(), Lang::En);
+    }
+}

@@ -1,0 +1,301 @@
+//! The volunteer's screens at the workbench, as building blocks the flow is assembled from.
+//!
+//! Every screen is a function from plain data to a `String` ([`screens`]), so tests read exactly what a
+//! volunteer sees; colour is ANSI on a terminal and absent on a serial console or a pipe ([`Style`]).
+//! Input goes through the [`input::Input`] trait (lines and single keys with a timeout) so tests drive the
+//! confirmation, the countdown and the operator prompt from a script ([`confirm`], [`operator`]).
+//! Progress uses `indicatif` on a terminal and plain lines at most once a second elsewhere ([`progress`]).
+//! The donor page's QR code is drawn in the terminal ([`qr`]). Texts come from [`crate::i18n`].
+//!
+//! The disk layer fills [`PlanDisk`]; the wipe and install layers fill [`screens::DiskResult`],
+//! [`screens::InstallState`] and [`screens::UploadState`].
+
+pub mod confirm;
+pub mod demo;
+pub mod input;
+pub mod operator;
+pub mod progress;
+pub mod qr;
+pub mod screens;
+
+use std::io::IsTerminal;
+
+use lapterop_certificate::model::Transport;
+use serde::{Deserialize, Serialize};
+
+use crate::i18n::Lang;
+
+/// One disk as the plan screen and pre-flight see it; the disk layer fills it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDisk {
+    /// Kernel name (`nvme0n1`, `sda`).
+    pub name: String,
+    /// Model.
+    pub model: Option<String>,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// Capacity in bytes.
+    pub size_bytes: u64,
+    /// How it is attached.
+    pub transport: Transport,
+    /// Spinning media.
+    pub rotational: bool,
+    /// The kernel's `removable` flag.
+    pub removable: bool,
+    /// Health in brief.
+    pub health: Health,
+    /// The method planned; `None` when excluded.
+    pub method: Option<Method>,
+    /// Why the disk is left alone; `None` when it is to be erased.
+    pub excluded: Option<Exclusion>,
+    /// An ATA drive whose security feature set is frozen (firmware erase refused until woken).
+    pub frozen: bool,
+}
+
+impl PlanDisk {
+    /// Whether the plan erases it.
+    pub fn target(&self) -> bool {
+        self.excluded.is_none()
+    }
+}
+
+/// Disk health in brief, from SMART / the NVMe health log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    /// No warning.
+    Good,
+    /// Usable but worn; the detail in words (`82% of rated life used`).
+    Worn(String),
+    /// Failing; the detail in words (`12 pending sectors`).
+    Failing(String),
+    /// Not reported (USB bridges, eMMC).
+    Unknown,
+}
+
+/// The erase method planned for a disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Host overwrite and full read-back.
+    Overwrite,
+    /// A firmware purge (named: `NVMe Sanitize crypto`, `ATA SANITIZE block`), then overwrite and read-back.
+    FirmwareThenOverwrite(String),
+}
+
+/// Why a disk is left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exclusion {
+    /// The stick the agent booted from.
+    BootStick,
+    /// Mounted, swap or held by another device.
+    InUse,
+    /// Read-only.
+    ReadOnly,
+}
+
+/// Colours used on screens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colour {
+    /// Success.
+    Green,
+    /// Needs attention.
+    Yellow,
+    /// Failure or danger.
+    Red,
+    /// Headings.
+    Cyan,
+}
+
+/// Serial lines and hypervisor consoles: plain text there, whatever `TERM` says.
+const SERIAL_TTYS: &[&str] = &["/dev/ttyS", "/dev/ttyUSB", "/dev/ttyAMA", "/dev/hvc"];
+
+/// How text is drawn: with ANSI colour on a terminal, plain on a serial console or a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Whether ANSI colour codes are written.
+    pub colour: bool,
+}
+
+impl Style {
+    /// No colour (serial console, pipe, tests).
+    pub const PLAIN: Style = Style { colour: false };
+
+    /// Colour when standard output is a terminal that is not a serial line and `NO_COLOR` is unset.
+    pub fn detect() -> Style {
+        let tty = std::io::stdout().is_terminal();
+        let serial = std::fs::read_link("/proc/self/fd/1")
+            .map(|p| {
+                let p = p.to_string_lossy();
+                SERIAL_TTYS.iter().any(|prefix| p.starts_with(prefix))
+            })
+            .unwrap_or(false);
+        let dumb = std::env::var("TERM").map(|t| t == "dumb").unwrap_or(true);
+        Style {
+            colour: tty && !serial && !dumb && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    /// `text` in `colour` (foreground, bold).
+    pub fn fg(self, colour: Colour, text: &str) -> String {
+        self.wrap(&format!("1;{}", 30 + colour.ansi()), text)
+    }
+
+    /// `text` in black on a `colour` background, bold: the result banners.
+    pub fn banner(self, colour: Colour, text: &str) -> String {
+        self.wrap(&format!("1;30;{}", 40 + colour.ansi()), text)
+    }
+
+    /// Bold.
+    pub fn bold(self, text: &str) -> String {
+        self.wrap("1", text)
+    }
+
+    fn wrap(self, sgr: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+impl Colour {
+    fn ansi(self) -> u8 {
+        match self {
+            Colour::Red => 1,
+            Colour::Green => 2,
+            Colour::Yellow => 3,
+            Colour::Cyan => 6,
+        }
+    }
+}
+
+/// The screen settings from the site config (`[ui]` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Language at boot: `nl` or `en`.
+    pub language: Lang,
+    /// A word to type instead of the serial's last four characters (at least four letters or digits).
+    pub confirm_word: Option<String>,
+    /// Run without a typed confirmation after a countdown of this many seconds (any key cancels).
+    pub unattended_countdown_secs: Option<u32>,
+    /// The operator's name or code, when the station always has the same one.
+    pub operator: Option<String>,
+    /// Ask for a second person who checks (four-eyes).
+    pub ask_verifier: bool,
+    /// Below this battery level an unplugged laptop stops at pre-flight, percent.
+    pub battery_min_percent: u32,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            language: Lang::Nl,
+            confirm_word: None,
+            unattended_countdown_secs: None,
+            operator: None,
+            ask_verifier: false,
+            battery_min_percent: 30,
+        }
+    }
+}
+
+/// The site config document, for its `[ui]` table only.
+#[derive(Debug, Deserialize)]
+struct SiteConfig {
+    #[serde(default)]
+    ui: UiConfig,
+}
+
+impl UiConfig {
+    /// Parses and checks the `[ui]` table of a site config (the defaults when absent; unknown keys inside
+    /// it are refused so a typo is noticed); one line saying what is wrong.
+    pub fn from_site_toml(text: &str) -> Result<Self, String> {
+        let site: SiteConfig = toml::from_str(text).map_err(|e| format!("site config [ui]: {e}"))?;
+        site.ui.validate()?;
+        Ok(site.ui)
+    }
+
+    /// Checks the values a person wrote; one line saying what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(word) = &self.confirm_word {
+            if word.chars().filter(char::is_ascii_alphanumeric).count() < 4 || word.eq_ignore_ascii_case("q") {
+                return Err(format!(
+                    "ui.confirm_word {word:?}: use a word of at least four letters or digits"
+                ));
+            }
+        }
+        if self.battery_min_percent > 100 {
+            return Err(format!(
+                "ui.battery_min_percent {}: use 0 to 100",
+                self.battery_min_percent
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `1.0 TB`-style size in decimal units, as printed on disk labels.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut unit = 0;
+    let mut scaled = bytes;
+    while scaled >= 1000 * 1000 && unit + 2 < UNITS.len() {
+        scaled /= 1000;
+        unit += 1;
+    }
+    if scaled >= 1000 {
+        // One decimal: 256060514304 -> 256.1 GB. Whole units at most 999_999, exact in f64.
+        let whole = scaled / 1000;
+        let tenth = (scaled % 1000) / 100;
+        format!("{whole}.{tenth} {}", UNITS[unit + 1])
+    } else {
+        format!("{scaled} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_disk_labels() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(256_060_514_304), "256.0 GB");
+        assert_eq!(human_size(1_000_204_886_016), "1.0 TB");
+        assert_eq!(human_size(120_034_123_776), "120.0 GB");
+        assert_eq!(human_size(500_107_862_016), "500.1 GB");
+        assert_eq!(human_size(64 << 20), "67.1 MB");
+    }
+
+    #[test]
+    fn plain_style_writes_no_escape_codes() {
+        assert_eq!(Style::PLAIN.banner(Colour::Red, "NIET GEWIST"), "NIET GEWIST");
+        assert!(Style { colour: true }
+            .banner(Colour::Red, "X")
+            .contains("\x1b[1;30;41m"));
+    }
+
+    #[test]
+    fn config_refuses_a_short_confirm_word() {
+        let mut c = UiConfig {
+            confirm_word: Some("ok".into()),
+            ..UiConfig::default()
+        };
+        assert!(c.validate().is_err());
+        c.confirm_word = Some("wissen".into());
+        assert!(c.validate().is_ok());
+        let site = "[refurbishment]\nmin_ram_mib = 4096\n\n[ui]\nlanguage = \"en\"\nunattended_countdown_secs = 10\n";
+        let parsed = UiConfig::from_site_toml(site).unwrap();
+        assert_eq!(parsed.language, Lang::En);
+        assert_eq!(parsed.unattended_countdown_secs, Some(10));
+        assert_eq!(parsed.battery_min_percent, 30);
+        assert_eq!(UiConfig::from_site_toml("").unwrap(), UiConfig::default());
+        assert!(UiConfig::from_site_toml("[ui]\nlanguge = \"en\"\n").is_err());
+        assert!(UiConfig::from_site_toml("[ui]\nlanguage = \"fr\"\n").is_err());
+        assert!(UiConfig::from_site_toml("[ui]\nconfirm_word = \"q\"\n").is_err());
+    }
+}
