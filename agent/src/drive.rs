@@ -456,6 +456,73 @@ pub fn firmware_erase_command(device: &str, method: crate::firmware::Method, yes
     }
 }
 
+/// Probes a disk about to be wiped and prepares its firmware part: the purge `method` chooses (run
+/// later, between the before and after samples), the primitives not chosen, and its hidden areas.
+/// A forced method the drive cannot run is an error; `auto` on a drive without firmware commands is
+/// simply no purge.
+pub fn prelude_for(
+    name: &str,
+    rotational: bool,
+    capacity: u64,
+    method: crate::firmware::Method,
+    policy: &crate::firmware::Policy,
+) -> Result<crate::wipe::FirmwarePrelude, String> {
+    use crate::firmware::{
+        plan, probe_ata, probe_nvme, run_ata_sanitize, run_ata_security_erase, run_nvme, Caps, Method, Sleep,
+    };
+    use lapterop_certificate::StepKind;
+    let mut prelude = crate::wipe::FirmwarePrelude::default();
+    if method == Method::Overwrite {
+        return Ok(prelude);
+    }
+    let drive = match open_any(name) {
+        Ok(Some(d)) => d,
+        Ok(None) if method == Method::Auto => return Ok(prelude),
+        Ok(None) => {
+            return Err(format!(
+                "{name} takes no firmware commands; use --method auto or overwrite"
+            ))
+        }
+        Err(e) if method == Method::Auto => {
+            eprintln!("{name}: firmware commands unavailable ({e}); overwrite only");
+            return Ok(prelude);
+        }
+        Err(e) => return Err(format!("opening the firmware path of {name}: {e}")),
+    };
+    let policy = policy.clone();
+    match drive {
+        AnyDrive::Nvme(mut c, ns) => {
+            let caps = probe_nvme(&mut c, ns);
+            let p = plan(method, &caps, rotational, &policy).map_err(|e| e.to_string())?;
+            prelude.skipped = p.skipped_steps();
+            if let Some(kind) = p.chosen {
+                prelude.purge = Some(Box::new(move || {
+                    run_nvme(&mut c, kind, &caps, capacity, &policy, &mut Sleep, &mut |_| {})
+                }));
+            }
+        }
+        AnyDrive::Ata(mut d) => {
+            let caps = probe_ata(&mut d);
+            let p = plan(method, &caps, rotational, &policy).map_err(|e| e.to_string())?;
+            prelude.skipped = p.skipped_steps();
+            if let Caps::Ata(id) = &caps {
+                let h = probe_hidden(&mut d, id);
+                let left = lapterop_certificate::HiddenAreaAction::LeftInPlace;
+                prelude.hidden = Some(h.record(left, left));
+            }
+            if let Some(kind) = p.chosen {
+                prelude.purge = Some(Box::new(move || match (&caps, kind) {
+                    (Caps::Ata(id), StepKind::AtaSecurityErase | StepKind::AtaSecurityEraseEnhanced) => {
+                        run_ata_security_erase(&mut d, kind, id, capacity)
+                    }
+                    _ => run_ata_sanitize(&mut d, kind, capacity, &policy, &mut Sleep, &mut |_| {}),
+                }));
+            }
+        }
+    }
+    Ok(prelude)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,10 @@ fn json(out: &str, name: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{name} is not JSON ({e}):\n{text}"))
 }
 
+fn hex_key(key: &lapterop_certificate::SigningKey) -> String {
+    key.to_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn line_value<'a>(out: &'a str, key: &str) -> &'a str {
     out.lines()
         .find_map(|l| l.strip_prefix(key))
@@ -70,6 +74,16 @@ echo "FORCED-ATA-ERR $(cat /tmp/e3)"
 # Never without --yes.
 $A firmware-erase /dev/nvme0n1 2>/dev/null; echo "NO-YES-RC $?"
 echo AUDIT-BEGIN; $A audit --json; echo AUDIT-END
+# The whole wipe: personal data on both disks, firmware purge where QEMU has one, random overwrite,
+# full read-back, a signed certificate.
+dd if=/dev/urandom of=/dev/nvme0n1 bs=65536 count=1024 2>/dev/null
+dd if=/dev/urandom of=/dev/sda bs=65536 count=1024 2>/dev/null
+sync
+echo STATION_KEY_HEX > /tmp/station.key
+$A wipe --yes --method auto --pattern random --station-key /tmp/station.key --operator "VM test" --certificate /tmp/cert.json /dev/nvme0n1 /dev/sda > /tmp/wipe.out 2>&1
+echo "WIPE-RC $?"
+echo "NVME-NONZERO-WIPED $(tr -d '\000' < /dev/nvme0n1 | wc -c)"
+echo CERT-BEGIN; cat /tmp/cert.json; echo CERT-END
 "#;
     let spec = VmSpec {
         disks: ["nvme:64M:4096", "ahci:64M"]
@@ -81,8 +95,11 @@ echo AUDIT-BEGIN; $A audit --json; echo AUDIT-END
             "type=2,serial=BOARD-77".to_owned(),
         ],
         nic: Some("e1000e".to_owned()),
-        command: command.to_owned(),
-        timeout: Duration::from_secs(300),
+        command: command.replace(
+            "STATION_KEY_HEX",
+            &hex_key(&lapterop_certificate::keys::fixture_key("vm station")),
+        ),
+        timeout: Duration::from_secs(420),
         ..VmSpec::default()
     };
     let out = vm::run(&spec).unwrap_or_else(|e| panic!("{e}"));
@@ -166,4 +183,43 @@ echo AUDIT-BEGIN; $A audit --json; echo AUDIT-END
     assert!(text.contains(SERIAL), "the -smbios serial is in the audit");
     assert!(text.contains("BOARD-77"));
     assert!(text.contains("LENOVO"));
+
+    // The wipe: signed, verifiable, NVMe purged by Format (content changed) then overwritten, the AHCI
+    // disk cleared by overwrite with its hidden areas checked through READ NATIVE MAX.
+    assert_eq!(line_value(o, "WIPE-RC"), "0", "wipe output in the guest output above");
+    assert_ne!(
+        line_value(o, "NVME-NONZERO-WIPED"),
+        "0",
+        "the random pattern is on the disk"
+    );
+    let key = lapterop_certificate::keys::fixture_key("vm station").verifying_key();
+    let cert = lapterop_certificate::verify(section(o, "CERT").as_bytes(), &key).unwrap();
+    let nvme = cert.disks.iter().find(|d| d.device == "nvme0n1").unwrap();
+    assert_eq!(nvme.outcome.status, lapterop_certificate::OutcomeStatus::Erased);
+    assert_eq!(nvme.nist_category, lapterop_certificate::NistCategory::Purge);
+    assert_eq!(nvme.logical_sector_size, 4096);
+    let kinds: Vec<_> = nvme.steps.iter().map(|s| (s.kind, s.outcome)).collect();
+    use lapterop_certificate::{StepKind as K, StepOutcome as O};
+    assert!(kinds.contains(&(K::NvmeSanitizeCrypto, O::Skipped)), "{kinds:?}");
+    assert!(
+        kinds.contains(&(K::NvmeFormatUser, O::Completed)) || kinds.contains(&(K::NvmeFormatCrypto, O::Completed)),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&(K::Overwrite, O::Completed)), "{kinds:?}");
+    let v = nvme.verification.as_ref().unwrap();
+    assert_ne!(
+        v.firmware_before_blake3, v.firmware_after_blake3,
+        "the purge changed the sampled content"
+    );
+    assert!(v.firmware_before_blake3.is_some());
+    let sata = cert.disks.iter().find(|d| d.device == "sda").unwrap();
+    assert_eq!(
+        sata.outcome.status,
+        lapterop_certificate::OutcomeStatus::Erased,
+        "{:?}",
+        sata.outcome
+    );
+    assert_eq!(sata.nist_category, lapterop_certificate::NistCategory::Clear);
+    assert_eq!(sata.hidden_areas.check, lapterop_certificate::HiddenAreaCheck::Checked);
+    assert_eq!(sata.model.as_deref(), Some("LAPTEROP-AHCI"));
 }

@@ -129,10 +129,75 @@ pub fn wipe_device(
     stop: &AtomicBool,
     progress: &dyn Progress,
 ) -> anyhow::Result<DiskRecord> {
+    wipe_device_with(dev, id, spec, stop, progress, FirmwarePrelude::default())
+}
+
+/// What the firmware layer prepared for one disk: the primitives not chosen (recorded as skipped with
+/// their capability), the purge to run before the overwrite, and the hidden areas it found.
+#[derive(Default)]
+pub struct FirmwarePrelude {
+    /// Skipped primitives, with capability and reason.
+    pub skipped: Vec<Step>,
+    /// The purge chosen by the plan; runs after the "before" samples are read.
+    pub purge: Option<Box<dyn FnOnce() -> Step + Send>>,
+    /// Hidden areas as probed (ATA); `None` where the transport decides.
+    pub hidden: Option<HiddenAreas>,
+}
+
+impl std::fmt::Debug for FirmwarePrelude {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirmwarePrelude")
+            .field("skipped", &self.skipped.len())
+            .field("purge", &self.purge.is_some())
+            .field("hidden", &self.hidden)
+            .finish()
+    }
+}
+
+/// [`wipe_device`] with a firmware purge first: the same pseudorandom positions are read just before
+/// and just after the purge (NIST SP 800-88 Rev. 1 §4.7), then the overwrite and read-back run as
+/// always. `purge` is reached only when the command completed *and* the content changed.
+pub fn wipe_device_with(
+    dev: &dyn BlockDevice,
+    id: &DiskIdentity,
+    spec: &WipeSpec,
+    stop: &AtomicBool,
+    progress: &dyn Progress,
+    firmware: FirmwarePrelude,
+) -> anyhow::Result<DiskRecord> {
     let cap = dev.capacity();
     let ss = dev.sector_size();
-    let mut steps = Vec::new();
+    let mut steps = firmware.skipped;
     let mut interrupted = false;
+    let mut firmware_digests = None;
+    let mut purge_verified = false;
+    let mut purge_failed = None;
+    if let Some(purge) = firmware.purge {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).context("getting a random seed for the firmware check")?;
+        let p = plan::sample_plan(cap, ss, seed);
+        progress.phase("reading samples before the firmware erase", p.planned_bytes());
+        let before = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
+        progress.phase("firmware erase (the drive reports its own progress)", 0);
+        let step = purge();
+        progress.phase("reading samples after the firmware erase", p.planned_bytes());
+        let after = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
+        interrupted |= before.interrupted || after.interrupted;
+        let changed = before.blake3 != after.blake3 && before.errors.is_empty() && after.errors.is_empty();
+        match step.outcome {
+            StepOutcome::Completed if changed => purge_verified = true,
+            StepOutcome::Completed => {}
+            _ => {
+                purge_failed = Some(
+                    step.reason
+                        .clone()
+                        .unwrap_or_else(|| "the firmware erase failed".into()),
+                )
+            }
+        }
+        firmware_digests = Some((before.blake3, after.blake3));
+        steps.push(step);
+    }
     let mut failed_writes = 0u64;
     let mut sync_failed = false;
 
@@ -240,19 +305,56 @@ pub fn wipe_device(
                 error_ranges: r.errors,
                 readback_blake3: r.blake3,
                 pre_wipe_sample_blake3: pre,
-                firmware_before_blake3: None,
-                firmware_after_blake3: None,
+                firmware_before_blake3: firmware_digests.as_ref().map(|d| d.0.clone()),
+                firmware_after_blake3: firmware_digests.as_ref().map(|d| d.1.clone()),
                 started_at: started,
                 finished_at: cert::now_utc(),
             });
         }
     }
 
-    let hidden = match id.transport {
-        Transport::Nvme | Transport::Virtio | Transport::Mmc | Transport::Loop => HiddenAreaCheck::NotApplicable,
-        _ => HiddenAreaCheck::Unavailable,
-    };
-    let outcome = decide(interrupted, failed_writes, sync_failed, verification.as_ref(), hidden);
+    let hidden_areas = firmware.hidden.unwrap_or(HiddenAreas {
+        check: match id.transport {
+            Transport::Nvme | Transport::Virtio | Transport::Mmc | Transport::Loop => HiddenAreaCheck::NotApplicable,
+            _ => HiddenAreaCheck::Unavailable,
+        },
+        hpa: None,
+        dco: None,
+    });
+    let hidden = hidden_areas.check;
+    let mut outcome = decide(interrupted, failed_writes, sync_failed, verification.as_ref(), hidden);
+    if outcome.status != OutcomeStatus::NotErased {
+        let mut extra = Vec::new();
+        for (name, area) in [
+            ("Host Protected Area", &hidden_areas.hpa),
+            ("Device Configuration Overlay", &hidden_areas.dco),
+        ] {
+            if let Some(a) = area
+                .as_ref()
+                .filter(|a| a.action == cert::HiddenAreaAction::LeftInPlace)
+            {
+                extra.push(Exception {
+                    kind: ExceptionKind::HiddenAreaLeft,
+                    detail: format!(
+                        "a {name} of {} sectors was left in place; its content was not erased",
+                        a.native_sectors - a.visible_sectors
+                    ),
+                    range: None,
+                });
+            }
+        }
+        if let Some(why) = purge_failed {
+            extra.push(Exception {
+                kind: ExceptionKind::FirmwarePurgeFailed,
+                detail: format!("the firmware erase failed ({why}); the overwrite and read-back still succeeded"),
+                range: None,
+            });
+        }
+        if !extra.is_empty() {
+            outcome.status = OutcomeStatus::ErasedWithExceptions;
+            outcome.exceptions.extend(extra);
+        }
+    }
     progress.finish(&outcome_words(&outcome));
     Ok(DiskRecord {
         device: id.device.clone(),
@@ -265,13 +367,11 @@ pub fn wipe_device(
         capacity_bytes: cap,
         logical_sector_size: ss,
         physical_sector_size: id.physical_sector_size.max(ss),
-        hidden_areas: HiddenAreas {
-            check: hidden,
-            hpa: None,
-            dco: None,
-        },
+        hidden_areas,
         nist_category: if outcome.status == OutcomeStatus::NotErased {
             NistCategory::None
+        } else if purge_verified {
+            NistCategory::Purge
         } else {
             NistCategory::Clear
         },
@@ -379,6 +479,13 @@ pub struct WipeArgs {
     /// How the last pass is read back.
     #[arg(long, value_enum, default_value_t = VerifyChoice::Full)]
     pub verify: VerifyChoice,
+    /// Firmware erase before the overwrite: auto = the strongest purge the drive really supports
+    /// (docs/firmware-erase.md); overwrite = none; or one named method (an error if unsupported).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub method: crate::firmware::Method,
+    /// Allow ATA Security Erase (off by default: only a Clear for flash, risky behind USB bridges).
+    #[arg(long)]
+    pub allow_security_erase: bool,
     /// Do not ask for a typed confirmation.
     #[arg(long)]
     pub yes: bool,
@@ -469,14 +576,29 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
         passes: args.passes,
         verify: args.verify,
     };
+    let policy = crate::firmware::Policy {
+        allow_security_erase: args.allow_security_erase || args.method == crate::firmware::Method::AtaSecurityErase,
+        ..Default::default()
+    };
+    let mut preludes = Vec::new();
+    for c in &claimed {
+        match crate::drive::prelude_for(&c.disk.name, c.disk.rotational, c.capacity(), args.method, &policy) {
+            Ok(p) => preludes.push(p),
+            Err(e) => {
+                eprintln!("lapterop-agent wipe: {e}; nothing was written");
+                return Ok(ExitCode::from(EXIT_NOTHING_DONE));
+            }
+        }
+    }
     let ui = progress::Ui::new();
     let records: Vec<anyhow::Result<DiskRecord>> = std::thread::scope(|s| {
         let handles: Vec<_> = claimed
             .iter()
-            .map(|c| {
+            .zip(preludes)
+            .map(|(c, fw)| {
                 let p = ui.disk(&c.disk.name);
                 let stop = &stop;
-                s.spawn(move || wipe_device(c, &DiskIdentity::of(c), &spec, stop, &p))
+                s.spawn(move || wipe_device_with(c, &DiskIdentity::of(c), &spec, stop, &p, fw))
             })
             .collect();
         handles
