@@ -183,6 +183,14 @@ echo CERT-BEGIN; cat /tmp/cert.json; echo CERT-END
     assert!(text.contains(SERIAL), "the -smbios serial is in the audit");
     assert!(text.contains("BOARD-77"));
     assert!(text.contains("LENOVO"));
+    // ... and the QEMU disks, with health from their own firmware.
+    let disks = audit["disks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no disks in the audit: {audit}"));
+    let names: Vec<_> = disks.iter().filter_map(|d| d["name"].as_str()).collect();
+    assert!(names.contains(&"nvme0n1") && names.contains(&"sda"), "{names:?}");
+    let nvme_disk = disks.iter().find(|d| d["name"] == "nvme0n1").unwrap();
+    assert!(nvme_disk["nvme"]["power_on_hours"].is_u64(), "{nvme_disk}");
 
     // The wipe: signed, verifiable, NVMe purged by Format (content changed) then overwritten, the AHCI
     // disk cleared by overwrite with its hidden areas checked through READ NATIVE MAX.
