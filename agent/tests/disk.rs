@@ -158,6 +158,15 @@ fn cert_verifies(cert: &Path, public: &Path) {
         "lapterop-cert verify rejected {}: {}",
         cert.display(),
         String::from_utf8_lossy(&out.stdout)
+    ); // And an implementation that is not ours: RFC 8785 and Ed25519 from PyPI (certificate/tests/).
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../certificate/tests/independent_verify.py");
+    let out = run(Command::new(python()).arg(script).arg(cert).arg("-").arg(public));
+    assert!(
+        out.status.success(),
+        "the independent verifier rejected {}: {}{}",
+        cert.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
