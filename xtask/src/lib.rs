@@ -10,6 +10,19 @@ pub fn require_vm_tests() -> bool {
     std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1")
 }
 
+/// For VM tests: true when QEMU and the other tools are there. Otherwise panics under
+/// `LAPTEROP_REQUIRE_ROOT_TESTS=1` (CI) or says loudly that the test is skipped, and returns false.
+pub fn vm_tools_or_skip() -> bool {
+    let missing = missing_vm_tools();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("the VM test needs Debian packages {}", missing.join(", "));
+    assert!(!require_vm_tests(), "LAPTEROP_REQUIRE_ROOT_TESTS=1 but {msg}");
+    eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
+    false
+}
+
 /// The host tools the VM harness needs that are missing (empty when it can run).
 pub fn missing_vm_tools() -> Vec<&'static str> {
     let on_path = |tool: &str| {

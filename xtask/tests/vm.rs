@@ -20,11 +20,7 @@ const SERIAL: &str = "LAPTEROP-TEST-123";
 
 #[test]
 fn guest_sees_virtio_nvme_4kn_ahci_smbios_and_runs_the_static_agent() {
-    let missing = xtask::missing_vm_tools();
-    if !missing.is_empty() {
-        let msg = format!("the VM test needs Debian packages {}", missing.join(", "));
-        assert!(!xtask::require_vm_tests(), "LAPTEROP_REQUIRE_ROOT_TESTS=1 but {msg}");
-        eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
+    if !xtask::vm_tools_or_skip() {
         return;
     }
     let command = r#"
