@@ -18,8 +18,9 @@ pub mod pattern;
 pub mod plan;
 mod progress;
 
+pub use crate::outbox::write_atomically;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -685,31 +686,6 @@ fn self_blake3() -> std::io::Result<String> {
     let mut h = blake3::Hasher::new();
     std::io::copy(&mut f, &mut h)?;
     Ok(h.finalize().to_hex().to_string())
-}
-
-/// Writes a temporary file beside `path`, syncs it, renames it into place and syncs the directory,
-/// so a crash leaves either no certificate or the whole one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Error ranges of a record, all lists together (for summaries and tests).
