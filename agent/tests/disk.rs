@@ -109,11 +109,13 @@ fn cert_tool() -> PathBuf {
     p
 }
 
-/// A Python with the `blake3` package: $LAPTEROP_PYTHON (scripts/setup.sh), else /tmp/pyv.
+/// A Python with `blake3`, `rfc8785` and `cryptography`: $LAPTEROP_PYTHON, else the venv scripts/setup.sh makes.
 fn python() -> PathBuf {
     std::env::var_os("LAPTEROP_PYTHON")
         .map(PathBuf::from)
-        .or_else(|| Some(PathBuf::from("/tmp/pyv/bin/python")).filter(|p| p.exists()))
+        .or_else(|| {
+            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyvenv/bin/python")).filter(|p| p.exists())
+        })
         .expect("set LAPTEROP_PYTHON to a python with the blake3 package (scripts/setup.sh does)")
 }
 
