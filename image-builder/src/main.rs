@@ -32,6 +32,11 @@ enum Cmd {
     },
     /// Download, verify and unpack every pinned package into the cache.
     Fetch,
+    /// Pack, inspect and verify the standard OS image (docs/os-image.md).
+    OsImage {
+        #[command(subcommand)]
+        action: OsImageCmd,
+    },
     /// Build the live initramfs (busybox, modules, agent, /init) as a zstd-compressed cpio.
     Initramfs {
         /// The static agent binary, installed as /bin/lapterop-agent.
@@ -49,6 +54,49 @@ enum Cmd {
         /// zstd compression level.
         #[arg(long, default_value_t = 19)]
         zstd_level: i32,
+    },
+}
+
+/// `os-image` actions.
+#[derive(Debug, Subcommand)]
+enum OsImageCmd {
+    /// Pack a captured GPT disk image into a signed Lapterop OS image.
+    Pack {
+        /// The captured disk (raw, GPT).
+        #[arg(long)]
+        input: PathBuf,
+        /// Image name, e.g. leuven-pupil-desktop.
+        #[arg(long)]
+        name: String,
+        /// Image version, e.g. 2026.11.
+        #[arg(long)]
+        version: String,
+        /// The image signing key (PREFIX.key from `lapterop-cert keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Output file (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// zstd level (19 is the default; lower packs faster).
+        #[arg(long, default_value_t = 19)]
+        level: i32,
+    },
+    /// Print the manifest: partitions, extents, sizes, root hash. With --key the signature is checked
+    /// first; without it the manifest is shown marked as unchecked.
+    Inspect {
+        /// The OS image.
+        file: PathBuf,
+        /// The image key's public half.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Check everything: header, signature, manifest rules, and every frame's blake3. Exit 0 valid, 1 not.
+    Verify {
+        /// The OS image.
+        file: PathBuf,
+        /// The image key's public half.
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -85,6 +133,7 @@ fn main() -> anyhow::Result<()> {
             println!("wrote {}; commit it", lock_path.display());
         }
         Cmd::Lock { action: LockCmd::Show } => print!("{}", debian::Lock::read(&lock_path)?.render()),
+        Cmd::OsImage { action } => os_image(action)?,
         Cmd::Fetch => {
             let lock = debian::Lock::read(&lock_path)?;
             for e in &lock.entries {
@@ -145,4 +194,89 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn os_image(action: OsImageCmd) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use lapterop_certificate::keys;
+    use lapterop_osimage::reader::{Image, SeekSource};
+    match action {
+        OsImageCmd::Pack {
+            input,
+            name,
+            version,
+            key,
+            out,
+            level,
+        } => {
+            let signing = keys::read_signing_key(&key)?;
+            let mut opts = lapterop_osimage::pack::PackOptions::new(&name, &version);
+            opts.level = level;
+            let s = lapterop_osimage::pack::pack(&input, &out, &signing, &opts)
+                .with_context(|| format!("packing {}", input.display()))?;
+            println!(
+                "{}: root {}; data {} MiB, zero {} MiB, skipped {} MiB; file {} MiB",
+                out.display(),
+                s.root,
+                s.data_bytes >> 20,
+                s.zero_bytes >> 20,
+                s.skip_bytes >> 20,
+                s.file_bytes >> 20
+            );
+        }
+        OsImageCmd::Inspect { file, key } => match key {
+            Some(key) => {
+                let trusted = keys::read_public_key(&key)?;
+                let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+                let img =
+                    Image::open(SeekSource(f), &trusted).with_context(|| format!("checking {}", file.display()))?;
+                println!("signature: valid (key {})", img.signer_key_id());
+                print!(
+                    "{}",
+                    lapterop_osimage::reader::inspect(img.manifest(), img.signer_key_id())
+                );
+            }
+            None => {
+                let bytes = read_head(&file)?;
+                let header = lapterop_osimage::format::Header::decode(&bytes)?;
+                let end = usize::try_from(lapterop_osimage::format::HEADER_LEN as u64 + header.manifest_len)?;
+                let manifest: lapterop_osimage::Manifest = serde_json::from_slice(
+                    bytes
+                        .get(lapterop_osimage::format::HEADER_LEN..end)
+                        .context("the file ends inside its manifest")?,
+                )?;
+                println!("signature: NOT checked (give --key IMAGE.pub to check it)");
+                print!("{}", lapterop_osimage::reader::inspect(&manifest, "unchecked"));
+            }
+        },
+        OsImageCmd::Verify { file, key } => {
+            let trusted = keys::read_public_key(&key)?;
+            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let result = Image::open(SeekSource(f), &trusted).and_then(|mut img| img.verify());
+            match result {
+                Ok(v) => println!(
+                    "valid: {} frames, {} MiB of data, every blake3 matches",
+                    v.frames,
+                    v.bytes >> 20
+                ),
+                Err(e) => {
+                    println!("INVALID: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The header and manifest of an image file (at most 64 MiB are read).
+fn read_head(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(file)?;
+    let mut head = vec![0u8; lapterop_osimage::format::HEADER_LEN];
+    f.read_exact(&mut head)?;
+    let header = lapterop_osimage::format::Header::decode(&head)?;
+    let want = header.manifest_len.min(64 << 20);
+    f.take(want).read_to_end(&mut head)?;
+    Ok(head)
 }
