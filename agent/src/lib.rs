@@ -14,6 +14,7 @@ pub mod drive;
 pub mod firmware;
 pub mod i18n;
 pub mod init;
+pub mod install;
 pub mod outbox;
 pub mod preflight;
 pub mod sitelog;

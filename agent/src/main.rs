@@ -17,6 +17,9 @@ struct Cli {
 enum Command {
     /// Print the agent version.
     Version,
+    /// Install the standard OS image onto a disk: checked before writing, read back after, partition
+    /// table last. Exit 0 installed, 1 failed (table wiped again), 2 nothing written.
+    Install(lapterop_agent::install::InstallArgs),
     /// Show what a drive's firmware reports: capabilities, security state, hidden areas, health, and
     /// the purge `--method auto` would choose (JSON).
     Probe {
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
             println!("lapterop-agent {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Install(args) => lapterop_agent::install::run(&args),
         Command::Upload {
             server,
             outbox,

@@ -86,6 +86,27 @@ impl Loop {
     fn name(&self) -> &str {
         self.dev.trim_start_matches("/dev/")
     }
+
+    /// A read-only loop device over `len` bytes of `file` from `offset` (one partition of a disk image).
+    fn over(file: &Path, offset: u64, len: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = ok(Command::new("losetup")
+            .args([
+                "--find",
+                "--show",
+                "--read-only",
+                "--offset",
+                &offset.to_string(),
+                "--sizelimit",
+                &len.to_string(),
+            ])
+            .arg(file));
+        Self {
+            dir,
+            file: file.to_owned(),
+            dev,
+        }
+    }
 }
 
 impl Drop for Loop {
@@ -566,4 +587,114 @@ fn dm_error_target_gives_exact_bad_ranges() {
         .collect();
     assert_eq!(r, [(RangeOp::Read, 1000, 8), (RangeOp::Read, 20000, 1)]);
     cert_verifies(&cert, &public);
+}
+
+/// `lapterop-agent install` onto loop devices with 512- and 4096-byte sectors, larger and smaller than
+/// the source disk: the ext4 partition's files read back identical (debugfs, no mount), `sgdisk -v`
+/// finds no problem, and the backup GPT header is at the last LBA. An image signed by another key is
+/// refused before anything is written.
+#[test]
+fn install_writes_the_os_image_onto_loop_devices_of_both_sector_sizes() {
+    if !root("install") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let files = work.path().join("files");
+    std::fs::create_dir_all(files.join("home/leerling")).unwrap();
+    let letter = "Welkom op je laptop! Iedereendigitaal@Leuven\n".repeat(200);
+    std::fs::write(files.join("home/leerling/welkom.txt"), &letter).unwrap();
+    let blob: Vec<u8> = (0..3u32 << 20)
+        .map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect();
+    std::fs::write(files.join("blob.bin"), &blob).unwrap();
+    // Source disk: 64 MiB GPT with one 40 MiB ext4 partition at 1 MiB.
+    let part = work.path().join("part.ext4");
+    ok(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&files)
+        .arg(&part)
+        .arg("40M"));
+    let src = work.path().join("reference.raw");
+    ok(Command::new("truncate").args(["-s", "64M"]).arg(&src));
+    ok(Command::new("sgdisk")
+        .args(["-n", "1:2048:+40M", "-t", "1:8300", "-c", "1:system"])
+        .arg(&src));
+    ok(Command::new("dd")
+        .arg(format!("if={}", part.display()))
+        .arg(format!("of={}", src.display()))
+        .args(["bs=1M", "seek=1", "conv=notrunc", "status=none"]));
+    let key = lapterop_certificate::keys::fixture_key("install test image key");
+    let image = work.path().join("pupil.osimg");
+    let mut opts = lapterop_osimage::pack::PackOptions::new("pupil-desktop", "2026.11");
+    opts.level = 3;
+    lapterop_osimage::pack::pack(&src, &image, &key, &opts).unwrap();
+    let public = work.path().join("image");
+    lapterop_certificate::keys::write_keypair(&public, &key).unwrap();
+    let trust = public.with_extension("pub");
+    let other = work.path().join("other");
+    lapterop_certificate::keys::write_keypair(&other, &lapterop_certificate::keys::fixture_key("someone else"))
+        .unwrap();
+
+    for (sector, size) in [(512u32, 96 * MIB), (4096, 48 * MIB)] {
+        let l = Loop::prepared(size, sector, |_| {}, &["--partscan"]);
+        // Another key: refused, and the disk is unchanged.
+        let before = std::fs::read(&l.file).unwrap();
+        let out = run(Command::new(agent())
+            .args(["install", "--yes", "--image"])
+            .arg(&image)
+            .arg("--trust")
+            .arg(other.with_extension("pub"))
+            .arg(&l.dev));
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            std::fs::read(&l.file).unwrap() == before,
+            "a refused install wrote to the disk"
+        );
+
+        let out = run(Command::new(agent())
+            .args(["install", "--yes", "--image"])
+            .arg(&image)
+            .arg("--trust")
+            .arg(&trust)
+            .arg(&l.dev));
+        assert!(
+            out.status.success(),
+            "install on {sector}-byte sectors: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = ok(Command::new("sgdisk").arg("-v").arg(&l.dev));
+        assert!(v.contains("No problems found"), "sgdisk -v on {sector}: {v}");
+        // The backup GPT header ("EFI PART") sits in the very last logical block.
+        let disk = std::fs::read(&l.file).unwrap();
+        let last = disk.len() - sector as usize;
+        assert_eq!(
+            &disk[last..last + 8],
+            b"EFI PART",
+            "backup GPT header at the last LBA ({sector})"
+        );
+        // The files, read by debugfs straight from the partition: a read-only loop device over the
+        // partition's byte range (this kernel makes no partition nodes for loop devices).
+        let info = ok(Command::new("sgdisk").args(["-i", "1"]).arg(&l.dev));
+        let first: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("First sector: "))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no first sector in {info}"));
+        let p1 = Loop::over(&l.file, first * u64::from(sector), 40 * MIB);
+        let p1 = p1.dev.clone();
+        let text = ok(Command::new("debugfs")
+            .args(["-R", "cat /home/leerling/welkom.txt"])
+            .arg(&p1));
+        assert_eq!(text, letter.trim_end(), "welkom.txt on {sector}-byte sectors");
+        let dumped = work.path().join(format!("blob-{sector}.bin"));
+        ok(Command::new("debugfs")
+            .args(["-R", &format!("dump /blob.bin {}", dumped.display())])
+            .arg(&p1));
+        assert!(
+            std::fs::read(&dumped).unwrap() == blob,
+            "blob.bin differs on {sector}-byte sectors"
+        );
+    }
 }

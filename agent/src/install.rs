@@ -1,0 +1,181 @@
+//! `lapterop-agent install`: writes a signed standard OS image onto one disk.
+//!
+//! The image's header, signature and manifest are checked against the trusted image key before the
+//! disk is even opened; the disk goes through the same safety refusals as a wipe and is held
+//! `O_EXCL`. The writing itself is the `lapterop-osimage` installer (first and last MiB wiped, GPT laid
+//! out for the disk's real size and sector size, chunks hash-checked before they are written, every
+//! data extent read back, the partition table last, wiped again on any error). This module is the
+//! block-device target behind it: `O_DIRECT` through aligned buffers, zero extents by `BLKZEROOUT`.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lapterop_osimage::install::{self, InstallOptions, Target};
+use lapterop_osimage::reader::{Image, SeekSource};
+
+use crate::disk::{self, Claimed, Discovery, SafetyConfig};
+use crate::wipe::engine::AlignedBuf;
+
+/// A claimed disk as an installer target.
+#[derive(Debug)]
+pub struct DiskTarget<'a>(pub &'a Claimed);
+
+impl Target for DiskTarget<'_> {
+    fn size(&self) -> u64 {
+        self.0.capacity_bytes
+    }
+
+    fn logical_sector_size(&self) -> u32 {
+        self.0.logical_sector_size
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        // O_DIRECT needs aligned buffers, offsets and lengths; the installer's writes of GPT structures
+        // may be smaller than a block, so those are read, patched and written back.
+        let (start, len) = aligned_span(offset, buf.len());
+        let mut aligned = AlignedBuf::new(len);
+        let at = usize::try_from(offset - start).unwrap_or(0);
+        if at != 0 || len != buf.len() {
+            std::os::unix::fs::FileExt::read_exact_at(&self.0.file, aligned.get_mut(len), start)?;
+        }
+        aligned.get_mut(len)[at..at + buf.len()].copy_from_slice(buf);
+        std::os::unix::fs::FileExt::write_all_at(&self.0.file, aligned.get(len), start)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let (start, len) = aligned_span(offset, buf.len());
+        let mut aligned = AlignedBuf::new(len);
+        std::os::unix::fs::FileExt::read_exact_at(&self.0.file, aligned.get_mut(len), start)?;
+        let at = usize::try_from(offset - start).unwrap_or(0);
+        buf.copy_from_slice(&aligned.get(len)[at..at + buf.len()]);
+        Ok(())
+    }
+
+    fn zero_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        match crate::sys::zero_out(&self.0.file, offset, len) {
+            Ok(()) => Ok(()),
+            // No zeroing offload (or an unaligned range): write the zeros ourselves.
+            Err(_) => install::write_zeros(self, offset, len),
+        }
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.0.file.sync_data()
+    }
+}
+
+/// The 4096-byte-aligned span covering `len` bytes at `offset` (4096 suits 512- and 4096-byte sectors).
+fn aligned_span(offset: u64, len: usize) -> (u64, usize) {
+    const A: u64 = AlignedBuf::ALIGN as u64;
+    let start = offset / A * A;
+    let end = (offset + len as u64).div_ceil(A) * A;
+    (start, usize::try_from(end - start).unwrap_or(usize::MAX))
+}
+
+/// `lapterop-agent install` arguments.
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// The OS image file (`lapterop-image-builder os-image pack`). HTTP(S) URLs are not in this build yet.
+    #[arg(long)]
+    pub image: String,
+    /// The image key's public half: the image must be signed by it.
+    #[arg(long)]
+    pub trust: PathBuf,
+    /// Do not ask for the typed confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Skip the read-back of every data extent (not recommended).
+    #[arg(long)]
+    pub no_read_back: bool,
+    /// Partition UUID of the boot stick, never written (repeatable; also LAPTEROP_STICK_PARTUUIDS).
+    #[arg(long, value_name = "UUID")]
+    pub stick_partuuid: Vec<String>,
+    /// The disk to install onto.
+    pub device: String,
+}
+
+/// Runs `lapterop-agent install`. Exit 0 installed and read back, 1 the install failed (the disk's
+/// partition table was wiped again), 2 nothing was written (bad image, refused disk, cancelled).
+pub fn run(args: &InstallArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("lapterop-agent install: {msg}");
+        ExitCode::from(2)
+    };
+    if args.image.starts_with("http://") || args.image.starts_with("https://") {
+        return fail("installing from a URL is not in this build yet; copy the image to the stick".into());
+    }
+    let trusted = match lapterop_certificate::keys::read_public_key(&args.trust) {
+        Ok(k) => k,
+        Err(e) => return fail(e.to_string()),
+    };
+    let file = match std::fs::File::open(&args.image) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("opening {}: {e}", args.image)),
+    };
+    // Everything about the image is checked before the disk is touched.
+    let mut image = match Image::open(SeekSource(file), &trusted) {
+        Ok(i) => i,
+        Err(e) => return fail(format!("{}: {e}; nothing was written", args.image)),
+    };
+    let discovery = Discovery::system();
+    let disk = match discovery.find(&args.device) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let claimed = match disk::claim(&disk, &SafetyConfig::from_env(&args.stick_partuuid)) {
+        Ok(c) => c,
+        Err(reasons) => {
+            for r in reasons {
+                eprintln!("refusing {}: {r}", disk.path.display());
+            }
+            return fail("nothing was written".into());
+        }
+    };
+    let m = image.manifest();
+    println!(
+        "image {} {} (root {}), signed by {}; target {} ({} bytes, {}-byte sectors)",
+        m.image.name,
+        m.image.version,
+        m.root,
+        image.signer_key_id(),
+        disk.path.display(),
+        claimed.capacity_bytes,
+        claimed.logical_sector_size
+    );
+    if !args.yes {
+        eprintln!(
+            "Everything on {} will be replaced. Type INSTALL to go on:",
+            disk.path.display()
+        );
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).is_err() || line.trim() != "INSTALL" {
+            return fail("cancelled; nothing was written".into());
+        }
+    }
+    let options = InstallOptions {
+        read_back: !args.no_read_back,
+        ..InstallOptions::default()
+    };
+    let result = install::install(&mut image, &DiskTarget(&claimed), &options, &|_| {});
+    // Let the kernel see the new (or wiped) partition table; partitions appear a moment later.
+    for _ in 0..20 {
+        if crate::sys::reread_partitions(&claimed.file).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    match result {
+        Ok(r) => {
+            println!(
+                "installed: {} bytes written, {} chunks read back and matching, {} zero samples",
+                r.bytes_written, r.chunks_verified, r.zero_samples
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lapterop-agent install: FAILED: {e}; the partition table was wiped again, install again");
+            ExitCode::from(1)
+        }
+    }
+}
