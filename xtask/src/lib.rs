@@ -2,6 +2,7 @@
 //! test initramfs in QEMU and runs commands in the guest, for `cargo xtask vm-run` and for other
 //! crates' integration tests.
 
+pub mod e2e;
 pub mod vm;
 
 /// Whether tests that need QEMU, root or network to Debian must run (CI sets

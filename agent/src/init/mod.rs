@@ -206,21 +206,30 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
         crate::site::Mode::Interactive => "interactive".into(),
         crate::site::Mode::Unattended => "unattended".into(),
     });
+    // Certificates from earlier laptops go first, before a long wipe: the lead sees them tonight.
+    let outbox = crate::outbox::Outbox::open(&dir.join("outbox"));
+    let pending = outbox
+        .as_ref()
+        .map(|o| o.pending().map(|p| p.len()).unwrap_or(0))
+        .unwrap_or(0);
+    if let (Some(server), Ok(outbox), true) = (&site.server, &outbox, pending > 0 && opts.network) {
+        println!("lapterop: {pending} certificate(s) from earlier runs wait in the outbox; sending them");
+        if let Err(e) = crate::job::send_outbox(outbox, server, "") {
+            println!("lapterop: sending the outbox: {e:#}");
+        }
+        println!("LAPTEROP-UPLOAD-DONE");
+    }
     match mode.as_str() {
         "upload" => {
-            let power_off = site.flow.power_off;
-            let Some(server) = &site.server else {
-                return rescue("no [server] in site.toml: certificates stay in the outbox".into());
+            let reason = match (&site.server, &outbox) {
+                (None, _) => "no [server] in site.toml: certificates stay in the outbox".to_owned(),
+                (Some(_), Err(e)) => format!("the outbox on the stick cannot be opened: {e}"),
+                (Some(_), Ok(_)) => "outbox sent (see the lines above)".to_owned(),
             };
-            let reason = match crate::outbox::Outbox::open(&dir.join("outbox"))
-                .map_err(anyhow::Error::from)
-                .and_then(|o| crate::job::send_outbox(&o, server, ""))
-            {
-                Ok(_) => "outbox sent (see the lines above)".to_owned(),
-                Err(e) => format!("sending the outbox: {e:#}"),
-            };
-            println!("LAPTEROP-UPLOAD-DONE");
-            Ending { reason, power_off }
+            Ending {
+                reason,
+                power_off: site.flow.power_off,
+            }
         }
         "unattended" => {
             let stop = std::sync::atomic::AtomicBool::new(false);
@@ -244,7 +253,11 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
                         power_off: site.flow.power_off,
                     }
                 }
-                Err(e) => rescue(format!("the job could not run: {e:#}")),
+                // Unattended benches have nobody at the screen: the reason is on the console and in the log.
+                Err(e) => Ending {
+                    reason: format!("the job could not run: {e:#}"),
+                    power_off: site.flow.power_off,
+                },
             }
         }
         other => rescue(format!(
