@@ -495,6 +495,7 @@ pub fn prelude_for(
             let caps = probe_nvme(&mut c, ns);
             let p = plan(method, &caps, rotational, &policy).map_err(|e| e.to_string())?;
             prelude.skipped = p.skipped_steps();
+            prelude.chosen = p.chosen;
             if let Some(kind) = p.chosen {
                 prelude.purge = Some(Box::new(move || {
                     run_nvme(&mut c, kind, &caps, capacity, &policy, &mut Sleep, &mut |_| {})
@@ -505,6 +506,7 @@ pub fn prelude_for(
             let caps = probe_ata(&mut d);
             let p = plan(method, &caps, rotational, &policy).map_err(|e| e.to_string())?;
             prelude.skipped = p.skipped_steps();
+            prelude.chosen = p.chosen;
             if let Caps::Ata(id) = &caps {
                 let h = probe_hidden(&mut d, id);
                 let left = lapterop_certificate::HiddenAreaAction::LeftInPlace;

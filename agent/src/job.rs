@@ -95,6 +95,224 @@ pub fn is_internal(d: &Disk, stick_disk: Option<&str>) -> bool {
         && Some(d.name.as_str()) != stick_disk
 }
 
+/// What signs and keeps certificates: the station key, the stick's outbox, the agent's own hash.
+#[derive(Debug)]
+pub struct Station {
+    /// The station's secret key.
+    pub key: cert::SigningKey,
+    /// The stick's outbox.
+    pub outbox: Outbox,
+    /// blake3 of the running agent binary.
+    pub binary_blake3: String,
+}
+
+/// Reads the station key and opens the outbox: everything a certificate needs before any disk is
+/// touched (so a missing key stops the job before a wipe, not after).
+pub fn open_station(site: &Site, dir: &Path) -> anyhow::Result<Station> {
+    let key = cert::keys::read_signing_key(&site.station.key).with_context(|| {
+        format!(
+            "the station key {} (make one with `lapterop-cert keygen` and enrol it on the server)",
+            site.station.key.display()
+        )
+    })?;
+    let outbox = Outbox::open(&dir.join("outbox")).context("opening the outbox on the stick")?;
+    let binary_blake3 = wipe::self_blake3().context("hashing the agent binary")?;
+    Ok(Station {
+        key,
+        outbox,
+        binary_blake3,
+    })
+}
+
+/// The laptop's audit, in the forms the screens and the certificate need.
+#[derive(Debug)]
+pub struct Audited {
+    /// The full audit.
+    pub audit: crate::audit::Audit,
+    /// The full audit as stored beside the certificate.
+    pub json: Vec<u8>,
+    /// The certificate's host section.
+    pub host: cert::model::Host,
+}
+
+/// Audits this laptop (identity and health, before anything changes) against the site's policy.
+pub fn audit_step(site: &Site) -> Audited {
+    let audit = crate::audit::run(Path::new("/"), Some(crate::drive::live_disk_summaries()), &site.policy);
+    let json = crate::audit::to_json(&audit);
+    let host = crate::audit::host_section(&audit, &json);
+    Audited { audit, json, host }
+}
+
+/// The disks of a job: the ones held for wiping, the ones that had to be refused (with the reason) and
+/// the ones left alone on purpose (the stick, USB, removable).
+#[derive(Debug)]
+pub struct Disks {
+    /// Held open exclusively, to be wiped.
+    pub claimed: Vec<Claimed>,
+    /// Chosen but refused: each is certified `not-erased` with the reason.
+    pub refused: Vec<(Disk, Vec<disk::Refusal>)>,
+    /// Not chosen: the stick, USB and removable disks.
+    pub left_alone: Vec<Disk>,
+}
+
+impl Disks {
+    /// The certificate records of the refused disks.
+    pub fn refused_records(&self) -> Vec<DiskRecord> {
+        self.refused
+            .iter()
+            .map(|(d, why)| refused_record(d, &refusal_text(why)))
+            .collect()
+    }
+}
+
+/// The reasons a disk was refused, as one line.
+pub fn refusal_text(why: &[disk::Refusal]) -> String {
+    why.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Claims every internal disk (or exactly the `only` ones); a disk that cannot be taken is kept with
+/// its reasons. Errors when a named disk does not exist or sysfs cannot be read.
+pub fn claim_disks(only: &[String], stick_disk: Option<&str>) -> anyhow::Result<Disks> {
+    let discovery = Discovery::system();
+    let disks = discovery.scan().context("listing the disks")?;
+    let cfg = SafetyConfig::from_env(&[]);
+    let chosen: Vec<Disk> = if only.is_empty() {
+        disks.iter().filter(|d| is_internal(d, stick_disk)).cloned().collect()
+    } else {
+        only.iter().map(|o| discovery.find(o)).collect::<anyhow::Result<_>>()?
+    };
+    let mut out = Disks {
+        claimed: Vec::new(),
+        refused: Vec::new(),
+        left_alone: Vec::new(),
+    };
+    for d in &chosen {
+        match disk::claim(d, &cfg) {
+            Ok(c) => out.claimed.push(c),
+            Err(reasons) => out.refused.push((d.clone(), reasons)),
+        }
+    }
+    out.left_alone = disks
+        .into_iter()
+        .filter(|d| d.transport != Transport::Loop && !chosen.iter().any(|c| c.name == d.name))
+        .collect();
+    Ok(out)
+}
+
+/// The wipe settings of the site.
+fn wipe_spec(site: &Site) -> (WipeSpec, crate::firmware::Policy) {
+    let spec = WipeSpec {
+        pattern: site.wipe.pattern,
+        passes: site.wipe.passes,
+        verify: site.wipe.verify,
+    };
+    let policy = crate::firmware::Policy {
+        allow_security_erase: site.wipe.allow_security_erase,
+        ..Default::default()
+    };
+    (spec, policy)
+}
+
+/// The firmware plan of each claimed disk (probing only); a named method a drive lacks falls back to
+/// the automatic plan, said on standard output.
+pub fn plan_step(site: &Site, claimed: &[Claimed]) -> anyhow::Result<Vec<wipe::FirmwarePrelude>> {
+    let (_, policy) = wipe_spec(site);
+    match wipe::plan_claimed(claimed, site.wipe.method, &policy) {
+        Ok(p) => Ok(p),
+        Err(wipe::WipeError::Plan(e)) => {
+            println!("lapterop: {e}; using the automatic plan instead");
+            wipe::plan_claimed(claimed, crate::firmware::Method::Auto, &policy).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// Wipes the claimed disks in parallel with their plans; one record per disk, in order.
+pub fn wipe_step(
+    site: &Site,
+    claimed: &[Claimed],
+    plans: Vec<wipe::FirmwarePrelude>,
+    stop: &AtomicBool,
+    progress: Option<wipe::ProgressFactory<'_>>,
+) -> anyhow::Result<Vec<DiskRecord>> {
+    let (spec, _) = wipe_spec(site);
+    wipe::wipe_planned(claimed, plans, &spec, stop, progress).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Installs the site's OS image onto the chosen erased disk; `None` when the site installs nothing or
+/// no disk ended erased.
+pub fn install_step(
+    site: &Site,
+    dir: &Path,
+    claimed: &[Claimed],
+    records: &[DiskRecord],
+    progress: &(dyn Fn(lapterop_osimage::install::Progress) + Sync),
+) -> Option<InstallRecord> {
+    let i = site.install.as_ref()?;
+    let target = choose_target(claimed, records, i.target)?;
+    let location = Site::image_location(i, dir);
+    println!("lapterop: installing {location} onto {}", target.disk.name);
+    Some(match cert::keys::read_public_key(&i.trust) {
+        Ok(trusted) => crate::install::install_onto(
+            target,
+            &location,
+            &trusted,
+            &lapterop_osimage::install::InstallOptions::default(),
+            progress,
+        ),
+        Err(e) => failed_install(target, format!("the image key {}: {e}", i.trust.display())),
+    })
+}
+
+/// Builds the certificate of the whole laptop, signs it with the station key and writes it atomically
+/// into the outbox (with the full audit beside it). Nothing is uploaded here.
+pub fn certify_and_store(
+    site: &Site,
+    station: &Station,
+    audited: &Audited,
+    people: (Person, Option<Person>),
+    disks: Vec<DiskRecord>,
+    install: Option<InstallRecord>,
+) -> anyhow::Result<(Certificate, PathBuf)> {
+    let mut certificate = Certificate {
+        schema: cert::SCHEMA_V1.to_string(),
+        id: cert::new_id(),
+        issued_at: cert::now_utc(),
+        agent: wipe::agent_info(station.binary_blake3.clone()),
+        station: StationInfo {
+            key_id: String::new(),
+            organisation: site.station.organisation.clone(),
+            site: site.station.site.clone(),
+            name: site.station.name.clone(),
+        },
+        operator: people.0,
+        verifier: people.1,
+        donor: None,
+        host: Some(audited.host.clone()),
+        disks,
+        install,
+        signature: None,
+    };
+    certificate.sign(&station.key).context("signing the certificate")?;
+    let entry = station
+        .outbox
+        .store(&certificate, Some(&audited.json))
+        .context("writing the certificate to the stick's outbox")?;
+    println!("lapterop: certificate {} saved in the outbox", certificate.id);
+    Ok((certificate, entry.certificate))
+}
+
+/// Sends the outbox when a server is configured: what became of certificate `id`, and its donor page.
+pub fn upload_step(site: &Site, station: &Station, id: &str) -> anyhow::Result<(Option<Sent>, Option<String>)> {
+    match &site.server {
+        None => Ok((None, None)),
+        Some(server) => {
+            let (sent, url) = send_outbox(&station.outbox, server, id)?;
+            Ok((Some(sent), url))
+        }
+    }
+}
+
 /// Runs the whole job. Errors only when nothing could be certified at all (no station key, no disk, the
 /// outbox cannot be written); everything else ends up in the certificate.
 pub fn run(job: &Job<'_>) -> anyhow::Result<JobResult> {
@@ -107,19 +325,10 @@ pub fn run(job: &Job<'_>) -> anyhow::Result<JobResult> {
         stages.push((name, secs));
         clock = Instant::now();
     };
-    let key = cert::keys::read_signing_key(&site.station.key).with_context(|| {
-        format!(
-            "the station key {} (make one with `lapterop-cert keygen` and enrol it on the server)",
-            site.station.key.display()
-        )
-    })?;
-    let outbox = Outbox::open(&job.dir.join("outbox")).context("opening the outbox on the stick")?;
-    let binary_blake3 = wipe::self_blake3().context("hashing the agent binary")?;
+    let station = open_station(site, job.dir)?;
 
-    // Audit: the laptop's identity and health, before anything changes.
-    let audit = crate::audit::run(Path::new("/"), Some(crate::drive::live_disk_summaries()), &site.policy);
-    let audit_json = crate::audit::to_json(&audit);
-    let host = crate::audit::host_section(&audit, &audit_json);
+    let audited = audit_step(site);
+    let host = &audited.host;
     println!(
         "lapterop: laptop {} {} serial {} (device id {})",
         host.system.vendor.as_deref().unwrap_or("?"),
@@ -130,43 +339,17 @@ pub fn run(job: &Job<'_>) -> anyhow::Result<JobResult> {
     stage("audit", &mut stages);
 
     // Claim every internal disk; a refused one is certified not erased, with the reason.
-    let disks = Discovery::system().scan().context("listing the disks")?;
-    let cfg = SafetyConfig::from_env(&[]);
-    let mut claimed: Vec<Claimed> = Vec::new();
-    let mut refused: Vec<DiskRecord> = Vec::new();
-    let discovery = Discovery::system();
-    let chosen: Vec<Disk> = if job.only.is_empty() {
-        disks
-            .iter()
-            .filter(|d| is_internal(d, job.stick_disk))
-            .cloned()
-            .collect()
-    } else {
-        job.only
-            .iter()
-            .map(|o| discovery.find(o))
-            .collect::<anyhow::Result<_>>()?
-    };
-    for d in &chosen {
-        match disk::claim(d, &cfg) {
-            Ok(c) => claimed.push(c),
-            Err(reasons) => {
-                let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
-                println!("lapterop: refusing {}: {}", d.name, why.join("; "));
-                refused.push(refused_record(d, &why.join("; ")));
-            }
-        }
+    let disks = claim_disks(job.only, job.stick_disk)?;
+    for (d, why) in &disks.refused {
+        println!("lapterop: refusing {}: {}", d.name, refusal_text(why));
     }
-    for d in disks
-        .iter()
-        .filter(|d| d.transport != Transport::Loop && !chosen.iter().any(|c| c.name == d.name))
-    {
+    for d in &disks.left_alone {
         println!("lapterop: leaving {} alone (the stick, USB or removable)", d.name);
     }
-    if claimed.is_empty() && refused.is_empty() {
+    if disks.claimed.is_empty() && disks.refused.is_empty() {
         anyhow::bail!("no internal disk found: check that a disk is fitted and the BIOS storage mode is AHCI");
     }
-    for c in &claimed {
+    for c in &disks.claimed {
         println!(
             "lapterop: wiping {} ({} bytes, {:?}, model {}, serial {})",
             c.disk.name,
@@ -178,105 +361,52 @@ pub fn run(job: &Job<'_>) -> anyhow::Result<JobResult> {
     }
     stage("disks", &mut stages);
 
-    let spec = WipeSpec {
-        pattern: site.wipe.pattern,
-        passes: site.wipe.passes,
-        verify: site.wipe.verify,
-    };
-    let policy = crate::firmware::Policy {
-        allow_security_erase: site.wipe.allow_security_erase,
-        ..Default::default()
-    };
-    let mut records = match wipe::wipe_claimed(&claimed, &spec, site.wipe.method, &policy, job.stop) {
-        Ok(r) => r,
-        // A named method the drive lacks: nothing was written; fall back to what the drive can do.
-        Err(wipe::WipeError::Plan(e)) => {
-            println!("lapterop: {e}; using the automatic plan instead");
-            wipe::wipe_claimed(&claimed, &spec, crate::firmware::Method::Auto, &policy, job.stop)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-        }
-        Err(e) => return Err(anyhow::anyhow!("{e}")),
-    };
+    let plans = plan_step(site, &disks.claimed)?;
+    let mut records = wipe_step(site, &disks.claimed, plans, job.stop, None)?;
     for r in &records {
         println!("lapterop: {}: {}", r.device, wipe::outcome_words(&r.outcome));
     }
     stage("wipe", &mut stages);
 
-    let install = site.install.as_ref().and_then(|i| {
-        let target = choose_target(&claimed, &records, i.target)?;
-        let location = Site::image_location(i, job.dir);
-        println!("lapterop: installing {location} onto {}", target.disk.name);
-        let record = match cert::keys::read_public_key(&i.trust) {
-            Ok(trusted) => crate::install::install_onto(
-                target,
-                &location,
-                &trusted,
-                &lapterop_osimage::install::InstallOptions::default(),
-                &|_| {},
-            ),
-            Err(e) => failed_install(target, format!("the image key {}: {e}", i.trust.display())),
-        };
-        Some(record)
-    });
-    match &install {
-        Some(r) if r.status == InstallStatus::Installed => println!(
-            "lapterop: installed {} {} on {} ({} chunks read back)",
-            r.image_name, r.image_version, r.target_device, r.chunks_verified
-        ),
-        Some(r) => println!(
-            "lapterop: LAP-I01 install failed: {}",
-            r.reason.as_deref().unwrap_or("?")
-        ),
-        None if site.install.is_some() => {
-            println!("lapterop: LAP-I01 no disk ended erased, so the OS image was not installed")
-        }
-        None => {}
+    let install = install_step(site, job.dir, &disks.claimed, &records, &|_| {});
+    if let Some(line) = install_line(site, install.as_ref()) {
+        println!("{line}");
     }
     stage("install", &mut stages);
-    drop(claimed);
 
-    records.extend(refused);
-    let mut certificate = Certificate {
-        schema: cert::SCHEMA_V1.to_string(),
-        id: cert::new_id(),
-        issued_at: cert::now_utc(),
-        agent: wipe::agent_info(binary_blake3),
-        station: StationInfo {
-            key_id: String::new(),
-            organisation: site.station.organisation.clone(),
-            site: site.station.site.clone(),
-            name: site.station.name.clone(),
-        },
-        operator: job.operator.clone(),
-        verifier: job.verifier.clone(),
-        donor: None,
-        host: Some(host),
-        disks: records,
-        install,
-        signature: None,
-    };
-    certificate.sign(&key).context("signing the certificate")?;
-    let entry = outbox
-        .store(&certificate, Some(&audit_json))
-        .context("writing the certificate to the stick's outbox")?;
-    println!("lapterop: certificate {} saved in the outbox", certificate.id);
+    records.extend(disks.refused_records());
+    drop(disks);
+    let people = (job.operator.clone(), job.verifier.clone());
+    let (certificate, certificate_file) = certify_and_store(site, &station, &audited, people, records, install)?;
     stage("certificate", &mut stages);
 
-    let (upload, donor_url) = match &site.server {
-        None => (None, None),
-        Some(server) => {
-            let (sent, url) = send_outbox(&outbox, server, &certificate.id)?;
-            (Some(sent), url)
-        }
-    };
+    let (upload, donor_url) = upload_step(site, &station, &certificate.id)?;
     stage("upload", &mut stages);
     Ok(JobResult {
         certificate,
-        certificate_file: entry.certificate,
+        certificate_file,
         upload,
         donor_url,
         stages,
     })
+}
+
+/// The console line about the install (`None` when the site installs nothing).
+pub fn install_line(site: &Site, install: Option<&InstallRecord>) -> Option<String> {
+    match install {
+        Some(r) if r.status == InstallStatus::Installed => Some(format!(
+            "lapterop: installed {} {} on {} ({} chunks read back)",
+            r.image_name, r.image_version, r.target_device, r.chunks_verified
+        )),
+        Some(r) => Some(format!(
+            "lapterop: LAP-I01 install failed: {}",
+            r.reason.as_deref().unwrap_or("?")
+        )),
+        None if site.install.is_some() => {
+            Some("lapterop: LAP-I01 no disk ended erased, so the OS image was not installed".into())
+        }
+        None => None,
+    }
 }
 
 /// Sends every pending certificate of the outbox (older ones first) with a few retries; returns what

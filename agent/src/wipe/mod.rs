@@ -143,6 +143,8 @@ pub struct FirmwarePrelude {
     pub purge: Option<Box<dyn FnOnce() -> Step + Send>>,
     /// Hidden areas as probed (ATA); `None` where the transport decides.
     pub hidden: Option<HiddenAreas>,
+    /// The purge `purge` runs, for the plan shown before anything is written.
+    pub chosen: Option<StepKind>,
 }
 
 impl std::fmt::Debug for FirmwarePrelude {
@@ -151,6 +153,7 @@ impl std::fmt::Debug for FirmwarePrelude {
             .field("skipped", &self.skipped.len())
             .field("purge", &self.purge.is_some())
             .field("hidden", &self.hidden)
+            .field("chosen", &self.chosen)
             .finish()
     }
 }
@@ -641,6 +644,26 @@ pub enum WipeError {
     Failed(anyhow::Error),
 }
 
+/// Makes the firmware plan of every claimed disk for `method` (probing only: nothing is written).
+/// A named method a drive lacks is a [`WipeError::Plan`].
+pub fn plan_claimed(
+    claimed: &[disk::Claimed],
+    method: crate::firmware::Method,
+    policy: &crate::firmware::Policy,
+) -> Result<Vec<FirmwarePrelude>, WipeError> {
+    claimed
+        .iter()
+        .map(|c| {
+            crate::drive::prelude_for(&c.disk.name, c.disk.rotational, c.capacity(), method, policy)
+                .map_err(WipeError::Plan)
+        })
+        .collect()
+}
+
+/// Makes one disk's progress reporter (by kernel name); `None` in [`wipe_planned`] uses the built-in
+/// bars or plain lines on standard error.
+pub type ProgressFactory<'a> = &'a (dyn Fn(&str) -> Box<dyn Progress + Send> + Sync);
+
 /// Wipes claimed disks in parallel, one thread each: the firmware purge the plan picks for `method`,
 /// then the overwrite and read-back of `spec`. Returns one record per disk, in order. The firmware plan
 /// for every disk is made before anything is written, so a [`WipeError::Plan`] leaves all disks as they
@@ -652,11 +675,25 @@ pub fn wipe_claimed(
     policy: &crate::firmware::Policy,
     stop: &AtomicBool,
 ) -> Result<Vec<DiskRecord>, WipeError> {
-    let mut preludes = Vec::new();
-    for c in claimed {
-        let p = crate::drive::prelude_for(&c.disk.name, c.disk.rotational, c.capacity(), method, policy)
-            .map_err(WipeError::Plan)?;
-        preludes.push(p);
+    let preludes = plan_claimed(claimed, method, policy)?;
+    wipe_planned(claimed, preludes, spec, stop, None)
+}
+
+/// [`wipe_claimed`] with the plans made already by [`plan_claimed`] (one per disk, in order) and the
+/// progress reported through `progress`.
+pub fn wipe_planned(
+    claimed: &[disk::Claimed],
+    preludes: Vec<FirmwarePrelude>,
+    spec: &WipeSpec,
+    stop: &AtomicBool,
+    progress: Option<ProgressFactory<'_>>,
+) -> Result<Vec<DiskRecord>, WipeError> {
+    if preludes.len() != claimed.len() {
+        return Err(WipeError::Plan(format!(
+            "{} firmware plans for {} disks",
+            preludes.len(),
+            claimed.len()
+        )));
     }
     let ui = progress::Ui::new();
     let records: Vec<anyhow::Result<DiskRecord>> = std::thread::scope(|s| {
@@ -664,8 +701,11 @@ pub fn wipe_claimed(
             .iter()
             .zip(preludes)
             .map(|(c, fw)| {
-                let p = ui.disk(&c.disk.name);
-                s.spawn(move || wipe_device_with(c, &DiskIdentity::of(c), spec, stop, &p, fw))
+                let p: Box<dyn Progress + Send> = match progress {
+                    Some(make) => make(&c.disk.name),
+                    None => Box::new(ui.disk(&c.disk.name)),
+                };
+                s.spawn(move || wipe_device_with(c, &DiskIdentity::of(c), spec, stop, p.as_ref(), fw))
             })
             .collect();
         handles
