@@ -184,6 +184,9 @@ catalogue! {
     PlanUsbBridge => "USB adapter: hidden areas not checkable", "USB-adapter: verborgen zones niet controleerbaar";
     PlanFrozen => "frozen", "bevroren";
     PlanNothing => "There is no disk to erase.", "Er is geen schijf om te wissen.";
+    PlanExternal => "not an internal disk of this laptop (USB, removable or virtual)",
+        "geen interne schijf van deze laptop (USB, verwisselbaar of virtueel)";
+    PlanNotChosen => "not named for this run", "niet gekozen voor deze keer";
     MethodFirmwareThenOverwrite => "built-in erase ({firmware}), then overwrite and check every byte",
         "ingebouwd wissen ({firmware}), daarna overschrijven en elke byte controleren";
     MethodOverwrite => "overwrite and check every byte", "overschrijven en elke byte controleren";
@@ -239,9 +242,23 @@ catalogue! {
         "Certificaat bewaard op de stick; het wordt verstuurd zodra er netwerk is.";
     UploadRefused => "The server refused the certificate: {reason}. It stays on the stick.",
         "De server weigerde het certificaat: {reason}. Het blijft op de stick.";
+    UploadSending => "Sending the certificate to the server...", "Het certificaat wordt naar de server gestuurd...";
+    CertificateSaved => "Certificate {id} saved on the stick.", "Certificaat {id} bewaard op de stick.";
+    InstallingTitle => "Installing the standard software", "De standaardsoftware wordt geïnstalleerd";
     QrCaption => "Donor page (scan with a phone):", "Pagina voor de schenker (scan met een telefoon):";
     NextMachine => "Type N and Enter for the next laptop, or P and Enter to power off.",
         "Typ N en Enter voor de volgende laptop, of P en Enter om uit te schakelen.";
+
+    // Problems that stop the flow (codes in docs/lead-guide.md).
+    S01Found => "The stick's station key cannot be used: {detail}", "De stationssleutel op de stick is niet bruikbaar: {detail}";
+    S01Do => "Nothing was erased. Give the stick to the workshop lead: it needs its station key again.",
+        "Er is niets gewist. Geef de stick aan de werkplaatsleider: de stationssleutel moet er opnieuw op.";
+    S02Found => "The stick cannot be written: {detail}", "Er kan niet naar de stick geschreven worden: {detail}";
+    S02Do => "Check that the stick is not full or write-protected, then start again. Give the laptop to the workshop lead if it happens again.",
+        "Controleer of de stick niet vol of schrijfbeveiligd is en begin opnieuw. Geef de laptop aan de werkplaatsleider als het opnieuw gebeurt.";
+    S03Found => "The job stopped: {detail}", "Het werk is gestopt: {detail}";
+    S03Do => "Do NOT hand out this laptop: its disks may be half erased. Put a red sticker on it and give it to the workshop lead.",
+        "Geef deze laptop NIET mee: de schijven kunnen half gewist zijn. Kleef een rode sticker op de laptop en geef hem aan de werkplaatsleider.";
 }
 
 #[cfg(test)]

@@ -584,13 +584,18 @@ pub fn cli(args: &RunArgs) -> std::process::ExitCode {
     }
 }
 
-/// The exit code of a finished job (see [`cli`]).
+/// Prints the job's marker line and donor page, and gives its exit code (see [`cli`]).
 pub fn exit_code(r: &JobResult) -> std::process::ExitCode {
-    use std::process::ExitCode;
     println!("{}", r.marker());
     if let Some(url) = &r.donor_url {
         println!("lapterop: donor page {url}");
     }
+    code_of(r)
+}
+
+/// The exit code of a finished job (see [`cli`]).
+pub fn code_of(r: &JobResult) -> std::process::ExitCode {
+    use std::process::ExitCode;
     let erased = r.certificate.overall_outcome() != OutcomeStatus::NotErased;
     let installed = r
         .certificate

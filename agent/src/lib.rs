@@ -4,7 +4,8 @@
 //! and busy disks out of reach ([`disk`]), the overwrite and verification engine ([`wipe`]), the
 //! firmware command encodings for NVMe and ATA ([`command`]) and the few `unsafe` system calls behind
 //! them ([`sys`]). The volunteer's side: pre-flight checks ([`preflight`]), the screens and prompts
-//! ([`ui`]) in Dutch and English ([`i18n`]), and the per-machine log on the stick ([`sitelog`]).
+//! ([`ui`]) in Dutch and English ([`i18n`]), and the per-machine log on the stick ([`sitelog`]), assembled into the volunteer's flow ([`flow`]) beside the
+//! unattended job ([`job`]).
 //! `main.rs` only parses arguments and dispatches here.
 
 pub mod audit;
@@ -12,6 +13,7 @@ pub mod command;
 pub mod disk;
 pub mod drive;
 pub mod firmware;
+pub mod flow;
 pub mod i18n;
 pub mod init;
 pub mod install;

@@ -42,6 +42,10 @@ enum Command {
     /// install the OS image, certificate into the outbox, upload. Exit 0 done, 1 a lead must look,
     /// 2 nothing done, 3 only the upload waits for the network.
     Run(lapterop_agent::job::RunArgs),
+    /// The volunteer's screens for this laptop from the stick's site config: pre-flight, audit, plan and
+    /// confirmation, wipe, install, certificate into the outbox, upload, result. Exit codes as `run`;
+    /// 2 also when cancelled or stopped at pre-flight.
+    Flow(lapterop_agent::flow::FlowArgs),
     /// Run as PID 1 of the live image: mount, coldplug, network, find the stick, run the flow.
     Init {
         /// Run even when not PID 1 (inside a VM's shell, for tests).
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => lapterop_agent::audit::cli(&args),
         Command::Disks { json, devices } => lapterop_agent::disk::list_command(json, &devices),
         Command::Run(args) => lapterop_agent::job::cli(&args),
+        Command::Flow(args) => lapterop_agent::flow::cli(&args),
         Command::Wipe(args) => lapterop_agent::wipe::run(args),
         Command::Preflight(args) => lapterop_agent::preflight::cli(&args),
         Command::UiDemo(args) => lapterop_agent::ui::demo::run(&args),

@@ -213,8 +213,11 @@ struct Tmux {
 impl Tmux {
     /// Starts `args` of the agent in a detached 100x200 pane; `None` when tmux is not installed.
     fn start(name: &str, args: &[&str]) -> Option<Tmux> {
-        let socket = format!("lapterop-ui-{}-{name}", std::process::id());
-        let cmd = format!("{BIN} {}; sleep 600", args.join(" "));
+        // Unique per start: tests run in parallel and some share a name.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("lapterop-ui-{}-{n}-{name}", std::process::id());
+        let cmd = format!("{BIN} {}; echo EXIT=$?; sleep 600", args.join(" "));
         let status = Command::new("tmux")
             .args([
                 "-L",
@@ -238,9 +241,10 @@ impl Tmux {
         Some(Tmux { socket })
     }
 
-    fn screen(&self) -> String {
+    /// The pane and everything that scrolled out of it.
+    fn history(&self) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-J", "-t", "t"])
+            .args(["-L", &self.socket, "capture-pane", "-p", "-J", "-S", "-", "-t", "t"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -256,15 +260,33 @@ impl Tmux {
     }
 
     fn wait_for(&self, want: &str) -> String {
+        self.wait_long(want, Duration::from_secs(30))
+    }
+
+    /// Waits up to `limit` for `want` on the pane (with what scrolled out of it).
+    fn wait_long(&self, want: &str, limit: Duration) -> String {
         let start = Instant::now();
         loop {
-            let screen = self.screen();
+            let screen = self.history();
             if screen.contains(want) {
+                return screen;
+            }
+            assert!(start.elapsed() < limit, "waited for {want:?}; screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `want` has been shown `n` times.
+    fn wait_count(&self, want: &str, n: usize) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.history();
+            if screen.matches(want).count() >= n {
                 return screen;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "waited for {want:?}; screen:\n{screen}"
+                "waited for {want:?} {n} times; screen:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -290,6 +312,10 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // LAPTEROP_CAPTURE_DIR=DIR keeps every pane as text (the volunteer guide's captures).
+        if let Some(dir) = std::env::var_os("LAPTEROP_CAPTURE_DIR") {
+            let _ = std::fs::write(Path::new(&dir).join(format!("{}.txt", self.socket)), self.history());
+        }
         let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
     }
 }
@@ -501,4 +527,327 @@ fn volunteer_guide_shows_the_current_screens() {
         guide == current,
         "docs/volunteer-guide.md shows outdated screens; run LAPTEROP_BLESS=1 cargo test -p lapterop-agent --test ui volunteer_guide"
     );
+}
+
+/// True when the loop-device tests can run; otherwise says so loudly (and fails in CI).
+fn root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() && Path::new("/dev/loop-control").exists() {
+        return true;
+    }
+    let msg = format!("SKIPPED {test}: needs root and loop devices");
+    assert!(
+        std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").as_deref() != Ok("1"),
+        "{msg}"
+    );
+    eprintln!("\n!!!!! {msg} !!!!!\n");
+    false
+}
+
+/// A loop device over `mib` MiB of random bytes in its own temporary directory; detached on drop.
+struct Loop {
+    _dir: tempfile::TempDir,
+    file: PathBuf,
+    dev: String,
+}
+
+impl Loop {
+    fn new(mib: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("disk.img");
+        let ok = Command::new("dd")
+            .args(["if=/dev/urandom", "bs=1M", "status=none", "iflag=fullblock"])
+            .arg(format!("of={}", file.display()))
+            .arg(format!("count={mib}"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        Self { _dir: dir, file, dev }
+    }
+
+    fn name(&self) -> &str {
+        self.dev.trim_start_matches("/dev/")
+    }
+
+    fn digest(&self) -> blake3::Hash {
+        blake3::hash(&std::fs::read(&self.file).unwrap())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+/// A stick's `lapterop/` directory with a station key and `site.toml` (the `[station]` table is added).
+fn stick(work: &Path, site: &str) -> PathBuf {
+    let dir = work.join("stick/lapterop");
+    std::fs::create_dir_all(&dir).unwrap();
+    let station = lapterop_certificate::keys::fixture_key("flow test station");
+    lapterop_certificate::keys::write_keypair(&dir.join("station"), &station).unwrap();
+    let text = format!("[station]\norganisation = \"Iedereendigitaal@Leuven\"\nsite = \"test bench\"\n\n{site}");
+    std::fs::write(dir.join("site.toml"), text).unwrap();
+    dir
+}
+
+/// The certificates in an outbox (not the audits, not the receipts).
+fn certificates(outbox: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.ends_with(".json") && n.matches('.').count() == 1
+        })
+        .collect()
+}
+
+/// What the test server saw of one upload.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Certificate ids received.
+    ids: Vec<String>,
+    /// For each: the same bytes were already in the outbox when the request came.
+    in_outbox_first: Vec<bool>,
+}
+
+/// A collection server on 127.0.0.1 that answers each certificate upload with a receipt signed by
+/// `server_key`, after checking that the certificate already sits in `outbox` with the same bytes.
+fn receipt_server(
+    outbox: PathBuf,
+    server_key: lapterop_certificate::SigningKey,
+) -> (String, std::sync::Arc<std::sync::Mutex<Seen>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+    let record = std::sync::Arc::clone(&seen);
+    let base = url.clone();
+    std::thread::spawn(move || {
+        for (position, stream) in (1u64..).zip(listener.incoming()) {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let (cert, doc) = lapterop_certificate::parse(&body).unwrap();
+            let stored = std::fs::read(outbox.join(format!("{}.json", cert.id))).ok();
+            {
+                let mut s = record.lock().unwrap();
+                s.ids.push(cert.id.clone());
+                s.in_outbox_first.push(stored.as_deref() == Some(&body[..]));
+            }
+            let blake3 = lapterop_certificate::document_blake3(&doc).unwrap();
+            let received_at = lapterop_certificate::now_utc();
+            let previous = lapterop_certificate::chain::GENESIS.to_string();
+            let mut receipt = lapterop_certificate::model::Receipt {
+                schema: lapterop_certificate::model::RECEIPT_SCHEMA_V1.to_string(),
+                certificate_id: cert.id.clone(),
+                entry_hash: lapterop_certificate::chain::entry_hash(&previous, position, &blake3, &received_at),
+                certificate_blake3: blake3,
+                received_at,
+                position,
+                previous_hash: previous,
+                donor_url: format!("{base}/d/{}", cert.id),
+                signature: None,
+            };
+            lapterop_certificate::chain::sign_receipt(&mut receipt, &server_key).unwrap();
+            let json = serde_json::to_vec(&receipt).unwrap();
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                json.len()
+            );
+            let _ = stream.write_all(&json);
+        }
+    });
+    (url, seen)
+}
+
+/// The interactive flow on the host, in Dutch, against two loop devices: one is held open exclusively by
+/// this test (so the flow must refuse it and certify it not erased), the other is confirmed with the
+/// configured word after a wrong entry, wiped with zeros and read back. The certificate is in the outbox
+/// before the server sees it, the receipt comes back, and the final screen shows both results in large
+/// words, the reason, the upload and the donor page's QR code.
+#[test]
+fn tmux_flow_on_loop_devices_in_dutch_with_a_busy_disk() {
+    if !root("flow-nl") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let server_key = lapterop_certificate::keys::fixture_key("flow test server");
+    let dir = work.path().join("stick/lapterop");
+    let (url, seen) = receipt_server(dir.join("outbox"), server_key.clone());
+    let server_pub = work.path().join("server");
+    lapterop_certificate::keys::write_keypair(&server_pub, &server_key).unwrap();
+    let dir = stick(
+        work.path(),
+        &format!(
+            "[server]\nurl = \"{url}\"\nkey = \"{}\"\n\n[wipe]\npattern = \"zero\"\nverify = \"full\"\n\n\
+             [ui]\nlanguage = \"nl\"\nconfirm_word = \"WISSEN\"\nask_verifier = true\n",
+            server_pub.with_extension("pub").display()
+        ),
+    );
+    let good = Loop::new(8);
+    let busy = Loop::new(8);
+    let held = lapterop_agent::sys::open_block_device(Path::new(&busy.dev), lapterop_agent::sys::Access::ExclusiveRead)
+        .unwrap();
+    let busy_before = busy.digest();
+    let stick_arg = dir.display().to_string();
+    let Some(t) = tmux_or_skip(
+        "flow-nl",
+        &["flow", "--stick", &stick_arg, "--only", &good.dev, "--only", &busy.dev],
+    ) else {
+        return;
+    };
+    t.wait_for("Uw naam of vrijwilligerscode:");
+    t.type_line("An Peeters");
+    t.wait_for("Tweede persoon die controleert");
+    t.type_line("Els");
+    let s = t.wait_for("Controles vooraf");
+    assert!(!s.contains("[STOP]"), "{s}");
+    t.type_line("");
+    t.wait_for("Deze laptop");
+    t.type_line("");
+    let s = t.wait_for(&format!("Om {} te wissen, typ het woord WISSEN", good.name()));
+    assert!(s.contains("Plan: deze schijven worden GEWIST"), "{s}");
+    assert!(s.contains(&format!("1. {}  8.3 MB", good.name())), "{s}");
+    assert!(s.contains(&format!("[NIET aangeraakt] {}", busy.name())), "{s}");
+    assert!(s.contains("in gebruik (aangekoppeld of bezet)"), "{s}");
+    t.type_line("wisen");
+    t.wait_for("Dat klopt niet.");
+    t.type_line("wissen");
+    t.wait_for(&format!("Bevestigd: {} wordt gewist.", good.name()));
+    let s = t.wait_long("Typ N en Enter voor de volgende laptop", Duration::from_secs(120));
+    for want in [
+        "Bezig met wissen",
+        "G E W I S T",
+        "N I E T   G E W I S T",
+        "LAP-R01",
+        "Waarom: not wiped: the device is in use by another program",
+        "Geef deze schijf NIET mee.",
+        "Geen software geïnstalleerd (niet gevraagd).",
+        "Certificaat naar de server gestuurd en ontvangstbewijs bewaard.",
+        "Pagina voor de schenker (scan met een telefoon):",
+        "outcome=not-erased install=none upload=sent",
+    ] {
+        assert!(s.contains(want), "missing {want:?}\n{s}");
+    }
+    t.type_line("p");
+    let s = t.wait_for("EXIT=");
+    // A disk not erased needs a lead: exit 1.
+    assert!(s.contains("EXIT=1"), "{s}");
+    drop(held);
+
+    // The outbox: one signed certificate with both disks, the operator and the second person, and the
+    // receipt beside it; the server saw the certificate only after it was stored.
+    let outbox = dir.join("outbox");
+    let certs = certificates(&outbox);
+    assert_eq!(certs.len(), 1, "{certs:?}");
+    let bytes = std::fs::read(&certs[0]).unwrap();
+    let station = lapterop_certificate::keys::fixture_key("flow test station").verifying_key();
+    let cert = lapterop_certificate::verify(&bytes, &station).unwrap();
+    assert_eq!(cert.operator.name, "An Peeters");
+    assert_eq!(cert.verifier.as_ref().unwrap().name, "Els");
+    let outcome = |name: &str| cert.disks.iter().find(|d| d.device == name).unwrap().outcome.status;
+    assert_eq!(outcome(good.name()), lapterop_certificate::OutcomeStatus::Erased);
+    assert_eq!(outcome(busy.name()), lapterop_certificate::OutcomeStatus::NotErased);
+    assert!(outbox.join(format!("{}.receipt.json", cert.id)).exists());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.ids, std::slice::from_ref(&cert.id));
+    assert_eq!(seen.in_outbox_first, [true]);
+    assert!(s.contains(&format!("{url}/d/{}", cert.id)), "{s}");
+    // The disks: the confirmed one reads back as zeros, the busy one is untouched.
+    assert!(std::fs::read(&good.file).unwrap().iter().all(|b| *b == 0));
+    assert_eq!(busy.digest(), busy_before, "the busy disk was written");
+    // The laptop's log on the stick has the run, with the codes.
+    let logs: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    for want in [
+        "interactive flow by An Peeters, checked by Els",
+        &format!("confirmed: wiping {}", good.name()),
+        &format!("LAP-R01 {}: NOT ERASED: not wiped", busy.name()),
+        &format!("certificate {} saved in the outbox", cert.id),
+        "certificate sent; receipt stored beside it",
+        "volunteer chose power off",
+    ] {
+        assert!(log.contains(want), "log misses {want:?}:\n{log}");
+    }
+}
+
+/// The flow in English (switched to Dutch and back with L), cancelled at the plan with Q: the disk is
+/// byte for byte as before, no certificate is written, and the log says it was cancelled. The upload
+/// server is a closed port, and nothing is sent because nothing was certified.
+#[test]
+fn tmux_flow_in_english_cancelled_at_the_plan_writes_nothing() {
+    if !root("flow-en") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = stick(work.path(), "[ui]\nlanguage = \"en\"\n");
+    let disk = Loop::new(8);
+    let before = disk.digest();
+    let stick_arg = dir.display().to_string();
+    let Some(t) = tmux_or_skip("flow-en", &["flow", "--stick", &stick_arg, "--only", &disk.dev]) else {
+        return;
+    };
+    t.wait_for("Your name or volunteer code:");
+    t.type_line("Bob");
+    t.wait_for("Checks before we start");
+    t.type_line("L");
+    t.wait_for("Controles vooraf");
+    t.type_line("l");
+    t.wait_count("Checks before we start", 2);
+    t.type_line("");
+    t.wait_for("This laptop");
+    t.type_line("");
+    // A loop device has no serial number: the word ERASE is asked instead.
+    let s = t.wait_for(&format!(
+        "To erase {}, type the word ERASE, or Q to cancel:",
+        disk.name()
+    ));
+    assert!(s.contains("Plan: these disks will be ERASED"), "{s}");
+    t.type_line("q");
+    let s = t.wait_for("Type N and Enter for the next laptop");
+    assert!(s.contains("Cancelled. Nothing was erased."), "{s}");
+    t.type_line("n");
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("EXIT=2"), "{s}");
+    assert!(!s.contains("LAPTEROP-JOB-DONE"), "{s}");
+    assert_eq!(disk.digest(), before, "a cancelled flow wrote to the disk");
+    assert!(certificates(&dir.join("outbox")).is_empty());
+    let logs: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(log.contains("interactive flow by Bob"), "{log}");
+    assert!(log.contains("cancelled at the plan; nothing was written"), "{log}");
 }

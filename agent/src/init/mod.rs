@@ -260,8 +260,13 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
                 },
             }
         }
+        "interactive" => Ending {
+            reason: crate::flow::console(&site, &dir, Some(stick_disk)),
+            power_off: true,
+        },
         other => rescue(format!(
-            "the {other} flow is not part of this build yet; the rescue shell lets a lead look around"
+            "lapterop.mode={other} is not a mode (use interactive, unattended, upload or rescue); the rescue shell \
+             lets a lead look around"
         )),
     }
 }

@@ -93,6 +93,10 @@ pub enum Exclusion {
     InUse,
     /// Read-only.
     ReadOnly,
+    /// Attached by USB, removable or virtual: not part of the laptop.
+    External,
+    /// An internal disk left out because the run names its disks (`--only`).
+    NotChosen,
 }
 
 /// Colours used on screens.
@@ -188,6 +192,8 @@ pub struct UiConfig {
     pub ask_verifier: bool,
     /// Below this battery level an unplugged laptop stops at pre-flight, percent.
     pub battery_min_percent: u32,
+    /// Keyboard layout of the laptop's console (a busybox binary keymap `NAME.bmap`: `be`, `us`, ...).
+    pub keymap: Option<String>,
 }
 
 impl Default for UiConfig {
@@ -199,6 +205,7 @@ impl Default for UiConfig {
             operator: None,
             ask_verifier: false,
             battery_min_percent: 30,
+            keymap: None,
         }
     }
 }
@@ -214,7 +221,16 @@ impl UiConfig {
     /// Parses and checks the `[ui]` table of a site config (the defaults when absent; unknown keys inside
     /// it are refused so a typo is noticed); one line saying what is wrong.
     pub fn from_site_toml(text: &str) -> Result<Self, String> {
-        let site: SiteConfig = toml::from_str(text).map_err(|e| format!("site config [ui]: {e}"))?;
+        let site: SiteConfig = toml::from_str(text).map_err(|e| {
+            // One line: the TOML error's own layout (source line, caret) does not fit a console message.
+            let text = e.to_string();
+            let words: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && *l != "|")
+                .collect();
+            format!("site config [ui]: {}", words.join(" "))
+        })?;
         site.ui.validate()?;
         Ok(site.ui)
     }
@@ -225,6 +241,16 @@ impl UiConfig {
             if word.chars().filter(char::is_ascii_alphanumeric).count() < 4 || word.eq_ignore_ascii_case("q") {
                 return Err(format!(
                     "ui.confirm_word {word:?}: use a word of at least four letters or digits"
+                ));
+            }
+        }
+        if let Some(map) = &self.keymap {
+            let ok = !map.is_empty()
+                && map.len() <= 32
+                && map.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            if !ok {
+                return Err(format!(
+                    "ui.keymap {map:?}: use a keymap name such as \"be\" or \"us\" (letters, digits, - and _)"
                 ));
             }
         }
@@ -297,5 +323,8 @@ mod tests {
         assert!(UiConfig::from_site_toml("[ui]\nlanguge = \"en\"\n").is_err());
         assert!(UiConfig::from_site_toml("[ui]\nlanguage = \"fr\"\n").is_err());
         assert!(UiConfig::from_site_toml("[ui]\nconfirm_word = \"q\"\n").is_err());
+        assert!(UiConfig::from_site_toml("[ui]\nkeymap = \"../be\"\n").is_err());
+        let be = UiConfig::from_site_toml("[ui]\nkeymap = \"be-latin1\"\n").unwrap();
+        assert_eq!(be.keymap.as_deref(), Some("be-latin1"));
     }
 }

@@ -50,6 +50,7 @@ struct Task {
     done: u64,
     started: Instant,
     printed: Option<Instant>,
+    finished: bool,
 }
 
 /// `m:ss` or `h:mm:ss`.
@@ -137,6 +138,7 @@ impl<W: Write> Progress<W> {
             done: 0,
             started: Instant::now(),
             printed: None,
+            finished: false,
         });
         let lang = self.lang;
         if let Mode::Bars(multi, bars) = &mut self.mode {
@@ -198,7 +200,7 @@ impl<W: Write> Progress<W> {
     /// For plain output: prints the elapsed time of tasks that report no progress (call it now and then).
     pub fn tick_at(&mut self, now: Instant) {
         for i in 0..self.tasks.len() {
-            if self.tasks[i].total.is_none() {
+            if self.tasks[i].total.is_none() && !self.tasks[i].finished {
                 self.print(TaskId(i), now, false);
             }
         }
@@ -207,6 +209,9 @@ impl<W: Write> Progress<W> {
     /// Ends the task with a last line (`done`, `failed: ...`).
     pub fn finish(&mut self, id: TaskId, message: &str) {
         let now = Instant::now();
+        if let Some(t) = self.tasks.get_mut(id.0) {
+            t.finished = true;
+        }
         match &mut self.mode {
             Mode::Bars(_, bars) => {
                 if let Some(bar) = bars.get(id.0) {

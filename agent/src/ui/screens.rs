@@ -346,6 +346,8 @@ pub fn plan(lang: Lang, style: Style, disks: &[PlanDisk]) -> String {
         let why = match d.excluded {
             Some(Exclusion::BootStick) => lang.t(Key::PlanBootStick),
             Some(Exclusion::InUse) => lang.t(Key::PlanInUse),
+            Some(Exclusion::External) => lang.t(Key::PlanExternal),
+            Some(Exclusion::NotChosen) => lang.t(Key::PlanNotChosen),
             Some(Exclusion::ReadOnly) | None => lang.t(Key::PlanReadOnly),
         };
         let label = format!("[{}]", lang.t(Key::PlanExcluded));
