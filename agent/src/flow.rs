@@ -301,9 +301,13 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
     if let Some(line) = job::install_line(site, install.as_ref()) {
         log.line(
             (!install_ok(install.as_ref())).then_some(screens::CODE_INSTALL_FAILED),
-            line.trim_start_matches("lapterop: "),
+            line.trim_start_matches("lapterop: ")
+                .trim_start_matches(screens::CODE_INSTALL_FAILED)
+                .trim_start(),
         );
     }
+
+    let (install, install_failure) = job::certifiable_install(install);
 
     // The certificate: signed and in the outbox before any upload is tried.
     let refused = disks.refused_records();
@@ -357,6 +361,7 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
         certificate_file,
         upload,
         donor_url,
+        install_failure,
         stages: Vec::new(),
     };
     println!("{}", result.marker());
@@ -364,6 +369,9 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
     // The result.
     let results = disk_results(&result.certificate.disks);
     let install_state = match &result.certificate.install {
+        _ if result.install_failure.is_some() => {
+            InstallState::Failed(result.install_failure.clone().unwrap_or_default())
+        }
         None if site.install.is_none() => InstallState::Skipped,
         None => InstallState::Failed(
             job::install_line(site, None)

@@ -411,4 +411,47 @@ mod tests {
         assert_eq!(outbox.pending().unwrap().len(), 1);
         fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn a_server_that_goes_away_mid_upload_loses_nothing() {
+        use std::io::Read;
+        let dir = tempdir("away");
+        let outbox = Outbox::open(&dir).unwrap();
+        let entry = outbox.store(&signed("05"), None).unwrap();
+        let before = fs::read(&entry.certificate).unwrap();
+        // Accepts each connection, reads part of the request, and hangs up without an answer.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut got = 0;
+            for stream in listener.incoming().take(2) {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 64];
+                got += stream.read(&mut buf).unwrap();
+                drop(stream);
+            }
+            got
+        });
+        let up = Uploader::new(&format!("http://{addr}"), None, Duration::from_secs(5));
+        let result = upload_with_backoff(
+            &outbox,
+            &up,
+            2,
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(server.join().unwrap() > 0, "the server saw the request start");
+        match &result[0].1 {
+            Sent::Failed(e) => assert!(e.retryable(), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        // Still pending, byte for byte the same, no receipt, no temporary file.
+        assert_eq!(outbox.pending().unwrap(), vec![entry.clone()]);
+        assert_eq!(fs::read(&entry.certificate).unwrap(), before);
+        assert!(!entry.receipt.exists());
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
 }

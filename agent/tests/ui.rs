@@ -851,3 +851,65 @@ fn tmux_flow_in_english_cancelled_at_the_plan_writes_nothing() {
     assert!(log.contains("interactive flow by Bob"), "{log}");
     assert!(log.contains("cancelled at the plan; nothing was written"), "{log}");
 }
+
+/// The flow with the site's countdown instead of a typed confirmation, in English, with the operator
+/// from the config: the countdown runs out, the disk is wiped, the OS image the config names is not on
+/// the stick so the install fails with its reason (`LAP-I01`), and without a server the certificate
+/// waits on the stick (`LAP-N01`).
+#[test]
+fn tmux_flow_countdown_runs_out_and_a_missing_image_fails_the_install() {
+    if !root("flow-countdown") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image_key = lapterop_certificate::keys::fixture_key("flow test image");
+    let dir = stick(
+        work.path(),
+        "[install]\nimage = \"images/missing.osimg\"\n\n\
+         [ui]\nlanguage = \"en\"\noperator = \"Station 3\"\nunattended_countdown_secs = 1\n",
+    );
+    lapterop_certificate::keys::write_keypair(&dir.join("image"), &image_key).unwrap();
+    let disk = Loop::new(8);
+    let before = disk.digest();
+    let stick_arg = dir.display().to_string();
+    let Some(t) = tmux_or_skip("flow-countdown", &["flow", "--stick", &stick_arg, "--only", &disk.dev]) else {
+        return;
+    };
+    t.wait_for("Checks before we start");
+    t.type_line("");
+    t.wait_for("This laptop");
+    t.type_line("");
+    t.wait_for("Erasing starts in 1 s.");
+    let s = t.wait_long("Type N and Enter for the next laptop", Duration::from_secs(120));
+    assert!(!s.contains("Your name or volunteer code:"), "{s}");
+    for want in [
+        "Starting now.",
+        "E R A S E D",
+        "LAP-I01 Software NOT installed: opening",
+        "missing.osimg",
+        "LAP-N01 Certificate saved on the stick",
+        "outcome=erased install=failed upload=no-server",
+    ] {
+        assert!(s.contains(want), "missing {want:?}\n{s}");
+    }
+    t.type_line("p");
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("EXIT=1"), "{s}");
+    assert_ne!(disk.digest(), before, "the disk was not wiped");
+    let certs = certificates(&dir.join("outbox"));
+    assert_eq!(certs.len(), 1);
+    let station = lapterop_certificate::keys::fixture_key("flow test station").verifying_key();
+    let cert = lapterop_certificate::verify(&std::fs::read(&certs[0]).unwrap(), &station).unwrap();
+    assert_eq!(cert.operator.name, "Station 3");
+    assert_eq!(cert.overall_outcome(), lapterop_certificate::OutcomeStatus::Erased);
+    // An image that was never opened has no identity to record: the certificate carries no install
+    // (the failure is on the screen, in the marker line and in the log).
+    assert!(cert.install.is_none(), "{:?}", cert.install);
+    let logs: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(log.contains("LAP-I01 install failed: opening"), "{log}");
+    assert!(log.contains("missing.osimg"), "{log}");
+}
