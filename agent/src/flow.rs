@@ -756,8 +756,9 @@ pub fn cli(args: &FlowArgs) -> ExitCode {
     }
 }
 
-/// The live image's interactive mode: runs the flow on the console until the volunteer chooses power
-/// off; the operators are remembered for the boot under `/run`. Returns why the boot ends.
+/// The live image's interactive mode: loads the site's keyboard layout, runs the flow once on the
+/// console (the operators are remembered for the boot under `/run`) and returns why the boot ends. Both
+/// answers end in power off: "next laptop" means the stick moves on to another machine.
 pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>) -> String {
     if let Some(map) = &site.ui.keymap {
         match load_keymap(map, dir) {
@@ -766,30 +767,23 @@ pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>) -> String {
         }
     }
     let stop = AtomicBool::new(false);
-    let remember = Path::new("/run/lapterop/operators.json");
     let flow = Flow {
         site,
         dir,
         stick_disk,
         only: &[],
         stop: &stop,
-        remember: Some(remember),
+        remember: Some(Path::new("/run/lapterop/operators.json")),
     };
     let mut keys = Keys::stdin();
     let mut out = io::stdout();
-    loop {
-        match run(&flow, &mut keys, &mut out, Style::detect()) {
-            Ok(FlowEnd {
-                next: Next::NextMachine,
-                ..
-            }) => {
-                // Sync the outbox and the log before anything else happens to this machine.
-                nix::unistd::sync();
-                println!();
-            }
-            Ok(_) => return "the volunteer chose power off".into(),
-            Err(e) => return format!("the console failed: {e}"),
-        }
+    match run(&flow, &mut keys, &mut out, Style::detect()) {
+        Ok(FlowEnd {
+            next: Next::NextMachine,
+            ..
+        }) => "done; take the stick out and put it into the next laptop".into(),
+        Ok(_) => "done; the volunteer chose power off".into(),
+        Err(e) => format!("the console failed: {e}"),
     }
 }
 

@@ -611,6 +611,16 @@ fn certificates(outbox: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The one per-machine log in the stick's `logs/`.
+fn machine_log(stick: &Path) -> String {
+    let logs: Vec<PathBuf> = std::fs::read_dir(stick.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    std::fs::read_to_string(&logs[0]).unwrap()
+}
+
 /// What the test server saw of one upload.
 #[derive(Debug, Default)]
 struct Seen {
@@ -784,12 +794,7 @@ fn tmux_flow_on_loop_devices_in_dutch_with_a_busy_disk() {
     assert!(std::fs::read(&good.file).unwrap().iter().all(|b| *b == 0));
     assert_eq!(busy.digest(), busy_before, "the busy disk was written");
     // The laptop's log on the stick has the run, with the codes.
-    let logs: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(logs.len(), 1, "{logs:?}");
-    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    let log = machine_log(&dir);
     for want in [
         "interactive flow by An Peeters, checked by Els",
         &format!("confirmed: wiping {}", good.name()),
@@ -843,11 +848,7 @@ fn tmux_flow_in_english_cancelled_at_the_plan_writes_nothing() {
     assert!(!s.contains("LAPTEROP-JOB-DONE"), "{s}");
     assert_eq!(disk.digest(), before, "a cancelled flow wrote to the disk");
     assert!(certificates(&dir.join("outbox")).is_empty());
-    let logs: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    let log = machine_log(&dir);
     assert!(log.contains("interactive flow by Bob"), "{log}");
     assert!(log.contains("cancelled at the plan; nothing was written"), "{log}");
 }
@@ -905,11 +906,7 @@ fn tmux_flow_countdown_runs_out_and_a_missing_image_fails_the_install() {
     // An image that was never opened has no identity to record: the certificate carries no install
     // (the failure is on the screen, in the marker line and in the log).
     assert!(cert.install.is_none(), "{:?}", cert.install);
-    let logs: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    let log = machine_log(&dir);
     assert!(log.contains("LAP-I01 install failed: opening"), "{log}");
     assert!(log.contains("missing.osimg"), "{log}");
 }
