@@ -777,7 +777,7 @@ pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>) -> String {
     };
     let mut keys = Keys::stdin();
     let mut out = io::stdout();
-    match run(&flow, &mut keys, &mut out, Style::detect()) {
+    match run(&flow, &mut keys, &mut out, console_style()) {
         Ok(FlowEnd {
             next: Next::NextMachine,
             ..
@@ -787,9 +787,39 @@ pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>) -> String {
     }
 }
 
+/// Colour on the laptop's own screen: PID 1 has no `TERM`, so the kernel's list of active consoles
+/// decides (colour only when every one is a virtual terminal, none a serial line).
+fn console_style() -> Style {
+    if std::env::var_os("TERM").is_some() {
+        return Style::detect();
+    }
+    let active = std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+    Style {
+        colour: only_virtual_terminals(&active) && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// Whether `/sys/class/tty/console/active` (`tty0 ttyS0`) lists only virtual terminals.
+fn only_virtual_terminals(active: &str) -> bool {
+    let mut names = active.split_whitespace().peekable();
+    names.peek().is_some()
+        && names.all(|n| {
+            n.strip_prefix("tty")
+                .is_some_and(|d| d.chars().all(|c| c.is_ascii_digit()))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_virtual_terminals() {
+        assert!(only_virtual_terminals("tty0\n"));
+        assert!(!only_virtual_terminals("ttyS0 tty0\n"));
+        assert!(!only_virtual_terminals("hvc0"));
+        assert!(!only_virtual_terminals(""));
+    }
 
     #[test]
     fn wipe_phases_map_to_screen_steps() {
