@@ -242,7 +242,8 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
             site.ui.confirm_word.as_deref(),
         )?,
     };
-    if decision == Decision::Cancelled {
+    // Ctrl-C at a question (see `cli`) counts as cancelling: nothing has been written yet.
+    if decision == Decision::Cancelled || flow.stop.load(Ordering::Relaxed) {
         log.line(None, "cancelled at the plan; nothing was written");
         drop(disks);
         let next = s.next(&|l: Lang| format!("\n{}\n{}\n", l.t(Key::Cancelled), l.t(Key::NextMachine)))?;
@@ -730,7 +731,10 @@ pub fn cli(args: &FlowArgs) -> ExitCode {
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
+    // The first Ctrl-C stops a running wipe (its disks are certified not erased) or cancels at the next
+    // question; a second one ends the program at once.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop));
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
     let flow = Flow {

@@ -1,6 +1,7 @@
 //! The volunteer's screens: both languages complete and not mixed, every error code documented, the
-//! pre-flight command on a built sysfs tree, and the interactive prompts driven through tmux like a
-//! volunteer at the keyboard.
+//! pre-flight command on a built sysfs tree, the interactive prompts driven through tmux like a
+//! volunteer at the keyboard, and the whole interactive flow (`lapterop-agent flow`) on loop devices
+//! (root only: skipped loudly otherwise, failing when `LAPTEROP_REQUIRE_ROOT_TESTS=1`).
 
 // Test helpers panic on purpose when the environment is broken.
 #![allow(clippy::unwrap_used)]
