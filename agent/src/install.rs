@@ -141,12 +141,14 @@ pub fn install_onto(
     record.root_hash = m.root.to_string();
     record.signer_key_id = image.signer_key_id().to_owned();
     let result = install::install(&mut image, &DiskTarget(claimed), options, progress);
-    // Let the kernel see the new (or wiped) partition table; partitions appear a moment later.
+    // Let the kernel see the new (or wiped) partition table; partitions appear a moment later. Only
+    // "busy" is worth waiting for; a device without partition support (a loop device without
+    // --partscan) answers EINVAL at once and every time.
     for _ in 0..20 {
-        if crate::sys::reread_partitions(&claimed.file).is_ok() {
-            break;
+        match crate::sys::reread_partitions(&claimed.file) {
+            Err(e) if e.is_busy() => std::thread::sleep(std::time::Duration::from_millis(100)),
+            _ => break,
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     match result {
         Ok(r) => {
