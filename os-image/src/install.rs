@@ -44,7 +44,7 @@ impl FileTarget {
     }
 }
 
-static ZEROS: [u8; 1 << 16] = [0u8; 1 << 16];
+static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
 
 /// Writes zeros over a range with ordinary writes.
 pub fn write_zeros(target: &(impl Target + ?Sized), offset: u64, len: u64) -> io::Result<()> {
