@@ -45,7 +45,7 @@ if [ ! -f "$disk" ]; then
 fi
 echo "== source: $(du -h --apparent-size "$disk" | cut -f1) logical, $(du -h "$disk" | cut -f1) allocated"
 
-"$bench" key "$work/bench"
+[ -f "$work/bench.pub" ] || "$bench" key "$work/bench"
 [ -f "$work/disk.osimg" ] || "$bench" pack "$disk" "$work/disk.osimg" 3
 [ -f "$work/disk.img.zst" ] || zstd -q -T0 -3 "$disk" -o "$work/disk.img.zst"
 [ -f "$work/disk.bmap" ] || bmaptool -q create "$disk" -o "$work/disk.bmap"

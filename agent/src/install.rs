@@ -231,7 +231,24 @@ pub fn run(args: &InstallArgs) -> ExitCode {
         read_back: !args.no_read_back,
         ..InstallOptions::default()
     };
-    let record = install_onto(&claimed, &args.image, &trusted, &options, &|_| {});
+    // Plain lines at most once a second: fetched vs decoded vs written tells a slow server or stick
+    // from a slow disk.
+    let last = std::sync::Mutex::new(std::time::Instant::now());
+    let progress = |p: install::Progress| {
+        let Ok(mut last) = last.lock() else { return };
+        if last.elapsed() >= std::time::Duration::from_secs(1) {
+            *last = std::time::Instant::now();
+            eprintln!(
+                "fetched {} MiB, decoded {} MiB, written {} of {} MiB, read back {} MiB",
+                p.read >> 20,
+                p.decoded >> 20,
+                p.written >> 20,
+                p.total >> 20,
+                p.verified >> 20
+            );
+        }
+    };
+    let record = install_onto(&claimed, &args.image, &trusted, &options, &progress);
     match record.status {
         InstallStatus::Installed => {
             println!(
