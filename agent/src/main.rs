@@ -38,6 +38,10 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// The whole job for this laptop from the stick's site config: audit, wipe every internal disk,
+    /// install the OS image, certificate into the outbox, upload. Exit 0 done, 1 a lead must look,
+    /// 2 nothing done, 3 only the upload waits for the network.
+    Run(lapterop_agent::job::RunArgs),
     /// Run as PID 1 of the live image: mount, coldplug, network, find the stick, run the flow.
     Init {
         /// Run even when not PID 1 (inside a VM's shell, for tests).
@@ -79,6 +83,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // As /init of the live image the kernel starts us as PID 1 with no subcommand (and may pass stray
+    // command-line words as arguments): that is `init`.
+    if std::process::id() == 1 {
+        return run_init(false);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {
@@ -91,21 +100,26 @@ fn main() -> ExitCode {
             outbox,
             server_key,
         } => lapterop_agent::outbox::upload_command(&server, &outbox, server_key.as_deref()),
-        Command::Init { force } => match lapterop_agent::init::run(force) {
-            Ok(never) => match never {},
-            Err(e) => {
-                eprintln!("lapterop-agent init: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Init { force } => run_init(force),
         Command::Probe { device } => lapterop_agent::drive::probe_command(&device),
         Command::FirmwareErase { device, method, yes } => {
             lapterop_agent::drive::firmware_erase_command(&device, method, yes)
         }
         Command::Audit(args) => lapterop_agent::audit::cli(&args),
         Command::Disks { json, devices } => lapterop_agent::disk::list_command(json, &devices),
+        Command::Run(args) => lapterop_agent::job::cli(&args),
         Command::Wipe(args) => lapterop_agent::wipe::run(args),
         Command::Preflight(args) => lapterop_agent::preflight::cli(&args),
         Command::UiDemo(args) => lapterop_agent::ui::demo::run(&args),
+    }
+}
+
+fn run_init(force: bool) -> ExitCode {
+    match lapterop_agent::init::run(force) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("lapterop-agent init: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -488,3 +488,89 @@ fn dm_error_target_gives_exact_bad_ranges() {
     assert_eq!(r, [(RangeOp::Read, 1000, 8), (RangeOp::Read, 20000, 1)]);
     cert_verifies(&cert, &public);
 }
+
+/// `lapterop-agent run` on two loop devices from a stick directory: both disks wiped and read back, the
+/// OS image installed onto the larger one, the certificate (with the laptop's audit as its host
+/// section and the install record) signed into the outbox before the upload is tried; the server is
+/// not there, so the certificate waits (exit 3) and nothing is lost.
+#[test]
+fn run_wipes_installs_and_keeps_the_certificate_when_the_server_is_away() {
+    if !root("run") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let img = support::osimage::Reference::ext4();
+    let stick = work.path().join("stick/lapterop");
+    std::fs::create_dir_all(stick.join("images")).unwrap();
+    std::fs::copy(&img.image, stick.join("images/pupil.osimg")).unwrap();
+    std::fs::copy(&img.trust, stick.join("image.pub")).unwrap();
+    let station = lapterop_certificate::keys::fixture_key("run test station");
+    lapterop_certificate::keys::write_keypair(&stick.join("station"), &station).unwrap();
+    // A closed port on loopback: the upload fails at once and is retried a few times.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        stick.join("site.toml"),
+        format!(
+            "[station]\norganisation = \"Iedereendigitaal@Leuven\"\nsite = \"test bench\"\n\n\
+             [server]\nurl = \"http://{closed}\"\n\n[wipe]\npattern = \"random\"\nverify = \"full\"\n\n\
+             [install]\nimage = \"images/pupil.osimg\"\ntarget = \"largest\"\n\n[flow]\nmode = \"unattended\"\n"
+        ),
+    )
+    .unwrap();
+    let small = Loop::new(16 * MIB, 512);
+    let large = Loop::new(80 * MIB, 512);
+    let out = run(Command::new(agent())
+        .args(["run", "--stick"])
+        .arg(&stick)
+        .args(["--only", &small.dev, "--only", &large.dev]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("outcome=erased install=installed upload=waiting"),
+        "{stdout}"
+    );
+    let outbox = stick.join("outbox");
+    let mut certs: Vec<PathBuf> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".json") && !p.to_string_lossy().contains(".audit."))
+        .collect();
+    assert_eq!(certs.len(), 1, "one certificate, no receipt: {certs:?}");
+    let bytes = std::fs::read(certs.pop().unwrap()).unwrap();
+    let cert = lapterop_certificate::verify(&bytes, &station.verifying_key()).unwrap();
+    assert_eq!(cert.overall_outcome(), OutcomeStatus::Erased);
+    assert_eq!(cert.disks.len(), 2);
+    let host = cert.host.as_ref().expect("the audit's host section");
+    assert_eq!(host.device_id.len(), 64, "{}", host.device_id);
+    assert!(outbox.join(format!("{}.audit.json", cert.id)).exists());
+    let install = cert.install.as_ref().expect("install record");
+    assert_eq!(
+        install.status,
+        lapterop_certificate::model::InstallStatus::Installed,
+        "{install:?}"
+    );
+    assert_eq!(
+        install.target_device,
+        Path::new(&large.dev).file_name().unwrap().to_str().unwrap()
+    );
+    assert!(install.chunks_verified > 0);
+    let v = ok(Command::new("sgdisk").arg("-v").arg(&large.dev));
+    assert!(v.contains("No problems found"), "{v}");
+    // The small disk was read back in full: every byte checked, none different.
+    let small_rec = cert
+        .disks
+        .iter()
+        .find(|d| Path::new(&small.dev).ends_with(&d.device))
+        .unwrap();
+    let ver = small_rec.verification.as_ref().unwrap();
+    assert_eq!((ver.bytes_read, ver.mismatched_blocks), (16 * MIB, 0), "{ver:?}");
+}

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use lapterop_agent::disk::{self, Discovery, SafetyConfig};
@@ -16,141 +16,31 @@ use lapterop_agent::install::install_onto;
 use lapterop_certificate::model::{InstallRecord, InstallStatus};
 use lapterop_certificate::VerifyingKey;
 use lapterop_osimage::format::{ExtentKind, Manifest};
-use lapterop_osimage::{Image, InstallOptions, SeekSource};
+use lapterop_osimage::InstallOptions;
 
 mod support;
 
 use support::httpd::{Fault, Script, Served, Server};
+use support::osimage::{ext4_files, noise, Reference};
 use support::{agent, ok, root, run, Loop, MIB};
 
-/// A packed reference disk with one partition, and the keys around it.
-struct Reference {
-    work: tempfile::TempDir,
-    /// The partition's filesystem as made by mkfs.
-    fs: PathBuf,
-    fs_mib: u64,
-    image: PathBuf,
-    key: lapterop_certificate::SigningKey,
-    trust: PathBuf,
-    other: PathBuf,
-}
-
-impl Reference {
-    /// `mkfs` (its arguments, then the file) makes a `fs_mib` partition of GPT type `type_code` from
-    /// `files`; the disk is `fs_mib + 24` MiB.
-    fn build(files: &[(&str, Vec<u8>)], fs_mib: u64, type_code: &str, mkfs: &dyn Fn(&Path, &Path)) -> Reference {
-        let work = tempfile::tempdir().unwrap();
-        let dir = work.path().join("files");
-        for (name, bytes) in files {
-            let p = dir.join(name);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, bytes).unwrap();
-        }
-        let fs = work.path().join("part.fs");
-        File::create(&fs).unwrap().set_len(fs_mib * MIB).unwrap();
-        mkfs(&dir, &fs);
-        let src = work.path().join("reference.raw");
-        File::create(&src).unwrap().set_len((fs_mib + 24) * MIB).unwrap();
-        ok(Command::new("sgdisk")
-            .args([
-                "-n",
-                &format!("1:2048:+{fs_mib}M"),
-                "-t",
-                &format!("1:{type_code}"),
-                "-c",
-                "1:system",
-            ])
-            .arg(&src));
-        ok(Command::new("dd")
-            .arg(format!("if={}", fs.display()))
-            .arg(format!("of={}", src.display()))
-            .args(["bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"]));
-        let key = lapterop_certificate::keys::fixture_key("install test image key");
-        let image = work.path().join("pupil.osimg");
-        let mut opts = lapterop_osimage::pack::PackOptions::new("pupil-desktop", "2026.11");
-        opts.level = 3;
-        lapterop_osimage::pack::pack(&src, &image, &key, &opts).unwrap();
-        let public = work.path().join("image");
-        lapterop_certificate::keys::write_keypair(&public, &key).unwrap();
-        let other = work.path().join("other");
-        lapterop_certificate::keys::write_keypair(&other, &lapterop_certificate::keys::fixture_key("someone else"))
-            .unwrap();
-        Reference {
-            fs,
-            fs_mib,
-            image,
-            key,
-            trust: public.with_extension("pub"),
-            other: other.with_extension("pub"),
-            work,
-        }
+/// The installed partition equals the source filesystem in every block the image does not mark
+/// `skip`, and its files read back identical through debugfs.
+fn check_ext4(r: &Reference, l: &Loop, sector: u32) {
+    let start = first_sector(&l.dev) * u64::from(sector);
+    let (m, _) = r.manifest();
+    same_outside_skips(&m, &r.fs, &l.file, start);
+    let p1 = Loop::over(&l.file, start, r.fs_mib * MIB);
+    for (name, bytes) in ext4_files() {
+        let out = r.work.path().join("dumped");
+        ok(Command::new("debugfs")
+            .args(["-R", &format!("dump /{name} {}", out.display())])
+            .arg(&p1.dev));
+        assert!(
+            std::fs::read(&out).unwrap() == bytes,
+            "{name} differs on {sector}-byte sectors"
+        );
     }
-
-    /// An ext4 partition (40 MiB) holding a letter and 6 MiB of incompressible bytes, so the image
-    /// has several frames and a stream several MiB long.
-    fn ext4() -> Reference {
-        Reference::build(&ext4_files(), 40, "8300", &|dir, fs| {
-            ok(Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-b", "4096", "-d"])
-                .arg(dir)
-                .arg(fs));
-        })
-    }
-
-    fn manifest(&self) -> (Manifest, u64) {
-        let image = Image::open(SeekSource(File::open(&self.image).unwrap()), &self.verifying_key()).unwrap();
-        (image.manifest().clone(), image.header().data_offset())
-    }
-
-    fn verifying_key(&self) -> VerifyingKey {
-        self.key.verifying_key()
-    }
-
-    /// The image file offset of the middle of the largest data frame.
-    fn middle_of_a_frame(&self) -> u64 {
-        let (m, data_offset) = self.manifest();
-        let (_, e) = m.data_extents().max_by_key(|(_, e)| e.frame_length).unwrap();
-        data_offset + e.frame_offset.unwrap() + e.frame_length.unwrap() / 2
-    }
-
-    /// The installed partition equals the source filesystem in every block the image does not mark
-    /// `skip`, and its files read back identical through debugfs.
-    fn check_ext4(&self, l: &Loop, sector: u32) {
-        let start = first_sector(&l.dev) * u64::from(sector);
-        let (m, _) = self.manifest();
-        same_outside_skips(&m, &self.fs, &l.file, start);
-        let p1 = Loop::over(&l.file, start, self.fs_mib * MIB);
-        for (name, bytes) in ext4_files() {
-            let out = self.work.path().join("dumped");
-            ok(Command::new("debugfs")
-                .args(["-R", &format!("dump /{name} {}", out.display())])
-                .arg(&p1.dev));
-            assert!(
-                std::fs::read(&out).unwrap() == bytes,
-                "{name} differs on {sector}-byte sectors"
-            );
-        }
-    }
-}
-
-fn ext4_files() -> Vec<(&'static str, Vec<u8>)> {
-    let letter = "Welkom op je laptop! Iedereendigitaal@Leuven\n"
-        .repeat(200)
-        .into_bytes();
-    vec![("home/leerling/welkom.txt", letter), ("blob.bin", noise(6 << 20, 7))]
-}
-
-/// Incompressible bytes (xorshift), reproducible from `seed`.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[5]
-        })
-        .collect()
 }
 
 /// First sector of partition 1, as sgdisk reads it from the device.
@@ -270,7 +160,7 @@ fn install_writes_the_os_image_onto_loop_devices_of_both_sector_sizes() {
             b"EFI PART",
             "backup GPT header at the last LBA ({sector})"
         );
-        r.check_ext4(&l, sector);
+        check_ext4(&r, &l, sector);
     }
 }
 
@@ -324,7 +214,7 @@ fn install_over_http_survives_drops_a_503_and_a_damaged_frame() {
             .any(|s| s.range.as_deref() == Some(exact.as_str()) && s.status == 206 && !s.corrupted),
         "the damaged frame was not fetched again with {exact}: {log:#?}"
     );
-    r.check_ext4(&l, 4096);
+    check_ext4(&r, &l, 4096);
 
     // No Range support: everything comes from whole-file answers, a drop restarts from byte 0.
     let script = Script {
@@ -337,7 +227,7 @@ fn install_over_http_survives_drops_a_503_and_a_damaged_frame() {
         log.iter().all(|s| s.status == 200) && log.iter().any(|s| s.dropped),
         "{log:#?}"
     );
-    r.check_ext4(&l, 512);
+    check_ext4(&r, &l, 512);
 }
 
 /// Over HTTP, an image signed by another key and a truncated image are refused before anything is

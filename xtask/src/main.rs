@@ -3,6 +3,10 @@
 //! - `vm-run [--disk BUS:SIZE[:SECTOR]]... [--smbios ...]... [--nic MODEL] [--guestfwd RULE]... -- COMMAND...`
 //!   boots the live kernel with a test initramfs under QEMU (TCG) and runs COMMAND in the guest;
 //!   exits with the guest command's exit code (or 1 when the VM itself failed).
+//! - `e2e [--keep]`: the end-to-end run (docs/live-image.md): the live stick booted in QEMU under SeaBIOS
+//!   and under OVMF with Secure Boot against a simulated donated laptop, checked from the host.
+//! - `demo [--port PORT]`: the same scenario for a newcomer, ending with the donor page's URL and the
+//!   server left running until Ctrl-C.
 //! - `vm-bench`: boots the same kernel and modules twice, with the agent and as a bare busybox
 //!   initramfs, and prints both boot-to-marker times (for docs/benchmarks.md).
 
@@ -32,6 +36,20 @@ enum Cmd {
         /// The command (run by busybox sh in the guest; the static agent is /bin/lapterop-agent).
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// The end-to-end run: build, boot the stick in QEMU (BIOS, Secure Boot, offline then online, and a
+    /// refused boot under untrusted keys), check disks, stick and server from the host.
+    E2e {
+        /// Keep the working directory (disks, stick, consoles, server data) and print its path.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The demo: one laptop wiped, reinstalled and certified from the live stick in QEMU; prints the
+    /// donor page and keeps the server running until Ctrl-C.
+    Demo {
+        /// Port of the collection server on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
     },
     /// Measure boot-to-marker with the agent against a bare busybox initramfs (same kernel, modules).
     VmBench {
@@ -94,14 +112,28 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("xtask: {e}");
+            eprintln!("xtask: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn real_main() -> Result<ExitCode, vm::VmError> {
+fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
+        Cmd::E2e { keep } => {
+            let work = tempfile::Builder::new()
+                .prefix("lapterop-e2e-")
+                .tempdir_in(vm::target_dir())?;
+            let result = xtask::e2e::run(work.path(), None);
+            if keep || result.is_err() {
+                let kept = work.keep();
+                eprintln!("e2e: working directory kept: {}", kept.display());
+            }
+            result?;
+            println!("e2e: passed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo { port } => xtask::e2e::demo(port).map(|()| ExitCode::SUCCESS),
         Cmd::VmRun {
             vm: args,
             console,

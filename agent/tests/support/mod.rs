@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod httpd;
+pub mod osimage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
