@@ -1,20 +1,35 @@
 #!/bin/bash
-# Benchmark of the OS image installer core against bmaptool and zstd | dd (run by hand, as root or not).
+# Benchmark of the OS image install against bmaptool and zstd | dd, in the same run on the same targets
+# (run by hand, as root: it attaches loop devices).
 # Builds a ~2.1 GiB GPT disk (300 MiB FAT32 ESP + 1.8 GiB ext4 holding a copy of /usr/share), packs it,
-# then writes it onto a 4 GiB file on /dev/shm (pages allocated first) with:
-#   1. the installer core (osimage-bench install, read-back on, then off),
-#   2. bmaptool copy DISK.img.zst (with DISK.bmap),
-#   3. zstd -dc DISK.img.zst | dd of=TARGET bs=4M conv=notrunc.
-# Usage: scripts/bench-osimage.sh [WORKDIR]   (needs ~7 GiB free in WORKDIR and 4 GiB in /dev/shm)
+# then writes it onto two 4 GiB loop devices:
+#   ram:  over a file on /dev/shm whose pages are allocated first (fallocate),
+#   disk: over a file in WORKDIR, attached with --direct-io=on,
+# with, in each run:
+#   1. lapterop-agent install --yes (release build; O_DIRECT, read-back of every data chunk on),
+#   2. bmaptool copy --bmap DISK.bmap DISK.img.zst DEV,
+#   3. zstd -dc DISK.img.zst | dd of=DEV bs=4M oflag=direct,
+# and once per run the installer core onto the ram target's backing file for per-stage figures.
+# Usage: sudo scripts/bench-osimage.sh [WORKDIR] [RUNS]
+#   (needs ~8 GiB free in WORKDIR and 4 GiB in /dev/shm; everything it makes is removed on exit
+#    except the source disk and images in WORKDIR, which later runs reuse)
 set -euo pipefail
-work=${1:-/tmp/osimage-bench}
-target=/dev/shm/osimage-bench-target
+work=${1:-/var/tmp/osimage-bench}
+runs=${2:-3}
+shm=/dev/shm/osimage-bench-target
+disk_target=$work/disk-target.img
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cleanup() { rm -f "$target"; }
+loops=()
+cleanup() {
+  for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+  rm -f "$shm" "$disk_target"
+}
 trap cleanup EXIT
 mkdir -p "$work"
 cargo build --release -p lapterop-osimage --example osimage-bench
+cargo build --release -p lapterop-agent
 bench=$CARGO_TARGET_DIR/release/examples/osimage-bench
+agent=$CARGO_TARGET_DIR/release/lapterop-agent
 
 disk=$work/disk.raw
 if [ ! -f "$disk" ]; then
@@ -30,18 +45,37 @@ if [ ! -f "$disk" ]; then
 fi
 echo "== source: $(du -h --apparent-size "$disk" | cut -f1) logical, $(du -h "$disk" | cut -f1) allocated"
 
+[ -f "$work/bench.pub" ] || "$bench" key "$work/bench"
 [ -f "$work/disk.osimg" ] || "$bench" pack "$disk" "$work/disk.osimg" 3
 [ -f "$work/disk.img.zst" ] || zstd -q -T0 -3 "$disk" -o "$work/disk.img.zst"
 [ -f "$work/disk.bmap" ] || bmaptool -q create "$disk" -o "$work/disk.bmap"
 ls -l "$work/disk.osimg" "$work/disk.img.zst" "$work/disk.bmap"
 
-fresh_target() { rm -f "$target"; fallocate -l 4G "$target"; sync; }
-t() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "   wall $(echo "$e - $s" | bc) s"; }
+# Targets: 4 GiB each, sizes bounded; the shm file's pages are allocated before timing.
+rm -f "$shm" "$disk_target"
+fallocate -l 4G "$shm"
+fallocate -l 4G "$disk_target"
+ram=$(losetup --find --show "$shm"); loops+=("$ram")
+ondisk=$(losetup --find --show --direct-io=on "$disk_target"); loops+=("$ondisk")
+echo "== targets: ram $ram ($shm), disk $ondisk ($disk_target, direct-io on)"
 
-for run in 1 2 3; do
+t() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); printf '   wall %.2f s\n' "$(echo "$e - $s" | bc)"; }
+
+echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+for run in $(seq 1 "$runs"); do
   echo "== run $run"
-  fresh_target; echo "-- installer core, read-back on";  t "$bench" install "$work/disk.osimg" "$target" 512
-  fresh_target; echo "-- installer core, read-back off"; t "$bench" install "$work/disk.osimg" "$target" 512 --no-read-back
-  fresh_target; echo "-- bmaptool copy";                 t bmaptool -q copy --bmap "$work/disk.bmap" "$work/disk.img.zst" "$target"
-  fresh_target; echo "-- zstd -dc | dd";                 t sh -c "zstd -dc '$work/disk.img.zst' | dd of='$target' bs=4M conv=notrunc status=none"
+  for name in ram disk; do
+    dev=$ram; [ $name = disk ] && dev=$ondisk
+    echo "-- $name: lapterop-agent install (read-back on)"
+    t "$agent" install --yes --image "$work/disk.osimg" --trust "$work/bench.pub" "$dev"
+    echo "-- $name: bmaptool copy"
+    t bmaptool -q copy --bmap "$work/disk.bmap" "$work/disk.img.zst" "$dev"
+    echo "-- $name: zstd -dc | dd oflag=direct"
+    t sh -c "zstd -dc '$work/disk.img.zst' | dd of='$dev' bs=4M oflag=direct status=none"
+  done
+  echo "-- installer core onto the ram target's file (per-stage figures)"
+  losetup -d "$ram"
+  "$bench" install "$work/disk.osimg" "$shm" 512
+  ram=$(losetup --find --show "$shm"); loops+=("$ram")
 done
+echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

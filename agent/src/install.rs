@@ -5,7 +5,8 @@
 //! `O_EXCL`. The writing itself is the `lapterop-osimage` installer (first and last MiB wiped, GPT laid
 //! out for the disk's real size and sector size, chunks hash-checked before they are written, every
 //! data extent read back, the partition table last, wiped again on any error). This module is the
-//! block-device target behind it: `O_DIRECT` through aligned buffers, zero extents by `BLKZEROOUT`.
+//! block-device target behind it: `O_DIRECT` through aligned buffers, zero extents by `BLKZEROOUT`;
+//! and the image's source: a file on the stick, or an HTTP(S) URL read by range requests ([`http`]).
 
 use std::io;
 use std::path::PathBuf;
@@ -14,10 +15,12 @@ use std::process::ExitCode;
 use lapterop_certificate::model::{InstallRecord, InstallStatus};
 use lapterop_certificate::VerifyingKey;
 use lapterop_osimage::install::{self, InstallOptions, Target};
-use lapterop_osimage::reader::{Image, SeekSource};
+use lapterop_osimage::reader::{ChunkSource, Image, SeekSource};
 
 use crate::disk::{self, Claimed, Discovery, SafetyConfig};
 use crate::wipe::engine::AlignedBuf;
+
+pub mod http;
 
 /// A claimed disk as an installer target.
 #[derive(Debug)]
@@ -78,7 +81,8 @@ fn aligned_span(offset: u64, len: usize) -> (u64, usize) {
 /// `lapterop-agent install` arguments.
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
-    /// The OS image file (`lapterop-image-builder os-image pack`). HTTP(S) URLs are not in this build yet.
+    /// The OS image (`lapterop-image-builder os-image pack`): a file, or an http:// or https:// URL
+    /// on a server that answers range requests.
     #[arg(long)]
     pub image: String,
     /// The image key's public half: the image must be signed by it.
@@ -137,12 +141,14 @@ pub fn install_onto(
     record.root_hash = m.root.to_string();
     record.signer_key_id = image.signer_key_id().to_owned();
     let result = install::install(&mut image, &DiskTarget(claimed), options, progress);
-    // Let the kernel see the new (or wiped) partition table; partitions appear a moment later.
+    // Let the kernel see the new (or wiped) partition table; partitions appear a moment later. Only
+    // "busy" is worth waiting for; a device without partition support (a loop device without
+    // --partscan) answers EINVAL at once and every time.
     for _ in 0..20 {
-        if crate::sys::reread_partitions(&claimed.file).is_ok() {
-            break;
+        match crate::sys::reread_partitions(&claimed.file) {
+            Err(e) if e.is_busy() => std::thread::sleep(std::time::Duration::from_millis(100)),
+            _ => break,
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     match result {
         Ok(r) => {
@@ -157,13 +163,16 @@ pub fn install_onto(
     record
 }
 
-/// Opens and checks an image (header, signature, manifest) before any disk is touched.
-fn open_image(location: &str, trusted: &VerifyingKey) -> Result<Image<SeekSource<std::fs::File>>, String> {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return Err("installing from a URL is not in this build yet; copy the image to the stick".into());
-    }
-    let file = std::fs::File::open(location).map_err(|e| format!("opening {location}: {e}"))?;
-    Image::open(SeekSource(file), trusted).map_err(|e| format!("{location}: {e}"))
+/// Opens and checks an image (header, signature, manifest) before any disk is touched: a file, or an
+/// HTTP(S) URL read by range requests. Both go through the same [`Image::open`] checks.
+fn open_image(location: &str, trusted: &VerifyingKey) -> Result<Image<Box<dyn ChunkSource>>, String> {
+    let source: Box<dyn ChunkSource> = if http::is_url(location) {
+        Box::new(http::HttpSource::new(location, http::HttpPolicy::default()))
+    } else {
+        let file = std::fs::File::open(location).map_err(|e| format!("opening {location}: {e}"))?;
+        Box::new(SeekSource(file))
+    };
+    Image::open(source, trusted).map_err(|e| format!("{location}: {e}"))
 }
 
 /// Runs `lapterop-agent install`. Exit 0 installed and read back, 1 the install failed (the disk's
@@ -222,7 +231,24 @@ pub fn run(args: &InstallArgs) -> ExitCode {
         read_back: !args.no_read_back,
         ..InstallOptions::default()
     };
-    let record = install_onto(&claimed, &args.image, &trusted, &options, &|_| {});
+    // Plain lines at most once a second: fetched vs decoded vs written tells a slow server or stick
+    // from a slow disk.
+    let last = std::sync::Mutex::new(std::time::Instant::now());
+    let progress = |p: install::Progress| {
+        let Ok(mut last) = last.lock() else { return };
+        if last.elapsed() >= std::time::Duration::from_secs(1) {
+            *last = std::time::Instant::now();
+            eprintln!(
+                "fetched {} MiB, decoded {} MiB, written {} of {} MiB, read back {} MiB",
+                p.read >> 20,
+                p.decoded >> 20,
+                p.written >> 20,
+                p.total >> 20,
+                p.verified >> 20
+            );
+        }
+    };
+    let record = install_onto(&claimed, &args.image, &trusted, &options, &progress);
     match record.status {
         InstallStatus::Installed => {
             println!(

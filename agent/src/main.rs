@@ -87,6 +87,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // As /init of the live image the kernel starts us as PID 1 with no subcommand (and may pass stray
+    // command-line words as arguments): that is `init`.
+    if std::process::id() == 1 {
+        return run_init(false);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {
@@ -99,13 +104,7 @@ fn main() -> ExitCode {
             outbox,
             server_key,
         } => lapterop_agent::outbox::upload_command(&server, &outbox, server_key.as_deref()),
-        Command::Init { force } => match lapterop_agent::init::run(force) {
-            Ok(never) => match never {},
-            Err(e) => {
-                eprintln!("lapterop-agent init: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Init { force } => run_init(force),
         Command::Probe { device } => lapterop_agent::drive::probe_command(&device),
         Command::FirmwareErase { device, method, yes } => {
             lapterop_agent::drive::firmware_erase_command(&device, method, yes)
@@ -117,5 +116,15 @@ fn main() -> ExitCode {
         Command::Wipe(args) => lapterop_agent::wipe::run(args),
         Command::Preflight(args) => lapterop_agent::preflight::cli(&args),
         Command::UiDemo(args) => lapterop_agent::ui::demo::run(&args),
+    }
+}
+
+fn run_init(force: bool) -> ExitCode {
+    match lapterop_agent::init::run(force) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("lapterop-agent init: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }

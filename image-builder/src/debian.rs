@@ -1,7 +1,7 @@
 //! Pinned Debian packages: the lock list, the download cache, and extraction.
 //!
 //! The live image is made of Debian's own binaries (the signed kernel and its modules, busybox-static,
-//! later shim and GRUB). Which exact `.deb` files go in is decided by a committed lock list,
+//! shim and GRUB). Which exact `.deb` files go in is decided by a committed lock list,
 //! `image-builder/debian.lock`, one package per line:
 //!
 //! ```text
@@ -31,7 +31,16 @@ use sha2::{Digest, Sha256};
 
 /// The packages a lock list pins, as (role, apt package to resolve). A root ending in a metapackage
 /// (`linux-image-amd64`) is resolved to the versioned package it depends on.
-pub const ROOTS: &[(&str, &str)] = &[("kernel", "linux-image-amd64"), ("busybox", "busybox-static")];
+pub const ROOTS: &[(&str, &str)] = &[
+    ("kernel", "linux-image-amd64"),
+    ("busybox", "busybox-static"),
+    // Secure Boot chain: shim signed by Microsoft (UEFI CA 2011 and 2023), MokManager, Debian's signed GRUB.
+    ("shim", "shim-signed"),
+    ("shim-helpers", "shim-helpers-amd64-signed"),
+    ("grub-efi", "grub-efi-amd64-signed"),
+    // GRUB for BIOS: boot.img and the i386-pc modules core.img is made from.
+    ("grub-pc", "grub-pc-bin"),
+];
 
 /// The architecture every pinned package is for.
 pub const ARCH: &str = "amd64";
@@ -129,7 +138,7 @@ pub struct Lock {
 const LOCK_HEADER: &str = "\
 # Debian packages the live image is built from, pinned by lapterop-image-builder.
 # Regenerate with `lapterop-image-builder lock refresh` (after `apt-get update`) and commit the result.
-# role      package                         version                 arch   suite                sha256
+# role       package                         version                       arch   suite                sha256
 ";
 
 impl Lock {
@@ -187,7 +196,7 @@ impl Lock {
             // Writing to a String cannot fail.
             let _ = writeln!(
                 out,
-                "{:<11} {:<31} {:<23} {:<6} {:<20} {}",
+                "{:<12} {:<31} {:<29} {:<6} {:<20} {}",
                 e.role, e.package, e.version, e.arch, e.suite, e.sha256
             );
         }

@@ -46,11 +46,38 @@ pub const SETS: &[(&str, &[&str])] = &[
         ],
     ),
     ("nic", &["e1000e", "e1000", "virtio_net", "r8169", "igb"]),
-    ("fs", &["vfat", "ext4", "nls_cp437", "nls_iso8859_1", "dm_mod"]),
+    // vfat with Debian's defaults (codepage 437, iocharset ascii, utf8 names) loads nls_cp437 and nls_ascii.
+    (
+        "fs",
+        &[
+            "vfat",
+            "ext4",
+            "nls_cp437",
+            "nls_ascii",
+            "nls_utf8",
+            "nls_iso8859_1",
+            "dm_mod",
+        ],
+    ),
+    // What a live stick needs to find itself on any USB port, and a USB keyboard for the screens.
+    (
+        "usb",
+        &[
+            "xhci_pci",
+            "ehci_pci",
+            "ohci_pci",
+            "uhci_hcd",
+            "usb_storage",
+            "uas",
+            "sd_mod",
+            "usbhid",
+            "hid_generic",
+        ],
+    ),
 ];
 
 /// The default request: every named set.
-pub const DEFAULT_REQUEST: &[&str] = &["storage", "nic", "fs"];
+pub const DEFAULT_REQUEST: &[&str] = &["storage", "nic", "fs", "usb"];
 
 /// Errors of the module layer.
 #[derive(Debug, thiserror::Error)]

@@ -4,13 +4,20 @@
 //! - [`kmod`]: the kernel module set (closure over `modules.dep`, staging, depmod);
 //! - [`initramfs`]: a deterministic, compressed cpio `newc` writer;
 //! - [`build_initramfs`]: puts them together into the live initramfs (busybox, modules, agent,
-//!   `/init`).
+//!   `/init`);
+//! - [`live`]: the bootable stick image (MBR, GRUB for BIOS, shim + GRUB for UEFI, one FAT32
+//!   partition with the kernel, the initramfs and the site's data), built from [`mbr`], [`grub`] and
+//!   [`fat`].
 //!
-//! The GRUB/shim stick image builds on these (issue 8); `xtask` uses them to boot test VMs.
+//! `xtask` uses them to boot test VMs.
 
 pub mod debian;
+pub mod fat;
+pub mod grub;
 pub mod initramfs;
 pub mod kmod;
+pub mod live;
+pub mod mbr;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +45,19 @@ pub enum BuildError {
     /// busybox could not list its applets.
     #[error("running {0} --list-full: {1}")]
     Busybox(PathBuf, String),
+    /// The agent is to be `/init` but no agent binary was given.
+    #[error("the initramfs should start the agent as /init, but no agent binary was given (--agent PATH)")]
+    NoAgent,
+}
+
+/// What the kernel runs as PID 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Init {
+    /// This script (or program) is `/init`.
+    Script(Vec<u8>),
+    /// The agent is `/init` (`/init` is a symlink to `bin/lapterop-agent`, which starts its boot
+    /// sequence when it runs as PID 1).
+    Agent,
 }
 
 /// What goes into a live initramfs.
@@ -51,8 +71,8 @@ pub struct InitramfsSpec {
     pub modules: Vec<String>,
     /// The static agent, installed as `/bin/lapterop-agent` when given.
     pub agent: Option<PathBuf>,
-    /// The `/init` script or program.
-    pub init: Vec<u8>,
+    /// What `/init` is.
+    pub init: Init,
     /// Further files: (archive path, permission bits, bytes).
     pub extra: Vec<(String, u32, Vec<u8>)>,
     /// zstd level (19 for release images; lower is faster to build and as fast to boot).
@@ -88,7 +108,8 @@ pub struct Built {
 /// `out`, with every mtime set to `mtime`.
 ///
 /// Layout: `bin/busybox` with a symlink per applet, `lib/modules/KVER` (closure + depmod output),
-/// `etc/lapterop/modules` (modules `/init` loads), `bin/lapterop-agent`, `/init`, `dev/console`, and
+/// `etc/lapterop/modules` (modules a script `/init` loads), `bin/lapterop-agent`, `/init` (a script, or
+/// a symlink to the agent), `dev/console`, and
 /// empty `proc`, `sys`, `dev`, `run`, `tmp`, `mnt`.
 pub fn build_initramfs(spec: &InitramfsSpec, stage_dir: &Path, out: &Path, mtime: u32) -> Result<Built, BuildError> {
     let io = |what, path: &Path| {
@@ -124,7 +145,11 @@ pub fn build_initramfs(spec: &InitramfsSpec, stage_dir: &Path, out: &Path, mtime
     if let Some(agent) = &spec.agent {
         fs.file("bin/lapterop-agent", agent)?;
     }
-    fs.bytes("init", 0o755, spec.init.clone())?;
+    match &spec.init {
+        Init::Script(script) => fs.bytes("init", 0o755, script.clone())?,
+        Init::Agent if spec.agent.is_some() => fs.symlink("init", "bin/lapterop-agent")?,
+        Init::Agent => return Err(BuildError::NoAgent),
+    }
     for (path, perm, data) in &spec.extra {
         fs.bytes(path, *perm, data.clone())?;
     }

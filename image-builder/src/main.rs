@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lapterop_image_builder::{build_initramfs, debian, fetch_inputs, initramfs, InitramfsSpec, DEFAULT_INIT};
+use lapterop_image_builder::{
+    build_initramfs, debian, fetch_inputs, initramfs, live, Init, InitramfsSpec, DEFAULT_INIT,
+};
 
 /// Lapterop image builder: the live USB image and the standard OS image.
 #[derive(Debug, Parser)]
@@ -32,6 +34,43 @@ enum Cmd {
     },
     /// Download, verify and unpack every pinned package into the cache.
     Fetch,
+    /// Build the bootable USB stick image (BIOS, UEFI, UEFI with Secure Boot): MBR + one FAT32
+    /// partition with shim, GRUB, the signed kernel, our initramfs and the site's data.
+    Live {
+        /// The static agent binary (becomes /init).
+        #[arg(long)]
+        agent: PathBuf,
+        /// Output image file (written beside it, then renamed).
+        #[arg(long)]
+        out: PathBuf,
+        /// Site config, copied to lapterop/site.toml on the stick.
+        #[arg(long)]
+        site: Option<PathBuf>,
+        /// Station private key, copied to lapterop/station.key.
+        #[arg(long)]
+        station_key: Option<PathBuf>,
+        /// Image key's public half, copied to lapterop/image.pub and into the initramfs.
+        #[arg(long)]
+        image_key: Option<PathBuf>,
+        /// An OS image to carry in lapterop/images/ (repeatable).
+        #[arg(long = "os-image")]
+        os_images: Vec<PathBuf>,
+        /// The stick id (marker file and lapterop.stick=); default: derived from all inputs.
+        #[arg(long)]
+        stick_id: Option<String>,
+        /// Text appended to every menu entry's kernel command line, e.g. "lapterop.net=0".
+        #[arg(long, default_value = "")]
+        extra_cmdline: String,
+        /// Modules or module sets (storage, nic, fs, usb) in the initramfs; default: all sets.
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        modules: Vec<String>,
+        /// zstd level of the initramfs.
+        #[arg(long, default_value_t = 19)]
+        zstd_level: i32,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pack, inspect and verify the standard OS image (docs/os-image.md).
     OsImage {
         #[command(subcommand)]
@@ -134,6 +173,69 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Lock { action: LockCmd::Show } => print!("{}", debian::Lock::read(&lock_path)?.render()),
         Cmd::OsImage { action } => os_image(action)?,
+        Cmd::Live {
+            agent,
+            out,
+            site,
+            station_key,
+            image_key,
+            os_images,
+            stick_id,
+            extra_cmdline,
+            modules,
+            zstd_level,
+            json,
+        } => {
+            let lock = debian::Lock::read(&lock_path)?;
+            let inputs = live::fetch_live_inputs(&lock, &cache)?;
+            let mut spec = live::LiveSpec::new(agent, initramfs::source_date_epoch()?);
+            spec.site = site;
+            spec.station_key = station_key;
+            spec.image_key = image_key;
+            spec.os_images = os_images;
+            spec.stick_id = stick_id;
+            spec.extra_cmdline = extra_cmdline;
+            spec.zstd_level = zstd_level;
+            if !modules.is_empty() {
+                spec.modules = modules;
+            }
+            let mut work_name = out.file_name().unwrap_or_default().to_os_string();
+            work_name.push(".work");
+            let work = out.with_file_name(work_name);
+            let built = live::build_live(&spec, &inputs, &out, &work);
+            // The work directory holds only intermediates; remove it whether the build worked or not.
+            let _ = std::fs::remove_dir_all(&work);
+            let s = built.with_context(|| format!("building the stick image {}", out.display()))?;
+            if json {
+                let v = serde_json::json!({
+                    "image": out,
+                    "stick_id": s.stick_id,
+                    "image_bytes": s.image_bytes,
+                    "partition_bytes": s.partition_bytes,
+                    "used_bytes": s.used_bytes,
+                    "free_bytes": s.free_bytes,
+                    "initrd_bytes": s.initrd_bytes,
+                    "core_img_bytes": s.core_bytes,
+                    "kernel": s.kver,
+                    "volume_id": format!("{:04X}-{:04X}", s.volume_id >> 16, s.volume_id & 0xFFFF),
+                });
+                println!("{v:#}");
+            } else {
+                println!(
+                    "wrote {}: {:.1} MiB (FAT32 partition {} MiB: {:.1} MiB used, {:.1} MiB free); stick id {}; \
+                     kernel {}, initrd {:.1} MiB, core.img {} KiB",
+                    out.display(),
+                    s.image_bytes as f64 / 1048576.0,
+                    s.partition_bytes >> 20,
+                    s.used_bytes as f64 / 1048576.0,
+                    s.free_bytes as f64 / 1048576.0,
+                    s.stick_id,
+                    s.kver,
+                    s.initrd_bytes as f64 / 1048576.0,
+                    s.core_bytes >> 10
+                );
+            }
+        }
         Cmd::Fetch => {
             let lock = debian::Lock::read(&lock_path)?;
             for e in &lock.entries {
@@ -157,8 +259,8 @@ fn main() -> anyhow::Result<()> {
             let lock = debian::Lock::read(&lock_path)?;
             let inputs = fetch_inputs(&lock, &cache)?;
             let init = match init_script {
-                Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
-                None => DEFAULT_INIT.as_bytes().to_vec(),
+                Some(p) => Init::Script(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
+                None => Init::Script(DEFAULT_INIT.as_bytes().to_vec()),
             };
             let modules = if modules.is_empty() {
                 lapterop_image_builder::kmod::DEFAULT_REQUEST

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use lapterop_image_builder::debian::{self, Cache, DebianError, Lock, LockEntry};
-use lapterop_image_builder::{build_initramfs, fetch_inputs, kmod, InitramfsSpec, DEFAULT_INIT};
+use lapterop_image_builder::{build_initramfs, fetch_inputs, kmod, Init, InitramfsSpec, DEFAULT_INIT};
 
 fn tools_present() -> bool {
     let on_path = |tool: &str| {
@@ -133,7 +133,7 @@ fn live_initramfs_from_pinned_packages_is_reproducible_and_readable_by_cpio() {
         busybox_root: inputs.busybox_root.clone(),
         modules: vec!["storage".into(), "e1000e".into()],
         agent: Some(agent),
-        init: DEFAULT_INIT.as_bytes().to_vec(),
+        init: Init::Script(DEFAULT_INIT.as_bytes().to_vec()),
         extra: Vec::new(),
         zstd_level: 3,
     };

@@ -5,6 +5,7 @@
 //! ```text
 //! osimage-bench pack DISK.raw OUT.osimg LEVEL
 //! osimage-bench install IMAGE.osimg TARGET SECTOR_SIZE [--no-read-back]
+//! osimage-bench key PREFIX          (writes PREFIX.key and PREFIX.pub of the benchmark key)
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -47,6 +48,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        ["key", prefix] => match lapterop_certificate::keys::write_keypair(prefix.as_ref(), &key) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("writing the benchmark key: {e}");
+                ExitCode::FAILURE
+            }
+        },
         ["install", image, target, sector, rest @ ..] => {
             let t = Instant::now();
             let file = match File::open(image) {
@@ -111,7 +119,9 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: osimage-bench pack DISK OUT LEVEL | install IMAGE TARGET SECTOR [--no-read-back]");
+            eprintln!(
+                "usage: osimage-bench pack DISK OUT LEVEL | install IMAGE TARGET SECTOR [--no-read-back] | key PREFIX"
+            );
             ExitCode::from(2)
         }
     }

@@ -44,7 +44,7 @@ impl FileTarget {
     }
 }
 
-static ZEROS: [u8; 1 << 16] = [0u8; 1 << 16];
+static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
 
 /// Writes zeros over a range with ordinary writes.
 pub fn write_zeros(target: &(impl Target + ?Sized), offset: u64, len: u64) -> io::Result<()> {
@@ -665,25 +665,71 @@ fn read_back<T: Target + ?Sized>(
     Ok((extents.len() as u64, samples))
 }
 
-/// `Read + Write + Seek` over a target, for gptman.
-struct Cursor<'a, T: ?Sized> {
-    target: &'a T,
+/// `Read + Write + Seek` for gptman over in-memory copies of the two table areas of the target (the
+/// first MiB; the backup entries and header at the end), written back in one write each. gptman writes
+/// field by field; on an `O_DIRECT` device each small write would be a read-modify-write of a block.
+/// An access outside both areas is refused, so the table code can never touch partition data.
+struct TableAreas {
+    size: u64,
+    areas: Vec<(u64, Vec<u8>)>,
     pos: u64,
 }
 
-impl<T: Target + ?Sized> Read for Cursor<'_, T> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (self.target.size().saturating_sub(self.pos)).min(buf.len() as u64);
-        let n = usize::try_from(n).unwrap_or(0);
-        self.target.read_at(self.pos, &mut buf[..n])?;
-        self.pos += n as u64;
-        Ok(n)
+impl TableAreas {
+    /// Reads the areas the table of `layout` occupies.
+    fn read<T: Target + ?Sized>(target: &T, layout: &Layout) -> io::Result<TableAreas> {
+        let size = target.size();
+        let head_len = ALIGNMENT.min(size);
+        let tail_start = (layout.backup_lba - 128 * 128 / layout.sector) * layout.sector / BLOCK * BLOCK;
+        let mut areas = Vec::new();
+        for (start, len) in [
+            (0, head_len),
+            (tail_start.max(head_len), size - tail_start.max(head_len)),
+        ] {
+            if len > 0 {
+                let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
+                target.read_at(start, &mut buf)?;
+                areas.push((start, buf));
+            }
+        }
+        Ok(TableAreas { size, areas, pos: 0 })
+    }
+
+    /// The area holding `[pos, pos + len)` and the offset in it.
+    fn locate(&mut self, len: usize) -> io::Result<(&mut Vec<u8>, usize)> {
+        let pos = self.pos;
+        self.areas
+            .iter_mut()
+            .find(|(start, buf)| pos >= *start && pos + len as u64 <= start + buf.len() as u64)
+            .map(|(start, buf)| (buf, usize::try_from(pos - *start).unwrap_or(0)))
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "the partition table code touched byte {pos}, outside the table areas"
+                ))
+            })
+    }
+
+    fn write_back<T: Target + ?Sized>(&self, target: &T) -> io::Result<()> {
+        for (start, buf) in &self.areas {
+            target.write_at(*start, buf)?;
+        }
+        Ok(())
     }
 }
 
-impl<T: Target + ?Sized> Write for Cursor<'_, T> {
+impl Read for TableAreas {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (area, at) = self.locate(buf.len())?;
+        buf.copy_from_slice(&area[at..at + buf.len()]);
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+}
+
+impl Write for TableAreas {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.target.write_at(self.pos, buf)?;
+        let (area, at) = self.locate(buf.len())?;
+        area[at..at + buf.len()].copy_from_slice(buf);
         self.pos += buf.len() as u64;
         Ok(buf.len())
     }
@@ -692,12 +738,11 @@ impl<T: Target + ?Sized> Write for Cursor<'_, T> {
     }
 }
 
-impl<T: Target + ?Sized> Seek for Cursor<'_, T> {
+impl Seek for TableAreas {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let size = self.target.size();
         let new = match to {
             SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => size.checked_add_signed(d),
+            SeekFrom::End(d) => self.size.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         self.pos = new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek out of range"))?;
@@ -727,7 +772,7 @@ fn write_table<T: Target + ?Sized>(
     disk_guid: Option<uuid::Uuid>,
 ) -> io::Result<()> {
     let gpt_err = |e: gptman::Error| io::Error::other(e.to_string());
-    let mut cur = Cursor { target, pos: 0 };
+    let mut cur = TableAreas::read(target, layout)?;
     let disk = match disk_guid {
         Some(g) => g,
         None => guid_of(&manifest.table.disk_guid)?,
@@ -752,7 +797,7 @@ fn write_table<T: Target + ?Sized>(
     }
     gpt.write_into(&mut cur).map_err(gpt_err)?;
     gptman::GPT::write_protective_mbr_into(&mut cur, layout.sector).map_err(gpt_err)?;
-    Ok(())
+    cur.write_back(target)
 }
 
 #[cfg(test)]

@@ -19,66 +19,12 @@ use lapterop_certificate as cert;
 use lapterop_osimage::install::plan;
 use lapterop_osimage::reader::{Image, SeekSource};
 
+use crate::stick::{Firmware, StickVm, FATAL};
 use crate::vm::{self, Bus, DiskSpec, VmSpec};
 
 const MIB: u64 = 1 << 20;
 /// The guest's address for the collection server (forwarded to 127.0.0.1:PORT on the host).
 const GUEST_SERVER: &str = "10.0.2.100";
-
-/// Firmware the laptop boots the stick with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Firmware {
-    /// SeaBIOS: GRUB i386-pc from the MBR gap.
-    Bios,
-    /// OVMF with Secure Boot enforced and Microsoft's keys enrolled: shim, then signed GRUB and kernel.
-    SecureBoot,
-    /// OVMF with Secure Boot enforced and keys that do not trust shim: must refuse to boot.
-    UntrustedKeys,
-}
-
-impl Firmware {
-    /// Short name for logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Firmware::Bios => "bios",
-            Firmware::SecureBoot => "uefi-secure-boot",
-            Firmware::UntrustedKeys => "uefi-untrusted-keys",
-        }
-    }
-
-    /// QEMU arguments selecting the firmware (`vars` is a fresh copy of the variable store).
-    fn qemu_args(self, vars: &Path) -> anyhow::Result<Vec<String>> {
-        let machine = vec!["-machine".to_owned(), "q35,smm=on".to_owned()];
-        let (code, template) = match self {
-            Firmware::Bios => return Ok(vec!["-machine".to_owned(), "q35".to_owned()]),
-            Firmware::SecureBoot => (OVMF_CODE, OVMF_VARS_MS),
-            Firmware::UntrustedKeys => (OVMF_CODE, OVMF_VARS_SNAKEOIL),
-        };
-        for f in [code, template] {
-            ensure!(Path::new(f).exists(), "{f} is missing: install the Debian package ovmf");
-        }
-        fs::copy(template, vars).with_context(|| format!("copying {template}"))?;
-        let mut args = machine;
-        args.extend(
-            [
-                "-global",
-                "driver=cfi.pflash01,property=secure,value=on",
-                "-global",
-                "ICH9-LPC.disable_s3=1",
-            ]
-            .map(str::to_owned),
-        );
-        args.push("-drive".to_owned());
-        args.push(format!("if=pflash,format=raw,unit=0,readonly=on,file={code}"));
-        args.push("-drive".to_owned());
-        args.push(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
-        Ok(args)
-    }
-}
-
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
-const OVMF_VARS_MS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
-const OVMF_VARS_SNAKEOIL: &str = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd";
 
 /// A collection server of our own on 127.0.0.1, ended through its handle when dropped.
 #[derive(Debug)]
@@ -368,9 +314,16 @@ impl Scenario {
                 .arg(image_prefix.with_extension("pub"))
                 .arg("--os-image")
                 .arg(&os_image)
-                .arg("--server-key")
-                .arg(server.data.join("server.pub"))
+                .args(["--zstd-level", "9"])
                 .env("SOURCE_DATE_EPOCH", "1790000000"),
+        )?;
+        // The server's public key, copied onto the stick's FAT partition the way a lead would add it.
+        run_ok(
+            Command::new("mcopy")
+                .arg("-i")
+                .arg(format!("{}@@1M", stick.display()))
+                .arg(server.data.join("server.pub"))
+                .arg("::lapterop/server.pub"),
         )?;
         stage("stick", &mut stages);
         Ok(Scenario {
@@ -435,81 +388,44 @@ impl Scenario {
             ..VmSpec::default()
         };
         let files: Vec<PathBuf> = disks.iter().map(|d| d.file.clone()).collect();
-        let console = self.work.join(format!("console-{}.log", firmware.name()));
-        let vars = self.work.join(format!("vars-{}.fd", firmware.name()));
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(firmware.qemu_args(&vars)?)
-            .args(["-accel", "tcg", "-smp", "2", "-m", "1024"])
-            .args([
-                "-nodefaults",
-                "-no-user-config",
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-no-reboot",
-            ])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .arg("-drive")
-            .arg(format!(
-                "file={},if=none,id=stick,format=raw,cache=unsafe",
-                self.stick.display()
-            ))
-            .args([
-                "-device",
-                "qemu-xhci,id=xhci",
-                "-device",
-                "usb-storage,bus=xhci.0,drive=stick,bootindex=1",
-            ])
-            .args(["-device", "virtio-rng-pci"])
-            .args(vm::qemu_disk_and_device_args(&spec, &files)?)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(fs::File::create(self.work.join("qemu-stderr.log"))?));
-        let started = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .context("starting qemu-system-x86_64 (Debian package qemu-system-x86)")?;
-        let read = || fs::read_to_string(&console).unwrap_or_default().replace('\r', "");
+        let spec = VmSpec { memory_mib: 1024, ..spec };
+        let mut vm = StickVm::start(&self.stick, firmware, &spec, &files)?;
         let mut marks: Vec<(String, f64)> = Vec::new();
-        let result = loop {
-            let text = read();
+        let refused = loop {
+            let text = vm.console();
             for (mark, name) in [
+                ("GNU GRUB", "grub"),
                 ("Linux version", "kernel"),
                 ("LAPTEROP-AGENT-READY", "agent ready"),
+                ("LAPTEROP-UPLOAD-DONE", "outbox sent"),
                 ("stage wipe", "wiped"),
                 ("stage install", "installed"),
                 ("LAPTEROP-JOB-DONE", "job done"),
-                ("LAPTEROP-UPLOAD-DONE", "outbox sent"),
             ] {
                 if text.contains(mark) && !marks.iter().any(|(n, _)| n == name) {
-                    marks.push((name.to_owned(), started.elapsed().as_secs_f64()));
+                    marks.push((name.to_owned(), vm.elapsed().as_secs_f64()));
                 }
             }
-            if let Some(bad) = ["Access Denied", "Security Violation", "grub rescue>", "Kernel panic"]
-                .iter()
-                .find(|b| text.contains(**b))
-            {
-                let _ = child.kill();
-                let _ = child.wait();
-                break Err(bad.to_string());
+            if let Some(bad) = FATAL.iter().find(|b| text.contains(**b)) {
+                break Some((*bad).to_owned());
             }
-            if child.try_wait()?.is_some() {
-                break Ok(());
+            // Powered off (QEMU exits with -no-reboot)?
+            if vm.wait_exit(Duration::from_millis(250)).is_ok() {
+                break None;
             }
-            if started.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                break Err(format!("no power-off within {} s", timeout.as_secs()));
+            if vm.elapsed() > timeout {
+                break Some(format!("no power-off within {} s", timeout.as_secs()));
             }
-            std::thread::sleep(Duration::from_millis(200));
         };
+        let console = vm.console();
+        let seconds = vm.elapsed().as_secs_f64();
+        fs::write(self.work.join(format!("console-{}.log", firmware.name())), &console)?;
+        drop(vm);
         Ok(Boot {
-            console: read(),
-            refused: result.err(),
+            console,
+            refused,
             marks,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds,
         })
     }
 
@@ -701,7 +617,7 @@ pub fn run(work: &Path, port: Option<u16>) -> anyhow::Result<Scenario> {
 
     // 2. OVMF with Secure Boot and Microsoft keys, no network: the certificate waits in the outbox.
     let disks = s.laptop("laptop-uefi")?;
-    let boot = s.boot(Firmware::SecureBoot, &disks, false, timeout)?;
+    let boot = s.boot(Firmware::UefiSecureBoot, &disks, false, timeout)?;
     println!("e2e: uefi secure boot: {}", boot.timeline());
     if let Some(why) = &boot.refused {
         bail!("the Secure Boot boot failed ({why}):\n{}", boot.tail());
@@ -745,7 +661,7 @@ pub fn run(work: &Path, port: Option<u16>) -> anyhow::Result<Scenario> {
     s.stages.push(("boot bios, outbox sent".into(), boot.seconds));
 
     // 4. Secure Boot with keys that do not trust Microsoft's CA: the firmware refuses the shim.
-    let boot = s.boot(Firmware::UntrustedKeys, &[], false, Duration::from_secs(180))?;
+    let boot = s.boot(Firmware::UefiSnakeoil, &[], false, Duration::from_secs(180))?;
     println!("e2e: untrusted keys: {}", boot.timeline());
     match boot.refused.as_deref() {
         Some("Access Denied" | "Security Violation") => {}
@@ -783,7 +699,7 @@ pub fn demo(port: u16) -> anyhow::Result<()> {
     }
     println!(
         "demo: booting the stick in QEMU (SeaBIOS, TCG); the serial console goes to {}",
-        work.path().join("console-bios.log").display()
+        work.path().join("console-seabios.log").display()
     );
     let boot = s.boot(Firmware::Bios, &disks, true, Duration::from_secs(900))?;
     println!("demo: {}", boot.timeline());

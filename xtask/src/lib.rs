@@ -1,8 +1,10 @@
 //! Lapterop developer tasks. The one place for the VM harness: [`vm`] boots the live kernel with a
 //! test initramfs in QEMU and runs commands in the guest, for `cargo xtask vm-run` and for other
-//! crates' integration tests.
+//! crates' integration tests; [`stick`] builds the real stick image and boots it through SeaBIOS or
+//! OVMF (with and without Secure Boot) from an emulated USB stick.
 
 pub mod e2e;
+pub mod stick;
 pub mod vm;
 
 /// Whether tests that need QEMU, root or network to Debian must run (CI sets

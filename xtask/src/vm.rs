@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use lapterop_image_builder::{build_initramfs, debian, fetch_inputs, InitramfsSpec};
+use lapterop_image_builder::{build_initramfs, debian, fetch_inputs, Init, InitramfsSpec};
 
 const INIT: &str = include_str!("vm-init.sh");
 const BEGIN: &str = "LAPTEROP-VM-BEGIN";
@@ -52,6 +52,12 @@ pub enum VmError {
     /// The guest stopped without the end marker.
     #[error("the VM stopped without printing its end marker (QEMU {status}); last console lines:\n{tail}")]
     NoMarker { status: String, tail: String },
+    /// The firmware refused to boot, or the guest crashed (a line of [`crate::stick::FATAL`]).
+    #[error("the boot stopped: `{what}` on the console; last console lines:\n{tail}")]
+    Refused { what: String, tail: String },
+    /// The stick image could not be built.
+    #[error("building the stick image: {0}")]
+    Stick(String),
     /// Local file I/O failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -414,7 +420,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
         busybox_root: inputs.busybox_root.clone(),
         modules: spec.modules.clone(),
         agent,
-        init: INIT.as_bytes().to_vec(),
+        init: Init::Script(INIT.as_bytes().to_vec()),
         extra: vec![
             (
                 "etc/lapterop/vm-command".to_owned(),
@@ -524,7 +530,8 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
     })
 }
 
-fn target_dir_created() -> Result<PathBuf, VmError> {
+/// [`target_dir`], created if needed.
+pub fn target_dir_created() -> Result<PathBuf, VmError> {
     let dir = target_dir();
     fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
     Ok(dir)

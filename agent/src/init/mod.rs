@@ -153,7 +153,15 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
             println!("lapterop: {line}");
         }
     }
-    let stick = system::find_and_mount_stick(opts.stick_id.as_deref(), Path::new("/stick"));
+    // Booted from the stick (GRUB passes lapterop.stick=): wait for it to appear; otherwise one try.
+    let wait = Duration::from_secs(if opts.stick_id.is_some() { 30 } else { 0 });
+    let stick = system::wait_for_stick(
+        opts.stick_id.as_deref(),
+        Path::new(STICK_MOUNT),
+        &index,
+        &modules_dir,
+        wait,
+    );
     let stick_disk = match &stick {
         Ok(dev) => {
             println!("lapterop: stick {dev} mounted on /stick");

@@ -170,10 +170,10 @@ pub fn dhcp_all_wired() -> Vec<String> {
         if name == "lo" || e.path().join("wireless").exists() {
             continue;
         }
-        let _ = Command::new("/bin/ip")
+        let _ = Command::new("/sbin/ip")
             .args(["link", "set", "dev", &name, "up"])
             .status();
-        let status = Command::new("/bin/udhcpc")
+        let status = Command::new("/sbin/udhcpc")
             .args([
                 "-i",
                 &name,
@@ -196,6 +196,53 @@ pub fn dhcp_all_wired() -> Vec<String> {
         });
     }
     out
+}
+
+/// Modules the stick's FAT needs with Debian's vfat defaults (codepage 437, iocharset ascii, UTF-8
+/// names); loaded before probing, since nothing announces a filesystem with a uevent.
+const FAT_MODULES: &[&str] = &["vfat", "nls_cp437", "nls_ascii", "nls_utf8"];
+
+/// Loads the modules for every device whose driver module is not loaded yet (`/sys/module/NAME`
+/// missing), plus [`FAT_MODULES`]. Cheap to repeat: loaded modules are skipped without reading them.
+pub fn load_missing_modules(index: &super::coldplug::ModuleIndex, modules_dir: &Path) -> Vec<String> {
+    let mut wanted: Vec<String> = FAT_MODULES.iter().map(|m| (*m).to_owned()).collect();
+    for alias in sysfs_modaliases(Path::new("/sys/devices")) {
+        wanted.extend(index.matches(&alias));
+    }
+    let mut loaded = Vec::new();
+    for module in wanted {
+        if Path::new("/sys/module").join(&module).exists() {
+            continue;
+        }
+        for path in index.load_order(&module).unwrap_or_default() {
+            let name = super::coldplug::module_name(&path);
+            if !Path::new("/sys/module").join(&name).exists() && load_module(&modules_dir.join(&path)).is_ok() {
+                loaded.push(name);
+            }
+        }
+    }
+    loaded
+}
+
+/// Finds and mounts the stick like [`find_and_mount_stick`], waiting up to `timeout` for it: a USB
+/// stick shows up a second or more after its controller's driver loads (usb-storage waits before it
+/// scans, then the disk needs `sd_mod`), so between tries the drivers of new devices are loaded.
+pub fn wait_for_stick(
+    expected_id: Option<&str>,
+    target: &Path,
+    index: &super::coldplug::ModuleIndex,
+    modules_dir: &Path,
+    timeout: Duration,
+) -> Result<String, String> {
+    let started = std::time::Instant::now();
+    loop {
+        load_missing_modules(index, modules_dir);
+        match find_and_mount_stick(expected_id, target) {
+            Ok(dev) => return Ok(dev),
+            Err(e) if started.elapsed() >= timeout => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
 }
 
 /// Finds the stick: a FAT partition holding the marker file (with the expected id when given),

@@ -1,0 +1,213 @@
+//! GRUB for the stick: the BIOS boot code (`boot.img` + `core.img`) and the configuration files
+//! shared by the BIOS and UEFI paths.
+//!
+//! - **BIOS:** `boot.img` (446 bytes of code, from Debian's `grub-pc-bin`) goes into the MBR; it loads
+//!   `core.img` from sector 1, which `grub-mkimage -O i386-pc` builds from the same package's modules
+//!   with an embedded early config ([`EARLY_CFG`]). No `grub-install`, no loop device: the builder
+//!   writes both into the image file itself.
+//! - **UEFI:** Debian's signed `grubx64.efi` has its own built-in modules and reads
+//!   `/EFI/debian/grub.cfg` on the partition it was loaded from; ours holds the same three lines.
+//! - Both then read `/boot/grub/grub.cfg` ([`menu`]): the menu with the kernel command line.
+//!
+//! `grub-mkimage` comes from the build host's `grub-common`, but always runs with `-d` pointing at the
+//! pinned `grub-pc-bin` module directory, so the modules are the pinned ones.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Finds the stick's partition by its marker file and reads the real menu from it. The same text is
+/// embedded in `core.img` (BIOS) and written to `/EFI/debian/grub.cfg` (UEFI).
+pub const EARLY_CFG: &str = "\
+search --no-floppy --file --set=root /lapterop/stick.id
+set prefix=($root)/boot/grub
+configfile $prefix/grub.cfg
+";
+
+/// The modules embedded in `core.img` (their dependencies are added by `grub-mkimage`).
+pub const CORE_MODULES: &[&str] = &[
+    "biosdisk",
+    "part_msdos",
+    "part_gpt",
+    "fat",
+    "search",
+    "search_fs_file",
+    "configfile",
+    "normal",
+    "linux",
+    "boot",
+    "echo",
+    "serial",
+    "terminal",
+    "test",
+];
+
+/// The largest `core.img` that fits between the MBR and the partition at 1 MiB.
+pub const CORE_MAX: u64 = (2048 - 1) * 512;
+
+/// Errors of the GRUB step.
+#[derive(Debug, thiserror::Error)]
+pub enum GrubError {
+    /// grub-mkimage is not installed.
+    #[error("running grub-mkimage: {0}; install Debian's grub-common package")]
+    Missing(io::Error),
+    /// grub-mkimage failed.
+    #[error("grub-mkimage failed: {0}")]
+    Failed(String),
+    /// The core image is too large for the gap before the partition.
+    #[error("core.img is {0} bytes, more than the {CORE_MAX} that fit before the partition at 1 MiB")]
+    TooLarge(u64),
+    /// boot.img is not a 512-byte boot sector.
+    #[error("{0} is not GRUB's 512-byte boot.img")]
+    BadBootImg(PathBuf),
+    /// File I/O failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// The kernel command line of one menu entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuOptions {
+    /// The stick id (`lapterop.stick=`).
+    pub stick_id: String,
+    /// Text appended to every entry's command line.
+    pub extra_cmdline: String,
+    /// Seconds the menu waits.
+    pub timeout: u32,
+}
+
+/// Checks that text can go on a kernel command line inside a GRUB `linux` line unchanged.
+pub fn check_cmdline_text(text: &str) -> Result<(), String> {
+    match text
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '"' | '\'' | '\\' | '$' | ';' | '{' | '}' | '#' | '`'))
+    {
+        Some(c) => Err(format!(
+            "{c:?} cannot go on the kernel command line in grub.cfg (use plain words like lapterop.net=0)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `/boot/grub/grub.cfg`: serial and screen, a short timeout, and three entries (normal, safe
+/// graphics, rescue shell).
+pub fn menu(o: &MenuOptions) -> String {
+    let base = format!("console=tty0 console=ttyS0,115200 lapterop.stick={}", o.stick_id);
+    let extra = if o.extra_cmdline.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" {}", o.extra_cmdline.trim())
+    };
+    let mut cfg = format!(
+        "# Lapterop live stick: the menu shared by BIOS and UEFI GRUB.\n\
+         serial --unit=0 --speed=115200\n\
+         terminal_input console serial\n\
+         terminal_output console serial\n\
+         set timeout={}\n\
+         set default=0\n",
+        o.timeout
+    );
+    for (title, more) in [
+        ("Lapterop", " quiet"),
+        ("Lapterop (safe graphics: nomodeset)", " quiet nomodeset"),
+        ("Rescue shell", " lapterop.mode=rescue"),
+    ] {
+        // Writing to a String cannot fail.
+        let _ = write!(
+            cfg,
+            "\nmenuentry \"{title}\" {{\n    echo \"Loading Lapterop...\"\n    linux /boot/vmlinuz {base}{more}{extra}\n    initrd /boot/initrd.img\n}}\n"
+        );
+    }
+    cfg
+}
+
+/// Builds `core.img` with `grub-mkimage -O i386-pc` from the modules in `module_dir` (the pinned
+/// `grub-pc-bin`'s `usr/lib/grub/i386-pc`), with [`EARLY_CFG`] embedded.
+pub fn core_img(module_dir: &Path, work: &Path) -> Result<Vec<u8>, GrubError> {
+    let io = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| GrubError::Io { what, path, source }
+    };
+    let early = work.join("early.cfg");
+    std::fs::write(&early, EARLY_CFG).map_err(io("writing", &early))?;
+    let out = work.join("core.img");
+    let output = Command::new("grub-mkimage")
+        .args(["-O", "i386-pc", "-p", "/boot/grub"])
+        .arg("-d")
+        .arg(module_dir)
+        .arg("-c")
+        .arg(&early)
+        .arg("-o")
+        .arg(&out)
+        .args(CORE_MODULES)
+        .output()
+        .map_err(GrubError::Missing)?;
+    if !output.status.success() {
+        return Err(GrubError::Failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
+    }
+    let core = std::fs::read(&out).map_err(io("reading", &out))?;
+    if core.len() as u64 > CORE_MAX {
+        return Err(GrubError::TooLarge(core.len() as u64));
+    }
+    Ok(core)
+}
+
+/// Reads GRUB's `boot.img` (512 bytes ending in 0x55AA) from `module_dir`.
+pub fn boot_img(module_dir: &Path) -> Result<[u8; 512], GrubError> {
+    let path = module_dir.join("boot.img");
+    let data = std::fs::read(&path).map_err(|source| GrubError::Io {
+        what: "reading",
+        path: path.clone(),
+        source,
+    })?;
+    let sector: [u8; 512] = data.try_into().map_err(|_| GrubError::BadBootImg(path.clone()))?;
+    if sector[510..] != [0x55, 0xAA] {
+        return Err(GrubError::BadBootImg(path));
+    }
+    Ok(sector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn menu_has_three_entries_with_the_stick_id_serial_and_extra() {
+        let cfg = menu(&MenuOptions {
+            stick_id: "abc123".into(),
+            extra_cmdline: "lapterop.net=0".into(),
+            timeout: 3,
+        });
+        assert_eq!(cfg.matches("menuentry ").count(), 3);
+        assert!(cfg.contains(
+            "serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n"
+        ));
+        assert!(cfg.contains("set timeout=3\n"));
+        for line in cfg.lines().filter(|l| l.trim_start().starts_with("linux ")) {
+            assert!(
+                line.contains("/boot/vmlinuz console=tty0 console=ttyS0,115200 lapterop.stick=abc123"),
+                "{line}"
+            );
+            assert!(line.ends_with(" lapterop.net=0"), "{line}");
+        }
+        assert!(cfg.contains("menuentry \"Lapterop (safe graphics: nomodeset)\""));
+        assert!(cfg.contains("quiet nomodeset lapterop.net=0"));
+        assert!(cfg.contains("menuentry \"Rescue shell\" {\n    echo \"Loading Lapterop...\"\n    linux /boot/vmlinuz console=tty0 console=ttyS0,115200 lapterop.stick=abc123 lapterop.mode=rescue lapterop.net=0\n"));
+        assert_eq!(cfg.matches("initrd /boot/initrd.img").count(), 3);
+    }
+
+    #[test]
+    fn cmdline_text_refuses_grub_syntax() {
+        assert!(check_cmdline_text("lapterop.mode=rescue loglevel=7").is_ok());
+        for bad in ["a\nb", "a;reboot", "x=\"y\"", "$root", "a}b"] {
+            assert!(check_cmdline_text(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The bootable USB stick: one raw image file that boots on BIOS, UEFI and UEFI with Secure Boot.
+//!
+//! Layout (`docs/live-image.md` has the reasons):
+//!
+//! ```text
+//! sector 0        MBR: GRUB boot.img code, disk signature, one partition (0x0C, active)
+//! sector 1..      GRUB core.img (i386-pc), which finds the partition by its marker file
+//! 1 MiB ..        FAT32 "LAPTEROP":
+//!   EFI/BOOT/BOOTX64.EFI   shim (signed by Microsoft: UEFI CA 2011 and 2023)
+//!   EFI/BOOT/grubx64.efi   Debian's signed GRUB
+//!   EFI/BOOT/mmx64.efi     MokManager
+//!   EFI/debian/grub.cfg    search the marker, then /boot/grub/grub.cfg
+//!   boot/grub/grub.cfg     the menu (normal, nomodeset, rescue shell)
+//!   boot/vmlinuz           Debian's signed kernel
+//!   boot/initrd.img        ours: the agent as /init, busybox, the signed modules
+//!   lapterop/stick.id      the marker: this stick's id (also on the kernel command line)
+//!   lapterop/site.toml, station.key, image.pub, images/*, outbox/
+//! ```
+//!
+//! Everything is written into a plain file by this process: no loop device, no mount, no root. The
+//! same inputs and `SOURCE_DATE_EPOCH` give the same bytes: the stick id, the volume id and the disk
+//! signature are derived from a hash of every input, every timestamp is the epoch, files go in sorted
+//! order, and the initramfs is a deterministic cpio compressed single-threaded.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::debian::{self, Cache, Lock};
+use crate::fat::{self, Content, Tree};
+use crate::grub::{self, MenuOptions};
+use crate::kmod::{self, KernelTree};
+use crate::mbr::{self, Partition};
+use crate::{build_initramfs, BuildError, Init, InitramfsSpec};
+
+/// Where the partition starts: 1 MiB, which leaves room for `core.img` and aligns the FAT.
+pub const PARTITION_START: u64 = 1 << 20;
+
+/// Free room left on the partition for certificates, receipts and logs.
+pub const FREE_ROOM: u64 = 16 << 20;
+
+/// The largest image without OS images that the builder accepts (the issue's budget).
+pub const MAX_BASE_IMAGE: u64 = 64 << 20;
+
+/// Errors of the stick build. Each says what failed and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// Fetching, module staging or the initramfs failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The lock list or a package failed.
+    #[error(transparent)]
+    Debian(#[from] debian::DebianError),
+    /// GRUB's BIOS part failed.
+    #[error(transparent)]
+    Grub(#[from] grub::GrubError),
+    /// Writing the FAT failed.
+    #[error(transparent)]
+    Fat(#[from] fat::FatError),
+    /// An argument is not usable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A pinned package lacks a file the stick needs.
+    #[error(
+        "{path} is missing from the unpacked {package}; run `lapterop-image-builder lock refresh` if Debian moved it"
+    )]
+    MissingFile { package: String, path: PathBuf },
+    /// File I/O failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, LiveError>;
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LiveError + 'a {
+    move |source| LiveError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The unpacked Debian packages a stick is made of.
+#[derive(Debug, Clone)]
+pub struct LiveInputs {
+    /// The kernel package (with modules.dep).
+    pub kernel: KernelTree,
+    /// busybox-static.
+    pub busybox_root: PathBuf,
+    /// `EFI/BOOT/BOOTX64.EFI`: shim.
+    pub shim: PathBuf,
+    /// `EFI/BOOT/mmx64.efi`: MokManager.
+    pub mok_manager: PathBuf,
+    /// `EFI/BOOT/grubx64.efi`: Debian's signed GRUB.
+    pub grub_efi: PathBuf,
+    /// The i386-pc module directory of grub-pc-bin (boot.img, kernel.img, *.mod).
+    pub grub_pc_dir: PathBuf,
+    /// busybox's example DHCP script, used as `/etc/udhcpc.script`.
+    pub udhcpc_script: PathBuf,
+    /// The lock list's text (part of the stick id).
+    pub lock_text: String,
+}
+
+/// Fetches, verifies and unpacks every package of `lock` the stick needs.
+pub fn fetch_live_inputs(lock: &Lock, cache: &Cache) -> Result<LiveInputs> {
+    let base = crate::fetch_inputs(lock, cache)?;
+    let find = |role: &str, rel: &str| -> Result<PathBuf> {
+        let entry = lock.get(role)?;
+        let path = cache.extract(entry)?.join(rel);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(LiveError::MissingFile {
+                package: entry.package.clone(),
+                path,
+            })
+        }
+    };
+    let grub_pc_dir = find("grub-pc", "usr/lib/grub/i386-pc/boot.img")?
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    let udhcpc_script = base
+        .busybox_root
+        .join("usr/share/doc/busybox-static/examples/udhcp/simple.script");
+    if !udhcpc_script.is_file() {
+        return Err(LiveError::MissingFile {
+            package: "busybox-static".into(),
+            path: udhcpc_script,
+        });
+    }
+    Ok(LiveInputs {
+        kernel: base.kernel,
+        busybox_root: base.busybox_root,
+        shim: find("shim", "usr/lib/shim/shimx64.efi.signed")?,
+        mok_manager: find("shim-helpers", "usr/lib/shim/mmx64.efi.signed")?,
+        grub_efi: find("grub-efi", "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")?,
+        grub_pc_dir,
+        udhcpc_script,
+        lock_text: lock.render(),
+    })
+}
+
+/// What to put on the stick.
+#[derive(Debug, Clone)]
+pub struct LiveSpec {
+    /// The static agent (becomes `/init`).
+    pub agent: PathBuf,
+    /// The site config, copied to `lapterop/site.toml`.
+    pub site: Option<PathBuf>,
+    /// The station's private key, copied to `lapterop/station.key`.
+    pub station_key: Option<PathBuf>,
+    /// The image key's public half, copied to `lapterop/image.pub` (and into the initramfs).
+    pub image_key: Option<PathBuf>,
+    /// OS images, copied to `lapterop/images/<file name>`.
+    pub os_images: Vec<PathBuf>,
+    /// The stick id; derived from the inputs when `None`.
+    pub stick_id: Option<String>,
+    /// Appended to every menu entry's kernel command line.
+    pub extra_cmdline: String,
+    /// Modules or module sets in the initramfs.
+    pub modules: Vec<String>,
+    /// zstd level of the initramfs.
+    pub zstd_level: i32,
+    /// Every timestamp (`SOURCE_DATE_EPOCH`).
+    pub epoch: u32,
+    /// GRUB menu timeout in seconds.
+    pub menu_timeout: u32,
+}
+
+impl LiveSpec {
+    /// A spec with the defaults: all module sets, zstd 19, a 3-second menu.
+    pub fn new(agent: PathBuf, epoch: u32) -> LiveSpec {
+        LiveSpec {
+            agent,
+            site: None,
+            station_key: None,
+            image_key: None,
+            os_images: Vec::new(),
+            stick_id: None,
+            extra_cmdline: String::new(),
+            modules: kmod::DEFAULT_REQUEST.iter().map(|s| (*s).to_owned()).collect(),
+            zstd_level: 19,
+            epoch,
+            menu_timeout: 3,
+        }
+    }
+}
+
+/// What was built.
+#[derive(Debug, Clone)]
+pub struct LiveSummary {
+    /// The stick id (marker file and `lapterop.stick=`).
+    pub stick_id: String,
+    /// Size of the image file.
+    pub image_bytes: u64,
+    /// Size of the FAT partition.
+    pub partition_bytes: u64,
+    /// Bytes in use on the partition.
+    pub used_bytes: u64,
+    /// Bytes free on the partition.
+    pub free_bytes: u64,
+    /// Size of `boot/initrd.img`.
+    pub initrd_bytes: u64,
+    /// Size of `core.img`.
+    pub core_bytes: u64,
+    /// Kernel release.
+    pub kver: String,
+    /// Modules loaded on request in the initramfs.
+    pub modules: usize,
+    /// The FAT volume id.
+    pub volume_id: u32,
+}
+
+/// Whether a stick id can go on the kernel command line and in a file name: 1-64 of `A-Za-z0-9._-`.
+pub fn check_stick_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(LiveError::Invalid(format!(
+            "--stick-id `{id}`: use 1 to 64 letters, digits, `.`, `_` or `-`"
+        )))
+    }
+}
+
+fn hash_file(h: &mut Sha256, label: &str, path: &Path) -> Result<()> {
+    let mut f = fs::File::open(path).map_err(io_err("reading", path))?;
+    let mut inner = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        inner.update(&buf[..n]);
+    }
+    h.update(format!("{label}\0{}\0", hex::encode(inner.finalize())));
+    Ok(())
+}
+
+/// A digest of every input: the lock list, the agent, the data files (content and name), the
+/// command line, the module request, the compression level and the epoch.
+pub fn input_digest(spec: &LiveSpec, inputs: &LiveInputs) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    h.update(b"lapterop-live-v1\0");
+    h.update(inputs.lock_text.as_bytes());
+    hash_file(&mut h, "agent", &spec.agent)?;
+    for (label, path) in [
+        ("site", &spec.site),
+        ("station-key", &spec.station_key),
+        ("image-key", &spec.image_key),
+    ] {
+        if let Some(p) = path {
+            hash_file(&mut h, label, p)?;
+        }
+    }
+    for image in &spec.os_images {
+        hash_file(&mut h, &format!("os-image {}", file_name(image)?), image)?;
+    }
+    h.update(format!(
+        "cmdline\0{}\0modules\0{}\0zstd\0{}\0epoch\0{}\0timeout\0{}\0",
+        spec.extra_cmdline,
+        spec.modules.join(","),
+        spec.zstd_level,
+        spec.epoch,
+        spec.menu_timeout
+    ));
+    Ok(h.finalize().into())
+}
+
+fn file_name(path: &Path) -> Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| LiveError::Invalid(format!("{} has no usable file name", path.display())))
+}
+
+/// The partition size for `content` bytes of allocated clusters: content + [`FREE_ROOM`] + both FATs,
+/// in whole MiB, at least what FAT32 needs (65525 clusters).
+pub fn partition_size(content: u64, cluster: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    let min_clusters = 65_525 + 1024;
+    let data = (content + FREE_ROOM).max(min_clusters * cluster);
+    let clusters = data / cluster;
+    let fats = 2 * clusters * 4;
+    let reserved = 32 * 512;
+    (data + fats + reserved).div_ceil(MIB) * MIB
+}
+
+/// Builds the stick image at `out` (written beside it, then renamed), using `work` for intermediate
+/// files.
+pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path) -> Result<LiveSummary> {
+    fs::create_dir_all(work).map_err(io_err("creating", work))?;
+    grub::check_cmdline_text(&spec.extra_cmdline)
+        .map_err(|why| LiveError::Invalid(format!("--extra-cmdline: {why}")))?;
+    for p in [&spec.site, &spec.station_key, &spec.image_key]
+        .into_iter()
+        .flatten()
+        .chain(&spec.os_images)
+        .chain([&spec.agent])
+    {
+        if !p.is_file() {
+            return Err(LiveError::Invalid(format!("{} is not a file", p.display())));
+        }
+    }
+    let digest = input_digest(spec, inputs)?;
+    let stick_id = match &spec.stick_id {
+        Some(id) => id.clone(),
+        None => hex::encode(&digest[..8]),
+    };
+    check_stick_id(&stick_id)?;
+    let volume_id = u32::from_le_bytes([digest[8], digest[9], digest[10], digest[11]]);
+    let disk_signature = u32::from_le_bytes([digest[12], digest[13], digest[14], digest[15]]);
+
+    // The initramfs: the agent as /init, busybox with udhcpc's script, the modules.
+    let mut extra = vec![(
+        "etc/udhcpc.script".to_owned(),
+        0o755,
+        fs::read(&inputs.udhcpc_script).map_err(io_err("reading", &inputs.udhcpc_script))?,
+    )];
+    if let Some(key) = &spec.image_key {
+        extra.push((
+            "etc/lapterop/image.pub".to_owned(),
+            0o644,
+            fs::read(key).map_err(io_err("reading", key))?,
+        ));
+    }
+    let initrd = work.join("initrd.img");
+    let fs_spec = InitramfsSpec {
+        kernel: inputs.kernel.clone(),
+        busybox_root: inputs.busybox_root.clone(),
+        modules: spec.modules.clone(),
+        agent: Some(spec.agent.clone()),
+        init: Init::Agent,
+        extra,
+        zstd_level: spec.zstd_level,
+    };
+    let stage = work.join("initramfs-stage");
+    let built = build_initramfs(&fs_spec, &stage, &initrd, spec.epoch);
+    let _ = fs::remove_dir_all(&stage);
+    let built = built?;
+
+    let core = grub::core_img(&inputs.grub_pc_dir, work)?;
+    let boot = grub::boot_img(&inputs.grub_pc_dir)?;
+
+    let mut tree = Tree::new();
+    tree.file("EFI/BOOT/BOOTX64.EFI", Content::Path(inputs.shim.clone()))?;
+    tree.file("EFI/BOOT/grubx64.efi", Content::Path(inputs.grub_efi.clone()))?;
+    tree.file("EFI/BOOT/mmx64.efi", Content::Path(inputs.mok_manager.clone()))?;
+    tree.file("EFI/debian/grub.cfg", Content::Bytes(grub::EARLY_CFG.into()))?;
+    let menu = grub::menu(&MenuOptions {
+        stick_id: stick_id.clone(),
+        extra_cmdline: spec.extra_cmdline.clone(),
+        timeout: spec.menu_timeout,
+    });
+    tree.file("boot/grub/grub.cfg", Content::Bytes(menu.into_bytes()))?;
+    tree.file("boot/vmlinuz", Content::Path(inputs.kernel.vmlinuz()))?;
+    tree.file("boot/initrd.img", Content::Path(initrd.clone()))?;
+    tree.file(
+        "lapterop/stick.id",
+        Content::Bytes(format!("{stick_id}\n").into_bytes()),
+    )?;
+    if let Some(p) = &spec.site {
+        tree.file("lapterop/site.toml", Content::Path(p.clone()))?;
+    }
+    if let Some(p) = &spec.station_key {
+        tree.file("lapterop/station.key", Content::Path(p.clone()))?;
+    }
+    if let Some(p) = &spec.image_key {
+        tree.file("lapterop/image.pub", Content::Path(p.clone()))?;
+    }
+    for image in &spec.os_images {
+        tree.file(
+            &format!("lapterop/images/{}", file_name(image)?),
+            Content::Path(image.clone()),
+        )?;
+    }
+    tree.dir("lapterop/outbox")?;
+
+    // Small sticks use 512-byte clusters (FAT32 needs 65525 clusters: ~34 MiB); big ones 4 KiB.
+    let cluster = if tree.allocated_bytes(512)? + FREE_ROOM < 200 << 20 {
+        512
+    } else {
+        4096
+    };
+    let part_bytes = partition_size(tree.allocated_bytes(cluster)?, cluster);
+    let image_bytes = PARTITION_START + part_bytes;
+    let sectors = u32::try_from(part_bytes / 512)
+        .map_err(|_| LiveError::Invalid("the OS images make the stick larger than 2 TiB".into()))?;
+
+    let tmp = out.with_extension("img.partial");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_err("creating", &tmp))?;
+    file.set_len(image_bytes).map_err(io_err("sizing", &tmp))?;
+    let sector0 = mbr::mbr(
+        &boot[..440],
+        disk_signature,
+        &[Partition {
+            start: u32::try_from(PARTITION_START / 512).unwrap_or(2048),
+            sectors,
+            kind: mbr::TYPE_FAT32_LBA,
+            active: true,
+        }],
+    );
+    file.write_all_at(&sector0, 0)
+        .map_err(io_err("writing the MBR of", &tmp))?;
+    file.write_all_at(&core, 512)
+        .map_err(io_err("writing core.img into", &tmp))?;
+    let format = fat::Format {
+        start: PARTITION_START,
+        size: part_bytes,
+        cluster: u32::try_from(cluster).unwrap_or(512),
+        volume_id,
+        label: "LAPTEROP".into(),
+        time: fat::FixedTime::from_epoch(u64::from(spec.epoch)),
+    };
+    let written = fat::write_partition(&file, &tmp, &format, &tree)?;
+    file.sync_all().map_err(io_err("syncing", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, out).map_err(io_err("renaming into", out))?;
+    let initrd_bytes = fs::metadata(&initrd).map_err(io_err("reading", &initrd))?.len();
+    Ok(LiveSummary {
+        stick_id,
+        image_bytes,
+        partition_bytes: part_bytes,
+        used_bytes: written.used,
+        free_bytes: written.free,
+        initrd_bytes,
+        core_bytes: core.len() as u64,
+        kver: inputs.kernel.kver().to_owned(),
+        modules: built.modules.len(),
+        volume_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_size_keeps_fat32_cluster_minimum_and_free_room() {
+        // Tiny content: the FAT32 minimum decides (65525 clusters of 512 bytes and change).
+        let small = partition_size(1 << 20, 512);
+        assert!(((65_525 * 512) + (1 << 20)..=40 << 20).contains(&small), "{small}");
+        assert_eq!(small % (1 << 20), 0);
+        // 30 MiB of content: content + 16 MiB free + FATs.
+        let mid = partition_size(30 << 20, 512);
+        assert!(((46 << 20)..=(48 << 20)).contains(&mid), "{mid}");
+    }
+
+    #[test]
+    fn stick_ids_are_checked() {
+        assert!(check_stick_id("lapterop-leuven-01").is_ok());
+        assert!(check_stick_id("3f2a9c0d11e4b5a6").is_ok());
+        for bad in ["", "a b", "x;y", &"a".repeat(65), "é"] {
+            assert!(check_stick_id(bad).is_err(), "{bad}");
+        }
+    }
+}

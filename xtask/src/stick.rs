@@ -1,0 +1,432 @@
+//! Boots a stick image through real firmware, the way a laptop does: the image is a USB mass-storage
+//! device on an xHCI controller (`-device qemu-xhci -device usb-storage,bootindex=1`), and the
+//! firmware is SeaBIOS, OVMF, or OVMF with Secure Boot enforced.
+//!
+//! [`StickVm::start`] starts QEMU with the serial console on its stdin/stdout: the console is written
+//! to a file the harness reads, and [`StickVm::send`] types on it (the rescue shell reads it).
+//! [`StickVm::wait_for`] waits for a line on the console and fails at once on a refusal or a crash
+//! (`Access Denied`, `Security Violation`, `Kernel panic`, `grub rescue>`); [`StickVm::wait_exit`]
+//! waits for the guest to power off. QEMU is ended through its own handle (its PID) when the value is
+//! dropped, whatever happened.
+//!
+//! Secure Boot follows `shared/research/imaging.md` §5.2: `-machine q35,smm=on`, the secure-boot OVMF
+//! code read-only on pflash 0, a fresh copy of a variable store on pflash 1 (Debian's `.ms` store has
+//! Microsoft's 2011 keys enrolled and Secure Boot on; `.snakeoil` trusts only a test key, so shim must
+//! be refused), `-global driver=cfi.pflash01,property=secure,value=on`, `-global ICH9-LPC.disable_s3=1`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use lapterop_image_builder::{debian, live};
+
+use crate::vm::{self, VmError, VmSpec};
+
+/// Console text that ends a boot at once: the firmware refused a signature, or something crashed.
+pub const FATAL: &[&str] = &["Access Denied", "Security Violation", "Kernel panic", "grub rescue>"];
+
+/// Which firmware boots the stick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default SeaBIOS: GRUB i386-pc from the MBR.
+    Bios,
+    /// OVMF without Secure Boot.
+    Uefi,
+    /// OVMF with Secure Boot enforced and Microsoft's keys enrolled (`OVMF_VARS_4M.ms.fd`).
+    UefiSecureBoot,
+    /// OVMF with Secure Boot enforced and only a test key enrolled (`OVMF_VARS_4M.snakeoil.fd`): shim
+    /// must be refused.
+    UefiSnakeoil,
+}
+
+/// Where Debian's `ovmf` package installs its firmware.
+pub const OVMF_DIR: &str = "/usr/share/OVMF";
+
+impl Firmware {
+    /// (code, variable store) in [`OVMF_DIR`], or `None` for SeaBIOS.
+    pub fn ovmf_files(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Firmware::Bios => None,
+            Firmware::Uefi => Some(("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd")),
+            Firmware::UefiSecureBoot => Some(("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd")),
+            Firmware::UefiSnakeoil => Some(("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.snakeoil.fd")),
+        }
+    }
+
+    /// Whether this firmware enforces Secure Boot.
+    pub fn secure_boot(self) -> bool {
+        matches!(self, Firmware::UefiSecureBoot | Firmware::UefiSnakeoil)
+    }
+
+    /// A short name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Bios => "seabios",
+            Firmware::Uefi => "ovmf",
+            Firmware::UefiSecureBoot => "ovmf-secureboot-ms",
+            Firmware::UefiSnakeoil => "ovmf-secureboot-snakeoil",
+        }
+    }
+}
+
+/// The firmware files `firmware` needs that are missing (empty when it can run).
+pub fn missing_firmware(firmware: Firmware) -> Vec<PathBuf> {
+    firmware
+        .ovmf_files()
+        .map(|(code, vars)| {
+            [code, vars]
+                .iter()
+                .map(|f| Path::new(OVMF_DIR).join(f))
+                .filter(|p| !p.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The QEMU arguments that choose the machine, the firmware and the stick (without memory, console
+/// and the extra devices). `vars` is the writable copy of the variable store for OVMF.
+pub fn firmware_and_stick_args(firmware: Firmware, stick: &Path, vars: Option<&Path>) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let machine = if firmware.secure_boot() { "q35,smm=on" } else { "q35" };
+    a.extend(["-machine".into(), machine.into()]);
+    if let (Some((code, _)), Some(vars)) = (firmware.ovmf_files(), vars) {
+        if firmware.secure_boot() {
+            a.extend([
+                "-global".into(),
+                "driver=cfi.pflash01,property=secure,value=on".into(),
+                "-global".into(),
+                "ICH9-LPC.disable_s3=1".into(),
+            ]);
+        }
+        a.extend([
+            "-drive".into(),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                Path::new(OVMF_DIR).join(code).display()
+            ),
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+        ]);
+    }
+    a.extend([
+        "-drive".into(),
+        format!("file={},if=none,id=stick,format=raw,cache=unsafe", stick.display()),
+        "-device".into(),
+        "qemu-xhci,id=xhci".into(),
+        "-device".into(),
+        "usb-storage,bus=xhci.0,drive=stick,removable=on,bootindex=1".into(),
+    ]);
+    a
+}
+
+/// A running stick VM.
+#[derive(Debug)]
+pub struct StickVm {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    console: PathBuf,
+    started: Instant,
+    firmware: Firmware,
+    _work: tempfile::TempDir,
+}
+
+/// Moments on the console, measured from QEMU's start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BootTimes {
+    /// GRUB's menu appeared (firmware done).
+    pub grub: Option<Duration>,
+    /// The kernel printed its banner (needs `loglevel` of 6 or more on the command line).
+    pub kernel: Option<Duration>,
+    /// The agent printed `LAPTEROP-AGENT-READY`.
+    pub agent_ready: Option<Duration>,
+    /// QEMU exited.
+    pub exit: Option<Duration>,
+}
+
+impl std::fmt::Display for BootTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
+        write!(
+            f,
+            "firmware -> GRUB {}, kernel banner {}, agent ready {}, powered off {}",
+            s(self.grub),
+            s(self.kernel),
+            s(self.agent_ready),
+            s(self.exit)
+        )
+    }
+}
+
+impl StickVm {
+    /// Starts QEMU on `stick` (used in place: the guest writes its outbox there) with `firmware`, and
+    /// the disks (`disk_files`, one per `devices.disks` entry), NIC, guestfwd rules, SMBIOS values and
+    /// memory of `devices` (its command, agent and module fields are not used).
+    pub fn start(
+        stick: &Path,
+        firmware: Firmware,
+        devices: &VmSpec,
+        disk_files: &[PathBuf],
+    ) -> Result<StickVm, VmError> {
+        let missing = missing_firmware(firmware);
+        if !missing.is_empty() {
+            return Err(VmError::Spec(format!(
+                "{} is missing; install Debian's ovmf package",
+                missing[0].display()
+            )));
+        }
+        let work = tempfile::Builder::new()
+            .prefix("lapterop-stick-")
+            .tempdir_in(vm::target_dir_created()?)
+            .map_err(|source| VmError::Io {
+                what: "creating a temporary directory in",
+                path: vm::target_dir(),
+                source,
+            })?;
+        let vars = match firmware.ovmf_files() {
+            Some((_, store)) => {
+                let copy = work.path().join("OVMF_VARS.fd");
+                let src = Path::new(OVMF_DIR).join(store);
+                fs::copy(&src, &copy).map_err(|source| VmError::Io {
+                    what: "copying",
+                    path: src,
+                    source,
+                })?;
+                Some(copy)
+            }
+            None => None,
+        };
+        let console = work.path().join("console.log");
+        let out = fs::File::create(&console).map_err(|source| VmError::Io {
+            what: "creating",
+            path: console.clone(),
+            source,
+        })?;
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(firmware_and_stick_args(firmware, stick, vars.as_deref()))
+            .args(["-accel", "tcg", "-smp", "2", "-m", &devices.memory_mib.to_string()])
+            .args([
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-no-reboot",
+            ])
+            .args(["-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0"])
+            .args(vm::qemu_disk_and_device_args(devices, disk_files)?)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| VmError::QemuMissing("qemu-system-x86_64".to_owned(), e))?;
+        let stdin = child.stdin.take();
+        Ok(StickVm {
+            child,
+            stdin,
+            console,
+            started,
+            firmware,
+            _work: work,
+        })
+    }
+
+    /// The firmware this VM boots with.
+    pub fn firmware(&self) -> Firmware {
+        self.firmware
+    }
+
+    /// The serial console so far, `\r` removed.
+    pub fn console(&self) -> String {
+        fs::read_to_string(&self.console).unwrap_or_default().replace('\r', "")
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits until the console contains `needle`; returns the time since QEMU started. Fails at once
+    /// when a [`FATAL`] string appears first (unless `needle` is one), when QEMU exits, or after
+    /// `timeout` from now.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<Duration, VmError> {
+        self.wait_for_any(&[needle], timeout).map(|(_, t)| t)
+    }
+
+    /// Like [`StickVm::wait_for`] for several needles: returns the index of the first one found.
+    pub fn wait_for_any(&mut self, needles: &[&str], timeout: Duration) -> Result<(usize, Duration), VmError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.console();
+            if let Some(i) = needles.iter().position(|n| text.contains(n)) {
+                return Ok((i, self.started.elapsed()));
+            }
+            if let Some(bad) = FATAL.iter().find(|f| text.contains(*f)) {
+                return Err(VmError::Refused {
+                    what: (*bad).to_owned(),
+                    tail: tail(&text, 30),
+                });
+            }
+            if let Some(status) = self.child.try_wait().map_err(|source| VmError::Io {
+                what: "waiting for",
+                path: PathBuf::from("qemu-system-x86_64"),
+                source,
+            })? {
+                return Err(VmError::NoMarker {
+                    status: format!("{status} before `{}` appeared{}", needles.join("` or `"), self.stderr()),
+                    tail: tail(&text, 30),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(VmError::Timeout {
+                    timeout,
+                    tail: format!("(waiting for `{}`)\n{}", needles.join("` or `"), tail(&text, 30)),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types `text` on the serial console.
+    pub fn send(&mut self, text: &str) -> Result<(), VmError> {
+        let io = |source| VmError::Io {
+            what: "writing to the serial console of",
+            path: PathBuf::from("qemu-system-x86_64"),
+            source,
+        };
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| VmError::Spec("the serial console is closed".into()))?;
+        stdin.write_all(text.as_bytes()).map_err(io)?;
+        stdin.flush().map_err(io)
+    }
+
+    /// Waits for QEMU to exit (the guest powered off; `-no-reboot` turns a reboot into an exit too);
+    /// returns its status and the time since it started.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<(ExitStatus, Duration), VmError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|source| VmError::Io {
+                what: "waiting for",
+                path: PathBuf::from("qemu-system-x86_64"),
+                source,
+            })? {
+                return Ok((status, self.started.elapsed()));
+            }
+            if Instant::now() > deadline {
+                return Err(VmError::Timeout {
+                    timeout,
+                    tail: format!("(waiting for the guest to power off)\n{}", tail(&self.console(), 30)),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// QEMU's own error output, if it has exited (for error messages).
+    fn stderr(&mut self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut text);
+        }
+        if text.trim().is_empty() {
+            String::new()
+        } else {
+            format!("; QEMU said: {}", text.trim())
+        }
+    }
+}
+
+impl Drop for StickVm {
+    fn drop(&mut self) {
+        // Our own child, ended through its handle (its PID), never by name.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Options of a test stick.
+#[derive(Debug, Clone, Default)]
+pub struct StickOptions {
+    /// `--extra-cmdline`.
+    pub extra_cmdline: String,
+    /// `--site`, `--station-key`, `--image-key`.
+    pub site: Option<PathBuf>,
+    /// The station's private key.
+    pub station_key: Option<PathBuf>,
+    /// The image key's public half.
+    pub image_key: Option<PathBuf>,
+    /// OS images to carry.
+    pub os_images: Vec<PathBuf>,
+    /// A fixed stick id.
+    pub stick_id: Option<String>,
+    /// zstd level of the initramfs (3 builds fast; 19 is the release default).
+    pub zstd_level: i32,
+}
+
+/// Builds a stick image at `out` from the pinned packages and `agent` (a static binary), with the
+/// image builder's library (the same code as `lapterop-image-builder live`), timestamps at
+/// `SOURCE_DATE_EPOCH` or 0.
+pub fn build_stick(agent: &Path, out: &Path, opts: &StickOptions) -> Result<live::LiveSummary, VmError> {
+    if vm::has_interpreter(agent)? {
+        return Err(VmError::NotStatic(agent.to_owned()));
+    }
+    let lock = debian::Lock::read(&debian::default_lock_path())?;
+    let cache = debian::Cache::new(debian::default_cache_dir());
+    let inputs = live::fetch_live_inputs(&lock, &cache).map_err(|e| VmError::Stick(e.to_string()))?;
+    let epoch = lapterop_image_builder::initramfs::source_date_epoch().map_err(|e| VmError::Stick(e.to_string()))?;
+    let mut spec = live::LiveSpec::new(agent.to_owned(), epoch);
+    spec.extra_cmdline = opts.extra_cmdline.clone();
+    spec.site = opts.site.clone();
+    spec.station_key = opts.station_key.clone();
+    spec.image_key = opts.image_key.clone();
+    spec.os_images = opts.os_images.clone();
+    spec.stick_id = opts.stick_id.clone();
+    spec.zstd_level = if opts.zstd_level == 0 { 3 } else { opts.zstd_level };
+    let work = out.with_extension("work");
+    let built = live::build_live(&spec, &inputs, out, &work);
+    let _ = fs::remove_dir_all(&work);
+    built.map_err(|e| VmError::Stick(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_boot_args_follow_the_recipe() {
+        let a = firmware_and_stick_args(
+            Firmware::UefiSecureBoot,
+            Path::new("/t/stick.img"),
+            Some(Path::new("/t/vars.fd")),
+        )
+        .join(" ");
+        assert!(a.starts_with("-machine q35,smm=on "), "{a}");
+        assert!(a.contains("-global driver=cfi.pflash01,property=secure,value=on -global ICH9-LPC.disable_s3=1"));
+        assert!(a.contains("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"));
+        assert!(a.contains("if=pflash,format=raw,unit=1,file=/t/vars.fd"));
+        assert!(a.ends_with(
+            "-device qemu-xhci,id=xhci -device usb-storage,bus=xhci.0,drive=stick,removable=on,bootindex=1"
+        ));
+        let bios = firmware_and_stick_args(Firmware::Bios, Path::new("/t/s.img"), None).join(" ");
+        assert!(bios.starts_with("-machine q35 -drive file=/t/s.img"), "{bios}");
+        assert!(!bios.contains("pflash"));
+        assert_eq!(
+            Firmware::UefiSnakeoil.ovmf_files(),
+            Some(("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.snakeoil.fd"))
+        );
+    }
+}
