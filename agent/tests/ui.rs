@@ -10,9 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use lapterop_agent::i18n::{Key, Lang};
 use lapterop_agent::ui::screens::{InstallState, UploadState};
 use lapterop_agent::ui::{demo, qr, screens, Style};
+use support::{root, Loop, MIB};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lapterop-agent");
 
@@ -530,61 +533,9 @@ fn volunteer_guide_shows_the_current_screens() {
     );
 }
 
-/// True when the loop-device tests can run; otherwise says so loudly (and fails in CI).
-fn root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() && Path::new("/dev/loop-control").exists() {
-        return true;
-    }
-    let msg = format!("SKIPPED {test}: needs root and loop devices");
-    assert!(
-        std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").as_deref() != Ok("1"),
-        "{msg}"
-    );
-    eprintln!("\n!!!!! {msg} !!!!!\n");
-    false
-}
-
-/// A loop device over `mib` MiB of random bytes in its own temporary directory; detached on drop.
-struct Loop {
-    _dir: tempfile::TempDir,
-    file: PathBuf,
-    dev: String,
-}
-
-impl Loop {
-    fn new(mib: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("disk.img");
-        let ok = Command::new("dd")
-            .args(["if=/dev/urandom", "bs=1M", "status=none", "iflag=fullblock"])
-            .arg(format!("of={}", file.display()))
-            .arg(format!("count={mib}"))
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        Self { _dir: dir, file, dev }
-    }
-
-    fn name(&self) -> &str {
-        self.dev.trim_start_matches("/dev/")
-    }
-
-    fn digest(&self) -> blake3::Hash {
-        blake3::hash(&std::fs::read(&self.file).unwrap())
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
+/// blake3 of a loop device's backing file.
+fn digest(disk: &Loop) -> blake3::Hash {
+    blake3::hash(&std::fs::read(&disk.file).unwrap())
 }
 
 /// A stick's `lapterop/` directory with a station key and `site.toml` (the `[station]` table is added).
@@ -722,11 +673,11 @@ fn tmux_flow_on_loop_devices_in_dutch_with_a_busy_disk() {
             server_pub.with_extension("pub").display()
         ),
     );
-    let good = Loop::new(8);
-    let busy = Loop::new(8);
+    let good = Loop::new(8 * MIB, 512);
+    let busy = Loop::new(8 * MIB, 512);
     let held = lapterop_agent::sys::open_block_device(Path::new(&busy.dev), lapterop_agent::sys::Access::ExclusiveRead)
         .unwrap();
-    let busy_before = busy.digest();
+    let busy_before = digest(&busy);
     let stick_arg = dir.display().to_string();
     let Some(t) = tmux_or_skip(
         "flow-nl",
@@ -793,7 +744,7 @@ fn tmux_flow_on_loop_devices_in_dutch_with_a_busy_disk() {
     assert!(s.contains(&format!("{url}/d/{}", cert.id)), "{s}");
     // The disks: the confirmed one reads back as zeros, the busy one is untouched.
     assert!(std::fs::read(&good.file).unwrap().iter().all(|b| *b == 0));
-    assert_eq!(busy.digest(), busy_before, "the busy disk was written");
+    assert_eq!(digest(&busy), busy_before, "the busy disk was written");
     // The laptop's log on the stick has the run, with the codes.
     let log = machine_log(&dir);
     for want in [
@@ -818,8 +769,8 @@ fn tmux_flow_in_english_cancelled_at_the_plan_writes_nothing() {
     }
     let work = tempfile::tempdir().unwrap();
     let dir = stick(work.path(), "[ui]\nlanguage = \"en\"\n");
-    let disk = Loop::new(8);
-    let before = disk.digest();
+    let disk = Loop::new(8 * MIB, 512);
+    let before = digest(&disk);
     let stick_arg = dir.display().to_string();
     let Some(t) = tmux_or_skip("flow-en", &["flow", "--stick", &stick_arg, "--only", &disk.dev]) else {
         return;
@@ -847,7 +798,7 @@ fn tmux_flow_in_english_cancelled_at_the_plan_writes_nothing() {
     let s = t.wait_for("EXIT=");
     assert!(s.contains("EXIT=2"), "{s}");
     assert!(!s.contains("LAPTEROP-JOB-DONE"), "{s}");
-    assert_eq!(disk.digest(), before, "a cancelled flow wrote to the disk");
+    assert_eq!(digest(&disk), before, "a cancelled flow wrote to the disk");
     assert!(certificates(&dir.join("outbox")).is_empty());
     let log = machine_log(&dir);
     assert!(log.contains("interactive flow by Bob"), "{log}");
@@ -871,8 +822,8 @@ fn tmux_flow_countdown_runs_out_and_a_missing_image_fails_the_install() {
          [ui]\nlanguage = \"en\"\noperator = \"Station 3\"\nunattended_countdown_secs = 1\n",
     );
     lapterop_certificate::keys::write_keypair(&dir.join("image"), &image_key).unwrap();
-    let disk = Loop::new(8);
-    let before = disk.digest();
+    let disk = Loop::new(8 * MIB, 512);
+    let before = digest(&disk);
     let stick_arg = dir.display().to_string();
     let Some(t) = tmux_or_skip("flow-countdown", &["flow", "--stick", &stick_arg, "--only", &disk.dev]) else {
         return;
@@ -897,7 +848,7 @@ fn tmux_flow_countdown_runs_out_and_a_missing_image_fails_the_install() {
     t.type_line("p");
     let s = t.wait_for("EXIT=");
     assert!(s.contains("EXIT=1"), "{s}");
-    assert_ne!(disk.digest(), before, "the disk was not wiped");
+    assert_ne!(digest(&disk), before, "the disk was not wiped");
     let certs = certificates(&dir.join("outbox"));
     assert_eq!(certs.len(), 1);
     let station = lapterop_certificate::keys::fixture_key("flow test station").verifying_key();
