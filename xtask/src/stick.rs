@@ -240,9 +240,11 @@ impl StickVm {
         self.firmware
     }
 
-    /// The serial console so far, `\r` removed.
+    /// The serial console so far, with `\r` and terminal escape sequences (GRUB's menu drawing)
+    /// removed.
     pub fn console(&self) -> String {
-        fs::read_to_string(&self.console).unwrap_or_default().replace('\r', "")
+        let raw = fs::read(&self.console).unwrap_or_default();
+        strip_escapes(&String::from_utf8_lossy(&raw))
     }
 
     /// Time since QEMU started.
@@ -353,6 +355,29 @@ impl Drop for StickVm {
     }
 }
 
+/// Removes `\r` and ANSI escape sequences (`ESC [ params final`, `ESC x`) from console text.
+pub fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {}
+            '\u{1b}' => {
+                if chars.next() == Some('[') {
+                    // Parameters and intermediates, then one final byte in @..~.
+                    for p in chars.by_ref() {
+                        if ('@'..='~').contains(&p) {
+                            break;
+                        }
+                    }
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -405,6 +430,14 @@ pub fn build_stick(agent: &Path, out: &Path, opts: &StickOptions) -> Result<live
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_are_stripped_from_the_console() {
+        assert_eq!(
+            strip_escapes("\u{1b}[H\u{1b}[J\u{1b}[1;1H  Booting `Lapterop'\r\n\u{1b}[?25hok\u{1b}=x"),
+            "  Booting `Lapterop'\nokx"
+        );
+    }
 
     #[test]
     fn secure_boot_args_follow_the_recipe() {
