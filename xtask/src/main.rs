@@ -57,7 +57,7 @@ struct VmArgs {
     /// Use this static agent instead of building one.
     #[arg(long)]
     agent: Option<PathBuf>,
-    /// Modules or module sets (storage, nic, fs) to ship and load.
+    /// Modules or module sets (storage, nic, fs, usb) to ship and load.
     #[arg(long, value_delimiter = ',')]
     modules: Vec<String>,
     /// Hard timeout in seconds from QEMU start.

@@ -121,6 +121,17 @@ pub fn firmware_and_stick_args(firmware: Firmware, stick: &Path, vars: Option<&P
     a
 }
 
+/// A direct kernel boot (no firmware boot path, no GRUB), for comparison.
+#[derive(Debug, Clone)]
+pub struct DirectBoot {
+    /// The kernel image.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub append: String,
+}
+
 /// A running stick VM.
 #[derive(Debug)]
 pub struct StickVm {
@@ -169,6 +180,35 @@ impl StickVm {
         devices: &VmSpec,
         disk_files: &[PathBuf],
     ) -> Result<StickVm, VmError> {
+        StickVm::spawn(stick, firmware, Vec::new(), devices, disk_files)
+    }
+
+    /// For comparison: boots `direct`'s kernel and initramfs with `-kernel`/`-initrd` (SeaBIOS's
+    /// loader, no GRUB), with the stick attached the same way so the agent can find it.
+    pub fn start_direct(
+        stick: &Path,
+        direct: &DirectBoot,
+        devices: &VmSpec,
+        disk_files: &[PathBuf],
+    ) -> Result<StickVm, VmError> {
+        let extra = vec![
+            "-kernel".to_owned(),
+            direct.kernel.display().to_string(),
+            "-initrd".to_owned(),
+            direct.initrd.display().to_string(),
+            "-append".to_owned(),
+            direct.append.clone(),
+        ];
+        StickVm::spawn(stick, Firmware::Bios, extra, devices, disk_files)
+    }
+
+    fn spawn(
+        stick: &Path,
+        firmware: Firmware,
+        extra: Vec<String>,
+        devices: &VmSpec,
+        disk_files: &[PathBuf],
+    ) -> Result<StickVm, VmError> {
         let missing = missing_firmware(firmware);
         if !missing.is_empty() {
             return Err(VmError::Spec(format!(
@@ -205,6 +245,7 @@ impl StickVm {
         })?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(firmware_and_stick_args(firmware, stick, vars.as_deref()))
+            .args(extra)
             .args(["-accel", "tcg", "-smp", "2", "-m", &devices.memory_mib.to_string()])
             .args([
                 "-nodefaults",

@@ -4,14 +4,15 @@
 //! - SeaBIOS: MBR boot code -> GRUB core.img -> menu -> kernel -> the agent as PID 1;
 //! - OVMF with Secure Boot enforced and Microsoft's keys: shim -> signed GRUB -> signed kernel, which
 //!   must report Secure Boot on and lockdown `[integrity]`;
-//! - OVMF with Secure Boot and only a snake-oil key: the firmware must refuse shim.
+//! - OVMF with Secure Boot and only a snake-oil key: the firmware must refuse shim;
+//! - for comparison, the same kernel and initramfs booted directly (`-kernel`/`-initrd`).
 //!
 //! A boot passes when the agent prints `LAPTEROP-AGENT-READY` having mounted the stick (found by its
 //! marker file) on /stick; the menu's command line gets `lapterop.mode=rescue`, so the agent then
 //! opens the rescue shell, where the test reads the marker back through the guest's own mount and
 //! powers off. Each boot prints its stage timings. Boots run one at a time (2 cores).
 //!
-//! Needs qemu-system-x86, ovmf, grub-common (grub-mkimage), kmod, dpkg and apt with Debian reachable;
+//! Needs qemu-system-x86, ovmf, grub-common (grub-mkimage), mtools, kmod, dpkg and apt with Debian reachable;
 //! when missing the tests fail under `LAPTEROP_REQUIRE_ROOT_TESTS=1` and otherwise say loudly that they
 //! were skipped.
 
@@ -49,8 +50,10 @@ fn tools_or_skip(firmware: Firmware) -> bool {
     let on_path = |tool: &str| {
         std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
     };
-    if !on_path("grub-mkimage") {
-        missing.push("grub-mkimage (package grub-common)".into());
+    for (tool, package) in [("grub-mkimage", "grub-common"), ("mtype", "mtools")] {
+        if !on_path(tool) {
+            missing.push(format!("{tool} (package {package})"));
+        }
     }
     if missing.is_empty() {
         return true;
@@ -118,14 +121,24 @@ fn devices() -> VmSpec {
 /// Boots the stick, waits for the agent, checks the stick from inside, powers off. Returns the
 /// console and the timings.
 fn boot_to_agent(firmware: Firmware) -> (String, BootTimes) {
+    boot_and_check(firmware.name(), true, |image| {
+        StickVm::start(image, firmware, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// Starts a VM on a private copy of the stick with `start`, waits for GRUB (when `grub`), the kernel
+/// and the agent, checks the stick from inside and powers off.
+fn boot_and_check(name: &str, grub: bool, start: impl FnOnce(&Path) -> StickVm) -> (String, BootTimes) {
     let built = stick();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (_dir, image) = copy_of_stick("stick.img");
-    let mut vm = StickVm::start(&image, firmware, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let mut vm = start(&image);
     let mut t = BootTimes::default();
     // Generous limits: the machines are shared; the timings printed below are what a boot takes.
     let step = Duration::from_secs(150);
-    t.grub = Some(vm.wait_for("GNU GRUB", step).unwrap_or_else(|e| panic!("{e}")));
+    if grub {
+        t.grub = Some(vm.wait_for("GNU GRUB", step).unwrap_or_else(|e| panic!("{e}")));
+    }
     t.kernel = Some(vm.wait_for("Linux version", step).unwrap_or_else(|e| panic!("{e}")));
     t.agent_ready = Some(
         vm.wait_for("LAPTEROP-AGENT-READY", step)
@@ -146,8 +159,7 @@ fn boot_to_agent(firmware: Firmware) -> (String, BootTimes) {
     t.exit = Some(off);
     let console = vm.console();
     eprintln!(
-        "{}: build {:.1} s (once), image {} bytes; {t}; QEMU {status}",
-        firmware.name(),
+        "{name}: build {:.1} s (once), image {} bytes; {t}; QEMU {status}",
         built.build.as_secs_f64(),
         built.image_bytes
     );
@@ -170,7 +182,7 @@ fn boot_to_agent(firmware: Firmware) -> (String, BootTimes) {
     }
     assert!(
         console.contains(&format!("lapterop.stick={}", built.stick_id)),
-        "GRUB's menu did not pass the stick id"
+        "the kernel command line lacks the stick id"
     );
     (console, t)
 }
@@ -220,6 +232,50 @@ fn ovmf_secure_boot_with_microsoft_keys_boots_shim_grub_kernel_in_lockdown() {
         "{}",
         tail(&console)
     );
+}
+
+/// The peer for the timings: the same kernel and initramfs (read back from the stick with mtools)
+/// booted directly with `-kernel`/`-initrd`, the stick attached the same way, no firmware boot path
+/// and no GRUB.
+#[test]
+fn direct_kernel_boot_of_the_same_kernel_and_initrd_for_comparison() {
+    if !tools_or_skip(Firmware::Bios) {
+        return;
+    }
+    let built = stick();
+    let dir = tempfile::Builder::new()
+        .prefix("lapterop-direct-")
+        .tempdir_in(vm::target_dir_created().unwrap())
+        .unwrap();
+    let mut direct = stick::DirectBoot {
+        kernel: dir.path().join("vmlinuz"),
+        initrd: dir.path().join("initrd.img"),
+        append: format!(
+            "console=tty0 console=ttyS0,115200 lapterop.stick={} quiet lapterop.mode=rescue loglevel=7",
+            built.stick_id
+        ),
+    };
+    for (from, to) in [
+        ("::/boot/vmlinuz", &mut direct.kernel),
+        ("::/boot/initrd.img", &mut direct.initrd),
+    ] {
+        let out = std::process::Command::new("mtype")
+            .arg("-i")
+            .arg(format!("{}@@1M", built.image.display()))
+            .arg(from)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .expect("mtype (Debian package mtools)");
+        assert!(
+            out.status.success(),
+            "mtype {from}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(to, out.stdout).unwrap();
+    }
+    boot_and_check("direct kernel (-kernel/-initrd)", false, |image| {
+        StickVm::start_direct(image, &direct, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"))
+    });
 }
 
 #[test]
