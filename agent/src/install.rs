@@ -11,6 +11,8 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use lapterop_certificate::model::{InstallRecord, InstallStatus};
+use lapterop_certificate::VerifyingKey;
 use lapterop_osimage::install::{self, InstallOptions, Target};
 use lapterop_osimage::reader::{Image, SeekSource};
 
@@ -95,6 +97,75 @@ pub struct InstallArgs {
     pub device: String,
 }
 
+/// Writes the image at `location` onto a claimed disk and reports it the way the certificate records
+/// it. Never fails outright: an image that cannot be opened or checked, or a write that goes wrong,
+/// gives a record with status `failed` and the reason (the installer wipes the partition table again).
+pub fn install_onto(
+    claimed: &Claimed,
+    location: &str,
+    trusted: &VerifyingKey,
+    options: &InstallOptions,
+    progress: &(dyn Fn(install::Progress) + Sync),
+) -> InstallRecord {
+    let started_at = lapterop_certificate::now_utc();
+    let mut record = InstallRecord {
+        status: InstallStatus::Failed,
+        image_name: String::new(),
+        image_version: String::new(),
+        root_hash: String::new(),
+        signer_key_id: String::new(),
+        target_device: claimed.disk.name.clone(),
+        target_serial: claimed.disk.serial.clone(),
+        bytes_written: 0,
+        chunks_verified: 0,
+        chunk_mismatches: 0,
+        reason: None,
+        started_at,
+        finished_at: String::new(),
+    };
+    let mut image = match open_image(location, trusted) {
+        Ok(i) => i,
+        Err(reason) => {
+            record.reason = Some(reason);
+            record.finished_at = lapterop_certificate::now_utc();
+            return record;
+        }
+    };
+    let m = image.manifest();
+    record.image_name = m.image.name.clone();
+    record.image_version = m.image.version.clone();
+    record.root_hash = m.root.to_string();
+    record.signer_key_id = image.signer_key_id().to_owned();
+    let result = install::install(&mut image, &DiskTarget(claimed), options, progress);
+    // Let the kernel see the new (or wiped) partition table; partitions appear a moment later.
+    for _ in 0..20 {
+        if crate::sys::reread_partitions(&claimed.file).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    match result {
+        Ok(r) => {
+            record.status = InstallStatus::Installed;
+            record.bytes_written = r.bytes_written;
+            record.chunks_verified = r.chunks_verified;
+            record.chunk_mismatches = r.chunk_mismatches;
+        }
+        Err(e) => record.reason = Some(format!("{e}; the partition table was wiped again")),
+    }
+    record.finished_at = lapterop_certificate::now_utc();
+    record
+}
+
+/// Opens and checks an image (header, signature, manifest) before any disk is touched.
+fn open_image(location: &str, trusted: &VerifyingKey) -> Result<Image<SeekSource<std::fs::File>>, String> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Err("installing from a URL is not in this build yet; copy the image to the stick".into());
+    }
+    let file = std::fs::File::open(location).map_err(|e| format!("opening {location}: {e}"))?;
+    Image::open(SeekSource(file), trusted).map_err(|e| format!("{location}: {e}"))
+}
+
 /// Runs `lapterop-agent install`. Exit 0 installed and read back, 1 the install failed (the disk's
 /// partition table was wiped again), 2 nothing was written (bad image, refused disk, cancelled).
 pub fn run(args: &InstallArgs) -> ExitCode {
@@ -102,21 +173,14 @@ pub fn run(args: &InstallArgs) -> ExitCode {
         eprintln!("lapterop-agent install: {msg}");
         ExitCode::from(2)
     };
-    if args.image.starts_with("http://") || args.image.starts_with("https://") {
-        return fail("installing from a URL is not in this build yet; copy the image to the stick".into());
-    }
     let trusted = match lapterop_certificate::keys::read_public_key(&args.trust) {
         Ok(k) => k,
         Err(e) => return fail(e.to_string()),
     };
-    let file = match std::fs::File::open(&args.image) {
-        Ok(f) => f,
-        Err(e) => return fail(format!("opening {}: {e}", args.image)),
-    };
     // Everything about the image is checked before the disk is touched.
-    let mut image = match Image::open(SeekSource(file), &trusted) {
+    let image = match open_image(&args.image, &trusted) {
         Ok(i) => i,
-        Err(e) => return fail(format!("{}: {e}; nothing was written", args.image)),
+        Err(e) => return fail(format!("{e}; nothing was written")),
     };
     let discovery = Discovery::system();
     let disk = match discovery.find(&args.device) {
@@ -143,6 +207,7 @@ pub fn run(args: &InstallArgs) -> ExitCode {
         claimed.capacity_bytes,
         claimed.logical_sector_size
     );
+    drop(image);
     if !args.yes {
         eprintln!(
             "Everything on {} will be replaced. Type INSTALL to go on:",
@@ -157,24 +222,20 @@ pub fn run(args: &InstallArgs) -> ExitCode {
         read_back: !args.no_read_back,
         ..InstallOptions::default()
     };
-    let result = install::install(&mut image, &DiskTarget(&claimed), &options, &|_| {});
-    // Let the kernel see the new (or wiped) partition table; partitions appear a moment later.
-    for _ in 0..20 {
-        if crate::sys::reread_partitions(&claimed.file).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    match result {
-        Ok(r) => {
+    let record = install_onto(&claimed, &args.image, &trusted, &options, &|_| {});
+    match record.status {
+        InstallStatus::Installed => {
             println!(
-                "installed: {} bytes written, {} chunks read back and matching, {} zero samples",
-                r.bytes_written, r.chunks_verified, r.zero_samples
+                "installed: {} bytes written, {} chunks read back and matching",
+                record.bytes_written, record.chunks_verified
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("lapterop-agent install: FAILED: {e}; the partition table was wiped again, install again");
+        InstallStatus::Failed => {
+            eprintln!(
+                "lapterop-agent install: FAILED: {}; install again",
+                record.reason.as_deref().unwrap_or("unknown reason")
+            );
             ExitCode::from(1)
         }
     }

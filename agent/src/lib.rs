@@ -15,8 +15,10 @@ pub mod firmware;
 pub mod i18n;
 pub mod init;
 pub mod install;
+pub mod job;
 pub mod outbox;
 pub mod preflight;
+pub mod site;
 pub mod sitelog;
 #[allow(unsafe_code)]
 pub mod sys;

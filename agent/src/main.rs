@@ -38,6 +38,10 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// The whole job for this laptop from the stick's site config: audit, wipe every internal disk,
+    /// install the OS image, certificate into the outbox, upload. Exit 0 done, 1 a lead must look,
+    /// 2 nothing done, 3 only the upload waits for the network.
+    Run(lapterop_agent::job::RunArgs),
     /// Run as PID 1 of the live image: mount, coldplug, network, find the stick, run the flow.
     Init {
         /// Run even when not PID 1 (inside a VM's shell, for tests).
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         }
         Command::Audit(args) => lapterop_agent::audit::cli(&args),
         Command::Disks { json, devices } => lapterop_agent::disk::list_command(json, &devices),
+        Command::Run(args) => lapterop_agent::job::cli(&args),
         Command::Wipe(args) => lapterop_agent::wipe::run(args),
         Command::Preflight(args) => lapterop_agent::preflight::cli(&args),
         Command::UiDemo(args) => lapterop_agent::ui::demo::run(&args),

@@ -599,41 +599,13 @@ fn install_writes_the_os_image_onto_loop_devices_of_both_sector_sizes() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let files = work.path().join("files");
-    std::fs::create_dir_all(files.join("home/leerling")).unwrap();
-    let letter = "Welkom op je laptop! Iedereendigitaal@Leuven\n".repeat(200);
-    std::fs::write(files.join("home/leerling/welkom.txt"), &letter).unwrap();
-    let blob: Vec<u8> = (0..3u32 << 20)
-        .map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[3])
-        .collect();
-    std::fs::write(files.join("blob.bin"), &blob).unwrap();
-    // Source disk: 64 MiB GPT with one 40 MiB ext4 partition at 1 MiB.
-    let part = work.path().join("part.ext4");
-    ok(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096", "-d"])
-        .arg(&files)
-        .arg(&part)
-        .arg("40M"));
-    let src = work.path().join("reference.raw");
-    ok(Command::new("truncate").args(["-s", "64M"]).arg(&src));
-    ok(Command::new("sgdisk")
-        .args(["-n", "1:2048:+40M", "-t", "1:8300", "-c", "1:system"])
-        .arg(&src));
-    ok(Command::new("dd")
-        .arg(format!("if={}", part.display()))
-        .arg(format!("of={}", src.display()))
-        .args(["bs=1M", "seek=1", "conv=notrunc", "status=none"]));
-    let key = lapterop_certificate::keys::fixture_key("install test image key");
-    let image = work.path().join("pupil.osimg");
-    let mut opts = lapterop_osimage::pack::PackOptions::new("pupil-desktop", "2026.11");
-    opts.level = 3;
-    lapterop_osimage::pack::pack(&src, &image, &key, &opts).unwrap();
-    let public = work.path().join("image");
-    lapterop_certificate::keys::write_keypair(&public, &key).unwrap();
-    let trust = public.with_extension("pub");
-    let other = work.path().join("other");
-    lapterop_certificate::keys::write_keypair(&other, &lapterop_certificate::keys::fixture_key("someone else"))
-        .unwrap();
+    let OsImage {
+        image,
+        trust,
+        other,
+        letter,
+        blob,
+    } = os_image(work.path());
 
     for (sector, size) in [(512u32, 96 * MIB), (4096, 48 * MIB)] {
         let l = Loop::prepared(size, sector, |_| {}, &["--partscan"]);
@@ -643,7 +615,7 @@ fn install_writes_the_os_image_onto_loop_devices_of_both_sector_sizes() {
             .args(["install", "--yes", "--image"])
             .arg(&image)
             .arg("--trust")
-            .arg(other.with_extension("pub"))
+            .arg(&other)
             .arg(&l.dev));
         assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(
@@ -697,4 +669,147 @@ fn install_writes_the_os_image_onto_loop_devices_of_both_sector_sizes() {
             "blob.bin differs on {sector}-byte sectors"
         );
     }
+}
+
+/// The standard OS image the install tests use, and what its ext4 partition holds.
+struct OsImage {
+    image: PathBuf,
+    trust: PathBuf,
+    other: PathBuf,
+    letter: String,
+    blob: Vec<u8>,
+}
+
+/// Packs a 64 MiB GPT disk with one 40 MiB ext4 partition (a letter and a 3 MiB blob) into a signed OS
+/// image in `work`; `trust` is its key's public half, `other` a key that did not sign it.
+fn os_image(work: &Path) -> OsImage {
+    let files = work.join("files");
+    std::fs::create_dir_all(files.join("home/leerling")).unwrap();
+    let letter = "Welkom op je laptop! Iedereendigitaal@Leuven\n".repeat(200);
+    std::fs::write(files.join("home/leerling/welkom.txt"), &letter).unwrap();
+    let blob: Vec<u8> = (0..3u32 << 20)
+        .map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect();
+    std::fs::write(files.join("blob.bin"), &blob).unwrap();
+    // Source disk: 64 MiB GPT with one 40 MiB ext4 partition at 1 MiB.
+    let part = work.join("part.ext4");
+    ok(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&files)
+        .arg(&part)
+        .arg("40M"));
+    let src = work.join("reference.raw");
+    ok(Command::new("truncate").args(["-s", "64M"]).arg(&src));
+    ok(Command::new("sgdisk")
+        .args(["-n", "1:2048:+40M", "-t", "1:8300", "-c", "1:system"])
+        .arg(&src));
+    ok(Command::new("dd")
+        .arg(format!("if={}", part.display()))
+        .arg(format!("of={}", src.display()))
+        .args(["bs=1M", "seek=1", "conv=notrunc", "status=none"]));
+    let key = lapterop_certificate::keys::fixture_key("install test image key");
+    let image = work.join("pupil.osimg");
+    let mut opts = lapterop_osimage::pack::PackOptions::new("pupil-desktop", "2026.11");
+    opts.level = 3;
+    lapterop_osimage::pack::pack(&src, &image, &key, &opts).unwrap();
+    let public = work.join("image");
+    lapterop_certificate::keys::write_keypair(&public, &key).unwrap();
+    let trust = public.with_extension("pub");
+    let other = work.join("other");
+    lapterop_certificate::keys::write_keypair(&other, &lapterop_certificate::keys::fixture_key("someone else"))
+        .unwrap();
+
+    OsImage {
+        image,
+        trust,
+        other: other.with_extension("pub"),
+        letter,
+        blob,
+    }
+}
+
+/// `lapterop-agent run` on two loop devices from a stick directory: both disks wiped and read back, the
+/// OS image installed onto the larger one, the certificate (with the laptop's audit as its host
+/// section and the install record) signed into the outbox before the upload is tried; the server is
+/// not there, so the certificate waits (exit 3) and nothing is lost.
+#[test]
+fn run_wipes_installs_and_keeps_the_certificate_when_the_server_is_away() {
+    if !root("run") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let img = os_image(work.path());
+    let stick = work.path().join("stick/lapterop");
+    std::fs::create_dir_all(stick.join("images")).unwrap();
+    std::fs::copy(&img.image, stick.join("images/pupil.osimg")).unwrap();
+    std::fs::copy(&img.trust, stick.join("image.pub")).unwrap();
+    let station = lapterop_certificate::keys::fixture_key("run test station");
+    lapterop_certificate::keys::write_keypair(&stick.join("station"), &station).unwrap();
+    // A closed port on loopback: the upload fails at once and is retried a few times.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        stick.join("site.toml"),
+        format!(
+            "[station]\norganisation = \"Iedereendigitaal@Leuven\"\nsite = \"test bench\"\n\n\
+             [server]\nurl = \"http://{closed}\"\n\n[wipe]\npattern = \"random\"\nverify = \"full\"\n\n\
+             [install]\nimage = \"images/pupil.osimg\"\ntarget = \"largest\"\n\n[flow]\nmode = \"unattended\"\n"
+        ),
+    )
+    .unwrap();
+    let small = Loop::new(16 * MIB, 512);
+    let large = Loop::new(80 * MIB, 512);
+    let out = run(Command::new(agent())
+        .args(["run", "--stick"])
+        .arg(&stick)
+        .args(["--only", &small.dev, "--only", &large.dev]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("outcome=erased install=installed upload=waiting"),
+        "{stdout}"
+    );
+    let outbox = stick.join("outbox");
+    let mut certs: Vec<PathBuf> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".json") && !p.to_string_lossy().contains(".audit."))
+        .collect();
+    assert_eq!(certs.len(), 1, "one certificate, no receipt: {certs:?}");
+    let bytes = std::fs::read(certs.pop().unwrap()).unwrap();
+    let cert = lapterop_certificate::verify(&bytes, &station.verifying_key()).unwrap();
+    assert_eq!(cert.overall_outcome(), OutcomeStatus::Erased);
+    assert_eq!(cert.disks.len(), 2);
+    let host = cert.host.as_ref().expect("the audit's host section");
+    assert_eq!(host.device_id.len(), 64, "{}", host.device_id);
+    assert!(outbox.join(format!("{}.audit.json", cert.id)).exists());
+    let install = cert.install.as_ref().expect("install record");
+    assert_eq!(
+        install.status,
+        lapterop_certificate::model::InstallStatus::Installed,
+        "{install:?}"
+    );
+    assert_eq!(
+        install.target_device,
+        Path::new(&large.dev).file_name().unwrap().to_str().unwrap()
+    );
+    assert!(install.chunks_verified > 0);
+    let v = ok(Command::new("sgdisk").arg("-v").arg(&large.dev));
+    assert!(v.contains("No problems found"), "{v}");
+    // The small disk was read back in full: every byte checked, none different.
+    let small_rec = cert
+        .disks
+        .iter()
+        .find(|d| Path::new(&small.dev).ends_with(&d.device))
+        .unwrap();
+    let ver = small_rec.verification.as_ref().unwrap();
+    assert_eq!((ver.bytes_read, ver.mismatched_blocks), (16 * MIB, 0), "{ver:?}");
 }

@@ -3,6 +3,7 @@
 //! crates' integration tests; [`stick`] builds the real stick image and boots it through SeaBIOS or
 //! OVMF (with and without Secure Boot) from an emulated USB stick.
 
+pub mod e2e;
 pub mod stick;
 pub mod vm;
 

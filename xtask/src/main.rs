@@ -3,6 +3,10 @@
 //! - `vm-run [--disk BUS:SIZE[:SECTOR]]... [--smbios ...]... [--nic MODEL] [--guestfwd RULE]... -- COMMAND...`
 //!   boots the live kernel with a test initramfs under QEMU (TCG) and runs COMMAND in the guest;
 //!   exits with the guest command's exit code (or 1 when the VM itself failed).
+//! - `e2e [--keep]`: the end-to-end run (docs/live-image.md): the live stick booted in QEMU under SeaBIOS
+//!   and under OVMF with Secure Boot against a simulated donated laptop, checked from the host.
+//! - `demo [--port PORT]`: the same scenario for a newcomer, ending with the donor page's URL and the
+//!   server left running until Ctrl-C.
 //! - `vm-bench`: boots the same kernel and modules twice, with the agent and as a bare busybox
 //!   initramfs, and prints both boot-to-marker times (for docs/benchmarks.md).
 //! - `stick-boot --image IMG --firmware bios|uefi|secureboot|snakeoil`: boots a stick image from an
@@ -35,6 +39,20 @@ enum Cmd {
         /// The command (run by busybox sh in the guest; the static agent is /bin/lapterop-agent).
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// The end-to-end run: build, boot the stick in QEMU (BIOS, Secure Boot, offline then online, and a
+    /// refused boot under untrusted keys), check disks, stick and server from the host.
+    E2e {
+        /// Keep the working directory (disks, stick, consoles, server data) and print its path.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The demo: one laptop wiped, reinstalled and certified from the live stick in QEMU; prints the
+    /// donor page and keeps the server running until Ctrl-C.
+    Demo {
+        /// Port of the collection server on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
     },
     /// Measure boot-to-marker with the agent against a bare busybox initramfs (same kernel, modules).
     VmBench {
@@ -110,7 +128,7 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("xtask: {e}");
+            eprintln!("xtask: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -179,13 +197,27 @@ fn stick_boot(image: &std::path::Path, firmware: &str, timeout: u64) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn real_main() -> Result<ExitCode, vm::VmError> {
+fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
+        Cmd::E2e { keep } => {
+            let work = tempfile::Builder::new()
+                .prefix("lapterop-e2e-")
+                .tempdir_in(vm::target_dir())?;
+            let result = xtask::e2e::run(work.path(), None);
+            if keep || result.is_err() {
+                let kept = work.keep();
+                eprintln!("e2e: working directory kept: {}", kept.display());
+            }
+            result?;
+            println!("e2e: passed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo { port } => xtask::e2e::demo(port).map(|()| ExitCode::SUCCESS),
         Cmd::StickBoot {
             image,
             firmware,
             timeout,
-        } => stick_boot(&image, &firmware, timeout),
+        } => Ok(stick_boot(&image, &firmware, timeout)?),
         Cmd::VmRun {
             vm: args,
             console,

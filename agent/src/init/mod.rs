@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 /// Options from the kernel command line (`lapterop.KEY=VALUE`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BootOptions {
-    /// `lapterop.mode`: `unattended`, `interactive` (default) or `rescue`.
-    pub mode: String,
+    /// `lapterop.mode`: `unattended`, `interactive`, `upload` (send the outbox, then power off) or `rescue`;
+    /// `None` takes the site config's `flow.mode`.
+    pub mode: Option<String>,
     /// `lapterop.stick`: the stick's id, as written in its marker file (excludes it from targets).
     pub stick_id: Option<String>,
     /// `lapterop.net=0` disables networking.
@@ -28,7 +29,7 @@ pub struct BootOptions {
 /// Parses `/proc/cmdline`.
 pub fn parse_cmdline(text: &str) -> BootOptions {
     let mut o = BootOptions {
-        mode: "interactive".into(),
+        mode: None,
         stick_id: None,
         network: true,
     };
@@ -37,7 +38,7 @@ pub fn parse_cmdline(text: &str) -> BootOptions {
             continue;
         };
         match key {
-            "lapterop.mode" => o.mode = value.to_owned(),
+            "lapterop.mode" => o.mode = Some(value.to_owned()),
             "lapterop.stick" => o.stick_id = Some(value.to_owned()),
             "lapterop.net" => o.network = value != "0",
             _ => {}
@@ -156,21 +157,136 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
     let wait = Duration::from_secs(if opts.stick_id.is_some() { 30 } else { 0 });
     let stick = system::wait_for_stick(
         opts.stick_id.as_deref(),
-        Path::new("/stick"),
+        Path::new(STICK_MOUNT),
         &index,
         &modules_dir,
         wait,
     );
-    match &stick {
-        Ok(dev) => println!("lapterop: stick {dev} mounted on /stick"),
-        Err(e) => println!("lapterop: stick not found: {e}"),
-    }
-    println!("LAPTEROP-AGENT-READY {:.2}s", t0.elapsed().as_secs_f64());
-    let reason = match opts.mode.as_str() {
-        "rescue" => "rescue shell requested on the kernel command line".to_owned(),
-        mode => format!("the {mode} flow is not part of this build yet; the rescue shell lets a lead look around"),
+    let stick_disk = match &stick {
+        Ok(dev) => {
+            println!("lapterop: stick {dev} mounted on /stick");
+            Some(whole_disk_of(dev))
+        }
+        Err(e) => {
+            println!("lapterop: stick not found: {e}");
+            None
+        }
     };
-    system::rescue_or_poweroff(&reason, opts.mode == "unattended")
+    println!("LAPTEROP-AGENT-READY {:.2}s", t0.elapsed().as_secs_f64());
+    let outcome = after_boot(&opts, stick_disk.as_deref());
+    if stick_disk.is_some() {
+        // The outbox and logs are on the stick: make sure they are on it before the power goes.
+        nix::unistd::sync();
+        if outcome.power_off {
+            let _ = nix::mount::umount(STICK_MOUNT);
+        }
+    }
+    system::rescue_or_poweroff(&outcome.reason, outcome.power_off)
+}
+
+/// Where the stick's data partition is mounted.
+pub const STICK_MOUNT: &str = "/stick";
+
+/// How the boot ends.
+struct Ending {
+    reason: String,
+    power_off: bool,
+}
+
+/// Runs what the mode asks for once the stick is mounted.
+fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
+    let rescue = |reason: String| Ending {
+        reason,
+        power_off: false,
+    };
+    if opts.mode.as_deref() == Some("rescue") {
+        return rescue("rescue shell requested on the kernel command line".into());
+    }
+    let Some(stick_disk) = stick_disk else {
+        return rescue("the Lapterop stick was not found, so there is no site config; nothing was written".into());
+    };
+    let dir = Path::new(STICK_MOUNT).join("lapterop");
+    let site = match crate::site::Site::load(&dir) {
+        Ok(s) => s,
+        Err(e) => return rescue(format!("{e}; fix site.toml on the stick (it is a plain text file)")),
+    };
+    let mode = opts.mode.clone().unwrap_or_else(|| match site.flow.mode {
+        crate::site::Mode::Interactive => "interactive".into(),
+        crate::site::Mode::Unattended => "unattended".into(),
+    });
+    // Certificates from earlier laptops go first, before a long wipe: the lead sees them tonight.
+    let outbox = crate::outbox::Outbox::open(&dir.join("outbox"));
+    let pending = outbox
+        .as_ref()
+        .map(|o| o.pending().map(|p| p.len()).unwrap_or(0))
+        .unwrap_or(0);
+    if let (Some(server), Ok(outbox), true) = (&site.server, &outbox, pending > 0 && opts.network) {
+        println!("lapterop: {pending} certificate(s) from earlier runs wait in the outbox; sending them");
+        if let Err(e) = crate::job::send_outbox(outbox, server, "") {
+            println!("lapterop: sending the outbox: {e:#}");
+        }
+        println!("LAPTEROP-UPLOAD-DONE");
+    }
+    match mode.as_str() {
+        "upload" => {
+            let reason = match (&site.server, &outbox) {
+                (None, _) => "no [server] in site.toml: certificates stay in the outbox".to_owned(),
+                (Some(_), Err(e)) => format!("the outbox on the stick cannot be opened: {e}"),
+                (Some(_), Ok(_)) => "outbox sent (see the lines above)".to_owned(),
+            };
+            Ending {
+                reason,
+                power_off: site.flow.power_off,
+            }
+        }
+        "unattended" => {
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let job = crate::job::Job {
+                site: &site,
+                dir: &dir,
+                stick_disk: Some(stick_disk),
+                only: &[],
+                operator: lapterop_certificate::Person {
+                    name: site.ui.operator.clone().unwrap_or_else(|| "unattended".into()),
+                    role: None,
+                },
+                verifier: None,
+                stop: &stop,
+            };
+            match crate::job::run(&job) {
+                Ok(r) => {
+                    let _ = crate::job::exit_code(&r);
+                    Ending {
+                        reason: "job finished".into(),
+                        power_off: site.flow.power_off,
+                    }
+                }
+                // Unattended benches have nobody at the screen: the reason is on the console and in the log.
+                Err(e) => Ending {
+                    reason: format!("the job could not run: {e:#}"),
+                    power_off: site.flow.power_off,
+                },
+            }
+        }
+        other => rescue(format!(
+            "the {other} flow is not part of this build yet; the rescue shell lets a lead look around"
+        )),
+    }
+}
+
+/// The whole disk a partition belongs to (`sda1` -> `sda`, `nvme0n1p2` -> `nvme0n1`), from sysfs.
+fn whole_disk_of(partition: &str) -> String {
+    let dir = Path::new("/sys/class/block").join(partition);
+    if dir.join("partition").exists() {
+        if let Some(parent) = std::fs::canonicalize(&dir).ok().and_then(|p| {
+            p.parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        }) {
+            return parent;
+        }
+    }
+    partition.to_owned()
 }
 
 #[cfg(test)]
@@ -184,12 +300,12 @@ mod tests {
         assert_eq!(
             o,
             BootOptions {
-                mode: "unattended".into(),
+                mode: Some("unattended".into()),
                 stick_id: Some("abc123".into()),
                 network: true
             }
         );
         let o = parse_cmdline("lapterop.net=0");
-        assert_eq!((o.mode.as_str(), o.network), ("interactive", false));
+        assert_eq!((o.mode, o.network), (None, false));
     }
 }

@@ -453,7 +453,8 @@ fn decide(
     }
 }
 
-fn outcome_words(o: &DiskOutcome) -> String {
+/// The outcome as the volunteer reads it (`ERASED`, `NOT ERASED: reason`).
+pub fn outcome_words(o: &DiskOutcome) -> String {
     match o.status {
         OutcomeStatus::Erased => "ERASED".into(),
         OutcomeStatus::ErasedWithExceptions => format!(
@@ -581,52 +582,21 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
         allow_security_erase: args.allow_security_erase || args.method == crate::firmware::Method::AtaSecurityErase,
         ..Default::default()
     };
-    let mut preludes = Vec::new();
-    for c in &claimed {
-        match crate::drive::prelude_for(&c.disk.name, c.disk.rotational, c.capacity(), args.method, &policy) {
-            Ok(p) => preludes.push(p),
-            Err(e) => {
-                eprintln!("lapterop-agent wipe: {e}; nothing was written");
-                return Ok(ExitCode::from(EXIT_NOTHING_DONE));
-            }
+    let disks = match wipe_claimed(&claimed, &spec, args.method, &policy, &stop) {
+        Ok(d) => d,
+        Err(WipeError::Plan(e)) => {
+            eprintln!("lapterop-agent wipe: {e}; nothing was written");
+            return Ok(ExitCode::from(EXIT_NOTHING_DONE));
         }
-    }
-    let ui = progress::Ui::new();
-    let records: Vec<anyhow::Result<DiskRecord>> = std::thread::scope(|s| {
-        let handles: Vec<_> = claimed
-            .iter()
-            .zip(preludes)
-            .map(|(c, fw)| {
-                let p = ui.disk(&c.disk.name);
-                let stop = &stop;
-                s.spawn(move || wipe_device_with(c, &DiskIdentity::of(c), &spec, stop, &p, fw))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the wipe thread panicked")))
-            })
-            .collect()
-    });
-    let disks = records.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+        Err(WipeError::Failed(e)) => return Err(e),
+    };
     let interrupted = stop.load(Ordering::Relaxed);
-    for c in &claimed {
-        // The old partition table is gone: let the kernel forget the old partitions. Devices without
-        // partition scanning answer EINVAL, which changes nothing here.
-        let _ = crate::sys::reread_partitions(&c.file);
-    }
 
     let mut certificate = Certificate {
         schema: cert::SCHEMA_V1.to_string(),
         id,
         issued_at: cert::now_utc(),
-        agent: AgentInfo {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            binary_blake3,
-            live_image_build: std::env::var("LAPTEROP_IMAGE_BUILD").ok().filter(|s| !s.is_empty()),
-        },
+        agent: agent_info(binary_blake3),
         station: StationInfo {
             key_id: String::new(),
             organisation: args.organisation.clone(),
@@ -660,6 +630,73 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Why [`wipe_claimed`] did not produce records.
+#[derive(Debug, thiserror::Error)]
+pub enum WipeError {
+    /// The firmware plan failed before anything was written (a named method the drive lacks).
+    #[error("{0}")]
+    Plan(String),
+    /// A wipe thread failed outright.
+    #[error(transparent)]
+    Failed(anyhow::Error),
+}
+
+/// Wipes claimed disks in parallel, one thread each: the firmware purge the plan picks for `method`,
+/// then the overwrite and read-back of `spec`. Returns one record per disk, in order. The firmware plan
+/// for every disk is made before anything is written, so a [`WipeError::Plan`] leaves all disks as they
+/// were. Afterwards the kernel is asked to forget the old partitions.
+pub fn wipe_claimed(
+    claimed: &[disk::Claimed],
+    spec: &WipeSpec,
+    method: crate::firmware::Method,
+    policy: &crate::firmware::Policy,
+    stop: &AtomicBool,
+) -> Result<Vec<DiskRecord>, WipeError> {
+    let mut preludes = Vec::new();
+    for c in claimed {
+        let p = crate::drive::prelude_for(&c.disk.name, c.disk.rotational, c.capacity(), method, policy)
+            .map_err(WipeError::Plan)?;
+        preludes.push(p);
+    }
+    let ui = progress::Ui::new();
+    let records: Vec<anyhow::Result<DiskRecord>> = std::thread::scope(|s| {
+        let handles: Vec<_> = claimed
+            .iter()
+            .zip(preludes)
+            .map(|(c, fw)| {
+                let p = ui.disk(&c.disk.name);
+                s.spawn(move || wipe_device_with(c, &DiskIdentity::of(c), spec, stop, &p, fw))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the wipe thread panicked")))
+            })
+            .collect()
+    });
+    let disks = records
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(WipeError::Failed)?;
+    for c in claimed {
+        // The old partition table is gone: let the kernel forget the old partitions. Devices without
+        // partition scanning answer EINVAL, which changes nothing here.
+        let _ = crate::sys::reread_partitions(&c.file);
+    }
+    Ok(disks)
+}
+
+/// The certificate's agent section for this binary (`binary_blake3` from [`self_blake3`]).
+pub fn agent_info(binary_blake3: String) -> AgentInfo {
+    AgentInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        binary_blake3,
+        live_image_build: std::env::var("LAPTEROP_IMAGE_BUILD").ok().filter(|s| !s.is_empty()),
+    }
+}
+
 /// Shows what will be destroyed and asks for the word ERASE.
 fn confirm(claimed: &[disk::Claimed]) -> anyhow::Result<bool> {
     eprintln!("These disks will be overwritten; everything on them will be lost:");
@@ -681,7 +718,8 @@ fn confirm(claimed: &[disk::Claimed]) -> anyhow::Result<bool> {
     Ok(line.trim() == "ERASE")
 }
 
-fn self_blake3() -> std::io::Result<String> {
+/// blake3 of the running agent binary (`/proc/self/exe`), lower-case hex.
+pub fn self_blake3() -> std::io::Result<String> {
     let mut f = std::fs::File::open("/proc/self/exe")?;
     let mut h = blake3::Hasher::new();
     std::io::copy(&mut f, &mut h)?;

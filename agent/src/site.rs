@@ -1,0 +1,374 @@
+//! The site config: `lapterop/site.toml` on the stick's data partition (`docs/lead-guide.md`).
+//!
+//! One TOML file a lead edits (from Windows too). Each table belongs to one part of the agent:
+//! `[station]` signs, `[server]` receives, `[wipe]` and `[install]` say what the job does, `[flow]` how
+//! it runs, `[ui]` and `[refurbishment]` are read by the screens and the audit policy. An unknown table
+//! or key, or a value out of range, is refused with one line naming it: a typo must never silently
+//! weaken a wipe.
+
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use serde::Deserialize;
+
+use crate::firmware::Method;
+use crate::wipe::{PatternChoice, VerifyChoice};
+
+/// The whole site config, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    /// Who signs.
+    pub station: Station,
+    /// Where certificates go; `None` keeps them in the outbox.
+    pub server: Option<Server>,
+    /// How disks are wiped.
+    pub wipe: Wipe,
+    /// The standard OS image, if one is installed after the wipe.
+    pub install: Option<Install>,
+    /// How the job runs.
+    pub flow: Flow,
+    /// The screens.
+    pub ui: crate::ui::UiConfig,
+    /// The audit policy.
+    pub policy: crate::audit::policy::Policy,
+}
+
+/// `[station]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Station {
+    /// Organisation running the workshop.
+    pub organisation: String,
+    /// The workshop site.
+    pub site: String,
+    /// The stick's or bench's name, if any.
+    pub name: Option<String>,
+    /// The station's secret key file.
+    pub key: PathBuf,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Base URL of the collection server.
+    pub url: String,
+    /// The server's public key (checks receipts), if given.
+    pub key: Option<PathBuf>,
+}
+
+/// `[wipe]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wipe {
+    /// Overwrite pattern.
+    pub pattern: PatternChoice,
+    /// Number of passes.
+    pub passes: u32,
+    /// Read-back.
+    pub verify: VerifyChoice,
+    /// Firmware erase method.
+    pub method: Method,
+    /// ATA Security Erase allowed.
+    pub allow_security_erase: bool,
+}
+
+/// `[install]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    /// The image: a file (relative to the stick's `lapterop/` directory) or an `http(s)://` URL.
+    pub image: String,
+    /// The image key's public half.
+    pub trust: PathBuf,
+    /// Which erased disk receives it.
+    pub target: TargetChoice,
+}
+
+/// Which disk the OS image goes onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetChoice {
+    /// A solid-state disk before a spinning one, then the largest (ties: the first by name).
+    Auto,
+    /// The largest disk.
+    Largest,
+    /// The first disk by kernel name.
+    First,
+}
+
+/// `[flow]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    /// `interactive` (the volunteer's screens) or `unattended`.
+    pub mode: Mode,
+    /// Switch the laptop off when an unattended job ends (else wait at a shell for the lead).
+    pub power_off: bool,
+}
+
+/// How the job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Screens, confirmation, operator name.
+    Interactive,
+    /// No questions: every internal disk is wiped (for benches of identical machines and for tests).
+    Unattended,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    station: RawStation,
+    server: Option<RawServer>,
+    #[serde(default)]
+    wipe: RawWipe,
+    install: Option<RawInstall>,
+    #[serde(default)]
+    flow: RawFlow,
+    // Read by their own parsers (below), declared so that a misspelt table name is refused.
+    #[allow(dead_code)]
+    ui: Option<toml::Table>,
+    #[allow(dead_code)]
+    refurbishment: Option<toml::Table>,
+    #[allow(dead_code)]
+    network: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    organisation: Option<String>,
+    site: Option<String>,
+    name: Option<String>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    url: String,
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWipe {
+    pattern: Option<String>,
+    passes: Option<u32>,
+    verify: Option<String>,
+    method: Option<String>,
+    allow_security_erase: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstall {
+    image: String,
+    trust: Option<PathBuf>,
+    target: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    mode: Option<String>,
+    power_off: Option<bool>,
+}
+
+/// Parses one of the agent's choice words (`random`, `full`, `auto`...), naming the key when wrong.
+fn choice<T: ValueEnum>(key: &str, value: Option<&str>, default: T) -> Result<T, String> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    T::from_str(v, true).map_err(|_| {
+        let allowed: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|x| x.to_possible_value().map(|p| p.get_name().to_owned()))
+            .collect();
+        format!("{key} = {v:?}: use one of {}", allowed.join(", "))
+    })
+}
+
+impl Site {
+    /// Parses and checks a site config. Relative paths are resolved against `base` (the stick's
+    /// `lapterop/` directory). One line saying what is wrong.
+    pub fn parse(text: &str, base: &Path) -> Result<Site, String> {
+        let raw: Raw = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        let ui = crate::ui::UiConfig::from_site_toml(text)?;
+        let policy = crate::audit::policy::Policy::from_site_toml(text)
+            .map_err(|e| format!("[refurbishment]: {}", one_line(&e.to_string())))?;
+        let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let passes = raw.wipe.passes.unwrap_or(1);
+        if !(1..=16).contains(&passes) {
+            return Err(format!("wipe.passes = {passes}: use 1 to 16"));
+        }
+        let verify = choice("wipe.verify", raw.wipe.verify.as_deref(), VerifyChoice::Full)?;
+        if verify == VerifyChoice::None {
+            return Err(
+                "wipe.verify = \"none\": a site must verify (full or sample); without a read-back no disk \
+                        can be certified erased"
+                    .into(),
+            );
+        }
+        let server = match raw.server {
+            Some(s) => {
+                let url = s.url.trim_end_matches('/').to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(format!("server.url = {:?}: use an http:// or https:// address", s.url));
+                }
+                Some(Server {
+                    url,
+                    key: s.key.map(at),
+                })
+            }
+            None => None,
+        };
+        let install = match raw.install {
+            Some(i) => Some(Install {
+                image: i.image,
+                trust: at(i.trust.unwrap_or_else(|| PathBuf::from("image.pub"))),
+                target: choice("install.target", i.target.as_deref(), TargetChoice::Auto)?,
+            }),
+            None => None,
+        };
+        Ok(Site {
+            station: Station {
+                organisation: raw.station.organisation.unwrap_or_else(|| "Lapterop workshop".into()),
+                site: raw.station.site.unwrap_or_else(|| "unspecified site".into()),
+                name: raw.station.name,
+                key: at(raw.station.key.unwrap_or_else(|| PathBuf::from("station.key"))),
+            },
+            server,
+            wipe: Wipe {
+                pattern: choice("wipe.pattern", raw.wipe.pattern.as_deref(), PatternChoice::Random)?,
+                passes,
+                verify,
+                method: choice("wipe.method", raw.wipe.method.as_deref(), Method::Auto)?,
+                allow_security_erase: raw.wipe.allow_security_erase.unwrap_or(false),
+            },
+            install,
+            flow: Flow {
+                mode: choice("flow.mode", raw.flow.mode.as_deref(), Mode::Interactive)?,
+                power_off: raw.flow.power_off.unwrap_or(true),
+            },
+            ui,
+            policy,
+        })
+    }
+
+    /// Reads `site.toml` from the stick's `lapterop/` directory; a missing file gives the defaults.
+    pub fn load(dir: &Path) -> Result<Site, String> {
+        let path = dir.join("site.toml");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        };
+        Site::parse(&text, dir).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Where the image lives: an URL as it is, a file relative to `base`.
+    pub fn image_location(install: &Install, base: &Path) -> String {
+        if install.image.starts_with("http://") || install.image.starts_with("https://") {
+            install.image.clone()
+        } else {
+            let p = Path::new(&install.image);
+            if p.is_absolute() {
+                install.image.clone()
+            } else {
+                base.join(p).display().to_string()
+            }
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+[station]
+organisation = "Iedereendigitaal@Leuven"
+site = "Tweebronnen"
+name = "stick-07"
+
+[server]
+url = "http://10.0.2.100:8080/"
+key = "server.pub"
+
+[wipe]
+pattern = "zero"
+verify = "sample"
+method = "overwrite"
+
+[install]
+image = "images/pupil.lapos"
+target = "largest"
+
+[flow]
+mode = "unattended"
+power_off = false
+
+[ui]
+language = "en"
+
+[refurbishment]
+min_ram_mib = 4096
+"#;
+
+    #[test]
+    fn a_full_config_resolves_paths_against_the_stick() {
+        let s = Site::parse(FULL, Path::new("/stick/lapterop")).unwrap();
+        assert_eq!(s.station.organisation, "Iedereendigitaal@Leuven");
+        assert_eq!(s.station.key, Path::new("/stick/lapterop/station.key"));
+        let server = s.server.as_ref().unwrap();
+        assert_eq!(server.url, "http://10.0.2.100:8080");
+        assert_eq!(server.key.as_deref(), Some(Path::new("/stick/lapterop/server.pub")));
+        assert_eq!(
+            (s.wipe.pattern, s.wipe.verify, s.wipe.method),
+            (PatternChoice::Zero, VerifyChoice::Sample, Method::Overwrite)
+        );
+        let install = s.install.as_ref().unwrap();
+        assert_eq!(install.trust, Path::new("/stick/lapterop/image.pub"));
+        assert_eq!(install.target, TargetChoice::Largest);
+        assert_eq!(
+            Site::image_location(install, Path::new("/stick/lapterop")),
+            "/stick/lapterop/images/pupil.lapos"
+        );
+        assert_eq!(s.flow.mode, Mode::Unattended);
+        assert!(!s.flow.power_off);
+        assert_eq!(s.policy.min_ram_mib, 4096);
+    }
+
+    #[test]
+    fn an_empty_config_is_the_interactive_default_without_server_or_install() {
+        let s = Site::parse("", Path::new("/x")).unwrap();
+        assert_eq!(s.flow.mode, Mode::Interactive);
+        assert!(s.server.is_none() && s.install.is_none());
+        assert_eq!(s.wipe.verify, VerifyChoice::Full);
+        assert_eq!(s.wipe.method, Method::Auto);
+    }
+
+    #[test]
+    fn typos_and_weak_settings_are_refused_with_the_key_named() {
+        for (text, needle) in [
+            ("[wipe]\npatern = \"zero\"\n", "patern"),
+            ("[wipes]\n", "wipes"),
+            ("[wipe]\nverify = \"none\"\n", "wipe.verify"),
+            ("[wipe]\npattern = \"ones\"\n", "random"),
+            ("[wipe]\npasses = 0\n", "wipe.passes"),
+            ("[server]\nurl = \"ftp://x\"\n", "server.url"),
+            ("[flow]\nmode = \"fast\"\n", "unattended"),
+            ("[ui]\nlanguage = \"fr\"\n", "ui"),
+            ("[refurbishment]\nmin_ram_mb = 1\n", "min_ram_mb"),
+        ] {
+            let e = Site::parse(text, Path::new("/x")).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+}
