@@ -84,7 +84,7 @@ enum Cmd {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
-        /// Modules or module sets (storage, nic, fs) to ship and load; default: all sets.
+        /// Modules or module sets (storage, nic, fs, usb) to ship and load; default: all sets.
         #[arg(long, num_args = 1.., value_delimiter = ',')]
         modules: Vec<String>,
         /// The /init script (default: mount, load modules, rescue shell).

@@ -49,6 +49,16 @@ fn committed_lock_pins_a_kernel_and_busybox_and_the_binary_shows_it() {
         "{kernel:?}"
     );
     assert_eq!(lock.get("busybox").unwrap().package, "busybox-static");
+    // The stick's boot chain: every role `lock refresh` knows is pinned.
+    for (role, root) in debian::ROOTS {
+        let entry = lock.get(role).unwrap();
+        assert!(
+            root.starts_with("linux-image") || entry.package == *root,
+            "{role}: {entry:?}"
+        );
+    }
+    assert_eq!(lock.get("shim").unwrap().package, "shim-signed");
+    assert_eq!(lock.get("grub-pc").unwrap().package, "grub-pc-bin");
     let out = Command::new(env!("CARGO_BIN_EXE_lapterop-image-builder"))
         .args(["lock", "show"])
         .output()

@@ -229,7 +229,16 @@ fn independent_readers_see_the_layout_and_the_files() {
         .extract(lock.get("shim").unwrap())
         .unwrap()
         .join("usr/lib/shim/shimx64.efi.signed");
-    assert_eq!(mtype(&img, "/EFI/BOOT/BOOTX64.EFI"), std::fs::read(shim).unwrap());
+    let shim = std::fs::read(shim).unwrap();
+    assert_eq!(mtype(&img, "/EFI/BOOT/BOOTX64.EFI"), shim);
+    // The pinned shim is signed twice: its Authenticode blob carries the certificates of both
+    // Microsoft CAs (old laptops trust only the 2011 one, new ones may trust only the 2023 one).
+    let has = |cn: &str| shim.windows(cn.len()).any(|w| w == cn.as_bytes());
+    assert!(
+        has("Microsoft Corporation UEFI CA 2011"),
+        "shim lacks the UEFI CA 2011 signature"
+    );
+    assert!(has("Microsoft UEFI CA 2023"), "shim lacks the UEFI CA 2023 signature");
     let early = String::from_utf8(mtype(&img, "/EFI/debian/grub.cfg")).unwrap();
     assert!(
         early.contains("search --no-floppy --file --set=root /lapterop/stick.id"),

@@ -9,6 +9,9 @@
 //!   server left running until Ctrl-C.
 //! - `vm-bench`: boots the same kernel and modules twice, with the agent and as a bare busybox
 //!   initramfs, and prints both boot-to-marker times (for docs/benchmarks.md).
+//! - `stick-boot --image IMG --firmware bios|uefi|secureboot|snakeoil`: boots a stick image from an
+//!   emulated USB stick through that firmware, waits for the agent's ready line (or the firmware's
+//!   refusal), prints the stage timings and the agent's lines, and stops QEMU.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +59,19 @@ enum Cmd {
         #[command(flatten)]
         vm: VmArgs,
     },
+    /// Boot a stick image through firmware from an emulated USB stick; print the stage timings.
+    StickBoot {
+        /// The stick image (a copy is booted; the image itself is not changed).
+        #[arg(long)]
+        image: PathBuf,
+        /// bios (SeaBIOS), uefi (OVMF), secureboot (OVMF, Secure Boot, Microsoft keys) or snakeoil
+        /// (OVMF, Secure Boot, a test key only: must be refused).
+        #[arg(long, default_value = "bios")]
+        firmware: String,
+        /// Seconds to wait for each stage.
+        #[arg(long, default_value_t = 150)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,7 +91,7 @@ struct VmArgs {
     /// Use this static agent instead of building one.
     #[arg(long)]
     agent: Option<PathBuf>,
-    /// Modules or module sets (storage, nic, fs) to ship and load.
+    /// Modules or module sets (storage, nic, fs, usb) to ship and load.
     #[arg(long, value_delimiter = ',')]
     modules: Vec<String>,
     /// Hard timeout in seconds from QEMU start.
@@ -118,6 +134,69 @@ fn main() -> ExitCode {
     }
 }
 
+fn stick_boot(image: &std::path::Path, firmware: &str, timeout: u64) -> Result<ExitCode, vm::VmError> {
+    use xtask::stick::{BootTimes, Firmware, StickVm};
+    let firmware = match firmware {
+        "bios" => Firmware::Bios,
+        "uefi" => Firmware::Uefi,
+        "secureboot" => Firmware::UefiSecureBoot,
+        "snakeoil" => Firmware::UefiSnakeoil,
+        other => {
+            return Err(vm::VmError::Spec(format!(
+                "--firmware {other}: use bios, uefi, secureboot or snakeoil"
+            )))
+        }
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("lapterop-stick-boot-")
+        .tempdir_in(vm::target_dir_created()?)
+        .map_err(|source| vm::VmError::Io {
+            what: "creating a temporary directory in",
+            path: vm::target_dir(),
+            source,
+        })?;
+    let copy = dir.path().join("stick.img");
+    std::fs::copy(image, &copy).map_err(|source| vm::VmError::Io {
+        what: "copying",
+        path: image.to_owned(),
+        source,
+    })?;
+    let devices = VmSpec {
+        nic: Some("e1000e".to_owned()),
+        ..VmSpec::default()
+    };
+    let mut vm = StickVm::start(&copy, firmware, &devices, &[])?;
+    let step = Duration::from_secs(timeout);
+    let mut t = BootTimes::default();
+    if firmware == Firmware::UefiSnakeoil {
+        let (_, at) = vm.wait_for_any(&["Access Denied", "Security Violation"], step)?;
+        println!(
+            "{}: refused after {:.1} s, as it must be",
+            firmware.name(),
+            at.as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    t.grub = Some(vm.wait_for("GNU GRUB", step)?);
+    // The kernel banner shows only with loglevel >= 6 on the command line (the menu says `quiet`).
+    let (which, at) = vm.wait_for_any(&["Linux version", "LAPTEROP-AGENT-READY"], step)?;
+    if which == 0 {
+        t.kernel = Some(at);
+        t.agent_ready = Some(vm.wait_for("LAPTEROP-AGENT-READY", step)?);
+    } else {
+        t.agent_ready = Some(at);
+    }
+    let console = vm.console();
+    for line in console
+        .lines()
+        .filter(|l| l.starts_with("lapterop:") || l.contains("READY"))
+    {
+        println!("{line}");
+    }
+    println!("{}: {t}", firmware.name());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Cmd::E2e { keep } => {
@@ -134,6 +213,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo { port } => xtask::e2e::demo(port).map(|()| ExitCode::SUCCESS),
+        Cmd::StickBoot {
+            image,
+            firmware,
+            timeout,
+        } => Ok(stick_boot(&image, &firmware, timeout)?),
         Cmd::VmRun {
             vm: args,
             console,

@@ -121,6 +121,17 @@ pub fn firmware_and_stick_args(firmware: Firmware, stick: &Path, vars: Option<&P
     a
 }
 
+/// A direct kernel boot (no firmware boot path, no GRUB), for comparison.
+#[derive(Debug, Clone)]
+pub struct DirectBoot {
+    /// The kernel image.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub append: String,
+}
+
 /// A running stick VM.
 #[derive(Debug)]
 pub struct StickVm {
@@ -169,6 +180,35 @@ impl StickVm {
         devices: &VmSpec,
         disk_files: &[PathBuf],
     ) -> Result<StickVm, VmError> {
+        StickVm::spawn(stick, firmware, Vec::new(), devices, disk_files)
+    }
+
+    /// For comparison: boots `direct`'s kernel and initramfs with `-kernel`/`-initrd` (SeaBIOS's
+    /// loader, no GRUB), with the stick attached the same way so the agent can find it.
+    pub fn start_direct(
+        stick: &Path,
+        direct: &DirectBoot,
+        devices: &VmSpec,
+        disk_files: &[PathBuf],
+    ) -> Result<StickVm, VmError> {
+        let extra = vec![
+            "-kernel".to_owned(),
+            direct.kernel.display().to_string(),
+            "-initrd".to_owned(),
+            direct.initrd.display().to_string(),
+            "-append".to_owned(),
+            direct.append.clone(),
+        ];
+        StickVm::spawn(stick, Firmware::Bios, extra, devices, disk_files)
+    }
+
+    fn spawn(
+        stick: &Path,
+        firmware: Firmware,
+        extra: Vec<String>,
+        devices: &VmSpec,
+        disk_files: &[PathBuf],
+    ) -> Result<StickVm, VmError> {
         let missing = missing_firmware(firmware);
         if !missing.is_empty() {
             return Err(VmError::Spec(format!(
@@ -205,6 +245,7 @@ impl StickVm {
         })?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(firmware_and_stick_args(firmware, stick, vars.as_deref()))
+            .args(extra)
             .args(["-accel", "tcg", "-smp", "2", "-m", &devices.memory_mib.to_string()])
             .args([
                 "-nodefaults",
@@ -240,9 +281,11 @@ impl StickVm {
         self.firmware
     }
 
-    /// The serial console so far, `\r` removed.
+    /// The serial console so far, with `\r` and terminal escape sequences (GRUB's menu drawing)
+    /// removed.
     pub fn console(&self) -> String {
-        fs::read_to_string(&self.console).unwrap_or_default().replace('\r', "")
+        let raw = fs::read(&self.console).unwrap_or_default();
+        strip_escapes(&String::from_utf8_lossy(&raw))
     }
 
     /// Time since QEMU started.
@@ -353,6 +396,29 @@ impl Drop for StickVm {
     }
 }
 
+/// Removes `\r` and ANSI escape sequences (`ESC [ params final`, `ESC x`) from console text.
+pub fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {}
+            '\u{1b}' => {
+                if chars.next() == Some('[') {
+                    // Parameters and intermediates, then one final byte in @..~.
+                    for p in chars.by_ref() {
+                        if ('@'..='~').contains(&p) {
+                            break;
+                        }
+                    }
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -405,6 +471,14 @@ pub fn build_stick(agent: &Path, out: &Path, opts: &StickOptions) -> Result<live
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_are_stripped_from_the_console() {
+        assert_eq!(
+            strip_escapes("\u{1b}[H\u{1b}[J\u{1b}[1;1H  Booting `Lapterop'\r\n\u{1b}[?25hok\u{1b}=x"),
+            "  Booting `Lapterop'\nokx"
+        );
+    }
 
     #[test]
     fn secure_boot_args_follow_the_recipe() {

@@ -389,6 +389,19 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Creates one sparse raw file per disk of `spec` in `dir` (`disk0.raw`, `disk1.raw`, ...), each of
+/// the disk's size, for [`qemu_disk_and_device_args`] (and `crate::stick::StickVm::start`).
+pub fn create_disk_files(spec: &VmSpec, dir: &Path) -> Result<Vec<PathBuf>, VmError> {
+    let mut disk_files = Vec::new();
+    for (i, disk) in spec.disks.iter().enumerate() {
+        let path = dir.join(format!("disk{i}.raw"));
+        let file = fs::File::create(&path).map_err(io_err("creating", &path))?;
+        file.set_len(disk.size).map_err(io_err("sizing", &path))?;
+        disk_files.push(path);
+    }
+    Ok(disk_files)
+}
+
 /// Builds everything `spec` needs, boots it, and returns what the guest printed.
 pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
     let mut timings = Timings::default();
@@ -438,13 +451,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
     build_initramfs(&spec_fs, &work.path().join("stage"), &initrd, 0)?;
     timings.initramfs = started.elapsed();
 
-    let mut disk_files = Vec::new();
-    for (i, disk) in spec.disks.iter().enumerate() {
-        let path = work.path().join(format!("disk{i}.raw"));
-        let file = fs::File::create(&path).map_err(io_err("creating", &path))?;
-        file.set_len(disk.size).map_err(io_err("sizing", &path))?;
-        disk_files.push(path);
-    }
+    let disk_files = create_disk_files(spec, work.path())?;
     let console = work.path().join("console.log");
     let qemu_log = work.path().join("qemu-stderr.log");
     let mut cmd = Command::new("qemu-system-x86_64");

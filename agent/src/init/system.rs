@@ -27,7 +27,12 @@ pub fn mount_pseudo_filesystems() -> Vec<String> {
     let mut problems = Vec::new();
     for (source, target, fstype) in table {
         let _ = fs::create_dir_all(target);
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        // /dev holds the device nodes themselves: `nodev` there would make every disk unopenable.
+        let flags = if fstype == "devtmpfs" {
+            MsFlags::MS_NOSUID
+        } else {
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+        };
         if let Err(e) = mount(Some(source), target, Some(fstype), flags, None::<&str>) {
             if e != nix::errno::Errno::EBUSY {
                 problems.push(format!("mounting {fstype} on {target}: {e}"));

@@ -1,0 +1,306 @@
+//! Boots the real stick image (built by the image builder's library from the pinned Debian packages and
+//! the static agent) from an emulated USB stick on xHCI, through real firmware, under TCG:
+//!
+//! - SeaBIOS: MBR boot code -> GRUB core.img -> menu -> kernel -> the agent as PID 1;
+//! - OVMF with Secure Boot enforced and Microsoft's keys: shim -> signed GRUB -> signed kernel, which
+//!   must report Secure Boot on and lockdown `[integrity]`;
+//! - OVMF with Secure Boot and only a snake-oil key: the firmware must refuse shim;
+//! - for comparison, the same kernel and initramfs booted directly (`-kernel`/`-initrd`).
+//!
+//! A boot passes when the agent prints `LAPTEROP-AGENT-READY` having mounted the stick (found by its
+//! marker file) on /stick; the menu's command line gets `lapterop.mode=rescue`, so the agent then
+//! opens the rescue shell, where the test reads the marker back through the guest's own mount and
+//! powers off. Each boot prints its stage timings. Boots run one at a time (2 cores).
+//!
+//! Needs qemu-system-x86, ovmf, grub-common (grub-mkimage), mtools, kmod, dpkg and apt with Debian reachable;
+//! when missing the tests fail under `LAPTEROP_REQUIRE_ROOT_TESTS=1` and otherwise say loudly that they
+//! were skipped.
+
+// Test helpers outside #[test] functions may panic on any failure, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use xtask::stick::{self, BootTimes, Firmware, StickOptions, StickVm};
+use xtask::vm::{self, VmSpec};
+
+/// One boot at a time: three TCG guests at once on 2 cores would each take minutes.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+struct Built {
+    image: PathBuf,
+    stick_id: String,
+    image_bytes: u64,
+    build: Duration,
+    _dir: tempfile::TempDir,
+}
+
+static STICK: OnceLock<Built> = OnceLock::new();
+
+fn tools_or_skip(firmware: Firmware) -> bool {
+    if !xtask::vm_tools_or_skip() {
+        return false;
+    }
+    let mut missing: Vec<String> = stick::missing_firmware(firmware)
+        .iter()
+        .map(|p| format!("{} (package ovmf)", p.display()))
+        .collect();
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+    };
+    for (tool, package) in [("grub-mkimage", "grub-common"), ("mtype", "mtools")] {
+        if !on_path(tool) {
+            missing.push(format!("{tool} (package {package})"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("the stick boot test needs {}", missing.join(", "));
+    assert!(!xtask::require_vm_tests(), "LAPTEROP_REQUIRE_ROOT_TESTS=1 but {msg}");
+    eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
+    false
+}
+
+/// The stick, built once per test run with the real static agent.
+fn stick() -> &'static Built {
+    STICK.get_or_init(|| {
+        let started = Instant::now();
+        let agent = vm::build_static_agent().unwrap_or_else(|e| panic!("{e}"));
+        let agent_built = started.elapsed();
+        let dir = tempfile::Builder::new()
+            .prefix("lapterop-stick-test-")
+            .tempdir_in(vm::target_dir_created().unwrap())
+            .unwrap();
+        let image = dir.path().join("stick.img");
+        let opts = StickOptions {
+            // Rescue mode needs no flow; loglevel 7 shows the kernel banner and its Secure Boot line.
+            extra_cmdline: "lapterop.mode=rescue loglevel=7".into(),
+            zstd_level: 3,
+            ..StickOptions::default()
+        };
+        let summary = stick::build_stick(&agent, &image, &opts).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "stick: {} bytes ({:.1} MiB), initrd {:.1} MiB, stick id {}; agent build {:.1} s, image build {:.1} s",
+            summary.image_bytes,
+            summary.image_bytes as f64 / 1048576.0,
+            summary.initrd_bytes as f64 / 1048576.0,
+            summary.stick_id,
+            agent_built.as_secs_f64(),
+            (started.elapsed() - agent_built).as_secs_f64()
+        );
+        Built {
+            image,
+            stick_id: summary.stick_id,
+            image_bytes: summary.image_bytes,
+            build: started.elapsed(),
+            _dir: dir,
+        }
+    })
+}
+
+/// A private copy of the stick (the guest mounts it read-write).
+fn copy_of_stick(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("lapterop-stick-copy-")
+        .tempdir_in(vm::target_dir_created().unwrap())
+        .unwrap();
+    let path = dir.path().join(name);
+    std::fs::copy(&stick().image, &path).unwrap();
+    (dir, path)
+}
+
+fn devices() -> VmSpec {
+    VmSpec {
+        nic: Some("e1000e".into()),
+        memory_mib: 512,
+        ..VmSpec::default()
+    }
+}
+
+/// Boots the stick, waits for the agent, checks the stick from inside, powers off. Returns the
+/// console and the timings.
+fn boot_to_agent(firmware: Firmware) -> (String, BootTimes) {
+    boot_and_check(firmware.name(), true, |image| {
+        StickVm::start(image, firmware, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// Starts a VM on a private copy of the stick with `start`, waits for GRUB (when `grub`), the kernel
+/// and the agent, checks the stick from inside and powers off.
+fn boot_and_check(name: &str, grub: bool, start: impl FnOnce(&Path) -> StickVm) -> (String, BootTimes) {
+    let built = stick();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (_dir, image) = copy_of_stick("stick.img");
+    let mut vm = start(&image);
+    let mut t = BootTimes::default();
+    // Generous limits: the machines are shared; the timings printed below are what a boot takes.
+    let step = Duration::from_secs(150);
+    if grub {
+        t.grub = Some(vm.wait_for("GNU GRUB", step).unwrap_or_else(|e| panic!("{e}")));
+    }
+    t.kernel = Some(vm.wait_for("Linux version", step).unwrap_or_else(|e| panic!("{e}")));
+    t.agent_ready = Some(
+        vm.wait_for("LAPTEROP-AGENT-READY", step)
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    vm.wait_for("rescue shell (type", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The shell computes the end marker, so the terminal's echo of the typed line cannot match it.
+    vm.send(
+        "echo \"MARKER=$(cat /stick/lapterop/stick.id) LOCKDOWN=$(cat /sys/kernel/security/lockdown)\"; \
+         ls /stick/lapterop; echo CHECKS-$((40+2))\n",
+    )
+    .unwrap();
+    vm.wait_for("CHECKS-42", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.send("poweroff -f\n").unwrap();
+    let (status, off) = vm.wait_exit(Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    t.exit = Some(off);
+    let console = vm.console();
+    eprintln!(
+        "{name}: build {:.1} s (once), image {} bytes; {t}; QEMU {status}",
+        built.build.as_secs_f64(),
+        built.image_bytes
+    );
+    // The agent found the stick by its marker file and mounted it (a USB disk, first partition).
+    let mounted = console
+        .lines()
+        .find(|l| l.contains("lapterop: stick ") && l.contains(" mounted on /stick"))
+        .unwrap_or_else(|| panic!("the agent did not mount the stick:\n{}", tail(&console)));
+    assert!(mounted.contains("sda1"), "{mounted}");
+    assert!(
+        console.contains(&format!("MARKER={} ", built.stick_id)),
+        "the guest read another marker:\n{}",
+        tail(&console)
+    );
+    for name in ["stick.id", "outbox"] {
+        assert!(
+            console.lines().any(|l| l.split_whitespace().any(|w| w == name)),
+            "ls /stick/lapterop lacks {name}"
+        );
+    }
+    assert!(
+        console.contains(&format!("lapterop.stick={}", built.stick_id)),
+        "the kernel command line lacks the stick id"
+    );
+    (console, t)
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[test]
+fn stick_is_at_most_64_mib_without_os_images() {
+    if !tools_or_skip(Firmware::Bios) {
+        return;
+    }
+    let built = stick();
+    eprintln!("stick image without OS images: {} bytes", built.image_bytes);
+    assert!(built.image_bytes <= 64 << 20, "{} bytes", built.image_bytes);
+    assert_eq!(std::fs::metadata(&built.image).unwrap().len(), built.image_bytes);
+}
+
+#[test]
+fn seabios_boots_grub_from_the_mbr_and_the_agent_mounts_the_stick() {
+    if !tools_or_skip(Firmware::Bios) {
+        return;
+    }
+    let (console, _) = boot_to_agent(Firmware::Bios);
+    assert!(
+        console.contains("LOCKDOWN=[none] integrity confidentiality"),
+        "{}",
+        tail(&console)
+    );
+}
+
+#[test]
+fn ovmf_secure_boot_with_microsoft_keys_boots_shim_grub_kernel_in_lockdown() {
+    if !tools_or_skip(Firmware::UefiSecureBoot) {
+        return;
+    }
+    let (console, _) = boot_to_agent(Firmware::UefiSecureBoot);
+    assert!(
+        console.contains("secureboot: Secure boot enabled"),
+        "{}",
+        tail(&console)
+    );
+    assert!(
+        console.contains("LOCKDOWN=none [integrity] confidentiality"),
+        "{}",
+        tail(&console)
+    );
+}
+
+/// The peer for the timings: the same kernel and initramfs (read back from the stick with mtools)
+/// booted directly with `-kernel`/`-initrd`, the stick attached the same way, no firmware boot path
+/// and no GRUB.
+#[test]
+fn direct_kernel_boot_of_the_same_kernel_and_initrd_for_comparison() {
+    if !tools_or_skip(Firmware::Bios) {
+        return;
+    }
+    let built = stick();
+    let dir = tempfile::Builder::new()
+        .prefix("lapterop-direct-")
+        .tempdir_in(vm::target_dir_created().unwrap())
+        .unwrap();
+    let mut direct = stick::DirectBoot {
+        kernel: dir.path().join("vmlinuz"),
+        initrd: dir.path().join("initrd.img"),
+        append: format!(
+            "console=tty0 console=ttyS0,115200 lapterop.stick={} quiet lapterop.mode=rescue loglevel=7",
+            built.stick_id
+        ),
+    };
+    for (from, to) in [
+        ("::/boot/vmlinuz", &mut direct.kernel),
+        ("::/boot/initrd.img", &mut direct.initrd),
+    ] {
+        let out = std::process::Command::new("mtype")
+            .arg("-i")
+            .arg(format!("{}@@1M", built.image.display()))
+            .arg(from)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .expect("mtype (Debian package mtools)");
+        assert!(
+            out.status.success(),
+            "mtype {from}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(to, out.stdout).unwrap();
+    }
+    boot_and_check("direct kernel (-kernel/-initrd)", false, |image| {
+        StickVm::start_direct(image, &direct, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"))
+    });
+}
+
+#[test]
+fn ovmf_with_snakeoil_keys_refuses_shim() {
+    if !tools_or_skip(Firmware::UefiSnakeoil) {
+        return;
+    }
+    let built = stick();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (_dir, image) = copy_of_stick("stick.img");
+    let mut vm = StickVm::start(&image, Firmware::UefiSnakeoil, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let (which, at) = vm
+        .wait_for_any(&["Access Denied", "Security Violation"], Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let console = vm.console();
+    drop(vm);
+    eprintln!(
+        "ovmf-secureboot-snakeoil: refused after {:.1} s ({}); stick {}",
+        at.as_secs_f64(),
+        ["Access Denied", "Security Violation"][which],
+        built.stick_id
+    );
+    assert!(!console.contains("GNU GRUB"), "GRUB ran although shim is not trusted");
+    assert!(!console.contains("LAPTEROP-AGENT-READY"));
+    assert!(Path::new(&image).exists());
+}
