@@ -7,9 +7,11 @@
 #   disk: over a file in WORKDIR, attached with --direct-io=on,
 # with, in each run:
 #   1. lapterop-agent install --yes (release build; O_DIRECT, read-back of every data chunk on),
+#      from the file and from http://127.0.0.1 (busybox httpd, which answers range requests),
 #   2. bmaptool copy --bmap DISK.bmap DISK.img.zst DEV,
 #   3. zstd -dc DISK.img.zst | dd of=DEV bs=4M oflag=direct,
 # and once per run the installer core onto the ram target's backing file for per-stage figures.
+# Needs: bmap-tools, zstd, gdisk, dosfstools, mtools, busybox, bc.
 # Usage: sudo scripts/bench-osimage.sh [WORKDIR] [RUNS]
 #   (needs ~8 GiB free in WORKDIR and 4 GiB in /dev/shm; everything it makes is removed on exit
 #    except the source disk and images in WORKDIR, which later runs reuse)
@@ -20,7 +22,9 @@ shm=/dev/shm/osimage-bench-target
 disk_target=$work/disk-target.img
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 loops=()
+httpd=
 cleanup() {
+  [ -n "$httpd" ] && kill "$httpd" 2>/dev/null
   for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done
   rm -f "$shm" "$disk_target"
 }
@@ -59,6 +63,12 @@ ram=$(losetup --find --show "$shm"); loops+=("$ram")
 ondisk=$(losetup --find --show --direct-io=on "$disk_target"); loops+=("$ondisk")
 echo "== targets: ram $ram ($shm), disk $ondisk ($disk_target, direct-io on)"
 
+# The image over HTTP on loopback: busybox httpd in the foreground, stopped by its PID on exit.
+port=${BENCH_HTTP_PORT:-18089}
+busybox httpd -f -p "127.0.0.1:$port" -h "$work" & httpd=$!
+sleep 0.5
+url=http://127.0.0.1:$port/disk.osimg
+
 t() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); printf '   wall %.2f s\n' "$(echo "$e - $s" | bc)"; }
 
 echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -68,6 +78,8 @@ for run in $(seq 1 "$runs"); do
     dev=$ram; [ $name = disk ] && dev=$ondisk
     echo "-- $name: lapterop-agent install (read-back on)"
     t "$agent" install --yes --image "$work/disk.osimg" --trust "$work/bench.pub" "$dev"
+    echo "-- $name: lapterop-agent install from $url (read-back on)"
+    t "$agent" install --yes --image "$url" --trust "$work/bench.pub" "$dev"
     echo "-- $name: bmaptool copy"
     t bmaptool -q copy --bmap "$work/disk.bmap" "$work/disk.img.zst" "$dev"
     echo "-- $name: zstd -dc | dd oflag=direct"
