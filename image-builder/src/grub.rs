@@ -94,10 +94,13 @@ pub fn check_cmdline_text(text: &str) -> Result<(), String> {
     }
 }
 
-/// `/boot/grub/grub.cfg`: serial and screen, a short timeout, and three entries (normal, safe
-/// graphics, rescue shell).
+/// `/boot/grub/grub.cfg`: serial and screen, a short timeout, and four entries (normal, safe
+/// graphics, send the outbox, rescue shell).
 pub fn menu(o: &MenuOptions) -> String {
-    let base = format!("console=tty0 console=ttyS0,115200 lapterop.stick={}", o.stick_id);
+    // The last console= becomes /dev/console, where the agent talks and listens: the laptop's own screen
+    // and keyboard. Kernel messages go to the serial port too. Test sticks append console=ttyS0,115200
+    // (--extra-cmdline) so the agent's lines reach the serial console the harness reads.
+    let base = format!("console=ttyS0,115200 console=tty0 lapterop.stick={}", o.stick_id);
     let extra = if o.extra_cmdline.trim().is_empty() {
         String::new()
     } else {
@@ -115,6 +118,7 @@ pub fn menu(o: &MenuOptions) -> String {
     for (title, more) in [
         ("Lapterop", " quiet"),
         ("Lapterop (safe graphics: nomodeset)", " quiet nomodeset"),
+        ("Send saved certificates", " quiet lapterop.mode=upload"),
         ("Rescue shell", " lapterop.mode=rescue"),
     ] {
         // Writing to a String cannot fail.
@@ -179,28 +183,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn menu_has_three_entries_with_the_stick_id_serial_and_extra() {
+    fn menu_has_four_entries_with_the_stick_id_serial_and_extra() {
         let cfg = menu(&MenuOptions {
             stick_id: "abc123".into(),
             extra_cmdline: "lapterop.net=0".into(),
             timeout: 3,
         });
-        assert_eq!(cfg.matches("menuentry ").count(), 3);
+        assert_eq!(cfg.matches("menuentry ").count(), 4);
+        assert!(cfg.contains("menuentry \"Send saved certificates\""));
+        assert!(cfg.contains("lapterop.mode=upload"));
         assert!(cfg.contains(
             "serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n"
         ));
         assert!(cfg.contains("set timeout=3\n"));
         for line in cfg.lines().filter(|l| l.trim_start().starts_with("linux ")) {
             assert!(
-                line.contains("/boot/vmlinuz console=tty0 console=ttyS0,115200 lapterop.stick=abc123"),
+                line.contains("/boot/vmlinuz console=ttyS0,115200 console=tty0 lapterop.stick=abc123"),
                 "{line}"
             );
             assert!(line.ends_with(" lapterop.net=0"), "{line}");
         }
         assert!(cfg.contains("menuentry \"Lapterop (safe graphics: nomodeset)\""));
         assert!(cfg.contains("quiet nomodeset lapterop.net=0"));
-        assert!(cfg.contains("menuentry \"Rescue shell\" {\n    echo \"Loading Lapterop...\"\n    linux /boot/vmlinuz console=tty0 console=ttyS0,115200 lapterop.stick=abc123 lapterop.mode=rescue lapterop.net=0\n"));
-        assert_eq!(cfg.matches("initrd /boot/initrd.img").count(), 3);
+        assert!(cfg.contains("menuentry \"Rescue shell\" {\n    echo \"Loading Lapterop...\"\n    linux /boot/vmlinuz console=ttyS0,115200 console=tty0 lapterop.stick=abc123 lapterop.mode=rescue lapterop.net=0\n"));
+        assert_eq!(cfg.matches("initrd /boot/initrd.img").count(), 4);
     }
 
     #[test]

@@ -314,7 +314,7 @@ impl Scenario {
                 .arg(image_prefix.with_extension("pub"))
                 .arg("--os-image")
                 .arg(&os_image)
-                .args(["--zstd-level", "9"])
+                .args(["--zstd-level", "9", "--extra-cmdline", "console=ttyS0,115200"])
                 .env("SOURCE_DATE_EPOCH", "1790000000"),
         )?;
         // The server's public key, copied onto the stick's FAT partition the way a lead would add it.
@@ -388,24 +388,15 @@ impl Scenario {
             ..VmSpec::default()
         };
         let files: Vec<PathBuf> = disks.iter().map(|d| d.file.clone()).collect();
-        let spec = VmSpec { memory_mib: 1024, ..spec };
+        let spec = VmSpec {
+            memory_mib: 1024,
+            ..spec
+        };
         let mut vm = StickVm::start(&self.stick, firmware, &spec, &files)?;
         let mut marks: Vec<(String, f64)> = Vec::new();
         let refused = loop {
             let text = vm.console();
-            for (mark, name) in [
-                ("GNU GRUB", "grub"),
-                ("Linux version", "kernel"),
-                ("LAPTEROP-AGENT-READY", "agent ready"),
-                ("LAPTEROP-UPLOAD-DONE", "outbox sent"),
-                ("stage wipe", "wiped"),
-                ("stage install", "installed"),
-                ("LAPTEROP-JOB-DONE", "job done"),
-            ] {
-                if text.contains(mark) && !marks.iter().any(|(n, _)| n == name) {
-                    marks.push((name.to_owned(), vm.elapsed().as_secs_f64()));
-                }
-            }
+            note_milestones(&text, vm.elapsed().as_secs_f64(), &mut marks);
             if let Some(bad) = FATAL.iter().find(|b| text.contains(**b)) {
                 break Some((*bad).to_owned());
             }
@@ -419,6 +410,8 @@ impl Scenario {
         };
         let console = vm.console();
         let seconds = vm.elapsed().as_secs_f64();
+        // Lines that came just before the power-off.
+        note_milestones(&console, seconds, &mut marks);
         fs::write(self.work.join(format!("console-{}.log", firmware.name())), &console)?;
         drop(vm);
         Ok(Boot {
@@ -567,6 +560,23 @@ impl Scenario {
     }
 }
 
+/// Records the first time each milestone's console line was seen.
+fn note_milestones(text: &str, now: f64, marks: &mut Vec<(String, f64)>) {
+    for (mark, name) in [
+        ("GNU GRUB", "grub"),
+        ("Linux version", "kernel"),
+        ("LAPTEROP-AGENT-READY", "agent ready"),
+        ("LAPTEROP-UPLOAD-DONE", "outbox sent"),
+        ("stage wipe", "wiped"),
+        ("stage install", "installed"),
+        ("LAPTEROP-JOB-DONE", "job done"),
+    ] {
+        if text.contains(mark) && !marks.iter().any(|(n, _)| n == name) {
+            marks.push((name.to_owned(), now));
+        }
+    }
+}
+
 /// One boot.
 #[derive(Debug)]
 pub struct Boot {
@@ -623,8 +633,8 @@ pub fn run(work: &Path, port: Option<u16>) -> anyhow::Result<Scenario> {
         bail!("the Secure Boot boot failed ({why}):\n{}", boot.tail());
     }
     ensure!(
-        boot.console.contains("Secure boot enabled") || boot.console.contains("secureboot: Secure boot enabled"),
-        "the kernel did not report Secure Boot enabled:\n{}",
+        boot.console.contains("kernel lockdown: none [integrity]"),
+        "the kernel is not in Secure Boot's lockdown mode [integrity]:\n{}",
         boot.tail()
     );
     let second = s.check_job(&boot.console, &disks, false).with_context(|| boot.tail())?;

@@ -77,7 +77,7 @@ fn stick() -> &'static Built {
         let image = dir.path().join("stick.img");
         let opts = StickOptions {
             // Rescue mode needs no flow; loglevel 7 shows the kernel banner and its Secure Boot line.
-            extra_cmdline: "lapterop.mode=rescue loglevel=7".into(),
+            extra_cmdline: "console=ttyS0,115200 lapterop.mode=rescue loglevel=7".into(),
             zstd_level: 3,
             ..StickOptions::default()
         };

@@ -172,6 +172,10 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
             None
         }
     };
+    // Whether this boot was verified: the kernel's lockdown mode is [integrity] under Secure Boot.
+    if let Ok(mode) = std::fs::read_to_string("/sys/kernel/security/lockdown") {
+        println!("lapterop: kernel lockdown: {}", mode.trim());
+    }
     println!("LAPTEROP-AGENT-READY {:.2}s", t0.elapsed().as_secs_f64());
     let outcome = after_boot(&opts, stick_disk.as_deref());
     if stick_disk.is_some() {
