@@ -246,7 +246,7 @@ fn independent_readers_see_the_layout_and_the_files() {
     );
     let menu = String::from_utf8(mtype(&img, "/boot/grub/grub.cfg")).unwrap();
     assert!(
-        menu.contains("console=tty0 console=ttyS0,115200 lapterop.stick=leuven-bench-03"),
+        menu.contains("console=ttyS0,115200 console=tty0 lapterop.stick=leuven-bench-03"),
         "{menu}"
     );
     assert_eq!(menu.matches("lapterop.mode=rescue").count(), 4, "{menu}");
