@@ -308,8 +308,6 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
         );
     }
 
-    let (install, install_failure) = job::certifiable_install(install);
-
     // The certificate: signed and in the outbox before any upload is tried.
     let refused = disks.refused_records();
     for r in &refused {
@@ -362,7 +360,6 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
         certificate_file,
         upload,
         donor_url,
-        install_failure,
         stages: Vec::new(),
     };
     println!("{}", result.marker());
@@ -370,9 +367,6 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
     // The result.
     let results = disk_results(&result.certificate.disks);
     let install_state = match &result.certificate.install {
-        _ if result.install_failure.is_some() => {
-            InstallState::Failed(result.install_failure.clone().unwrap_or_default())
-        }
         None if site.install.is_none() => InstallState::Skipped,
         None => InstallState::Failed(
             job::install_line(site, None)
@@ -380,9 +374,7 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
                 .trim_start_matches("lapterop: LAP-I01 ")
                 .to_string(),
         ),
-        Some(r) if r.status == InstallStatus::Installed => {
-            InstallState::Installed(format!("{} {}", r.image_name, r.image_version))
-        }
+        Some(r) if r.status == InstallStatus::Installed => InstallState::Installed(r.image_label()),
         Some(r) => InstallState::Failed(r.reason.clone().unwrap_or_default()),
     };
     let drawing = result

@@ -114,10 +114,10 @@ pub fn install_onto(
     let started_at = lapterop_certificate::now_utc();
     let mut record = InstallRecord {
         status: InstallStatus::Failed,
-        image_name: String::new(),
-        image_version: String::new(),
-        root_hash: String::new(),
-        signer_key_id: String::new(),
+        image_name: None,
+        image_version: None,
+        root_hash: None,
+        signer_key_id: None,
         target_device: claimed.disk.name.clone(),
         target_serial: claimed.disk.serial.clone(),
         bytes_written: 0,
@@ -136,10 +136,10 @@ pub fn install_onto(
         }
     };
     let m = image.manifest();
-    record.image_name = m.image.name.clone();
-    record.image_version = m.image.version.clone();
-    record.root_hash = m.root.to_string();
-    record.signer_key_id = image.signer_key_id().to_owned();
+    record.image_name = Some(m.image.name.clone());
+    record.image_version = Some(m.image.version.clone());
+    record.root_hash = Some(m.root.to_string());
+    record.signer_key_id = Some(image.signer_key_id().to_owned());
     let result = install::install(&mut image, &DiskTarget(claimed), options, progress);
     // Let the kernel see the new (or wiped) partition table; partitions appear a moment later. Only
     // "busy" is worth waiting for; a device without partition support (a loop device without

@@ -54,8 +54,6 @@ pub struct JobResult {
     pub upload: Option<Sent>,
     /// The donor page, from the server's receipt.
     pub donor_url: Option<String>,
-    /// An install that failed before its image could be read (see [`certifiable_install`]): the reason.
-    pub install_failure: Option<String>,
     /// Seconds per stage, in order.
     pub stages: Vec<(&'static str, f64)>,
 }
@@ -68,11 +66,10 @@ impl JobResult {
             OutcomeStatus::ErasedWithExceptions => "erased-with-exceptions",
             OutcomeStatus::NotErased => "not-erased",
         };
-        let install = match (&self.certificate.install, &self.install_failure) {
-            (_, Some(_)) => "failed",
-            (None, None) => "none",
-            (Some(r), None) if r.status == InstallStatus::Installed => "installed",
-            (Some(_), None) => "failed",
+        let install = match &self.certificate.install {
+            None => "none",
+            Some(r) if r.status == InstallStatus::Installed => "installed",
+            Some(_) => "failed",
         };
         let upload = match &self.upload {
             None => "no-server",
@@ -375,7 +372,6 @@ pub fn run(job: &Job<'_>) -> anyhow::Result<JobResult> {
     if let Some(line) = install_line(site, install.as_ref()) {
         println!("{line}");
     }
-    let (install, install_failure) = certifiable_install(install);
     stage("install", &mut stages);
 
     records.extend(disks.refused_records());
@@ -391,31 +387,18 @@ pub fn run(job: &Job<'_>) -> anyhow::Result<JobResult> {
         certificate_file,
         upload,
         donor_url,
-        install_failure,
         stages,
     })
-}
-
-/// Splits an install record into what the certificate can carry and a failure kept apart. The
-/// certificate format requires an install record to name its image (name, version, root hash, signer);
-/// an install that failed before the image could be opened has none of these, so the certificate
-/// carries no install and the reason is shown, logged and in the marker line instead.
-pub fn certifiable_install(record: Option<InstallRecord>) -> (Option<InstallRecord>, Option<String>) {
-    match record {
-        Some(r) if r.status != InstallStatus::Installed && r.root_hash.is_empty() => {
-            let reason = r.reason.unwrap_or_else(|| "the OS image could not be read".into());
-            (None, Some(reason))
-        }
-        other => (other, None),
-    }
 }
 
 /// The console line about the install (`None` when the site installs nothing).
 pub fn install_line(site: &Site, install: Option<&InstallRecord>) -> Option<String> {
     match install {
         Some(r) if r.status == InstallStatus::Installed => Some(format!(
-            "lapterop: installed {} {} on {} ({} chunks read back)",
-            r.image_name, r.image_version, r.target_device, r.chunks_verified
+            "lapterop: installed {} on {} ({} chunks read back)",
+            r.image_label(),
+            r.target_device,
+            r.chunks_verified
         )),
         Some(r) => Some(format!(
             "lapterop: LAP-I01 install failed: {}",
@@ -494,10 +477,10 @@ fn failed_install(target: &Claimed, reason: String) -> InstallRecord {
     let now = cert::now_utc();
     InstallRecord {
         status: InstallStatus::Failed,
-        image_name: String::new(),
-        image_version: String::new(),
-        root_hash: String::new(),
-        signer_key_id: String::new(),
+        image_name: None,
+        image_version: None,
+        root_hash: None,
+        signer_key_id: None,
         target_device: target.disk.name.clone(),
         target_serial: target.disk.serial.clone(),
         bytes_written: 0,
@@ -616,11 +599,11 @@ pub fn exit_code(r: &JobResult) -> std::process::ExitCode {
 pub fn code_of(r: &JobResult) -> std::process::ExitCode {
     use std::process::ExitCode;
     let erased = r.certificate.overall_outcome() != OutcomeStatus::NotErased;
-    let installed = r.install_failure.is_none()
-        && r.certificate
-            .install
-            .as_ref()
-            .is_none_or(|i| i.status == InstallStatus::Installed);
+    let installed = r
+        .certificate
+        .install
+        .as_ref()
+        .is_none_or(|i| i.status == InstallStatus::Installed);
     if !erased || !installed {
         return ExitCode::from(1);
     }
@@ -628,40 +611,5 @@ pub fn code_of(r: &JobResult) -> std::process::ExitCode {
         Some(Sent::Failed(e)) if !e.retryable() => ExitCode::from(1),
         Some(Sent::Failed(_)) => ExitCode::from(3),
         _ => ExitCode::SUCCESS,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(status: InstallStatus, root_hash: &str) -> InstallRecord {
-        InstallRecord {
-            status,
-            image_name: String::new(),
-            image_version: String::new(),
-            root_hash: root_hash.into(),
-            signer_key_id: String::new(),
-            target_device: "sda".into(),
-            target_serial: None,
-            bytes_written: 0,
-            chunks_verified: 0,
-            chunk_mismatches: 0,
-            reason: Some("opening images/x.lapos: No such file or directory".into()),
-            started_at: cert::now_utc(),
-            finished_at: cert::now_utc(),
-        }
-    }
-
-    #[test]
-    fn an_install_that_never_opened_its_image_stays_out_of_the_certificate() {
-        let (kept, failure) = certifiable_install(Some(record(InstallStatus::Failed, "")));
-        assert!(kept.is_none());
-        assert!(failure.unwrap().contains("No such file"));
-        let hash = "ab".repeat(32);
-        let (kept, failure) = certifiable_install(Some(record(InstallStatus::Failed, &hash)));
-        assert_eq!(kept.unwrap().root_hash, hash);
-        assert!(failure.is_none());
-        assert_eq!(certifiable_install(None), (None, None));
     }
 }

@@ -855,9 +855,18 @@ fn tmux_flow_countdown_runs_out_and_a_missing_image_fails_the_install() {
     let cert = lapterop_certificate::verify(&std::fs::read(&certs[0]).unwrap(), &station).unwrap();
     assert_eq!(cert.operator.name, "Station 3");
     assert_eq!(cert.overall_outcome(), lapterop_certificate::OutcomeStatus::Erased);
-    // An image that was never opened has no identity to record: the certificate carries no install
-    // (the failure is on the screen, in the marker line and in the log).
-    assert!(cert.install.is_none(), "{:?}", cert.install);
+    // An image that was never opened has no identity to record, but the certificate still says the
+    // install failed and why (as do the screen, the marker line and the log).
+    let install = cert.install.as_ref().expect("the failed install is in the certificate");
+    assert_eq!(install.status, lapterop_certificate::model::InstallStatus::Failed);
+    assert!(
+        install.image_name.is_none() && install.root_hash.is_none(),
+        "{install:?}"
+    );
+    assert!(
+        install.reason.as_deref().is_some_and(|r| r.contains("missing.osimg")),
+        "{install:?}"
+    );
     let log = machine_log(&dir);
     assert!(log.contains("LAP-I01 install failed: opening"), "{log}");
     assert!(log.contains("missing.osimg"), "{log}");

@@ -54,6 +54,16 @@ pub enum SignError {
     Json(#[from] serde_json::Error),
 }
 
+impl InstallRecord {
+    /// `name version` of the image, or a note that the image was never read (a failed install).
+    pub fn image_label(&self) -> String {
+        match (&self.image_name, &self.image_version) {
+            (Some(n), Some(v)) => format!("{n} {v}"),
+            _ => "(image not read)".to_owned(),
+        }
+    }
+}
+
 impl Certificate {
     /// The document as JSON.
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {

@@ -706,14 +706,18 @@ pub enum ExceptionKind {
 pub struct InstallRecord {
     /// Installed or failed.
     pub status: InstallStatus,
-    /// Image name.
-    pub image_name: String,
-    /// Image version.
-    pub image_version: String,
-    /// Manifest root hash, lower-case hex.
-    pub root_hash: String,
-    /// Key id of the image signer.
-    pub signer_key_id: String,
+    /// Image name; absent only for a failed install whose image could not be opened or checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+    /// Image version; absent as `image_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_version: Option<String>,
+    /// Manifest root hash, lower-case hex; absent as `image_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_hash: Option<String>,
+    /// Key id of the image signer; absent as `image_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_key_id: Option<String>,
     /// Kernel name of the target disk.
     pub target_device: String,
     /// Serial of the target disk.

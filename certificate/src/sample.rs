@@ -242,10 +242,10 @@ pub fn erased_laptop(key_id: String) -> Certificate {
     c.disks = vec![nvme_disk(), sata_disk_erased()];
     c.install = Some(InstallRecord {
         status: InstallStatus::Installed,
-        image_name: "leuven-pupil-desktop".to_owned(),
-        image_version: "2026.11".to_owned(),
-        root_hash: hash("image root"),
-        signer_key_id: hex::encode(&blake3::hash(b"image key").as_bytes()[..16]),
+        image_name: Some("leuven-pupil-desktop".to_owned()),
+        image_version: Some("2026.11".to_owned()),
+        root_hash: Some(hash("image root")),
+        signer_key_id: Some(hex::encode(&blake3::hash(b"image key").as_bytes()[..16])),
         target_device: "nvme0n1".to_owned(),
         target_serial: Some("S41GNX0M123456".to_owned()),
         bytes_written: 9_663_676_416,

@@ -669,10 +669,25 @@ fn check_sample_plan(c: &mut Checker, at: &str, p: &SamplePlan, capacity: u64, l
 }
 
 fn check_install(c: &mut Checker, i: &InstallRecord, disks: &[DiskRecord]) {
-    c.text("install.image_name", &i.image_name);
-    c.text("install.image_version", &i.image_version);
-    c.hash("install.root_hash", &i.root_hash);
-    c.hex("install.signer_key_id", &i.signer_key_id, 32);
+    // The image's identity: all four when the image was opened, none when it never could be.
+    let identity = [&i.image_name, &i.image_version, &i.root_hash, &i.signer_key_id];
+    c.require(
+        identity.iter().all(|f| f.is_some()) || identity.iter().all(|f| f.is_none()),
+        "install.image_name",
+        "image_name, image_version, root_hash and signer_key_id come together",
+    );
+    if let Some(v) = &i.image_name {
+        c.text("install.image_name", v);
+    }
+    if let Some(v) = &i.image_version {
+        c.text("install.image_version", v);
+    }
+    if let Some(v) = &i.root_hash {
+        c.hash("install.root_hash", v);
+    }
+    if let Some(v) = &i.signer_key_id {
+        c.hex("install.signer_key_id", v, 32);
+    }
     c.require(
         disks.iter().any(|d| d.device == i.target_device),
         "install.target_device",
@@ -694,6 +709,11 @@ fn check_install(c: &mut Checker, i: &InstallRecord, disks: &[DiskRecord]) {
                 "cannot be installed with mismatched chunks",
             );
             c.require(i.reason.is_none(), "install.reason", "only for a failed install");
+            c.require(
+                i.root_hash.is_some(),
+                "install.root_hash",
+                "an installed image names its image (name, version, root hash, signer)",
+            );
             c.require(
                 i.bytes_written > 0,
                 "install.bytes_written",

@@ -197,6 +197,32 @@ fn broken_invariants_are_named_by_field() {
 }
 
 #[test]
+fn an_install_names_its_image_unless_it_failed_before_the_image_was_read() {
+    let strip = |v: &mut serde_json::Value, keys: &[&str]| {
+        for k in keys {
+            v["install"].as_object_mut().unwrap().remove(*k);
+        }
+    };
+    let identity = ["image_name", "image_version", "root_hash", "signer_key_id"];
+    // Installed without saying which image: refused.
+    let doc = mutated(|v| strip(v, &identity));
+    assert!(violation_fields(&doc).contains(&"install.root_hash".to_owned()));
+    // Half an identity: refused.
+    let doc = mutated(|v| strip(v, &["root_hash"]));
+    assert!(violation_fields(&doc).contains(&"install.image_name".to_owned()));
+    // Failed before the image could be opened (missing file, wrong key): no identity, with the reason.
+    let doc = mutated(|v| {
+        strip(v, &identity);
+        v["install"]["status"] = "failed".into();
+        v["install"]["reason"] = "images/pupil.lapos: signed by another key; nothing was written".into();
+        v["install"]["bytes_written"] = 0.into();
+        v["install"]["chunks_verified"] = 0.into();
+    });
+    let (c, _) = cert::parse(&doc).unwrap();
+    assert_eq!(c.install.unwrap().image_label(), "(image not read)");
+}
+
+#[test]
 fn unknown_schema_versions_are_refused() {
     let doc = mutated(|v| v["schema"] = "lapterop.certificate/v2".into());
     assert!(matches!(cert::parse(&doc), Err(ParseError::UnknownSchema(s)) if s.ends_with("v2")));

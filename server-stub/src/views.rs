@@ -661,23 +661,27 @@ fn install_words(c: &Certificate, lang: Lang) -> Option<String> {
     Some(match i.status {
         cert::InstallStatus::Installed => lang.t(
             &format!(
-                "{} {} installed on {} and checked ({} chunks)",
-                i.image_name, i.image_version, i.target_device, i.chunks_verified
+                "{} installed on {} and checked ({} chunks)",
+                i.image_label(),
+                i.target_device,
+                i.chunks_verified
             ),
             &format!(
-                "{} {} geïnstalleerd op {} en nagekeken ({} blokken)",
-                i.image_name, i.image_version, i.target_device, i.chunks_verified
+                "{} geïnstalleerd op {} en nagekeken ({} blokken)",
+                i.image_label(),
+                i.target_device,
+                i.chunks_verified
             ),
         ),
         cert::InstallStatus::Failed => lang.t(
             &format!(
                 "installing {} failed: {}",
-                i.image_name,
+                i.image_name.as_deref().unwrap_or("the OS image"),
                 i.reason.clone().unwrap_or_default()
             ),
             &format!(
                 "installeren van {} mislukt: {}",
-                i.image_name,
+                i.image_name.as_deref().unwrap_or("de standaardsoftware"),
                 i.reason.clone().unwrap_or_default()
             ),
         ),

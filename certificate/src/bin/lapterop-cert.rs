@@ -239,8 +239,11 @@ fn summary(c: &Certificate) -> String {
     if let Some(i) = &c.install {
         let _ = writeln!(
             s,
-            "  install    {} {} on {}: {:?}",
-            i.image_name, i.image_version, i.target_device, i.status
+            "  install    {} on {}: {:?}{}",
+            i.image_label(),
+            i.target_device,
+            i.status,
+            i.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
         );
     }
     let _ = writeln!(
