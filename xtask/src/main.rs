@@ -7,8 +7,9 @@
 //!   and under OVMF with Secure Boot against a simulated donated laptop, checked from the host.
 //! - `demo [--port PORT]`: the same scenario for a newcomer, ending with the donor page's URL and the
 //!   server left running until Ctrl-C.
-//! - `vm-bench`: boots the same kernel and modules twice, with the agent and as a bare busybox
-//!   initramfs, and prints both boot-to-marker times (for docs/benchmarks.md).
+//! - `vm-bench`: boots the live stick's kernel and initramfs directly (the agent as PID 1, coldplug, the
+//!   stick found) and a bare busybox initramfs with the same kernel and modules, three rounds each,
+//!   alternating, and prints both boot-to-marker times (for docs/benchmarks.md).
 //! - `stick-boot --image IMG --firmware bios|uefi|secureboot|snakeoil`: boots a stick image from an
 //!   emulated USB stick through that firmware, waits for the agent's ready line (or the firmware's
 //!   refusal), prints the stage timings and the agent's lines, and stops QEMU.
@@ -229,35 +230,49 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(out.exit_code).unwrap_or(1)))
         }
         Cmd::VmBench { vm: args } => {
-            let mut with_agent = args.spec("/bin/lapterop-agent version".to_owned());
-            let agent = match &with_agent.agent {
+            let template = args.spec("true".to_owned());
+            let agent = match &template.agent {
                 Agent::Path(p) => p.clone(),
                 Agent::Build | Agent::None => vm::build_static_agent()?,
             };
-            with_agent.agent = Agent::Path(agent);
+            // The agent side is the live stick's own kernel and initramfs with the agent as PID 1
+            // (coldplug, finding the stick), booted directly; no network on either side.
+            let work = tempfile::Builder::new()
+                .prefix("lapterop-vm-bench-")
+                .tempdir_in(vm::target_dir())?;
+            let live = xtask::stick::live_direct_boot(&agent, work.path(), "lapterop.mode=rescue lapterop.net=0")?;
             let bare = VmSpec {
                 agent: Agent::None,
                 command: "true".to_owned(),
-                ..with_agent.clone()
+                nic: None,
+                ..template.clone()
             };
+            let disk_files = vm::create_disk_files(&bare, work.path())?;
             // Alternate the two so a slow moment on the host does not favour one side.
             let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
             println!("host load average at the start: {}", load.trim());
             let mut rows = Vec::new();
-            for round in 1..=2 {
-                for (name, spec) in [("agent", &with_agent), ("bare busybox", &bare)] {
-                    let out = vm::run(spec)?;
-                    if out.exit_code != 0 {
-                        eprintln!(
-                            "vm-bench: {name} round {round} exited {}:\n{}",
-                            out.exit_code, out.output
-                        );
-                        return Ok(ExitCode::FAILURE);
-                    }
-                    println!("{name:<13} round {round}: {}", out.timings);
-                    let uptime = out.timings.guest_uptime_at_marker.map_or(f64::NAN, |d| d.as_secs_f64());
-                    rows.push((name, out.timings.boot_to_marker.as_secs_f64(), uptime));
+            for round in 1..=3 {
+                let mut vm = xtask::stick::StickVm::start_direct(&live.stick, &live.direct, &bare, &disk_files)?;
+                let at = vm.wait_for("LAPTEROP-AGENT-READY", Duration::from_secs(args.timeout))?;
+                let uptime = vm::guest_uptime(&vm.console()).map_or(f64::NAN, |d| d.as_secs_f64());
+                drop(vm);
+                println!(
+                    "agent         round {round}: agent ready {:.1} s (guest uptime {uptime:.1} s)",
+                    at.as_secs_f64()
+                );
+                rows.push(("agent", at.as_secs_f64(), uptime));
+                let out = vm::run(&bare)?;
+                if out.exit_code != 0 {
+                    eprintln!(
+                        "vm-bench: bare busybox round {round} exited {}:\n{}",
+                        out.exit_code, out.output
+                    );
+                    return Ok(ExitCode::FAILURE);
                 }
+                println!("bare busybox  round {round}: {}", out.timings);
+                let uptime = out.timings.guest_uptime_at_marker.map_or(f64::NAN, |d| d.as_secs_f64());
+                rows.push(("bare busybox", out.timings.boot_to_marker.as_secs_f64(), uptime));
             }
             for name in ["agent", "bare busybox"] {
                 let mine: Vec<&(&str, f64, f64)> = rows.iter().filter(|r| r.0 == name).collect();

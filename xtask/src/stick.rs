@@ -504,3 +504,49 @@ mod tests {
         );
     }
 }
+
+/// A stick built for a direct boot: the image (attached as the USB stick) and its own kernel and
+/// initramfs read back from it, with the stick's command line plus `extra`.
+#[derive(Debug)]
+pub struct LiveDirect {
+    /// The stick image.
+    pub stick: PathBuf,
+    /// Kernel, initramfs and command line.
+    pub direct: DirectBoot,
+}
+
+/// Builds a stick in `dir` with `agent` and prepares a direct `-kernel`/`-initrd` boot of its own kernel
+/// and initramfs (for `vm-bench`: the agent as PID 1, without the firmware and GRUB path).
+pub fn live_direct_boot(agent: &Path, dir: &Path, extra: &str) -> Result<LiveDirect, VmError> {
+    let stick = dir.join("stick.img");
+    let built = build_stick(agent, &stick, &StickOptions::default())?;
+    let direct = DirectBoot {
+        kernel: dir.join("vmlinuz"),
+        initrd: dir.join("initrd.img"),
+        append: format!("console=ttyS0,115200 lapterop.stick={} quiet {extra}", built.stick_id),
+    };
+    for (from, to) in [
+        ("::/boot/vmlinuz", &direct.kernel),
+        ("::/boot/initrd.img", &direct.initrd),
+    ] {
+        let out = Command::new("mtype")
+            .arg("-i")
+            .arg(format!("{}@@1M", stick.display()))
+            .arg(from)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .map_err(|e| VmError::Stick(format!("mtype (Debian package mtools): {e}")))?;
+        if !out.status.success() {
+            return Err(VmError::Stick(format!(
+                "mtype {from}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        fs::write(to, out.stdout).map_err(|source| VmError::Io {
+            what: "writing",
+            path: to.clone(),
+            source,
+        })?;
+    }
+    Ok(LiveDirect { stick, direct })
+}
