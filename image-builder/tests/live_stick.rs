@@ -249,7 +249,9 @@ fn independent_readers_see_the_layout_and_the_files() {
         menu.contains("console=ttyS0,115200 console=tty0 lapterop.stick=leuven-bench-03"),
         "{menu}"
     );
-    assert_eq!(menu.matches("lapterop.mode=rescue").count(), 4, "{menu}");
+    // --extra-cmdline goes on every entry (4), and the rescue entry has its own too.
+    assert_eq!(menu.matches("lapterop.mode=rescue").count(), 5, "{menu}");
+    assert!(menu.contains("menuentry \"Send saved certificates\""), "{menu}");
     let initrd = mtype(&img, "/boot/initrd.img");
     assert_eq!(&initrd[..4], &[0x28, 0xB5, 0x2F, 0xFD], "initrd.img is not zstd");
     let listing = run(Command::new("mdir")
