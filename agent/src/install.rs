@@ -111,29 +111,13 @@ pub fn install_onto(
     options: &InstallOptions,
     progress: &(dyn Fn(install::Progress) + Sync),
 ) -> InstallRecord {
-    let started_at = lapterop_certificate::now_utc();
     let mut record = InstallRecord {
-        status: InstallStatus::Failed,
-        image_name: None,
-        image_version: None,
-        root_hash: None,
-        signer_key_id: None,
-        target_device: claimed.disk.name.clone(),
-        target_serial: claimed.disk.serial.clone(),
-        bytes_written: 0,
-        chunks_verified: 0,
-        chunk_mismatches: 0,
         reason: None,
-        started_at,
-        finished_at: String::new(),
+        ..failed_record(claimed, String::new())
     };
     let mut image = match open_image(location, trusted) {
         Ok(i) => i,
-        Err(reason) => {
-            record.reason = Some(reason);
-            record.finished_at = lapterop_certificate::now_utc();
-            return record;
-        }
+        Err(reason) => return failed_record(claimed, reason),
     };
     let m = image.manifest();
     record.image_name = Some(m.image.name.clone());
@@ -161,6 +145,26 @@ pub fn install_onto(
     }
     record.finished_at = lapterop_certificate::now_utc();
     record
+}
+
+/// A failed install onto `claimed` before its image was read: no image identity, the reason, now.
+pub fn failed_record(claimed: &Claimed, reason: String) -> InstallRecord {
+    let now = lapterop_certificate::now_utc();
+    InstallRecord {
+        status: InstallStatus::Failed,
+        image_name: None,
+        image_version: None,
+        root_hash: None,
+        signer_key_id: None,
+        target_device: claimed.disk.name.clone(),
+        target_serial: claimed.disk.serial.clone(),
+        bytes_written: 0,
+        chunks_verified: 0,
+        chunk_mismatches: 0,
+        reason: Some(reason),
+        started_at: now.clone(),
+        finished_at: now,
+    }
 }
 
 /// Opens and checks an image (header, signature, manifest) before any disk is touched: a file, or an

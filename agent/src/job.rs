@@ -260,7 +260,7 @@ pub fn install_step(
             &lapterop_osimage::install::InstallOptions::default(),
             progress,
         ),
-        Err(e) => failed_install(target, format!("the image key {}: {e}", i.trust.display())),
+        Err(e) => crate::install::failed_record(target, format!("the image key {}: {e}", i.trust.display())),
     })
 }
 
@@ -470,25 +470,6 @@ fn choose_target<'c>(claimed: &'c [Claimed], records: &[DiskRecord], how: Target
             .copied()
             .rev()
             .max_by_key(|c| (!c.disk.rotational, c.capacity_bytes)),
-    }
-}
-
-fn failed_install(target: &Claimed, reason: String) -> InstallRecord {
-    let now = cert::now_utc();
-    InstallRecord {
-        status: InstallStatus::Failed,
-        image_name: None,
-        image_version: None,
-        root_hash: None,
-        signer_key_id: None,
-        target_device: target.disk.name.clone(),
-        target_serial: target.disk.serial.clone(),
-        bytes_written: 0,
-        chunks_verified: 0,
-        chunk_mismatches: 0,
-        reason: Some(reason),
-        started_at: now.clone(),
-        finished_at: now,
     }
 }
 

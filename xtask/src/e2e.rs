@@ -385,13 +385,10 @@ impl Scenario {
             ],
             nic: network.then(|| "e1000e".to_owned()),
             guestfwd: vec![format!("tcp:{GUEST_SERVER}:80-tcp:127.0.0.1:{}", self.server.port)],
+            memory_mib: 1024,
             ..VmSpec::default()
         };
         let files: Vec<PathBuf> = disks.iter().map(|d| d.file.clone()).collect();
-        let spec = VmSpec {
-            memory_mib: 1024,
-            ..spec
-        };
         let mut vm = StickVm::start(&self.stick, firmware, &spec, &files)?;
         let mut marks: Vec<(String, f64)> = Vec::new();
         let refused = loop {

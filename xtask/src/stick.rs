@@ -246,16 +246,7 @@ impl StickVm {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(firmware_and_stick_args(firmware, stick, vars.as_deref()))
             .args(extra)
-            .args(["-accel", "tcg", "-smp", "2", "-m", &devices.memory_mib.to_string()])
-            .args([
-                "-nodefaults",
-                "-no-user-config",
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-no-reboot",
-            ])
+            .args(vm::headless_args(devices.memory_mib))
             .args(["-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0"])
             .args(vm::qemu_disk_and_device_args(devices, disk_files)?)
             .stdin(Stdio::piped())
@@ -520,15 +511,20 @@ pub struct LiveDirect {
 pub fn live_direct_boot(agent: &Path, dir: &Path, extra: &str) -> Result<LiveDirect, VmError> {
     let stick = dir.join("stick.img");
     let built = build_stick(agent, &stick, &StickOptions::default())?;
+    let (kernel, initrd) = read_boot_files(&stick, dir)?;
     let direct = DirectBoot {
-        kernel: dir.join("vmlinuz"),
-        initrd: dir.join("initrd.img"),
+        kernel,
+        initrd,
         append: format!("console=ttyS0,115200 lapterop.stick={} quiet {extra}", built.stick_id),
     };
-    for (from, to) in [
-        ("::/boot/vmlinuz", &direct.kernel),
-        ("::/boot/initrd.img", &direct.initrd),
-    ] {
+    Ok(LiveDirect { stick, direct })
+}
+
+/// Copies the stick's own kernel and initramfs out of its FAT partition (mtools) into `dir`, for a
+/// direct `-kernel`/`-initrd` boot of exactly what GRUB would boot.
+pub fn read_boot_files(stick: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), VmError> {
+    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));
+    for (from, to) in [("::/boot/vmlinuz", &kernel), ("::/boot/initrd.img", &initrd)] {
         let out = Command::new("mtype")
             .arg("-i")
             .arg(format!("{}@@1M", stick.display()))
@@ -548,5 +544,5 @@ pub fn live_direct_boot(agent: &Path, dir: &Path, extra: &str) -> Result<LiveDir
             source,
         })?;
     }
-    Ok(LiveDirect { stick, direct })
+    Ok((kernel, initrd))
 }

@@ -314,6 +314,29 @@ pub fn has_interpreter(path: &Path) -> Result<bool, VmError> {
     Ok(false)
 }
 
+/// The QEMU arguments every harness VM shares: TCG with 2 vCPUs and `memory_mib`, no default devices,
+/// no display or monitor, and an exit instead of a reboot.
+pub fn headless_args(memory_mib: u32) -> Vec<String> {
+    let m = memory_mib.to_string();
+    [
+        "-accel",
+        "tcg",
+        "-smp",
+        "2",
+        "-m",
+        &m,
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// The QEMU arguments for `spec` (without the kernel, initrd and console file).
 pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Result<Vec<String>, VmError> {
     let mut args = Vec::new();
@@ -455,38 +478,21 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
     let console = work.path().join("console.log");
     let qemu_log = work.path().join("qemu-stderr.log");
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-machine",
-        "q35",
-        "-accel",
-        "tcg",
-        "-smp",
-        "2",
-        "-m",
-        &spec.memory_mib.to_string(),
-    ])
-    .args([
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-no-reboot",
-    ])
-    .arg("-serial")
-    .arg(format!("file:{}", console.display()))
-    .arg("-kernel")
-    .arg(inputs.kernel.vmlinuz())
-    .arg("-initrd")
-    .arg(&initrd)
-    .args(["-append", "console=ttyS0,115200 panic=-1 quiet rdinit=/init"])
-    .args(qemu_disk_and_device_args(spec, &disk_files)?)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::from(
-        fs::File::create(&qemu_log).map_err(io_err("creating", &qemu_log))?,
-    ));
+    cmd.args(["-machine", "q35"])
+        .args(headless_args(spec.memory_mib))
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-kernel")
+        .arg(inputs.kernel.vmlinuz())
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0,115200 panic=-1 quiet rdinit=/init"])
+        .args(qemu_disk_and_device_args(spec, &disk_files)?)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            fs::File::create(&qemu_log).map_err(io_err("creating", &qemu_log))?,
+        ));
     let vm_start = Instant::now();
     let mut child = KillOnDrop(
         cmd.spawn()

@@ -249,32 +249,15 @@ fn direct_kernel_boot_of_the_same_kernel_and_initrd_for_comparison() {
         .prefix("lapterop-direct-")
         .tempdir_in(vm::target_dir_created().unwrap())
         .unwrap();
-    let mut direct = stick::DirectBoot {
-        kernel: dir.path().join("vmlinuz"),
-        initrd: dir.path().join("initrd.img"),
+    let (kernel, initrd) = stick::read_boot_files(&built.image, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let direct = stick::DirectBoot {
+        kernel,
+        initrd,
         append: format!(
             "console=tty0 console=ttyS0,115200 lapterop.stick={} quiet lapterop.mode=rescue loglevel=7",
             built.stick_id
         ),
     };
-    for (from, to) in [
-        ("::/boot/vmlinuz", &mut direct.kernel),
-        ("::/boot/initrd.img", &mut direct.initrd),
-    ] {
-        let out = std::process::Command::new("mtype")
-            .arg("-i")
-            .arg(format!("{}@@1M", built.image.display()))
-            .arg(from)
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .output()
-            .expect("mtype (Debian package mtools)");
-        assert!(
-            out.status.success(),
-            "mtype {from}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(to, out.stdout).unwrap();
-    }
     boot_and_check("direct kernel (-kernel/-initrd)", false, |image| {
         StickVm::start_direct(image, &direct, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"))
     });
