@@ -272,7 +272,25 @@ impl Cache {
         })?;
         let path = debs.join(entry.deb_file_name());
         if !path.exists() {
-            download(entry, &debs)?;
+            // Each download goes to its own directory and is renamed into place, so builds running
+            // at the same time (parallel tests) never see or clobber each other's partial files.
+            let private = tempfile::Builder::new()
+                .prefix(".download-")
+                .tempdir_in(&debs)
+                .map_err(|source| DebianError::Io {
+                    what: "creating a download directory in",
+                    path: debs.clone(),
+                    source,
+                })?;
+            let got = download(entry, private.path());
+            if !path.exists() {
+                got?;
+                fs::rename(private.path().join(entry.deb_file_name()), &path).map_err(|source| DebianError::Io {
+                    what: "moving the download into",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
         }
         let actual = sha256_file(&path)?;
         if actual != entry.sha256 {
