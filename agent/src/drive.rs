@@ -511,6 +511,19 @@ pub fn prelude_for(
                 let h = probe_hidden(&mut d, id);
                 let left = lapterop_certificate::HiddenAreaAction::LeftInPlace;
                 prelude.hidden = Some(h.record(left, left));
+                if h.hpa() {
+                    let tail =
+                        if policy.expose_hpa {
+                            open_hpa(name, id, &h, capacity)
+                        } else {
+                            Err("the site leaves hidden areas in place ([wipe] hidden_areas = \"leave\", or --keep-hpa)"
+                            .into())
+                        };
+                    match tail {
+                        Ok(t) => prelude.tail = Some(Box::new(t)),
+                        Err(why) => prelude.skipped.push(hpa_not_opened(why, policy.expose_hpa)),
+                    }
+                }
             }
             if let Some(kind) = p.chosen {
                 prelude.purge = Some(Box::new(move || match (&caps, kind) {
@@ -523,6 +536,60 @@ pub fn prelude_for(
         }
     }
     Ok(prelude)
+}
+
+/// Prepares the HPA of ATA disk `name` for the wipe: its own pass-through handle, the block device's
+/// copy of the last visible sectors for the path check, and the transfer size its queue allows.
+fn open_hpa(
+    name: &str,
+    id: &Identify,
+    probe: &HiddenProbe,
+    capacity: u64,
+) -> Result<crate::hpa::AtaTail<SgDrive>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let native = probe.native_sectors.ok_or("the native size is unknown")?;
+    if capacity != id.user_sectors * 512 {
+        return Err(format!(
+            "the kernel sees {capacity} bytes but the drive reports {} visible sectors of 512 bytes",
+            id.user_sectors
+        ));
+    }
+    let dev = Path::new("/dev").join(name);
+    let mut last = vec![0u8; 8 * 512];
+    File::open(&dev)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(capacity - last.len() as u64))?;
+            f.read_exact(&mut last)
+        })
+        .map_err(|e| format!("reading the last visible sectors of {name}: {e}"))?;
+    let kib = std::fs::read_to_string(format!("/sys/class/block/{name}/queue/max_hw_sectors_kb"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(128);
+    let chunk = u16::try_from((kib * 2).min(2048)).unwrap_or(256);
+    let drive = SgDrive::open(&dev).map_err(|e| format!("opening {name} for pass-through: {e}"))?;
+    crate::hpa::AtaTail::prepare(drive, id.clone(), native, &last, chunk)
+}
+
+/// The certificate's step for an HPA that stays closed, with why.
+fn hpa_not_opened(reason: String, wanted: bool) -> lapterop_certificate::Step {
+    lapterop_certificate::Step {
+        kind: lapterop_certificate::StepKind::HpaExpose,
+        capability: if wanted {
+            lapterop_certificate::Capability::Refused
+        } else {
+            lapterop_certificate::Capability::Supported
+        },
+        outcome: lapterop_certificate::StepOutcome::Skipped,
+        reason: Some(reason),
+        started_at: None,
+        finished_at: None,
+        pass: None,
+        pattern: None,
+        bytes: 0,
+        error_ranges: Vec::new(),
+        firmware: None,
+    }
 }
 
 /// The internal disks of this machine for the audit, from the disk layer, with health read from

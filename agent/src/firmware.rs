@@ -102,6 +102,9 @@ pub struct Policy {
     pub poll_interval: Duration,
     /// Give up waiting after this long.
     pub max_wait: Duration,
+    /// Open an ATA Host Protected Area for the wipe (volatile SET MAX, restored afterwards); when
+    /// off, it is left in place and recorded so.
+    pub expose_hpa: bool,
 }
 
 impl Default for Policy {
@@ -110,6 +113,7 @@ impl Default for Policy {
             allow_security_erase: false,
             poll_interval: Duration::from_secs(5),
             max_wait: Duration::from_secs(12 * 3600),
+            expose_hpa: true,
         }
     }
 }

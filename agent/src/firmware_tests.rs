@@ -20,6 +20,7 @@ fn policy() -> Policy {
         allow_security_erase: true,
         poll_interval: Duration::from_secs(5),
         max_wait: Duration::from_secs(3600),
+        expose_hpa: true,
     }
 }
 

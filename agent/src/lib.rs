@@ -14,6 +14,7 @@ pub mod disk;
 pub mod drive;
 pub mod firmware;
 pub mod flow;
+pub mod hpa;
 pub mod i18n;
 pub mod init;
 pub mod install;

@@ -68,6 +68,29 @@ pub struct Wipe {
     pub method: Method,
     /// ATA Security Erase allowed.
     pub allow_security_erase: bool,
+    /// What to do with an ATA Host Protected Area.
+    pub hidden_areas: HiddenAreasChoice,
+    /// What to do when a drive's firmware erase is frozen by the BIOS.
+    pub unfreeze: UnfreezeChoice,
+}
+
+/// `[wipe] hidden_areas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HiddenAreasChoice {
+    /// Open an HPA for the wipe with a volatile SET MAX and close it afterwards.
+    Expose,
+    /// Leave it as it is (recorded; the disk is then at best erased with exceptions).
+    Leave,
+}
+
+/// `[wipe] unfreeze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnfreezeChoice {
+    /// Fall back to the overwrite and say why.
+    Never,
+    /// Suspend to RAM with an RTC wake alarm (the drive's power cycle lifts the freeze), then check
+    /// again. Only for laptop models known to wake by themselves.
+    Suspend,
 }
 
 /// `[install]`.
@@ -154,6 +177,8 @@ struct RawWipe {
     verify: Option<String>,
     method: Option<String>,
     allow_security_erase: Option<bool>,
+    hidden_areas: Option<String>,
+    unfreeze: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +266,12 @@ impl Site {
                 verify,
                 method: choice("wipe.method", raw.wipe.method.as_deref(), Method::Auto)?,
                 allow_security_erase: raw.wipe.allow_security_erase.unwrap_or(false),
+                hidden_areas: choice(
+                    "wipe.hidden_areas",
+                    raw.wipe.hidden_areas.as_deref(),
+                    HiddenAreasChoice::Expose,
+                )?,
+                unfreeze: choice("wipe.unfreeze", raw.wipe.unfreeze.as_deref(), UnfreezeChoice::Never)?,
             },
             install,
             flow: Flow {

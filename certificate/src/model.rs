@@ -370,6 +370,9 @@ pub struct HiddenArea {
 pub enum HiddenAreaAction {
     /// Exposed (volatile SET MAX) for the wipe, then restored.
     ExposedAndRestored,
+    /// Exposed (volatile SET MAX) for the wipe; putting the old size back failed, so the whole native
+    /// capacity stays visible until the drive is next powered off.
+    ExposedNotRestored,
     /// Removed permanently.
     Removed,
     /// Left in place: its content was not erased.
@@ -698,6 +701,9 @@ pub enum ExceptionKind {
     HiddenAreaUnchecked,
     /// A firmware purge was attempted and failed; the overwrite still succeeded.
     FirmwarePurgeFailed,
+    /// A hidden area was opened and erased, but closing it again failed (it stays open until the
+    /// drive is next powered off).
+    HiddenAreaNotRestored,
 }
 
 /// The OS image install.

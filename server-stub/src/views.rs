@@ -530,6 +530,10 @@ fn disk_view(d: &DiskRecord, lang: Lang) -> DiskView {
                         HiddenAreaAction::ExposedAndRestored => {
                             lang.t("opened, erased, restored", "geopend, gewist, hersteld")
                         }
+                        HiddenAreaAction::ExposedNotRestored => lang.t(
+                            "opened and erased; its old size returns when the drive is next powered off",
+                            "geopend en gewist; de oude grootte komt terug als de schijf uitgeschakeld wordt",
+                        ),
                         HiddenAreaAction::Removed => lang.t("removed and erased", "verwijderd en gewist"),
                         HiddenAreaAction::LeftInPlace => {
                             lang.t("LEFT IN PLACE, not erased", "BLIJFT STAAN, niet gewist")
@@ -559,6 +563,10 @@ fn disk_view(d: &DiskRecord, lang: Lang) -> DiskView {
                     lang.t("hidden areas unchecked", "verborgen zones niet nagekeken")
                 }
                 ExceptionKind::FirmwarePurgeFailed => lang.t("firmware erase failed", "firmware-wissen mislukt"),
+                ExceptionKind::HiddenAreaNotRestored => lang.t(
+                    "hidden area erased but not closed again",
+                    "verborgen zone gewist maar niet opnieuw afgesloten",
+                ),
             };
             format!("{kind}: {}", e.detail)
         })

@@ -20,6 +20,8 @@ pub enum Protocol {
     PioIn = 4,
     /// PIO data-out (5).
     PioOut = 5,
+    /// DMA (6).
+    Dma = 6,
 }
 
 /// Direction and size of the data phase.
@@ -342,6 +344,41 @@ pub fn security_disable_password() -> AtaCommand {
         tf,
         15,
     )
+}
+
+/// Sectors one READ/WRITE DMA EXT may move here: COUNT is 16 bits (0 would mean 65536, never sent)
+/// and the data buffer is described in 512-byte blocks by T_LENGTH.
+pub const MAX_DMA_SECTORS: u16 = u16::MAX;
+
+fn dma_ext(name: &'static str, command: u8, lba: u64, sectors: u16, data: Data) -> AtaCommand {
+    let tf = TaskFile {
+        count: sectors,
+        lba: lba & 0xffff_ffff_ffff,
+        command,
+        ..Default::default()
+    };
+    // 30 s for at most 32 MiB: even a failing disk's retries end well inside it.
+    cmd(name, Protocol::Dma, data, true, tf, 30)
+}
+
+/// READ DMA EXT (25h): `sectors` (1..=65535) 512-byte sectors from `lba` (ACS-3, READ DMA EXT – 25h). Used to reach a
+/// Host Protected Area after a volatile SET MAX, where the kernel's idea of the capacity is stale.
+pub fn read_dma_ext(lba: u64, sectors: u16) -> AtaCommand {
+    dma_ext("READ DMA EXT", 0x25, lba, sectors, Data::In(sectors))
+}
+
+/// WRITE DMA EXT (35h): `sectors` (1..=65535) 512-byte sectors to `lba` (ACS-3, WRITE DMA EXT – 35h).
+pub fn write_dma_ext(lba: u64, sectors: u16) -> AtaCommand {
+    dma_ext("WRITE DMA EXT", 0x35, lba, sectors, Data::Out(sectors))
+}
+
+/// FLUSH CACHE EXT (EAh): the drive's volatile write cache to the media (ACS-3, FLUSH CACHE EXT – EAh).
+pub fn flush_cache_ext() -> AtaCommand {
+    let tf = TaskFile {
+        command: 0xea,
+        ..Default::default()
+    };
+    cmd("FLUSH CACHE EXT", Protocol::NonData, Data::None, true, tf, 60)
 }
 
 const SANITIZE: u8 = 0xb4;
@@ -739,6 +776,17 @@ mod tests {
             (crypto_scramble_ext(), "85 07 20 00 11 00 10 43 70 00 79 00 72 40 b4 00"),
             (block_erase_ext(), "85 07 20 00 12 00 10 42 72 00 45 00 6b 40 b4 00"),
             (overwrite_ext(0, 1), "85 07 20 00 14 00 11 00 00 57 00 4f 00 40 b4 00"),
+            // DMA protocol 6 with EXTEND: byte 1 = 6 << 1 | 1 = 0Dh; T_DIR / BYT_BLOK / T_LENGTH=2 as for
+            // PIO, COUNT = sectors, LBA 31:24, 7:0, 39:32, 15:8, 47:40, 23:16 (SAT-4 table 191).
+            (
+                read_dma_ext(0x0000_0123_4567_89ab, 256),
+                "85 0d 0e 00 00 01 00 45 ab 23 89 01 67 40 25 00",
+            ),
+            (
+                write_dma_ext(0x1000, 8),
+                "85 0d 06 00 00 00 08 00 00 00 10 00 00 40 35 00",
+            ),
+            (flush_cache_ext(), "85 07 20 00 00 00 00 00 00 00 00 00 00 40 ea 00"),
         ];
         for (c, expected) in cases {
             assert_eq!(c.cdb.to_vec(), hex(expected), "{}", c.name);

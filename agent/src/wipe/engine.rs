@@ -5,7 +5,9 @@
 //! threads write (two requests in flight keep the device busy), a few buffers circulate through
 //! bounded channels (peak memory stays a few chunks). A read-back streams regions through two reader
 //! threads, a generator thread (for `random`) and the calling thread, which puts the pieces back in
-//! order, compares them with the expected bytes and feeds blake3 in device order. A chunk that fails is
+//! order and compares them with the expected bytes. For a full read-back the readers also hash their
+//! pieces as BLAKE3 subtrees, and the calling thread joins the subtree hashes in device order
+//! ([`SubtreeJoin`]); sampled read-backs are hashed in order by the calling thread. A chunk that fails is
 //! split in halves down to single logical sectors, so every bad sector is found and recorded exactly,
 //! and the pass goes on.
 
@@ -24,10 +26,62 @@ const BUFFERS: usize = 3;
 /// Concurrent writers in a pass.
 const WRITERS: usize = 2;
 /// Concurrent readers in a read-back.
-const READERS: usize = 2;
+const READERS: usize = 4;
 
-/// A piece read back: sequence number, offset, length, buffer, unreadable sectors (lba, errno).
-type Piece = (usize, u64, usize, AlignedBuf, Vec<(u64, u32)>);
+/// A piece read back: sequence number, offset, length, buffer, unreadable sectors (lba, errno), and
+/// its BLAKE3 chaining value when the reader hashed it (see [`SubtreeJoin`]).
+type Piece = (usize, u64, usize, AlignedBuf, Vec<(u64, u32)>, Option<ChainingValue>);
+
+use blake3::hazmat::{merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode};
+
+/// The chaining value of one piece of a stream at stream offset `offset`: a subtree of the BLAKE3
+/// tree when `offset` is a multiple of the piece size, a power of two of whole 1 KiB chunks (BLAKE3
+/// paper §2.1). Only the last piece may be shorter.
+pub fn piece_cv(offset: u64, data: &[u8]) -> ChainingValue {
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(offset);
+    h.update(data);
+    h.finalize_non_root()
+}
+
+/// Joins the chaining values of a stream's pieces, given in stream order, into the root hash: what
+/// `blake3::hash` of the whole stream gives, with the pieces hashed by whichever thread read them.
+/// The merge is the reference implementation's chaining-value stack, with a piece in place of a chunk.
+#[derive(Debug, Default)]
+pub struct SubtreeJoin {
+    stack: Vec<ChainingValue>,
+    done: u64,
+    held: Option<ChainingValue>,
+}
+
+impl SubtreeJoin {
+    /// Adds the next piece's chaining value.
+    pub fn push(&mut self, cv: ChainingValue) {
+        if let Some(mut left_done) = self.held.replace(cv) {
+            // The held piece was not the last: each trailing zero bit of the count of finished
+            // pieces closes one subtree.
+            self.done += 1;
+            let mut total = self.done;
+            while total & 1 == 0 {
+                let Some(left) = self.stack.pop() else { break };
+                left_done = merge_subtrees_non_root(&left, &left_done, Mode::Hash);
+                total >>= 1;
+            }
+            self.stack.push(left_done);
+        }
+    }
+
+    /// The root hash; `None` unless at least two pieces were pushed (one piece is its own root and
+    /// must be hashed with `blake3::hash`).
+    pub fn finish(self) -> Option<blake3::Hash> {
+        let mut right = self.held?;
+        let (bottom, rest) = self.stack.split_first()?;
+        for left in rest.iter().rev() {
+            right = merge_subtrees_non_root(left, &right, Mode::Hash);
+        }
+        Some(merge_subtrees_root(bottom, &right, Mode::Hash))
+    }
+}
 
 /// The indexes in a chunk buffer starting at device offset `base` of the bytes `o..o + l`.
 fn sub(base: u64, o: u64, l: u64) -> std::ops::Range<usize> {
@@ -310,6 +364,10 @@ pub fn read_back(
     let ss = u64::from(dev.sector_size());
     let ssz = usize::try_from(ss).unwrap_or(512);
     let mut hasher = blake3::Hasher::new();
+    // One region from offset 0 in whole chunks but the last (a full read-back): the readers hash
+    // their pieces as subtrees in parallel and the calling thread only joins them.
+    let tree = regions.len() == 1 && regions[0].0 == 0 && regions[0].1 > CHUNK as u64;
+    let mut join = SubtreeJoin::default();
     let mut unreadable = BadSectors::default();
     let mut mismatched = BadSectors::default();
     let mut bytes_read = 0u64;
@@ -351,7 +409,8 @@ pub fn read_back(
                         bad_here.push((lba, errno));
                     }
                 }
-                if full_tx.send((seq, off, len, b, bad_here)).is_err() {
+                let cv = tree.then(|| piece_cv(off, b.get(len)));
+                if full_tx.send((seq, off, len, b, bad_here, cv)).is_err() {
                     return;
                 }
             });
@@ -387,7 +446,7 @@ pub fn read_back(
         let mut pending = std::collections::BTreeMap::new();
         'receive: for piece in full_rx {
             pending.insert(piece.0, piece);
-            while let Some((_, off, len, b, bad_here)) = pending.remove(&next) {
+            while let Some((_, off, len, b, bad_here, cv)) = pending.remove(&next) {
                 next += 1;
                 if stop.load(Ordering::Relaxed) {
                     interrupted = true;
@@ -414,7 +473,12 @@ pub fn read_back(
                         }
                     }
                 }
-                hasher.update(data);
+                match cv {
+                    Some(cv) => join.push(cv),
+                    None => {
+                        hasher.update(data);
+                    }
+                }
                 if let Some(e) = exp_buf {
                     let _ = exp_free_tx.send(e);
                 }
@@ -435,7 +499,49 @@ pub fn read_back(
         bytes_read,
         errors,
         mismatched_sectors,
-        blake3: hasher.finalize().to_hex().to_string(),
+        blake3: if tree {
+            join.finish().unwrap_or_else(|| hasher.finalize())
+        } else {
+            hasher.finalize()
+        }
+        .to_hex()
+        .to_string(),
         interrupted,
+    }
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+
+    /// Pieces hashed apart and joined give `blake3::hash` of the whole, for piece counts that exercise
+    /// every shape of the stack (powers of two, one more, one less, a short last piece).
+    #[test]
+    fn joined_subtree_hashes_equal_the_plain_hash() {
+        let piece = 8 * blake3::CHUNK_LEN;
+        let data: Vec<u8> = (0..40 * piece).map(|i| u8::try_from(i * 7 % 251).unwrap()).collect();
+        for len in [
+            piece + 1,
+            2 * piece,
+            2 * piece + 1,
+            3 * piece,
+            4 * piece - 1,
+            4 * piece,
+            5 * piece,
+            7 * piece + 100,
+            8 * piece,
+            9 * piece,
+            17 * piece + 1023,
+            40 * piece,
+        ] {
+            let mut join = SubtreeJoin::default();
+            for (i, p) in data[..len].chunks(piece).enumerate() {
+                join.push(piece_cv((i * piece) as u64, p));
+            }
+            assert_eq!(join.finish(), Some(blake3::hash(&data[..len])), "{len} bytes");
+        }
+        let mut one = SubtreeJoin::default();
+        one.push(piece_cv(0, &data[..piece]));
+        assert_eq!(one.finish(), None, "a single piece is its own root");
     }
 }

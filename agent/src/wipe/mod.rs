@@ -17,6 +17,7 @@ pub mod engine;
 pub mod pattern;
 pub mod plan;
 mod progress;
+pub mod tail;
 
 pub use crate::outbox::write_atomically;
 use std::io::Write;
@@ -145,6 +146,8 @@ pub struct FirmwarePrelude {
     pub hidden: Option<HiddenAreas>,
     /// The purge `purge` runs, for the plan shown before anything is written.
     pub chosen: Option<StepKind>,
+    /// A hidden area (ATA HPA) to open for the wipe and close afterwards; `hidden` lists it.
+    pub tail: Option<Box<dyn tail::HiddenTail>>,
 }
 
 impl std::fmt::Debug for FirmwarePrelude {
@@ -154,6 +157,7 @@ impl std::fmt::Debug for FirmwarePrelude {
             .field("purge", &self.purge.is_some())
             .field("hidden", &self.hidden)
             .field("chosen", &self.chosen)
+            .field("tail", &self.tail.is_some())
             .finish()
     }
 }
@@ -169,9 +173,20 @@ pub fn wipe_device_with(
     progress: &dyn Progress,
     firmware: FirmwarePrelude,
 ) -> anyhow::Result<DiskRecord> {
+    let mut steps = firmware.skipped;
+    // An HPA opened for the wipe: from here on the device is the whole native capacity.
+    let with_tail = firmware.tail.and_then(|mut t| {
+        let step = t.expose();
+        let opened = step.outcome == StepOutcome::Completed;
+        steps.push(step);
+        opened.then(|| tail::WithTail::new(dev, t))
+    });
+    let dev: &dyn BlockDevice = match &with_tail {
+        Some(t) => t,
+        None => dev,
+    };
     let cap = dev.capacity();
     let ss = dev.sector_size();
-    let mut steps = firmware.skipped;
     let mut interrupted = false;
     let mut firmware_digests = None;
     let mut purge_verified = false;
@@ -317,7 +332,7 @@ pub fn wipe_device_with(
         }
     }
 
-    let hidden_areas = firmware.hidden.unwrap_or(HiddenAreas {
+    let mut hidden_areas = firmware.hidden.unwrap_or(HiddenAreas {
         check: match id.transport {
             Transport::Nvme | Transport::Virtio | Transport::Mmc | Transport::Loop => HiddenAreaCheck::NotApplicable,
             _ => HiddenAreaCheck::Unavailable,
@@ -325,6 +340,22 @@ pub fn wipe_device_with(
         hpa: None,
         dco: None,
     });
+    let mut not_restored = None;
+    if let Some(t) = &with_tail {
+        let step = t.restore();
+        let restored = step.outcome == StepOutcome::Completed;
+        if !restored {
+            not_restored = step.reason.clone();
+        }
+        if let Some(hpa) = hidden_areas.hpa.as_mut() {
+            hpa.action = if restored {
+                cert::HiddenAreaAction::ExposedAndRestored
+            } else {
+                cert::HiddenAreaAction::ExposedNotRestored
+            };
+        }
+        steps.push(step);
+    }
     let hidden = hidden_areas.check;
     let mut outcome = decide(interrupted, failed_writes, sync_failed, verification.as_ref(), hidden);
     if outcome.status != OutcomeStatus::NotErased {
@@ -346,6 +377,13 @@ pub fn wipe_device_with(
                     range: None,
                 });
             }
+        }
+        if let Some(why) = not_restored {
+            extra.push(Exception {
+                kind: ExceptionKind::HiddenAreaNotRestored,
+                detail: format!("the Host Protected Area was opened and erased, but closing it again failed ({why})"),
+                range: None,
+            });
         }
         if let Some(why) = purge_failed {
             extra.push(Exception {
@@ -491,6 +529,10 @@ pub struct WipeArgs {
     /// Allow ATA Security Erase (off by default: only a Clear for flash, risky behind USB bridges).
     #[arg(long)]
     pub allow_security_erase: bool,
+    /// Leave an ATA Host Protected Area in place instead of opening it for the wipe (the disk is then
+    /// at best erased with exceptions).
+    #[arg(long)]
+    pub keep_hpa: bool,
     /// Do not ask for a typed confirmation.
     #[arg(long)]
     pub yes: bool,
@@ -583,6 +625,7 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
     };
     let policy = crate::firmware::Policy {
         allow_security_erase: args.allow_security_erase || args.method == crate::firmware::Method::AtaSecurityErase,
+        expose_hpa: !args.keep_hpa,
         ..Default::default()
     };
     let disks = match wipe_claimed(&claimed, &spec, args.method, &policy, &stop) {

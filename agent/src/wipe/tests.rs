@@ -280,3 +280,187 @@ fn certificates_are_written_atomically() {
         "no temporary file left"
     );
 }
+
+/// A SATA drive with a Host Protected Area opened for the wipe through a fake ATA transport that
+/// keeps a real maximum address (`crate::hpa::tests::MemDrive`).
+mod hidden_area {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::drive::HiddenProbe;
+    use crate::hpa::tests::{tail_of, MemDrive};
+    use cert::HiddenAreaAction;
+
+    const VISIBLE: u64 = 8192; // 4 MiB seen by the kernel
+    const NATIVE: u64 = 10240; // 1 MiB more behind the HPA
+
+    struct Run {
+        d: DiskRecord,
+        media: Arc<Mutex<Vec<u8>>>,
+        max: Arc<Mutex<u64>>,
+    }
+
+    fn run(drive: MemDrive, verify: VerifyChoice, stopped: bool) -> Run {
+        let head = drive.head(VISIBLE);
+        let (media, max) = (Arc::clone(&drive.media), Arc::clone(&drive.max));
+        let probe = HiddenProbe {
+            visible_sectors: VISIBLE,
+            native_sectors: Some(NATIVE),
+            dco_sectors: None,
+            notes: Vec::new(),
+        };
+        let left = HiddenAreaAction::LeftInPlace;
+        let firmware = FirmwarePrelude {
+            hidden: Some(probe.record(left, left)),
+            tail: Some(Box::new(tail_of(drive, VISIBLE).unwrap())),
+            ..Default::default()
+        };
+        let spec = WipeSpec {
+            pattern: PatternChoice::Random,
+            passes: 1,
+            verify,
+        };
+        let stop = AtomicBool::new(stopped);
+        let d = wipe_device_with(&head, &ident(Transport::Sata), &spec, &stop, &Quiet, firmware).unwrap();
+        Run { d, media, max }
+    }
+
+    fn hidden_bytes(r: &Run) -> Vec<u8> {
+        r.media.lock().unwrap()[usize::try_from(VISIBLE * 512).unwrap()..].to_vec()
+    }
+
+    fn kinds(d: &DiskRecord) -> Vec<(StepKind, StepOutcome)> {
+        d.steps.iter().map(|s| (s.kind, s.outcome)).collect()
+    }
+
+    #[test]
+    fn an_hpa_is_opened_overwritten_read_back_and_closed() {
+        let r = run(MemDrive::new(VISIBLE, NATIVE), VerifyChoice::Full, false);
+        let d = &r.d;
+        assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{:?}", d.outcome);
+        assert_eq!(d.capacity_bytes, NATIVE * 512, "the record covers the native capacity");
+        assert_eq!(
+            kinds(d),
+            [
+                (StepKind::HpaExpose, StepOutcome::Completed),
+                (StepKind::Overwrite, StepOutcome::Completed),
+                (StepKind::HpaRestore, StepOutcome::Completed)
+            ]
+        );
+        assert_eq!(d.steps[1].bytes, NATIVE * 512);
+        let hpa = d.hidden_areas.hpa.as_ref().unwrap();
+        assert_eq!(hpa.action, HiddenAreaAction::ExposedAndRestored);
+        assert_eq!((hpa.visible_sectors, hpa.native_sectors), (VISIBLE, NATIVE));
+        // The read-back digest is of every native sector, as an outside reader of the drive gets them.
+        let v = d.verification.as_ref().unwrap();
+        assert_eq!(v.bytes_read, NATIVE * 512);
+        assert_eq!(
+            v.readback_blake3,
+            blake3::hash(&r.media.lock().unwrap()).to_hex().to_string()
+        );
+        let hidden = hidden_bytes(&r);
+        assert!(
+            hidden.iter().filter(|&&b| b == 0xA5).count() < hidden.len() / 100,
+            "the donor's bytes behind the HPA are gone"
+        );
+        assert_eq!(*r.max.lock().unwrap(), VISIBLE, "the drive shows its old size again");
+        signs(d);
+    }
+
+    #[test]
+    fn a_sampled_verify_plans_over_the_native_capacity() {
+        let r = run(MemDrive::new(VISIBLE, NATIVE), VerifyChoice::Sample, false);
+        assert_eq!(r.d.outcome.status, OutcomeStatus::Erased, "{:?}", r.d.outcome);
+        let p = r.d.verification.as_ref().unwrap().sample.as_ref().unwrap();
+        let seed: [u8; 32] = hex::decode(&p.seed).unwrap().try_into().unwrap();
+        let plan = plan::sample_plan(NATIVE * 512, 512, seed);
+        assert!(
+            plan.byte_regions().iter().any(|(o, _)| *o >= VISIBLE * 512),
+            "samples fall behind the HPA too"
+        );
+        assert_eq!(
+            plan.byte_regions().last().unwrap().0,
+            (NATIVE - 1) * 512,
+            "last native LBA"
+        );
+        signs(&r.d);
+    }
+
+    #[test]
+    fn a_drive_that_refuses_set_max_keeps_its_hpa_and_says_so() {
+        let mut drive = MemDrive::new(VISIBLE, NATIVE);
+        drive.refuse_set_max = true;
+        let r = run(drive, VerifyChoice::Full, false);
+        let d = &r.d;
+        assert_eq!(d.outcome.status, OutcomeStatus::ErasedWithExceptions);
+        assert_eq!(d.outcome.exceptions[0].kind, ExceptionKind::HiddenAreaLeft);
+        assert!(
+            d.outcome.exceptions[0].detail.contains("2048 sectors"),
+            "{:?}",
+            d.outcome
+        );
+        assert_eq!(d.capacity_bytes, VISIBLE * 512);
+        assert_eq!(kinds(d)[0], (StepKind::HpaExpose, StepOutcome::Failed));
+        assert!(!kinds(d).iter().any(|k| k.0 == StepKind::HpaRestore));
+        assert!(
+            hidden_bytes(&r).iter().all(|&b| b == 0xA5),
+            "nothing written past the visible end"
+        );
+        signs(d);
+    }
+
+    #[test]
+    fn a_drive_that_will_not_shrink_again_is_erased_with_that_exception() {
+        let mut drive = MemDrive::new(VISIBLE, NATIVE);
+        drive.refuse_shrink = true;
+        let r = run(drive, VerifyChoice::Full, false);
+        let d = &r.d;
+        assert_eq!(d.outcome.status, OutcomeStatus::ErasedWithExceptions, "{:?}", d.outcome);
+        assert_eq!(d.outcome.exceptions[0].kind, ExceptionKind::HiddenAreaNotRestored);
+        assert_eq!(
+            d.hidden_areas.hpa.as_ref().unwrap().action,
+            HiddenAreaAction::ExposedNotRestored
+        );
+        let restore = d.steps.last().unwrap();
+        assert_eq!(
+            (restore.kind, restore.outcome),
+            (StepKind::HpaRestore, StepOutcome::Failed)
+        );
+        assert!(
+            restore.reason.as_deref().unwrap().contains("powered off"),
+            "{restore:?}"
+        );
+        assert!(hidden_bytes(&r).iter().filter(|&&b| b == 0xA5).count() < 2048 * 512 / 100);
+        signs(d);
+    }
+
+    #[test]
+    fn a_bad_sector_behind_the_hpa_is_recorded_at_its_native_lba() {
+        let mut drive = MemDrive::new(VISIBLE, NATIVE);
+        drive.bad_read.insert(9000);
+        let r = run(drive, VerifyChoice::Full, false);
+        let d = &r.d;
+        assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
+        let v = d.verification.as_ref().unwrap();
+        let got: Vec<_> = v.error_ranges.iter().map(|e| (e.op, e.lba, e.count)).collect();
+        assert_eq!(got, [(RangeOp::Read, 9000, 1)]);
+        assert_eq!(*r.max.lock().unwrap(), VISIBLE, "closed again after the failure");
+        assert_eq!(
+            kinds(d).last().unwrap(),
+            &(StepKind::HpaRestore, StepOutcome::Completed)
+        );
+        signs(d);
+    }
+
+    #[test]
+    fn an_interrupted_wipe_still_closes_the_hpa() {
+        let r = run(MemDrive::new(VISIBLE, NATIVE), VerifyChoice::Full, true);
+        assert_eq!(r.d.outcome.status, OutcomeStatus::NotErased);
+        assert_eq!(*r.max.lock().unwrap(), VISIBLE);
+        assert_eq!(
+            r.d.hidden_areas.hpa.as_ref().unwrap().action,
+            HiddenAreaAction::ExposedAndRestored
+        );
+        signs(&r.d);
+    }
+}
