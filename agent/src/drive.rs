@@ -292,7 +292,8 @@ pub fn probe_json(name: &str, rotational: bool, policy: &crate::firmware::Policy
                 Caps::Ata(id) => {
                     let p = probe_hidden(&mut d, id);
                     json!({"visible_sectors": p.visible_sectors, "native_sectors": p.native_sectors,
-                           "dco_sectors": p.dco_sectors, "hpa": p.hpa(), "dco": p.dco(), "notes": p.notes})
+                           "dco_sectors": p.dco_sectors, "hpa": p.hpa(), "dco": p.dco(), "notes": p.notes,
+                           "passthrough_read": passthrough_read_check(name, &mut d, id)})
                 }
                 _ => json!("unavailable"),
             };
@@ -546,7 +547,6 @@ fn open_hpa(
     probe: &HiddenProbe,
     capacity: u64,
 ) -> Result<crate::hpa::AtaTail<SgDrive>, String> {
-    use std::io::{Read, Seek, SeekFrom};
     let native = probe.native_sectors.ok_or("the native size is unknown")?;
     if capacity != id.user_sectors * 512 {
         return Err(format!(
@@ -555,13 +555,7 @@ fn open_hpa(
         ));
     }
     let dev = Path::new("/dev").join(name);
-    let mut last = vec![0u8; 8 * 512];
-    File::open(&dev)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::Start(capacity - last.len() as u64))?;
-            f.read_exact(&mut last)
-        })
-        .map_err(|e| format!("reading the last visible sectors of {name}: {e}"))?;
+    let last = last_visible_sectors(name, capacity)?;
     let kib = std::fs::read_to_string(format!("/sys/class/block/{name}/queue/max_hw_sectors_kb"))
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
@@ -569,6 +563,44 @@ fn open_hpa(
     let chunk = u16::try_from((kib * 2).min(2048)).unwrap_or(256);
     let drive = SgDrive::open(&dev).map_err(|e| format!("opening {name} for pass-through: {e}"))?;
     crate::hpa::AtaTail::prepare(drive, id.clone(), native, &last, chunk)
+}
+
+/// The last 8 sectors of 512 bytes the kernel shows of `name` (`capacity` bytes), through the block
+/// device: what a pass-through READ DMA EXT of the same sectors must return.
+fn last_visible_sectors(name: &str, capacity: u64) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut last = vec![0u8; 8 * 512];
+    File::open(Path::new("/dev").join(name))
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(capacity.saturating_sub(last.len() as u64)))?;
+            f.read_exact(&mut last)
+        })
+        .map_err(|e| format!("reading the last visible sectors of {name}: {e}"))?;
+    Ok(last)
+}
+
+/// Whether READ DMA EXT through pass-through returns what the block device returns for the last
+/// visible sectors (the check made before an HPA is opened), in words for `probe`.
+fn passthrough_read_check(name: &str, drive: &mut dyn AtaDrive, id: &Identify) -> serde_json::Value {
+    if id.user_sectors < 8 || id.logical_sector_size != 512 {
+        return serde_json::json!({"matches_block_device": null, "error": "not checked: fewer than 8 sectors or not 512-byte sectors"});
+    }
+    let capacity = id.user_sectors * 512;
+    let outcome = last_visible_sectors(name, capacity).and_then(|want| {
+        let mut got = vec![0u8; want.len()];
+        match drive.run(&ata::read_dma_ext(id.user_sectors - 8, 8), &mut got) {
+            Ok(AtaOutcome::Ok(_)) if got == want => Ok(()),
+            Ok(AtaOutcome::Ok(_)) => Err("READ DMA EXT returned other bytes than the block device".to_owned()),
+            Ok(other) => Err(format!("READ DMA EXT: {other:?}")),
+            Err(e) => Err(format!("READ DMA EXT: {e}")),
+        }
+    });
+    match outcome {
+        Ok(()) => {
+            serde_json::json!({"sectors": [id.user_sectors - 8, id.user_sectors - 1], "matches_block_device": true})
+        }
+        Err(e) => serde_json::json!({"matches_block_device": false, "error": e}),
+    }
 }
 
 /// The certificate's step for an HPA that stays closed, with why.

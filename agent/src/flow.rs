@@ -445,7 +445,11 @@ pub fn purge_name(kind: StepKind) -> &'static str {
         StepKind::AtaSanitizeOverwrite => "ATA SANITIZE overwrite",
         StepKind::AtaSecurityErase => "ATA SECURITY ERASE",
         StepKind::AtaSecurityEraseEnhanced => "ATA SECURITY ERASE enhanced",
-        StepKind::Overwrite | StepKind::HpaExpose | StepKind::HpaRestore | StepKind::DcoRestore => "overwrite",
+        StepKind::Overwrite
+        | StepKind::HpaExpose
+        | StepKind::HpaRestore
+        | StepKind::DcoRestore
+        | StepKind::Unfreeze => "overwrite",
     }
 }
 

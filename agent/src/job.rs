@@ -216,16 +216,51 @@ fn wipe_spec(site: &Site) -> (WipeSpec, crate::firmware::Policy) {
 
 /// The firmware plan of each claimed disk (probing only); a named method a drive lacks falls back to
 /// the automatic plan, said on standard output.
+///
+/// Drives frozen by the BIOS: with `[wipe] unfreeze = "suspend"` the laptop is suspended to RAM once
+/// with an RTC wake alarm and the plan is made again; each such disk's record starts with the
+/// `unfreeze` step and what it achieved. Without that permission the plan falls back and its skipped
+/// steps say `frozen`.
 pub fn plan_step(site: &Site, claimed: &[Claimed]) -> anyhow::Result<Vec<wipe::FirmwarePrelude>> {
+    plan_step_with(site, claimed, &crate::unfreeze::PowerFiles::system())
+}
+
+/// [`plan_step`] with the power files given (tests).
+pub fn plan_step_with(
+    site: &Site,
+    claimed: &[Claimed],
+    power: &crate::unfreeze::PowerFiles,
+) -> anyhow::Result<Vec<wipe::FirmwarePrelude>> {
     let (_, policy) = wipe_spec(site);
-    match wipe::plan_claimed(claimed, site.wipe.method, &policy) {
+    let plan = || match wipe::plan_claimed(claimed, site.wipe.method, &policy) {
         Ok(p) => Ok(p),
         Err(wipe::WipeError::Plan(e)) => {
             println!("lapterop: {e}; using the automatic plan instead");
             wipe::plan_claimed(claimed, crate::firmware::Method::Auto, &policy).map_err(|e| anyhow::anyhow!("{e}"))
         }
         Err(e) => Err(anyhow::anyhow!("{e}")),
+    };
+    let plans = plan()?;
+    let frozen: Vec<bool> = plans.iter().map(crate::unfreeze::is_frozen).collect();
+    if site.wipe.unfreeze != crate::site::UnfreezeChoice::Suspend || !frozen.contains(&true) {
+        return Ok(plans);
     }
+    drop(plans);
+    let seconds = crate::unfreeze::UNFREEZE_SECONDS;
+    println!(
+        "lapterop: {} disk(s) frozen by the BIOS; suspending to RAM for {seconds} s to lift it (the laptop wakes by itself)",
+        frozen.iter().filter(|f| **f).count()
+    );
+    let started = cert::now_utc();
+    let slept = power.suspend_for(seconds);
+    let mut plans = plan()?;
+    for (p, was) in plans.iter_mut().zip(frozen) {
+        if was {
+            let step = crate::unfreeze::step(&slept, crate::unfreeze::is_frozen(p), started.clone(), seconds);
+            p.skipped.insert(0, step);
+        }
+    }
+    Ok(plans)
 }
 
 /// Wipes the claimed disks in parallel with their plans; one record per disk, in order.

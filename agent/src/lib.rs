@@ -26,4 +26,5 @@ pub mod sitelog;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod ui;
+pub mod unfreeze;
 pub mod wipe;

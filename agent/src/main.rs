@@ -38,6 +38,13 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Try suspend to RAM with an RTC wake alarm on this laptop (how `[wipe] unfreeze = "suspend"`
+    /// lifts a BIOS freeze lock). Exit 0 woke by itself, 1 the suspend failed, 2 not possible here.
+    Suspend {
+        /// Seconds until the RTC alarm wakes the laptop.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(3..=300))]
+        wake_after: u32,
+    },
     /// The whole job for this laptop from the stick's site config: audit, wipe every internal disk,
     /// install the OS image, certificate into the outbox, upload. Exit 0 done, 1 a lead must look,
     /// 2 nothing done, 3 only the upload waits for the network.
@@ -106,6 +113,7 @@ fn main() -> ExitCode {
         } => lapterop_agent::outbox::upload_command(&server, &outbox, server_key.as_deref()),
         Command::Init { force } => run_init(force),
         Command::Probe { device } => lapterop_agent::drive::probe_command(&device),
+        Command::Suspend { wake_after } => lapterop_agent::unfreeze::suspend_command(wake_after),
         Command::FirmwareErase { device, method, yes } => {
             lapterop_agent::drive::firmware_erase_command(&device, method, yes)
         }

@@ -456,6 +456,8 @@ pub enum StepKind {
     HpaExpose,
     /// Hidden area restored after the wipe.
     HpaRestore,
+    /// Suspend to RAM with an RTC wake alarm, to lift a BIOS freeze lock before a firmware purge.
+    Unfreeze,
     /// DCO restored to factory settings.
     DcoRestore,
 }

@@ -404,7 +404,10 @@ fn check_disk(c: &mut Checker, at: &str, d: &DiskRecord, issued: Option<OffsetDa
                 "range is empty or past the end of the disk",
             );
         }
-        if s.outcome == StepOutcome::Failed || s.outcome == StepOutcome::Interrupted || !s.error_ranges.is_empty() {
+        // A failed `unfreeze` only means no firmware purge could be used; it erased nothing and failed
+        // to erase nothing.
+        let failed = s.outcome == StepOutcome::Failed && s.kind != StepKind::Unfreeze;
+        if failed || s.outcome == StepOutcome::Interrupted || !s.error_ranges.is_empty() {
             any_error = true;
         }
         if s.kind == StepKind::Overwrite {

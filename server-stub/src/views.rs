@@ -393,6 +393,10 @@ fn step_kind(k: StepKind, lang: Lang) -> String {
         StepKind::HpaExpose => lang.t("hidden area (HPA) opened", "verborgen zone (HPA) geopend"),
         StepKind::HpaRestore => lang.t("hidden area (HPA) restored", "verborgen zone (HPA) hersteld"),
         StepKind::DcoRestore => lang.t("DCO reset to factory size", "DCO teruggezet naar fabrieksgrootte"),
+        StepKind::Unfreeze => lang.t(
+            "suspend and wake to lift the BIOS freeze",
+            "slaapstand en wekken om de BIOS-blokkering op te heffen",
+        ),
     }
 }
 

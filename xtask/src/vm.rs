@@ -396,6 +396,9 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
 
 /// Ends QEMU when the harness stops waiting for it, whatever the reason (timeout, error, panic):
 /// our own child, ended through its handle (its PID), never by name.
+/// How long QEMU may take to exit after the guest's command has finished.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(15);
+
 struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
@@ -499,9 +502,25 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
             .map_err(|e| VmError::QemuMissing("qemu-system-x86_64".to_owned(), e))?,
     );
     let read_console = || fs::read_to_string(&console).unwrap_or_default().replace('\r', "");
+    let (mut ended, mut looked) = (None::<Instant>, Instant::now());
     let status = loop {
         if timings.boot_to_marker.is_zero() && read_console().contains(BEGIN) {
             timings.boot_to_marker = vm_start.elapsed();
+        }
+        if ended.is_none() && looked.elapsed() > Duration::from_millis(500) {
+            looked = Instant::now();
+            if read_console().lines().any(|l| l.starts_with(END)) {
+                ended = Some(Instant::now());
+            }
+        }
+        if ended.is_some_and(|t| t.elapsed() > POWER_OFF_GRACE) {
+            // The command finished and the guest asked to power off, but QEMU still runs: seen after
+            // an ACPI S3 suspend and RTC wake under TCG, where the guest's ACPI power-off hangs.
+            let _ = child.0.kill();
+            break child
+                .0
+                .wait()
+                .map_err(io_err("waiting for", Path::new("qemu-system-x86_64")))?;
         }
         if let Some(status) = child
             .0

@@ -53,6 +53,9 @@ fn firmware_commands_reach_qemu_nvme_and_ahci_and_format_erases() {
 A=/bin/lapterop-agent
 echo PROBE-NVME-BEGIN; $A probe /dev/nvme0n1; echo PROBE-NVME-END
 echo PROBE-ATA-BEGIN; $A probe /dev/sda; echo PROBE-ATA-END
+# Suspend to RAM with an RTC wake alarm (how a BIOS freeze lock is lifted), then the disks still answer.
+echo "SUSPEND-OUT $($A suspend --wake-after 5 2>&1 | tr '\n' ' ')"
+echo "AFTER-RESUME $(dd if=/dev/sda bs=65536 count=16 2>/dev/null | wc -c) $($A probe /dev/nvme0n1 | grep -c '"model": "QEMU NVMe Ctrl"')"
 # Personal data on the NVMe namespace, then Format NVM with user-data erase.
 dd if=/dev/urandom of=/dev/nvme0n1 bs=65536 count=256 2>/dev/null
 sync
@@ -138,6 +141,22 @@ echo CERT-BEGIN; cat /tmp/cert.json; echo CERT-END
         "READ NATIVE MAX answered: {hidden}"
     );
     assert_eq!(hidden["hpa"], false);
+    // READ DMA EXT through SG_IO returns what the block device returns (the check before an HPA opens).
+    assert_eq!(hidden["passthrough_read"]["matches_block_device"], true, "{hidden}");
+    assert_eq!(hidden["passthrough_read"]["sectors"][1], 64 * 1024 * 1024 / 512 - 1);
+
+    // The laptop slept (ACPI S3) and the RTC alarm woke it: the time away includes the sleep, and both
+    // disks answer afterwards.
+    let suspend = line_value(o, "SUSPEND-OUT");
+    assert!(suspend.contains("deep, ACPI S3"), "{suspend}");
+    let away: f64 = suspend
+        .split("resumed after ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no resume time: {suspend}"));
+    assert!(away >= 1.5, "it slept until the RTC alarm (5 s ahead): {suspend}");
+    assert_eq!(line_value(o, "AFTER-RESUME"), "1048576 1");
     assert!(
         ata["details"]["smart"].as_array().is_some_and(|a| !a.is_empty()),
         "SMART attributes: {}",

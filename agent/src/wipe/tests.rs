@@ -378,11 +378,8 @@ mod hidden_area {
             plan.byte_regions().iter().any(|(o, _)| *o >= VISIBLE * 512),
             "samples fall behind the HPA too"
         );
-        assert_eq!(
-            plan.byte_regions().last().unwrap().0,
-            (NATIVE - 1) * 512,
-            "last native LBA"
-        );
+        let (o, l) = *plan.byte_regions().last().unwrap();
+        assert_eq!(o + l, NATIVE * 512, "the last native LBA is sampled");
         signs(&r.d);
     }
 
@@ -462,5 +459,66 @@ mod hidden_area {
             HiddenAreaAction::ExposedAndRestored
         );
         signs(&r.d);
+    }
+}
+
+/// A frozen drive whose suspend-and-wake did not lift the freeze: the purge stays skipped, the
+/// overwrite erases, and the failed `unfreeze` step is on record without counting against the outcome.
+#[test]
+fn an_unfreeze_that_did_not_help_is_recorded_and_the_overwrite_still_erases() {
+    let dev = FaultyDevice::new(SIZE, 512);
+    for slept in [
+        Err("writing \"mem\" to /sys/power/state: EBUSY".to_owned()),
+        Ok(std::time::Duration::from_secs(11)),
+    ] {
+        let frozen = Step {
+            kind: StepKind::AtaSanitizeCrypto,
+            capability: cert::Capability::Frozen,
+            outcome: StepOutcome::Skipped,
+            reason: Some("sanitize is frozen (SANITIZE FREEZE LOCK)".into()),
+            started_at: None,
+            finished_at: None,
+            pass: None,
+            pattern: None,
+            bytes: 0,
+            error_ranges: Vec::new(),
+            firmware: None,
+        };
+        let firmware = FirmwarePrelude {
+            skipped: vec![crate::unfreeze::step(&slept, true, cert::now_utc(), 10), frozen],
+            hidden: Some(HiddenAreas {
+                check: HiddenAreaCheck::Checked,
+                hpa: None,
+                dco: None,
+            }),
+            ..Default::default()
+        };
+        assert!(crate::unfreeze::is_frozen(&firmware));
+        let spec = WipeSpec {
+            pattern: PatternChoice::Zero,
+            passes: 1,
+            verify: VerifyChoice::Full,
+        };
+        let d = wipe_device_with(
+            &dev,
+            &ident(Transport::Sata),
+            &spec,
+            &AtomicBool::new(false),
+            &Quiet,
+            firmware,
+        )
+        .unwrap();
+        assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{:?}", d.outcome);
+        assert_eq!(d.nist_category, NistCategory::Clear);
+        assert_eq!(
+            (d.steps[0].kind, d.steps[0].outcome),
+            (StepKind::Unfreeze, StepOutcome::Failed)
+        );
+        assert!(d.steps[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains(if slept.is_ok() { "still frozen" } else { "EBUSY" }));
+        signs(&d);
     }
 }
