@@ -382,6 +382,21 @@ min_ram_mib = 4096
         assert!(s.server.is_none() && s.install.is_none());
         assert_eq!(s.wipe.verify, VerifyChoice::Full);
         assert_eq!(s.wipe.method, Method::Auto);
+        assert_eq!(s.wipe.hidden_areas, HiddenAreasChoice::Expose);
+        assert_eq!(
+            s.wipe.unfreeze,
+            UnfreezeChoice::Never,
+            "suspending needs the site's permission"
+        );
+        let s = Site::parse(
+            "[wipe]\nhidden_areas = \"leave\"\nunfreeze = \"suspend\"\n",
+            Path::new("/x"),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.wipe.hidden_areas, s.wipe.unfreeze),
+            (HiddenAreasChoice::Leave, UnfreezeChoice::Suspend)
+        );
     }
 
     #[test]
@@ -394,6 +409,8 @@ min_ram_mib = 4096
             ("[wipe]\npasses = 0\n", "wipe.passes"),
             ("[server]\nurl = \"ftp://x\"\n", "server.url"),
             ("[flow]\nmode = \"fast\"\n", "unattended"),
+            ("[wipe]\nunfreeze = \"always\"\n", "wipe.unfreeze"),
+            ("[wipe]\nhidden_areas = \"remove\"\n", "wipe.hidden_areas"),
             ("[ui]\nlanguage = \"fr\"\n", "ui"),
             ("[refurbishment]\nmin_ram_mb = 1\n", "min_ram_mb"),
         ] {

@@ -3,7 +3,7 @@
 //!
 //! A pass streams the pattern over the device in 4 MiB aligned chunks: one thread generates, two
 //! threads write (two requests in flight keep the device busy), a few buffers circulate through
-//! bounded channels (peak memory stays a few chunks). A read-back streams regions through two reader
+//! bounded channels (peak memory stays a few chunks). A read-back streams regions through four reader
 //! threads, a generator thread (for `random`) and the calling thread, which puts the pieces back in
 //! order and compares them with the expected bytes. For a full read-back the readers also hash their
 //! pieces as BLAKE3 subtrees, and the calling thread joins the subtree hashes in device order
