@@ -605,23 +605,13 @@ fn passthrough_read_check(name: &str, drive: &mut dyn AtaDrive, id: &Identify) -
 
 /// The certificate's step for an HPA that stays closed, with why.
 fn hpa_not_opened(reason: String, wanted: bool) -> lapterop_certificate::Step {
-    lapterop_certificate::Step {
-        kind: lapterop_certificate::StepKind::HpaExpose,
-        capability: if wanted {
-            lapterop_certificate::Capability::Refused
-        } else {
-            lapterop_certificate::Capability::Supported
-        },
-        outcome: lapterop_certificate::StepOutcome::Skipped,
-        reason: Some(reason),
-        started_at: None,
-        finished_at: None,
-        pass: None,
-        pattern: None,
-        bytes: 0,
-        error_ranges: Vec::new(),
-        firmware: None,
-    }
+    use lapterop_certificate::{Capability, StepKind};
+    let capability = if wanted {
+        Capability::Refused
+    } else {
+        Capability::Supported
+    };
+    crate::firmware::skipped(StepKind::HpaExpose, capability, reason)
 }
 
 /// The internal disks of this machine for the audit, from the disk layer, with health read from

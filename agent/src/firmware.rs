@@ -362,7 +362,8 @@ pub fn plan(method: Method, caps: &Caps, rotational: bool, policy: &Policy) -> R
     Ok(Plan { candidates, chosen })
 }
 
-fn skipped(kind: StepKind, capability: Capability, reason: String) -> Step {
+/// A step that did not run, with the capability found and why.
+pub fn skipped(kind: StepKind, capability: Capability, reason: String) -> Step {
     Step {
         kind,
         capability,
@@ -378,8 +379,8 @@ fn skipped(kind: StepKind, capability: Capability, reason: String) -> Step {
     }
 }
 
-/// Builds a step that ran.
-fn ran(
+/// Builds a step that ran (`bytes` counts only when it completed).
+pub fn ran(
     kind: StepKind,
     capability: Capability,
     outcome: StepOutcome,

@@ -222,15 +222,6 @@ fn wipe_spec(site: &Site) -> (WipeSpec, crate::firmware::Policy) {
 /// `unfreeze` step and what it achieved. Without that permission the plan falls back and its skipped
 /// steps say `frozen`.
 pub fn plan_step(site: &Site, claimed: &[Claimed]) -> anyhow::Result<Vec<wipe::FirmwarePrelude>> {
-    plan_step_with(site, claimed, &crate::unfreeze::PowerFiles::system())
-}
-
-/// [`plan_step`] with the power files given (tests).
-pub fn plan_step_with(
-    site: &Site,
-    claimed: &[Claimed],
-    power: &crate::unfreeze::PowerFiles,
-) -> anyhow::Result<Vec<wipe::FirmwarePrelude>> {
     let (_, policy) = wipe_spec(site);
     let plan = || match wipe::plan_claimed(claimed, site.wipe.method, &policy) {
         Ok(p) => Ok(p),
@@ -252,7 +243,7 @@ pub fn plan_step_with(
         frozen.iter().filter(|f| **f).count()
     );
     let started = cert::now_utc();
-    let slept = power.suspend_for(seconds);
+    let slept = crate::unfreeze::PowerFiles::system().suspend_for(seconds);
     let mut plans = plan()?;
     for (p, was) in plans.iter_mut().zip(frozen) {
         if was {

@@ -172,24 +172,17 @@ pub fn step(
             format!("woke after {:.1} s", d.as_secs_f64()),
         ),
     };
-    lapterop_certificate::Step {
-        kind: lapterop_certificate::StepKind::Unfreeze,
-        capability: lapterop_certificate::Capability::Frozen,
-        outcome,
-        reason,
-        started_at: Some(started),
-        finished_at: Some(lapterop_certificate::now_utc()),
-        pass: None,
-        pattern: None,
-        bytes: 0,
-        error_ranges: Vec::new(),
-        firmware: Some(lapterop_certificate::FirmwareEvidence {
-            command: format!("suspend to RAM (/sys/power/state = mem) with RTC wake alarm +{seconds} s"),
-            status,
-            polls: 0,
-            final_state: Some(if still_frozen { "frozen" } else { "not frozen" }.to_owned()),
-        }),
-    }
+    let evidence = lapterop_certificate::FirmwareEvidence {
+        command: format!("suspend to RAM (/sys/power/state = mem) with RTC wake alarm +{seconds} s"),
+        status,
+        polls: 0,
+        final_state: Some(if still_frozen { "frozen" } else { "not frozen" }.to_owned()),
+    };
+    let (kind, capability) = (
+        lapterop_certificate::StepKind::Unfreeze,
+        lapterop_certificate::Capability::Frozen,
+    );
+    crate::firmware::ran(kind, capability, outcome, reason, 0, evidence, started)
 }
 
 #[cfg(test)]

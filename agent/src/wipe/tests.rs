@@ -471,19 +471,11 @@ fn an_unfreeze_that_did_not_help_is_recorded_and_the_overwrite_still_erases() {
         Err("writing \"mem\" to /sys/power/state: EBUSY".to_owned()),
         Ok(std::time::Duration::from_secs(11)),
     ] {
-        let frozen = Step {
-            kind: StepKind::AtaSanitizeCrypto,
-            capability: cert::Capability::Frozen,
-            outcome: StepOutcome::Skipped,
-            reason: Some("sanitize is frozen (SANITIZE FREEZE LOCK)".into()),
-            started_at: None,
-            finished_at: None,
-            pass: None,
-            pattern: None,
-            bytes: 0,
-            error_ranges: Vec::new(),
-            firmware: None,
-        };
+        let frozen = crate::firmware::skipped(
+            StepKind::AtaSanitizeCrypto,
+            cert::Capability::Frozen,
+            "sanitize is frozen (SANITIZE FREEZE LOCK)".into(),
+        );
         let firmware = FirmwarePrelude {
             skipped: vec![crate::unfreeze::step(&slept, true, cert::now_utc(), 10), frozen],
             hidden: Some(HiddenAreas {
