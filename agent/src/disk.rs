@@ -520,6 +520,10 @@ struct Listed<'a> {
     disk: &'a Disk,
     /// Empty when the disk may be wiped.
     refusals: Vec<Refusal>,
+    /// With `--json`: what the drive's firmware reports (capabilities, security state, hidden areas,
+    /// health, the purge `--method auto` would choose), as `lapterop-agent probe` prints it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firmware: Option<serde_json::Value>,
 }
 
 /// `lapterop-agent disks [--json]`: every disk and whether it may be wiped. Exit 0, or 2 when sysfs
@@ -547,7 +551,22 @@ pub fn list_command(json: bool, only: &[String]) -> std::process::ExitCode {
             if refusals.is_empty() {
                 refusals.extend(probe_exclusive(d));
             }
-            Listed { disk: d, refusals }
+            let firmware = (json && d.transport != Transport::Loop).then(|| {
+                let v = crate::drive::probe_json(&d.name, d.rotational, &crate::firmware::Policy::default());
+                // The device name is the row's already.
+                match v {
+                    serde_json::Value::Object(mut m) => {
+                        m.remove("device");
+                        serde_json::Value::Object(m)
+                    }
+                    other => other,
+                }
+            });
+            Listed {
+                disk: d,
+                refusals,
+                firmware,
+            }
         })
         .collect();
     if json {

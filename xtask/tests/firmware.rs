@@ -53,6 +53,7 @@ fn firmware_commands_reach_qemu_nvme_and_ahci_and_format_erases() {
 A=/bin/lapterop-agent
 echo PROBE-NVME-BEGIN; $A probe /dev/nvme0n1; echo PROBE-NVME-END
 echo PROBE-ATA-BEGIN; $A probe /dev/sda; echo PROBE-ATA-END
+echo DISKS-BEGIN; $A disks --json; echo DISKS-END
 # Suspend to RAM with an RTC wake alarm (how a BIOS freeze lock is lifted), then the disks still answer.
 echo "SUSPEND-OUT $($A suspend --wake-after 5 2>&1 | tr '\n' ' ')"
 echo "AFTER-RESUME $(dd if=/dev/sda bs=65536 count=16 2>/dev/null | wc -c) $($A probe /dev/nvme0n1 | grep -c '"model": "QEMU NVMe Ctrl"')"
@@ -144,6 +145,20 @@ echo CERT-BEGIN; cat /tmp/cert.json; echo CERT-END
     // READ DMA EXT through SG_IO returns what the block device returns (the check before an HPA opens).
     assert_eq!(hidden["passthrough_read"]["matches_block_device"], true, "{hidden}");
     assert_eq!(hidden["passthrough_read"]["sectors"][1], 64 * 1024 * 1024 / 512 - 1);
+
+    // `disks --json` carries the same firmware view per disk: capabilities, security state, hidden areas.
+    let disks = json(o, "DISKS");
+    let row = |name: &str| {
+        disks
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["name"] == name))
+            .unwrap_or_else(|| panic!("no {name} in {disks}"))
+            .clone()
+    };
+    let sda = row("sda");
+    assert_eq!(sda["firmware"]["capabilities"]["security"]["frozen"], false, "{sda}");
+    assert_eq!(sda["firmware"]["details"]["hidden_areas"]["hpa"], false, "{sda}");
+    assert_eq!(row("nvme0n1")["firmware"]["capabilities"]["format"], true);
 
     // The laptop slept (ACPI S3) and the RTC alarm woke it: the time away includes the sleep, and both
     // disks answer afterwards.

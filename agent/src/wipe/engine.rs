@@ -4,12 +4,12 @@
 //! A pass streams the pattern over the device in 4 MiB aligned chunks: one thread generates, two
 //! threads write (two requests in flight keep the device busy), a few buffers circulate through
 //! bounded channels (peak memory stays a few chunks). A read-back streams regions through four reader
-//! threads, a generator thread (for `random`) and the calling thread, which puts the pieces back in
-//! order and compares them with the expected bytes. For a full read-back the readers also hash their
-//! pieces as BLAKE3 subtrees, and the calling thread joins the subtree hashes in device order
-//! ([`SubtreeJoin`]); sampled read-backs are hashed in order by the calling thread. A chunk that fails is
-//! split in halves down to single logical sectors, so every bad sector is found and recorded exactly,
-//! and the pass goes on.
+//! threads: each reads a piece, regenerates the expected bytes 64 KiB at a time and compares them
+//! while the data is in its cache, and for a full read-back hashes the piece as a BLAKE3 subtree in
+//! the same sweep. The calling thread puts the pieces back in device order and joins the subtree
+//! hashes ([`SubtreeJoin`]); sampled read-backs are hashed in order by the calling thread. A chunk that
+//! fails is split in halves down to single logical sectors, so every bad sector is found and recorded
+//! exactly, and the pass goes on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -28,25 +28,68 @@ const WRITERS: usize = 2;
 /// Concurrent readers in a read-back.
 const READERS: usize = 4;
 
-/// A piece read back: sequence number, offset, length, buffer, unreadable sectors (lba, errno), and
-/// its BLAKE3 chaining value when the reader hashed it (see [`SubtreeJoin`]).
-type Piece = (usize, u64, usize, AlignedBuf, Vec<(u64, u32)>, Option<ChainingValue>);
+/// A piece read back: sequence number, offset, length, buffer, unreadable sectors (lba, errno),
+/// mismatched sectors, and its BLAKE3 chaining value when the reader hashed it (see [`SubtreeJoin`]).
+type Piece = (
+    usize,
+    u64,
+    usize,
+    AlignedBuf,
+    Vec<(u64, u32)>,
+    Vec<u64>,
+    Option<ChainingValue>,
+);
+
+/// Bytes a reader compares and hashes at a time, while they are still in its cache.
+const CHECK_BLOCK: usize = 64 << 10;
+
+/// Compares a piece read at device offset `off` with the pattern, block by block, and (`tree`) hashes
+/// it as a BLAKE3 subtree in the same sweep. Returns the mismatched sectors (unreadable ones, listed
+/// in `bad`, are not counted twice) and the chaining value. `exp` is the reader's scratch block.
+fn check_piece(
+    data: &[u8],
+    off: u64,
+    ss: u64,
+    expect: Option<&Fill>,
+    bad: &[(u64, u32)],
+    tree: bool,
+    exp: &mut [u8],
+) -> (Vec<u64>, Option<ChainingValue>) {
+    let ssz = usize::try_from(ss).unwrap_or(512);
+    let mut mism = Vec::new();
+    let mut h = tree.then(|| {
+        let mut h = blake3::Hasher::new();
+        h.set_input_offset(off);
+        h
+    });
+    for (k, block) in data.chunks(exp.len()).enumerate() {
+        let at = off + (k * exp.len()) as u64;
+        if let Some(fill) = expect {
+            let want = &mut exp[..block.len()];
+            fill.fill(at, want);
+            if block != &want[..] {
+                for (i, (got, w)) in block.chunks(ssz).zip(want.chunks(ssz)).enumerate() {
+                    let lba = at / ss + i as u64;
+                    if got != w && !bad.iter().any(|b| b.0 == lba) {
+                        mism.push(lba);
+                    }
+                }
+            }
+        }
+        if let Some(h) = h.as_mut() {
+            h.update(block);
+        }
+    }
+    (mism, h.map(|h| h.finalize_non_root()))
+}
 
 use blake3::hazmat::{merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode};
 
-/// The chaining value of one piece of a stream at stream offset `offset`: a subtree of the BLAKE3
-/// tree when `offset` is a multiple of the piece size, a power of two of whole 1 KiB chunks (BLAKE3
-/// paper §2.1). Only the last piece may be shorter.
-pub fn piece_cv(offset: u64, data: &[u8]) -> ChainingValue {
-    let mut h = blake3::Hasher::new();
-    h.set_input_offset(offset);
-    h.update(data);
-    h.finalize_non_root()
-}
-
 /// Joins the chaining values of a stream's pieces, given in stream order, into the root hash: what
-/// `blake3::hash` of the whole stream gives, with the pieces hashed by whichever thread read them.
-/// The merge is the reference implementation's chaining-value stack, with a piece in place of a chunk.
+/// `blake3::hash` of the whole stream gives, with the pieces hashed by whichever thread read them. A
+/// piece at a stream offset that is a multiple of its size, a power of two of whole 1 KiB chunks, is a
+/// subtree of the BLAKE3 tree (BLAKE3 paper §2.1); only the last piece may be shorter. The merge is
+/// the reference implementation's chaining-value stack, with a piece in place of a chunk.
 #[derive(Debug, Default)]
 pub struct SubtreeJoin {
     stack: Vec<ChainingValue>,
@@ -362,7 +405,6 @@ pub fn read_back(
     progress: &(dyn Fn(u64) + Sync),
 ) -> ReadResult {
     let ss = u64::from(dev.sector_size());
-    let ssz = usize::try_from(ss).unwrap_or(512);
     let mut hasher = blake3::Hasher::new();
     // One region from offset 0 in whole chunks but the last (a full read-back): the readers hash
     // their pieces as subtrees in parallel and the calling thread only joins them.
@@ -385,102 +427,60 @@ pub fn read_back(
         let jobs = Arc::new(Mutex::new(pieces(regions).enumerate()));
         for _ in 0..READERS {
             let (free_rx, jobs, full_tx) = (Arc::clone(&free_rx), Arc::clone(&jobs), full_tx.clone());
-            s.spawn(move || loop {
-                let Ok(Ok(mut b)) = free_rx.lock().map(|rx| rx.recv()) else {
-                    return;
-                };
-                let Some((seq, (off, len))) = jobs.lock().ok().and_then(|mut j| j.next()) else {
-                    return;
-                };
-                let mut bad_here = Vec::new();
-                let buf = b.get_mut(len);
-                if let Err(e) = dev.read_at(buf, off) {
-                    let mut bad_lbas = Vec::new();
-                    bisect(
-                        off,
-                        len as u64,
-                        ss,
-                        e,
-                        &mut |o, l| dev.read_at(&mut buf[sub(off, o, l)], o),
-                        &mut |lba, errno| bad_lbas.push((lba, errno)),
-                    );
-                    for (lba, errno) in bad_lbas {
-                        buf[sub(off, lba * ss, ss)].fill(0);
-                        bad_here.push((lba, errno));
-                    }
-                }
-                let cv = tree.then(|| piece_cv(off, b.get(len)));
-                if full_tx.send((seq, off, len, b, bad_here, cv)).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(full_tx);
-        // Generator of the expected bytes (random only; zero compares against one zero buffer).
-        let (exp_tx, exp_rx) = sync_channel::<AlignedBuf>(BUFFERS);
-        let (exp_free_tx, exp_free_rx) = sync_channel::<AlignedBuf>(BUFFERS);
-        let random = expect.filter(|f| !f.is_constant());
-        if let Some(fill) = random {
-            for _ in 0..BUFFERS {
-                let _ = exp_free_tx.send(AlignedBuf::new(CHUNK));
-            }
             s.spawn(move || {
-                for (off, len) in pieces(regions) {
-                    let Ok(mut b) = exp_free_rx.recv() else { return };
-                    fill.fill(off, b.get_mut(len));
-                    if exp_tx.send(b).is_err() {
+                let mut exp = vec![0u8; CHECK_BLOCK];
+                loop {
+                    let Ok(Ok(mut b)) = free_rx.lock().map(|rx| rx.recv()) else {
+                        return;
+                    };
+                    let Some((seq, (off, len))) = jobs.lock().ok().and_then(|mut j| j.next()) else {
+                        return;
+                    };
+                    let mut bad_here = Vec::new();
+                    let buf = b.get_mut(len);
+                    if let Err(e) = dev.read_at(buf, off) {
+                        let mut bad_lbas = Vec::new();
+                        bisect(
+                            off,
+                            len as u64,
+                            ss,
+                            e,
+                            &mut |o, l| dev.read_at(&mut buf[sub(off, o, l)], o),
+                            &mut |lba, errno| bad_lbas.push((lba, errno)),
+                        );
+                        for (lba, errno) in bad_lbas {
+                            buf[sub(off, lba * ss, ss)].fill(0);
+                            bad_here.push((lba, errno));
+                        }
+                    }
+                    let data = b.get(len);
+                    let (mism, cv) = check_piece(data, off, ss, expect, &bad_here, tree, &mut exp);
+                    if full_tx.send((seq, off, len, b, bad_here, mism, cv)).is_err() {
                         return;
                     }
                 }
             });
-        } else {
-            drop((exp_tx, exp_free_rx));
         }
-        let zeros = if expect.is_some() && random.is_none() {
-            Some(AlignedBuf::new(CHUNK))
-        } else {
-            None
-        };
+        drop(full_tx);
         let mut done = 0;
         let mut next = 0;
         let mut pending = std::collections::BTreeMap::new();
         'receive: for piece in full_rx {
             pending.insert(piece.0, piece);
-            while let Some((_, off, len, b, bad_here, cv)) = pending.remove(&next) {
+            while let Some((_, _, len, b, bad_here, mism, cv)) = pending.remove(&next) {
                 next += 1;
                 if stop.load(Ordering::Relaxed) {
                     interrupted = true;
                     break 'receive;
                 }
-                let data = b.get(len);
-                let bad_lbas: Vec<u64> = bad_here.iter().map(|b| b.0).collect();
+                bytes_read += len as u64 - bad_here.len() as u64 * ss;
                 unreadable.0.extend(bad_here);
-                bytes_read += len as u64 - bad_lbas.len() as u64 * ss;
-                let exp_buf = if random.is_some() { exp_rx.recv().ok() } else { None };
-                let expected: Option<&[u8]> = match (&exp_buf, &zeros) {
-                    (Some(e), _) => Some(e.get(len)),
-                    (None, Some(z)) => Some(z.get(len)),
-                    _ => None,
-                };
-                let lost_generator = random.is_some() && exp_buf.is_none();
-                if lost_generator || expected.is_some_and(|exp| data != exp) {
-                    // Per sector; without the expected bytes (cannot happen) every sector counts as wrong.
-                    for (i, got) in data.chunks(ssz).enumerate() {
-                        let lba = off / ss + i as u64;
-                        let want = expected.and_then(|e| e.get(i * ssz..(i + 1) * ssz));
-                        if want != Some(got) && !bad_lbas.contains(&lba) {
-                            mismatched.0.push((lba, 0));
-                        }
-                    }
-                }
+                mismatched.0.extend(mism.into_iter().map(|lba| (lba, 0)));
                 match cv {
                     Some(cv) => join.push(cv),
                     None => {
-                        hasher.update(data);
+                        hasher.update(b.get(len));
                     }
-                }
-                if let Some(e) = exp_buf {
-                    let _ = exp_free_tx.send(e);
                 }
                 done += len as u64;
                 progress(done);
@@ -489,8 +489,6 @@ pub fn read_back(
             }
         }
         drop(free_tx);
-        drop(exp_free_tx);
-        drop(exp_rx);
     });
     let mismatched_sectors = mismatched.0.len() as u64;
     let mut errors = unreadable.ranges(RangeOp::Read);
@@ -513,6 +511,16 @@ pub fn read_back(
 #[cfg(test)]
 mod tree_tests {
     use super::*;
+
+    /// The chaining value of one piece of a stream at stream offset `offset`: a subtree of the BLAKE3
+    /// tree when `offset` is a multiple of the piece size, a power of two of whole 1 KiB chunks (BLAKE3
+    /// paper §2.1). Only the last piece may be shorter.
+    fn piece_cv(offset: u64, data: &[u8]) -> ChainingValue {
+        let mut h = blake3::Hasher::new();
+        h.set_input_offset(offset);
+        h.update(data);
+        h.finalize_non_root()
+    }
 
     /// Pieces hashed apart and joined give `blake3::hash` of the whole, for piece counts that exercise
     /// every shape of the stack (powers of two, one more, one less, a short last piece).
