@@ -37,7 +37,7 @@ pub struct AtaTail<D> {
 
 impl<D: AtaDrive + Send> AtaTail<D> {
     /// Prepares the HPA of `drive` (`visible` and `native` sectors from IDENTIFY and READ NATIVE MAX).
-    /// `last_visible` is what the block device returned for the last [`CHECK_SECTORS`] visible sectors;
+    /// `last_visible` is what the block device returned for the last 8 visible sectors;
     /// the same sectors read through pass-through must be identical. `chunk` limits one command's
     /// transfer (the queue's `max_hw_sectors_kb`). Returns the reason when the area cannot be opened.
     pub fn prepare(

@@ -8,10 +8,11 @@
 //!
 //! Outcome rules (`docs/wiping.md`): a disk is `erased` only when every pass completed without error,
 //! the read-back covered what it planned with no unreadable or mismatched sector, and hidden areas are
-//! known not to exist (NVMe, virtio, MMC, loop). A disk whose transport can hide an HPA/DCO (SATA, USB,
-//! SCSI) is at best `erased-with-exceptions` (`hidden-area-unchecked`): this command does not probe
-//! them. Any write, sync or read error, any mismatch, `--verify none` or an interruption makes it
-//! `not-erased`, with the exact ranges.
+//! known not to exist (NVMe, virtio, MMC, loop) or were checked through ATA pass-through, with a Host
+//! Protected Area opened for the wipe and closed again ([`tail`], [`crate::hpa`]). A disk whose hidden
+//! areas could not be checked (USB bridges, SCSI) or were left in place is at best
+//! `erased-with-exceptions`. Any write, sync or read error, any mismatch, `--verify none` or an
+//! interruption makes it `not-erased`, with the exact ranges.
 
 pub mod engine;
 pub mod pattern;
