@@ -565,11 +565,11 @@ fn open_hpa(
     crate::hpa::AtaTail::prepare(drive, id.clone(), native, &last, chunk)
 }
 
-/// The last 8 sectors of 512 bytes the kernel shows of `name` (`capacity` bytes), through the block
-/// device: what a pass-through READ DMA EXT of the same sectors must return.
+/// The last [`crate::hpa::CHECK_SECTORS`] sectors of 512 bytes the kernel shows of `name` (`capacity`
+/// bytes), through the block device: what a pass-through READ DMA EXT of the same sectors must return.
 fn last_visible_sectors(name: &str, capacity: u64) -> Result<Vec<u8>, String> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut last = vec![0u8; 8 * 512];
+    let mut last = vec![0u8; usize::from(crate::hpa::CHECK_SECTORS) * 512];
     File::open(Path::new("/dev").join(name))
         .and_then(|mut f| {
             f.seek(SeekFrom::Start(capacity.saturating_sub(last.len() as u64)))?;
@@ -582,23 +582,15 @@ fn last_visible_sectors(name: &str, capacity: u64) -> Result<Vec<u8>, String> {
 /// Whether READ DMA EXT through pass-through returns what the block device returns for the last
 /// visible sectors (the check made before an HPA is opened), in words for `probe`.
 fn passthrough_read_check(name: &str, drive: &mut dyn AtaDrive, id: &Identify) -> serde_json::Value {
-    if id.user_sectors < 8 || id.logical_sector_size != 512 {
-        return serde_json::json!({"matches_block_device": null, "error": "not checked: fewer than 8 sectors or not 512-byte sectors"});
+    let visible = id.user_sectors;
+    if id.logical_sector_size != 512 {
+        return serde_json::json!({"matches_block_device": null, "error": "not checked: not 512-byte sectors"});
     }
-    let capacity = id.user_sectors * 512;
-    let outcome = last_visible_sectors(name, capacity).and_then(|want| {
-        let mut got = vec![0u8; want.len()];
-        match drive.run(&ata::read_dma_ext(id.user_sectors - 8, 8), &mut got) {
-            Ok(AtaOutcome::Ok(_)) if got == want => Ok(()),
-            Ok(AtaOutcome::Ok(_)) => Err("READ DMA EXT returned other bytes than the block device".to_owned()),
-            Ok(other) => Err(format!("READ DMA EXT: {other:?}")),
-            Err(e) => Err(format!("READ DMA EXT: {e}")),
-        }
-    });
-    match outcome {
-        Ok(()) => {
-            serde_json::json!({"sectors": [id.user_sectors - 8, id.user_sectors - 1], "matches_block_device": true})
-        }
+    match last_visible_sectors(name, visible * 512).and_then(|want| crate::hpa::check_path(drive, visible, &want)) {
+        Ok(()) => serde_json::json!({
+            "sectors": [visible - u64::from(crate::hpa::CHECK_SECTORS), visible - 1],
+            "matches_block_device": true,
+        }),
         Err(e) => serde_json::json!({"matches_block_device": false, "error": e}),
     }
 }

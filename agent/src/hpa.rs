@@ -23,7 +23,27 @@ use crate::wipe::tail::HiddenTail;
 /// errno for a command that failed on the drive.
 const EIO: u32 = 5;
 /// Sectors compared through both paths before anything is written past the end.
-const CHECK_SECTORS: u16 = 8;
+pub const CHECK_SECTORS: u16 = 8;
+
+/// Whether READ DMA EXT through pass-through returns `last_visible`, what the block device returned
+/// for the last [`CHECK_SECTORS`] of the `visible` sectors. A path that garbles addresses (some
+/// bridges) must not be trusted with writes past the visible end.
+pub fn check_path(drive: &mut dyn AtaDrive, visible: u64, last_visible: &[u8]) -> Result<(), String> {
+    if visible < u64::from(CHECK_SECTORS) || last_visible.len() != usize::from(CHECK_SECTORS) * 512 {
+        return Err("the disk is too small to check the pass-through path".into());
+    }
+    let mut check = vec![0u8; last_visible.len()];
+    let lba = visible - u64::from(CHECK_SECTORS);
+    match drive.run(&ata::read_dma_ext(lba, CHECK_SECTORS), &mut check) {
+        Ok(AtaOutcome::Ok(_)) if check == last_visible => Ok(()),
+        Ok(AtaOutcome::Ok(_)) => Err(format!(
+            "READ DMA EXT of sectors {lba}-{} through pass-through returned other bytes than the block \
+             device: this path cannot be trusted with writes past the visible end",
+            visible - 1
+        )),
+        other => Err(format!("READ DMA EXT through pass-through: {}", describe(&other))),
+    }
+}
 
 /// The HPA of one ATA drive, ready to be opened for the wipe.
 #[derive(Debug)]
@@ -37,7 +57,7 @@ pub struct AtaTail<D> {
 
 impl<D: AtaDrive + Send> AtaTail<D> {
     /// Prepares the HPA of `drive` (`visible` and `native` sectors from IDENTIFY and READ NATIVE MAX).
-    /// `last_visible` is what the block device returned for the last 8 visible sectors;
+    /// `last_visible` is what the block device returned for the last [`CHECK_SECTORS`] visible sectors;
     /// the same sectors read through pass-through must be identical. `chunk` limits one command's
     /// transfer (the queue's `max_hw_sectors_kb`). Returns the reason when the area cannot be opened.
     pub fn prepare(
@@ -64,22 +84,7 @@ impl<D: AtaDrive + Send> AtaTail<D> {
         if native <= visible {
             return Err("no hidden sectors".into());
         }
-        if visible < u64::from(CHECK_SECTORS) || last_visible.len() != usize::from(CHECK_SECTORS) * 512 {
-            return Err("the disk is too small to check the pass-through path".into());
-        }
-        let mut check = vec![0u8; last_visible.len()];
-        let lba = visible - u64::from(CHECK_SECTORS);
-        match drive.run(&ata::read_dma_ext(lba, CHECK_SECTORS), &mut check) {
-            Ok(AtaOutcome::Ok(_)) if check == last_visible => {}
-            Ok(AtaOutcome::Ok(_)) => {
-                return Err(format!(
-                    "READ DMA EXT of sectors {lba}-{} through pass-through returned other bytes than the block \
-                     device: this path cannot be trusted with writes past the visible end",
-                    visible - 1
-                ))
-            }
-            other => return Err(format!("READ DMA EXT through pass-through: {}", describe(&other))),
-        }
+        check_path(&mut drive, visible, last_visible)?;
         Ok(Self {
             drive,
             id,
