@@ -290,7 +290,10 @@ impl Discovery {
         }
         partitions.sort_by(|a, b| a.name.cmp(&b.name));
         let devdir = base.join("device");
-        let serial = read_trim(&devdir.join("serial")).or_else(|| vpd_serial(&devdir.join("vpd_pg80")));
+        // NVMe and SCSI have it on the device, virtio-blk on the disk itself (`/sys/block/vda/serial`).
+        let serial = read_trim(&devdir.join("serial"))
+            .or_else(|| read_trim(&base.join("serial")))
+            .or_else(|| vpd_serial(&devdir.join("vpd_pg80")));
         let firmware = read_trim(&devdir.join("firmware_rev"))
             .or_else(|| read_trim(&devdir.join("rev")))
             .or_else(|| read_trim(&devdir.join("fwrev")));

@@ -381,9 +381,10 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
         .donor_url
         .as_deref()
         .and_then(|url| qr::render(url, style).ok().map(|d| (url.to_string(), d)));
+    let rows = crate::ui::terminal_rows();
     let render = |l: Lang| {
         let qr = drawing.as_ref().map(|(u, d)| (u.as_str(), d.as_str()));
-        screens::result(l, style, &results, &install_state, &upload_state, qr)
+        screens::result_in(l, style, &results, &install_state, &upload_state, qr, rows)
     };
     let next = s.next(&render)?;
     log.line(
@@ -560,6 +561,7 @@ fn disk_results(records: &[DiskRecord]) -> Vec<DiskResult> {
 /// The progress of every disk on the screen (bars on a terminal, plain lines on a serial console).
 struct Bars {
     ui: Arc<Mutex<Progress<io::Stdout>>>,
+    lang: Lang,
 }
 
 impl Bars {
@@ -571,6 +573,7 @@ impl Bars {
         };
         Self {
             ui: Arc::new(Mutex::new(p)),
+            lang,
         }
     }
 
@@ -578,6 +581,7 @@ impl Bars {
         DiskBar {
             ui: Arc::clone(&self.ui),
             name: name.to_string(),
+            lang: self.lang,
             task: Mutex::new(None),
         }
     }
@@ -606,6 +610,7 @@ impl Bars {
 struct DiskBar {
     ui: Arc<Mutex<Progress<io::Stdout>>>,
     name: String,
+    lang: Lang,
     task: Mutex<Option<TaskId>>,
 }
 
@@ -643,12 +648,18 @@ impl crate::wipe::Progress for DiskBar {
         }
     }
 
-    fn finish(&self, outcome: &str) {
+    fn finish(&self, outcome: &lapterop_certificate::DiskOutcome) {
         let (Ok(mut ui), Ok(mut task)) = (self.ui.lock(), self.task.lock()) else {
             return;
         };
+        // The outcome in the volunteer's language; the reason is on the result screen.
+        let word = self.lang.t(match outcome.status {
+            OutcomeStatus::Erased => Key::OutcomeErased,
+            OutcomeStatus::ErasedWithExceptions => Key::OutcomeExceptions,
+            OutcomeStatus::NotErased => Key::OutcomeNotErased,
+        });
         if let Some(id) = task.take() {
-            ui.finish(id, outcome);
+            ui.finish(id, word);
         }
     }
 }
@@ -787,26 +798,29 @@ pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>) -> String {
     }
 }
 
-/// Colour on the laptop's own screen: PID 1 has no `TERM`, so the kernel's list of active consoles
-/// decides (colour only when every one is a virtual terminal, none a serial line).
+/// Colour and progress bars only on the laptop's own screen. The kernel gives PID 1 `TERM=linux`
+/// whatever `/dev/console` is, so `TERM` says nothing here: the last entry of
+/// `/sys/class/tty/console/active` is the device behind `/dev/console` (the kernel's documentation of
+/// that file), and only a virtual terminal (`tty0`, `tty1`) gets colour and bars. A serial line gets
+/// plain lines, at most one a second per disk.
 fn console_style() -> Style {
-    if std::env::var_os("TERM").is_some() {
+    let on_console = std::fs::read_link("/proc/self/fd/1").is_ok_and(|p| p == Path::new("/dev/console"));
+    if !on_console {
         return Style::detect();
     }
     let active = std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
     Style {
-        colour: only_virtual_terminals(&active) && std::env::var_os("NO_COLOR").is_none(),
+        colour: console_is_virtual_terminal(&active) && std::env::var_os("NO_COLOR").is_none(),
     }
 }
 
-/// Whether `/sys/class/tty/console/active` (`tty0 ttyS0`) lists only virtual terminals.
-fn only_virtual_terminals(active: &str) -> bool {
-    let mut names = active.split_whitespace().peekable();
-    names.peek().is_some()
-        && names.all(|n| {
-            n.strip_prefix("tty")
-                .is_some_and(|d| d.chars().all(|c| c.is_ascii_digit()))
-        })
+/// Whether the device behind `/dev/console` (the last name in `/sys/class/tty/console/active`, e.g.
+/// `ttyS0 tty0`) is a virtual terminal.
+fn console_is_virtual_terminal(active: &str) -> bool {
+    active.split_whitespace().last().is_some_and(|n| {
+        n.strip_prefix("tty")
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+    })
 }
 
 #[cfg(test)]
@@ -814,11 +828,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn colour_only_on_virtual_terminals() {
-        assert!(only_virtual_terminals("tty0\n"));
-        assert!(!only_virtual_terminals("ttyS0 tty0\n"));
-        assert!(!only_virtual_terminals("hvc0"));
-        assert!(!only_virtual_terminals(""));
+    fn colour_only_when_the_console_is_a_virtual_terminal() {
+        assert!(console_is_virtual_terminal("tty0\n"));
+        // The stick's own command line (console=ttyS0,115200 console=tty0): the screen.
+        assert!(console_is_virtual_terminal("ttyS0 tty0\n"));
+        // A test stick appends console=ttyS0,115200: the serial line.
+        assert!(!console_is_virtual_terminal("tty0 ttyS0\n"));
+        assert!(!console_is_virtual_terminal("hvc0"));
+        assert!(!console_is_virtual_terminal("tty"));
+        assert!(!console_is_virtual_terminal(""));
     }
 
     #[test]

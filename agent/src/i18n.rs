@@ -199,6 +199,8 @@ catalogue! {
         "Om {disk} te wissen, typ het woord {word}, of Q om te annuleren:";
     ConfirmWrong => "That does not match. Look at the serial number on the screen and try again.",
         "Dat klopt niet. Kijk naar het serienummer op het scherm en probeer opnieuw.";
+    ConfirmWrongWord => "That does not match. Type the word shown above and try again.",
+        "Dat klopt niet. Typ het woord dat hierboven staat en probeer opnieuw.";
     ConfirmOk => "Confirmed: {disk} will be erased.", "Bevestigd: {disk} wordt gewist.";
     Cancelled => "Cancelled. Nothing was erased.", "Geannuleerd. Er is niets gewist.";
     Countdown => "Erasing starts in {seconds} s. Press any key and Enter to stop.",

@@ -303,7 +303,7 @@ pub fn certify_and_store(
 ) -> anyhow::Result<(Certificate, PathBuf)> {
     let mut certificate = Certificate {
         schema: cert::SCHEMA_V1.to_string(),
-        id: cert::new_id(),
+        id: cert::new_id().context("drawing a certificate id from the kernel's random numbers")?,
         issued_at: cert::now_utc(),
         agent: wipe::agent_info(station.binary_blake3.clone()),
         station: StationInfo {

@@ -119,9 +119,25 @@ pub fn document_blake3(document: &Value) -> Result<String, canonical::CanonicalE
         .to_string())
 }
 
-/// A new certificate id (UUIDv7).
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().hyphenated().to_string()
+/// A new certificate id (UUIDv7: milliseconds since 1970, then 74 random bits).
+///
+/// The random bits come from `getrandom(2)` called directly (getrandom 0.2), not from `uuid`'s own
+/// generator: that one looks the libc function up with `dlsym`, which finds nothing in the agent's
+/// static binary, and falls back to polling `/dev/random` until the kernel's pool is ready. Polling does
+/// not start the kernel's jitter entropy collection the way a blocking `getrandom(2)` does, so on a
+/// machine without RDRAND (QEMU's default CPU, older laptops) the agent waited minutes with the wipe
+/// done and the result never shown (issue 14).
+pub fn new_id() -> Result<String, getrandom::Error> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let mut random = [0u8; 10];
+    getrandom::getrandom(&mut random)?;
+    Ok(uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .hyphenated()
+        .to_string())
 }
 
 /// The current time, RFC 3339 UTC with whole seconds.

@@ -437,7 +437,7 @@ fn an_independent_implementation_gets_the_same_bytes_and_accepts_the_signature()
     let key = keys::generate().unwrap();
     keys::write_keypair(&dir.join("fresh"), &key).unwrap();
     let mut fresh = sample::exceptions_laptop(String::new());
-    fresh.id = cert::new_id();
+    fresh.id = cert::new_id().unwrap();
     fresh.operator.name = "Zoë \"Ω\" <script>alert(1)</script> 😀 \u{1}".to_owned();
     fresh.sign(&key).unwrap();
     std::fs::write(dir.join("fresh.json"), fresh.to_pretty_json().unwrap()).unwrap();

@@ -3,7 +3,9 @@
 //! crates' integration tests; [`stick`] builds the real stick image and boots it through SeaBIOS or
 //! OVMF (with and without Secure Boot) from an emulated USB stick.
 
+pub mod console;
 pub mod e2e;
+pub mod qmp;
 pub mod stick;
 pub mod vm;
 

@@ -140,7 +140,8 @@ pub struct StickVm {
     console: PathBuf,
     started: Instant,
     firmware: Firmware,
-    _work: tempfile::TempDir,
+    qmp: Option<crate::qmp::Qmp>,
+    work: tempfile::TempDir,
 }
 
 /// Moments on the console, measured from QEMU's start.
@@ -238,6 +239,7 @@ impl StickVm {
             None => None,
         };
         let console = work.path().join("console.log");
+        let qmp_socket = work.path().join("qmp.sock");
         let out = fs::File::create(&console).map_err(|source| VmError::Io {
             what: "creating",
             path: console.clone(),
@@ -248,6 +250,8 @@ impl StickVm {
             .args(extra)
             .args(vm::headless_args(devices.memory_mib))
             .args(["-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()))
             .args(vm::qemu_disk_and_device_args(devices, disk_files)?)
             .stdin(Stdio::piped())
             .stdout(Stdio::from(out))
@@ -263,8 +267,26 @@ impl StickVm {
             console,
             started,
             firmware,
-            _work: work,
+            qmp: None,
+            work,
         })
+    }
+
+    /// The QMP connection to this QEMU (made on first use): keys on the laptop's keyboard, pictures of
+    /// its screen.
+    pub fn qmp(&mut self) -> Result<&mut crate::qmp::Qmp, VmError> {
+        if self.qmp.is_none() {
+            let socket = self.work.path().join("qmp.sock");
+            self.qmp = Some(crate::qmp::Qmp::connect(&socket, Duration::from_secs(30))?);
+        }
+        self.qmp
+            .as_mut()
+            .ok_or_else(|| VmError::Spec("no QMP connection".into()))
+    }
+
+    /// A file in this VM's working directory (removed with it).
+    pub fn work_file(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
     }
 
     /// The firmware this VM boots with.
@@ -277,6 +299,11 @@ impl StickVm {
     pub fn console(&self) -> String {
         let raw = fs::read(&self.console).unwrap_or_default();
         strip_escapes(&String::from_utf8_lossy(&raw))
+    }
+
+    /// The serial console so far as QEMU wrote it (escape sequences included).
+    pub fn raw_console(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.console).unwrap_or_default()).into_owned()
     }
 
     /// Time since QEMU started.
@@ -360,6 +387,15 @@ impl StickVm {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// QEMU's exit status if it has exited (the guest powered off), without waiting.
+    pub fn exited(&mut self) -> Result<Option<ExitStatus>, VmError> {
+        self.child.try_wait().map_err(|source| VmError::Io {
+            what: "waiting for",
+            path: PathBuf::from("qemu-system-x86_64"),
+            source,
+        })
     }
 
     /// QEMU's own error output, if it has exited (for error messages).

@@ -180,6 +180,45 @@ pub struct VmSpec {
     pub timeout: Duration,
     /// zstd level of the initramfs.
     pub zstd_level: i32,
+    /// A standard VGA card (the laptop's own screen, read through QMP `screendump`); otherwise none.
+    pub vga: bool,
+    /// I/O errors injected into disks by QEMU's `blkdebug` driver.
+    pub faults: Vec<DiskFault>,
+}
+
+/// An I/O error a disk gives at one sector (QEMU `blkdebug`, `event = "none"`: from the start, every
+/// time), so the guest kernel sees a real failing request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskFault {
+    /// Index of the disk in [`VmSpec::disks`].
+    pub disk: usize,
+    /// The failing sector (512-byte units, as blkdebug counts).
+    pub sector: u64,
+    /// Which requests fail.
+    pub io: FaultIo,
+}
+
+/// The requests a [`DiskFault`] fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultIo {
+    /// Writes only (reads of the sector work).
+    Write,
+    /// Reads only.
+    Read,
+}
+
+impl DiskFault {
+    /// The blkdebug rule file's text (errno 5, EIO).
+    pub fn rule(&self) -> String {
+        let io = match self.io {
+            FaultIo::Write => "write",
+            FaultIo::Read => "read",
+        };
+        format!(
+            "[inject-error]\nevent = \"none\"\niotype = \"{io}\"\nsector = \"{}\"\nerrno = \"5\"\n",
+            self.sector
+        )
+    }
 }
 
 impl Default for VmSpec {
@@ -198,6 +237,8 @@ impl Default for VmSpec {
             memory_mib: 512,
             timeout: Duration::from_secs(120),
             zstd_level: 3,
+            vga: false,
+            faults: Vec::new(),
         }
     }
 }
@@ -345,10 +386,24 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
         let id = format!("disk{i}");
         let serial = format!("LAPTEROP-D{i}");
         args.push("-drive".to_owned());
-        args.push(format!(
-            "file={},if=none,id={id},format=raw,cache=unsafe",
-            file.display()
-        ));
+        let faults: Vec<&DiskFault> = spec.faults.iter().filter(|f| f.disk == i).collect();
+        if faults.is_empty() {
+            args.push(format!(
+                "file={},if=none,id={id},format=raw,cache=unsafe",
+                file.display()
+            ));
+        } else {
+            // The rules sit beside the disk file; blkdebug reads them when QEMU opens the drive.
+            let rules = file.with_extension("blkdebug.conf");
+            let text: String = faults.iter().map(|f| f.rule()).collect();
+            fs::write(&rules, text).map_err(io_err("writing", &rules))?;
+            args.push(format!(
+                "if=none,id={id},format=raw,cache=unsafe,file.driver=blkdebug,file.config={},\
+                 file.image.driver=file,file.image.filename={}",
+                rules.display(),
+                file.display()
+            ));
+        }
         let blocks = format!("logical_block_size={0},physical_block_size={0}", disk.sector);
         let device = match disk.bus {
             Bus::Virtio => format!("virtio-blk-pci,drive={id},serial={serial},{blocks}"),
@@ -368,6 +423,16 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
             }
         };
         args.extend(["-device".to_owned(), device]);
+    }
+    if let Some(f) = spec.faults.iter().find(|f| f.disk >= spec.disks.len()) {
+        return Err(VmError::Spec(format!(
+            "a fault on disk {} of {}",
+            f.disk,
+            spec.disks.len()
+        )));
+    }
+    if spec.vga {
+        args.extend(["-vga".to_owned(), "std".to_owned()]);
     }
     for s in &spec.smbios {
         args.extend(["-smbios".to_owned(), s.clone()]);

@@ -147,6 +147,18 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
     for f in cp.failed.iter().chain(&cp.notes) {
         println!("lapterop:   {f}");
     }
+    // Certificate ids, sample seeds and random patterns need the kernel's random numbers. A blocking
+    // getrandom(2) makes the kernel gather jitter entropy now (a second or so) instead of leaving a
+    // later caller waiting for interrupts on a machine without RDRAND.
+    let seeded = Instant::now();
+    let mut seed = [0u8; 16];
+    match getrandom::getrandom(&mut seed) {
+        Ok(()) => println!(
+            "lapterop: kernel random numbers ready after {:.1}s",
+            seeded.elapsed().as_secs_f64()
+        ),
+        Err(e) => println!("lapterop: the kernel's random numbers: {e}"),
+    }
     system::raise_clock_to(system::build_floor());
     if opts.network {
         for line in system::dhcp_all_wired() {

@@ -131,7 +131,13 @@ pub fn confirm_plan(
                     *lang = lang.other();
                     write!(out, "\n{}", screens::plan(*lang, style, disks))?;
                 }
-                Answer::Wrong => writeln!(out, "{}", style.fg(Colour::Yellow, lang.t(Key::ConfirmWrong)))?,
+                Answer::Wrong => {
+                    let wrong = match &token {
+                        Token::Serial(_) => Key::ConfirmWrong,
+                        Token::Word(_) => Key::ConfirmWrongWord,
+                    };
+                    writeln!(out, "{}", style.fg(Colour::Yellow, lang.t(wrong)))?;
+                }
             }
         }
     }

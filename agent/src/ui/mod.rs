@@ -210,6 +210,14 @@ impl Default for UiConfig {
     }
 }
 
+/// Lines on the terminal of standard output (`None` on a serial line or a pipe, which report no size).
+pub fn terminal_rows() -> Option<usize> {
+    console::Term::stdout()
+        .size_checked()
+        .map(|(rows, _)| usize::from(rows))
+        .filter(|r| *r > 0)
+}
+
 /// The site config document, for its `[ui]` table only.
 #[derive(Debug, Deserialize)]
 struct SiteConfig {

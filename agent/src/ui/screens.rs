@@ -404,7 +404,16 @@ pub enum UploadState {
 }
 
 /// `word` letter-spaced in a framed banner, wide enough to read across the room.
-fn big(style: Style, colour: Colour, word: &str) -> String {
+/// How tall a result banner is: the full five lines, three without the blank ones, or one line when
+/// the screen is small (an 80x25 text console with several disks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Banner {
+    Full,
+    Compact,
+    Line,
+}
+
+fn banner(style: Style, colour: Colour, word: &str, size: Banner) -> String {
     let spaced = word
         .split_whitespace()
         .map(|w| w.chars().map(String::from).collect::<Vec<_>>().join(" "))
@@ -414,7 +423,12 @@ fn big(style: Style, colour: Colour, word: &str) -> String {
     let bar = "#".repeat(inner + 2);
     let blank = format!("#{}#", " ".repeat(inner));
     let text = format!("#   {spaced:<w$}   #", w = inner - 6);
-    [bar.clone(), blank.clone(), text, blank, bar]
+    let lines = match size {
+        Banner::Full => vec![bar.clone(), blank.clone(), text, blank, bar],
+        Banner::Compact => vec![bar.clone(), text, bar],
+        Banner::Line => vec![text],
+    };
+    lines
         .iter()
         .map(|l| style.banner(colour, l))
         .collect::<Vec<_>>()
@@ -430,6 +444,44 @@ pub fn result(
     install: &InstallState,
     upload: &UploadState,
     qr: Option<(&str, &str)>,
+) -> String {
+    result_in(lang, style, disks, install, upload, qr, None)
+}
+
+/// [`result`] for a screen of `rows` lines: the banners shrink until the whole result (without the QR
+/// code, which a phone can read from a scrolled screen too) fits, so the first disk's outcome is never
+/// scrolled away on an 80x25 text console.
+pub fn result_in(
+    lang: Lang,
+    style: Style,
+    disks: &[DiskResult],
+    install: &InstallState,
+    upload: &UploadState,
+    qr: Option<(&str, &str)>,
+    rows: Option<usize>,
+) -> String {
+    let sizes = [Banner::Full, Banner::Compact, Banner::Line];
+    let Some(rows) = rows else {
+        return result_with(lang, style, disks, install, upload, qr, Banner::Full);
+    };
+    for size in sizes {
+        // The prompt line after the screen counts too.
+        let text = result_with(lang, style, disks, install, upload, None, size);
+        if text.lines().count() < rows || size == Banner::Line {
+            return result_with(lang, style, disks, install, upload, qr, size);
+        }
+    }
+    result_with(lang, style, disks, install, upload, qr, Banner::Line)
+}
+
+fn result_with(
+    lang: Lang,
+    style: Style,
+    disks: &[DiskResult],
+    install: &InstallState,
+    upload: &UploadState,
+    qr: Option<(&str, &str)>,
+    size: Banner,
 ) -> String {
     let mut out = String::new();
     title(&mut out, style, lang.t(Key::ResultTitle));
@@ -459,7 +511,7 @@ pub fn result(
         );
         out.push_str(&style.bold(&ident));
         out.push('\n');
-        out.push_str(&big(style, colour, lang.t(word)));
+        out.push_str(&banner(style, colour, lang.t(word), size));
         out.push('\n');
         if let Some(code) = code {
             out.push_str(&format!("{} {code}\n", lang.t(Key::Code)));
@@ -469,7 +521,7 @@ pub fn result(
             out.push('\n');
         }
         out.push_str(&wrap(&format!("{}: {}", lang.t(Key::WhatToDo), lang.t(todo)), WIDTH, 4));
-        out.push_str("\n\n");
+        out.push_str(if size == Banner::Full { "\n\n" } else { "\n" });
     }
     let (install, colour) = match install {
         InstallState::Skipped => (lang.t(Key::InstallSkipped).to_string(), None),
@@ -542,10 +594,58 @@ mod tests {
 
     #[test]
     fn banner_is_framed_and_spaced() {
-        let b = big(Style::PLAIN, Colour::Red, "NIET GEWIST");
+        let b = banner(Style::PLAIN, Colour::Red, "NIET GEWIST", Banner::Full);
         let lines: Vec<&str> = b.lines().collect();
         assert_eq!(lines.len(), 5);
         assert!(lines[2].contains("N I E T   G E W I S T"), "{b}");
         assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()));
+    }
+
+    #[test]
+    fn the_result_of_several_disks_fits_an_80x25_console() {
+        let disk = |name: &str, outcome, reasons: Vec<String>| DiskResult {
+            name: name.into(),
+            model: Some("SAMSUNG MZVLB256".into()),
+            serial: Some("S4DXNF0M123456".into()),
+            outcome,
+            reasons,
+        };
+        let disks = vec![
+            disk("nvme0n1", OutcomeStatus::Erased, vec![]),
+            disk(
+                "sda",
+                OutcomeStatus::NotErased,
+                vec!["1 sectors could not be written".into()],
+            ),
+        ];
+        let screen = |rows| {
+            result_in(
+                Lang::Nl,
+                Style::PLAIN,
+                &disks,
+                &InstallState::Skipped,
+                &UploadState::Waiting,
+                None,
+                rows,
+            )
+        };
+        let full = screen(None);
+        assert!(
+            full.lines().count() >= 25,
+            "the full screen is taller than a text console:\n{full}"
+        );
+        let fitted = screen(Some(25));
+        assert!(fitted.lines().count() < 25, "{fitted}");
+        for needle in [
+            "Schijf nvme0n1",
+            "#   G E W I S T",
+            "Schijf sda",
+            "N I E T   G E W I S T",
+            "LAP-R01",
+        ] {
+            assert!(fitted.contains(needle), "{needle} missing:\n{fitted}");
+        }
+        // A tall screen keeps the full banners.
+        assert_eq!(screen(Some(60)), full);
     }
 }

@@ -119,8 +119,8 @@ pub trait Progress: Sync {
     fn phase(&self, label: &str, total: u64);
     /// `done` bytes of the current phase are finished.
     fn update(&self, done: u64);
-    /// The disk is finished with this outcome.
-    fn finish(&self, outcome: &str);
+    /// The disk is finished with this outcome (the screens say it in their own language).
+    fn finish(&self, outcome: &DiskOutcome);
 }
 
 /// Wipes one device and returns its certificate record. Never panics on I/O errors: they become
@@ -398,7 +398,7 @@ pub fn wipe_device_with(
             outcome.exceptions.extend(extra);
         }
     }
-    progress.finish(&outcome_words(&outcome));
+    progress.finish(&outcome);
     Ok(DiskRecord {
         device: id.device.clone(),
         model: id.model.clone(),
@@ -577,7 +577,7 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .context("no station key: pass --station-key FILE (made by `lapterop-cert keygen`)")?;
     let key = cert::keys::read_signing_key(key_path).with_context(|| format!("reading {}", key_path.display()))?;
-    let id = cert::new_id();
+    let id = cert::new_id().context("drawing a certificate id from the kernel's random numbers")?;
     let cert_path = args
         .certificate
         .clone()

@@ -106,7 +106,8 @@ impl super::Progress for DiskProgress {
         );
     }
 
-    fn finish(&self, outcome: &str) {
+    fn finish(&self, outcome: &lapterop_certificate::DiskOutcome) {
+        let outcome = super::outcome_words(outcome);
         if let Some(b) = &self.bar {
             b.finish_with_message(outcome.chars().take(28).collect::<String>());
         }

@@ -73,7 +73,7 @@ struct Quiet;
 impl Progress for Quiet {
     fn phase(&self, _: &str, _: u64) {}
     fn update(&self, _: u64) {}
-    fn finish(&self, _: &str) {}
+    fn finish(&self, _: &lapterop_certificate::DiskOutcome) {}
 }
 
 fn ident(transport: Transport) -> DiskIdentity {
@@ -103,7 +103,7 @@ fn wipe(dev: &FaultyDevice, t: Transport, pattern: PatternChoice, verify: Verify
 fn signs(d: &DiskRecord) -> Certificate {
     let mut c = Certificate {
         schema: cert::SCHEMA_V1.into(),
-        id: cert::new_id(),
+        id: cert::new_id().unwrap(),
         issued_at: cert::now_utc(),
         agent: AgentInfo {
             version: "0.1.0".into(),

@@ -153,7 +153,7 @@ fn api_answers_every_status_and_stores_nothing_on_rejection() {
     let (status, _) = get(&format!(
         "{}/api/v1/certificates/{}",
         s.url,
-        lapterop_certificate::new_id()
+        lapterop_certificate::new_id().unwrap()
     ))
     .unwrap();
     assert_eq!(status, 404);

@@ -7,7 +7,7 @@ use lapterop_certificate::*;
 /// operator.
 pub fn laptop(n: u64, operator: &str) -> Certificate {
     let mut c = sample::erased_laptop(String::new());
-    c.id = new_id();
+    c.id = new_id().unwrap();
     c.station.organisation = "Iedereen Digitaal Leuven".into();
     c.station.site = "Repair Café Kessel-Lo".into();
     c.station.name = Some("bench-1".into());
