@@ -38,10 +38,7 @@ fn tools_present() -> bool {
         return true;
     }
     let msg = format!("needs Debian packages {}", missing.join(", "));
-    if std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") {
-        panic!("LAPTEROP_REQUIRE_ROOT_TESTS=1 but this test {msg}");
-    }
-    eprintln!("\n!!!!! SKIPPED: this test {msg} !!!!!\n");
+    lapterop_testkit::skip(module_path!(), &msg);
     false
 }
 

@@ -241,3 +241,106 @@ impl Volunteer<'_> {
         self.wait_for(&needles, script.wipe)
     }
 }
+
+/// A stick built for the volunteer tests: its image, and the station key's public half.
+#[derive(Debug)]
+pub struct FlowStick {
+    /// The stick image (booted in place: the guest writes its outbox there).
+    pub image: PathBuf,
+    /// The public half of the station key on it.
+    pub station_pub: lapterop_certificate::VerifyingKey,
+}
+
+/// A site config without server or OS image, wiping with zeros and reading every byte back, in
+/// `language` (`nl`, `en`), with an optional confirmation word, in `mode` (`interactive`, `unattended`).
+pub fn site_toml(language: &str, confirm_word: Option<&str>, mode: &str) -> String {
+    let word = confirm_word
+        .map(|w| format!("confirm_word = \"{w}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[station]\norganisation = \"Iedereendigitaal@Leuven\"\nsite = \"QEMU workbench\"\nname = \"console-stick\"\n\n\
+         [wipe]\npattern = \"zero\"\nverify = \"full\"\n\n\
+         [ui]\nlanguage = \"{language}\"\n{word}\n\
+         [flow]\nmode = \"{mode}\"\npower_off = true\n"
+    )
+}
+
+/// Builds a stick in `dir` with `agent`, a fresh station key and `site` (the text of site.toml), for
+/// `console`.
+pub fn build_flow_stick(agent: &Path, dir: &Path, console: Console, site: &str) -> Result<FlowStick, VmError> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| VmError::Io { what, path, source }
+    };
+    let key = lapterop_certificate::keys::generate().map_err(|e| VmError::Stick(e.to_string()))?;
+    let prefix = dir.join("station");
+    lapterop_certificate::keys::write_keypair(&prefix, &key).map_err(|e| VmError::Stick(e.to_string()))?;
+    let site_file = dir.join("site.toml");
+    std::fs::write(&site_file, site).map_err(io("writing", &site_file))?;
+    let image = dir.join("stick.img");
+    let opts = crate::stick::StickOptions {
+        extra_cmdline: console.extra_cmdline().into(),
+        site: Some(site_file),
+        station_key: Some(prefix.with_extension("key")),
+        zstd_level: 3,
+        ..crate::stick::StickOptions::default()
+    };
+    crate::stick::build_stick(agent, &image, &opts)?;
+    Ok(FlowStick {
+        image,
+        station_pub: key.verifying_key(),
+    })
+}
+
+/// One laptop's whole session on the serial console, boot to power-off, in seconds: `interactive` is
+/// driven by a volunteer who answers at once (no reading time), `unattended` runs by itself. The laptop
+/// has one 64 MiB virtio disk.
+pub fn whole_laptop_seconds(stick: &FlowStick, interactive: bool, work: &Path) -> Result<f64, VmError> {
+    let disk = crate::vm::DiskSpec {
+        bus: crate::vm::Bus::Virtio,
+        size: 64 << 20,
+        sector: 512,
+    };
+    let spec = crate::vm::VmSpec {
+        disks: vec![disk],
+        nic: None,
+        memory_mib: 768,
+        ..crate::vm::VmSpec::default()
+    };
+    let files = crate::vm::create_disk_files(&spec, work)?;
+    let stick_copy = work.join("stick.img");
+    std::fs::copy(&stick.image, &stick_copy).map_err(|source| VmError::Io {
+        what: "copying",
+        path: stick.image.clone(),
+        source,
+    })?;
+    let mut vm = StickVm::start(&stick_copy, crate::stick::Firmware::Bios, &spec, &files)?;
+    if interactive {
+        let mut v = Volunteer::new(&mut vm, Console::Serial)?;
+        let script = Script {
+            lang: Lang::En,
+            word: None,
+            disks: vec![("vda".into(), "LAPTEROP-D0".into())],
+            switch_language: false,
+            mistype: false,
+            stage: Duration::from_secs(240),
+            wipe: Duration::from_secs(600),
+        };
+        v.run_flow(&script)?;
+        v.answer("p")?;
+    }
+    let (status, took) = vm.wait_exit(Duration::from_secs(900))?;
+    if !status.success() {
+        return Err(VmError::NoMarker {
+            status: status.to_string(),
+            tail: vm.console(),
+        });
+    }
+    if !vm.console().contains("LAPTEROP-JOB-DONE") {
+        return Err(VmError::NoMarker {
+            status: "the job did not finish".into(),
+            tail: vm.console(),
+        });
+    }
+    Ok(took.as_secs_f64())
+}

@@ -10,6 +10,8 @@
 //! - `vm-bench`: boots the live stick's kernel and initramfs directly (the agent as PID 1, coldplug, the
 //!   stick found) and a bare busybox initramfs with the same kernel and modules, three rounds each,
 //!   alternating, and prints both boot-to-marker times (for docs/benchmarks.md).
+//! - `flow-bench [--rounds N]`: one laptop (a 64 MiB virtio disk) from boot to power-off, the
+//!   volunteer's interactive flow on the serial console against the unattended job, alternating.
 //! - `stick-boot --image IMG --firmware bios|uefi|secureboot|snakeoil`: boots a stick image from an
 //!   emulated USB stick through that firmware, waits for the agent's ready line (or the firmware's
 //!   refusal), prints the stage timings and the agent's lines, and stops QEMU.
@@ -59,6 +61,13 @@ enum Cmd {
     VmBench {
         #[command(flatten)]
         vm: VmArgs,
+    },
+    /// One laptop boot to power-off (one 64 MiB virtio disk, serial console), the volunteer's
+    /// interactive flow against the unattended job on the same kind of stick, alternating rounds.
+    FlowBench {
+        /// Rounds of each.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
     },
     /// Boot a stick image through firmware from an emulated USB stick; print the stage timings.
     StickBoot {
@@ -133,6 +142,60 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `flow-bench`: the interactive and the unattended stick, the same laptop, alternating.
+fn flow_bench(rounds: u32) -> Result<ExitCode, vm::VmError> {
+    use xtask::console::{build_flow_stick, site_toml, whole_laptop_seconds, Console};
+    let agent = vm::build_static_agent()?;
+    let work = tempfile::Builder::new()
+        .prefix("lapterop-flow-bench-")
+        .tempdir_in(vm::target_dir_created()?)
+        .map_err(|source| vm::VmError::Io {
+            what: "creating a temporary directory in",
+            path: vm::target_dir(),
+            source,
+        })?;
+    let mut sticks = Vec::new();
+    for mode in ["interactive", "unattended"] {
+        let dir = work.path().join(mode);
+        std::fs::create_dir_all(&dir).map_err(|source| vm::VmError::Io {
+            what: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        let stick = build_flow_stick(&agent, &dir, Console::Serial, &site_toml("en", None, mode))?;
+        sticks.push((mode, stick));
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("host load average at the start: {}", load.trim());
+    let mut times: Vec<(&str, f64)> = Vec::new();
+    for round in 1..=rounds {
+        for (mode, stick) in &sticks {
+            let dir = work.path().join(format!("{mode}-{round}"));
+            std::fs::create_dir_all(&dir).map_err(|source| vm::VmError::Io {
+                what: "creating",
+                path: dir.clone(),
+                source,
+            })?;
+            let secs = whole_laptop_seconds(stick, *mode == "interactive", &dir)?;
+            println!("{mode:<12} round {round}: boot to power-off {secs:.1} s");
+            times.push((mode, secs));
+        }
+    }
+    let median = |mode: &str| {
+        let mut v: Vec<f64> = times.iter().filter(|(m, _)| *m == mode).map(|(_, s)| *s).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let (i, u) = (median("interactive"), median("unattended"));
+    println!(
+        "median: interactive {i:.1} s, unattended {u:.1} s, ratio {:.2} (limit 0.80-1.20)",
+        i / u
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("host load average at the end: {}", load.trim());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn stick_boot(image: &std::path::Path, firmware: &str, timeout: u64) -> Result<ExitCode, vm::VmError> {
@@ -229,6 +292,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             eprintln!("vm-run: exit code {}; {}", out.exit_code, out.timings);
             Ok(ExitCode::from(u8::try_from(out.exit_code).unwrap_or(1)))
         }
+        Cmd::FlowBench { rounds } => Ok(flow_bench(rounds)?),
         Cmd::VmBench { vm: args } => {
             let template = args.spec("true".to_owned());
             let agent = match &template.agent {

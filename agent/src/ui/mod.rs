@@ -210,6 +210,45 @@ impl Default for UiConfig {
     }
 }
 
+/// Colour and progress bars only on the laptop's own screen. The kernel gives PID 1 `TERM=linux`
+/// whatever `/dev/console` is, so `TERM` says nothing here: the last entry of
+/// `/sys/class/tty/console/active` is the device behind `/dev/console` (the kernel's documentation of
+/// that file), and only a virtual terminal (`tty0`, `tty1`) gets colour and bars. A serial line gets
+/// plain lines, at most one a second per disk.
+pub fn console_style() -> Style {
+    let on_console = std::fs::read_link("/proc/self/fd/1").is_ok_and(|p| p == std::path::Path::new("/dev/console"));
+    if !on_console {
+        return Style::detect();
+    }
+    let active = std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+    Style {
+        colour: console_is_virtual_terminal(&active) && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// Whether the device behind `/dev/console` (the last name in `/sys/class/tty/console/active`, e.g.
+/// `ttyS0 tty0`) is a virtual terminal.
+pub fn console_is_virtual_terminal(active: &str) -> bool {
+    active.split_whitespace().last().is_some_and(|n| {
+        n.strip_prefix("tty")
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+    })
+}
+
+/// Whether progress bars may be drawn on standard error: it is a terminal, and when it is
+/// `/dev/console`, the console is a virtual terminal (see [`console_style`]).
+pub fn bars_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return false;
+    }
+    if std::fs::read_link("/proc/self/fd/2").is_ok_and(|p| p == std::path::Path::new("/dev/console")) {
+        let active = std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+        return console_is_virtual_terminal(&active);
+    }
+    true
+}
+
 /// Lines on the terminal of standard output (`None` on a serial line or a pipe, which report no size).
 pub fn terminal_rows() -> Option<usize> {
     console::Term::stdout()
@@ -294,6 +333,18 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_when_the_console_is_a_virtual_terminal() {
+        assert!(console_is_virtual_terminal("tty0\n"));
+        // The stick's own command line (console=ttyS0,115200 console=tty0): the screen.
+        assert!(console_is_virtual_terminal("ttyS0 tty0\n"));
+        // A test stick appends console=ttyS0,115200: the serial line.
+        assert!(!console_is_virtual_terminal("tty0 ttyS0\n"));
+        assert!(!console_is_virtual_terminal("hvc0"));
+        assert!(!console_is_virtual_terminal("tty"));
+        assert!(!console_is_virtual_terminal(""));
+    }
 
     #[test]
     fn sizes_read_like_disk_labels() {

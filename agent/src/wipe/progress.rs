@@ -1,7 +1,6 @@
 //! Progress per disk: `indicatif` bars on a terminal, plain lines at most once a second otherwise
 //! (serial console, log file).
 
-use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,9 +13,8 @@ pub(super) struct Ui {
 
 impl Ui {
     pub(super) fn new() -> Self {
-        let multi = std::io::stderr()
-            .is_terminal()
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        // Bars on a terminal, but never on a serial /dev/console (the live image's unattended mode).
+        let multi = crate::ui::bars_on_stderr().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Self { multi }
     }
 

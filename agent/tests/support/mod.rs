@@ -17,21 +17,8 @@ pub fn root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() && Path::new("/dev/loop-control").exists() {
         return true;
     }
-    let msg = format!("SKIPPED {test}: needs root and loop devices");
-    assert!(
-        std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").as_deref() != Ok("1"),
-        "{msg}"
-    );
-    loud(&msg);
+    lapterop_testkit::skip(test, "needs root and loop devices");
     false
-}
-
-/// Writes straight to stderr, past libtest's capture, so a skip is seen even when the test passes.
-pub fn loud(msg: &str) {
-    use std::io::Write;
-    if let Ok(mut fd2) = std::fs::OpenOptions::new().write(true).open("/proc/self/fd/2") {
-        let _ = writeln!(fd2, "\n!!!!! {msg} !!!!!\n");
-    }
 }
 
 pub fn run(cmd: &mut Command) -> Output {

@@ -55,10 +55,10 @@ pub fn tools_present(test: &str, tools: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    if std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: missing tools {missing:?} (install scripts/apt-packages.txt)");
-    }
-    eprintln!("\n*** SKIPPED {test}: missing tools {missing:?}; install scripts/apt-packages.txt ***\n");
+    lapterop_testkit::skip(
+        test,
+        &format!("missing tools {missing:?}; install scripts/apt-packages.txt"),
+    );
     false
 }
 

@@ -231,10 +231,10 @@ pub fn require_tool(tool: &str, package: &str) -> bool {
     if found {
         return true;
     }
-    if std::env::var("LAPTEROP_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-        panic!("{tool} is missing: install the Debian package {package} (scripts/apt-packages.txt)");
-    }
-    eprintln!("\n!!! SKIPPED: {tool} is not installed (Debian package {package}); this test did not run !!!\n");
+    lapterop_testkit::skip(
+        "a server test",
+        &format!("{tool} is not installed (Debian package {package}, scripts/apt-packages.txt)"),
+    );
     false
 }
 
