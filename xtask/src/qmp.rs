@@ -198,6 +198,25 @@ const GLYPH_A: [u8; 16] = [
     0x00, 0x00, 0x10, 0x38, 0x6c, 0xc6, 0xc6, 0xfe, 0xc6, 0xc6, 0xc6, 0xc6, 0x00, 0x00, 0x00, 0x00,
 ];
 
+/// Accented letters of code page 437 (the order of the VGA font) and the characters they show.
+const CP437_LETTERS: &[(u8, char)] = &[
+    (0x81, 'ü'),
+    (0x82, 'é'),
+    (0x83, 'â'),
+    (0x84, 'ä'),
+    (0x85, 'à'),
+    (0x87, 'ç'),
+    (0x88, 'ê'),
+    (0x89, 'ë'),
+    (0x8a, 'è'),
+    (0x8b, 'ï'),
+    (0x8c, 'î'),
+    (0x93, 'ô'),
+    (0x94, 'ö'),
+    (0x96, 'û'),
+    (0x97, 'ù'),
+];
+
 impl VgaFont {
     /// Finds the 8x16 font in a VGA BIOS ROM (by its `A` glyph, 0x41 glyphs after the font's start).
     pub fn from_rom(rom: &[u8]) -> Option<VgaFont> {
@@ -277,10 +296,15 @@ impl VgaFont {
                 }
             }
         }
-        // Printable ASCII only: the screens are written in it (box drawing comes as ASCII too).
-        (0x21u8..0x7f)
-            .find(|&c| self.glyphs[usize::from(c)] == dots)
-            .map_or('?', char::from)
+        // Printable ASCII, then the accented letters of code page 437 (the VGA font's own order) that
+        // Dutch and French screens use.
+        if let Some(c) = (0x21u8..0x7f).find(|&c| self.glyphs[usize::from(c)] == dots) {
+            return char::from(c);
+        }
+        CP437_LETTERS
+            .iter()
+            .find(|(at, _)| self.glyphs[usize::from(*at)] == dots)
+            .map_or('?', |(_, c)| *c)
     }
 }
 
@@ -294,8 +318,12 @@ mod tests {
         let (w, h) = (cols * 9, lines.len() * 16);
         let mut rgb = vec![0u8; w * h * 3];
         for (row, line) in lines.iter().enumerate() {
-            for (col, c) in line.bytes().enumerate() {
-                let glyph = font.glyphs[usize::from(c)];
+            for (col, c) in line.chars().enumerate() {
+                let at = CP437_LETTERS
+                    .iter()
+                    .find(|(_, l)| *l == c)
+                    .map_or(c as usize, |(at, _)| usize::from(*at));
+                let glyph = font.glyphs[at];
                 for (dy, bits) in glyph.iter().enumerate() {
                     for dx in 0..8 {
                         if bits & (0x80 >> dx) != 0 {
@@ -341,7 +369,10 @@ mod tests {
             );
             return;
         };
-        let lines = ["RESULT  vda  ERASED", "N = next laptop, P = power off   [ok] 64.0 MB"];
+        let lines = [
+            "RESULT  vda  ERASED",
+            "Geen software geïnstalleerd, [ok] 64.0 MB; é è ü",
+        ];
         // 80 columns x 2 rows is not a screen size: pad to 80x25 the way the VGA shows it.
         let mut screen: Vec<&str> = lines.to_vec();
         screen.resize(25, "");
@@ -350,5 +381,6 @@ mod tests {
         assert_eq!(text.lines().next().unwrap(), lines[0]);
         assert_eq!(text.lines().nth(1).unwrap(), lines[1]);
         assert_eq!(text.lines().count(), 25);
+        assert_eq!(text.lines().nth(2).unwrap(), "", "an empty row reads as empty");
     }
 }
