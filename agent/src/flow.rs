@@ -384,7 +384,7 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
     let rows = crate::ui::terminal_rows();
     let render = |l: Lang| {
         let qr = drawing.as_ref().map(|(u, d)| (u.as_str(), d.as_str()));
-        screens::result_in(l, style, &results, &install_state, &upload_state, qr, rows)
+        screens::result(l, style, &results, &install_state, &upload_state, qr, rows)
     };
     let next = s.next(&render)?;
     log.line(

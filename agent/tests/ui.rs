@@ -44,6 +44,7 @@ fn all_screens(lang: Lang) -> Vec<(&'static str, String)> {
                 &InstallState::Failed("x".into()),
                 &UploadState::Waiting,
                 Some((demo::SAMPLE_URL, &drawing)),
+                None,
             ),
         ),
         (
@@ -54,6 +55,7 @@ fn all_screens(lang: Lang) -> Vec<(&'static str, String)> {
                 &failed[..1],
                 &InstallState::Installed("img 1".into()),
                 &UploadState::Refused("y".into()),
+                None,
                 None,
             ),
         ),

@@ -148,14 +148,7 @@ fn main() -> ExitCode {
 fn flow_bench(rounds: u32) -> Result<ExitCode, vm::VmError> {
     use xtask::console::{build_flow_stick, site_toml, whole_laptop_seconds, Console};
     let agent = vm::build_static_agent()?;
-    let work = tempfile::Builder::new()
-        .prefix("lapterop-flow-bench-")
-        .tempdir_in(vm::target_dir_created()?)
-        .map_err(|source| vm::VmError::Io {
-            what: "creating a temporary directory in",
-            path: vm::target_dir(),
-            source,
-        })?;
+    let work = vm::temp_dir("lapterop-flow-bench-")?;
     let mut sticks = Vec::new();
     for mode in ["interactive", "unattended"] {
         let dir = work.path().join(mode);
@@ -211,14 +204,7 @@ fn stick_boot(image: &std::path::Path, firmware: &str, timeout: u64) -> Result<E
             )))
         }
     };
-    let dir = tempfile::Builder::new()
-        .prefix("lapterop-stick-boot-")
-        .tempdir_in(vm::target_dir_created()?)
-        .map_err(|source| vm::VmError::Io {
-            what: "creating a temporary directory in",
-            path: vm::target_dir(),
-            source,
-        })?;
+    let dir = vm::temp_dir("lapterop-stick-boot-")?;
     let copy = dir.path().join("stick.img");
     std::fs::copy(image, &copy).map_err(|source| vm::VmError::Io {
         what: "copying",

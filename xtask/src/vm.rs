@@ -627,6 +627,18 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
     })
 }
 
+/// A new temporary directory `PREFIX*` in the target directory (removed when dropped).
+pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir, VmError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(target_dir_created()?)
+        .map_err(|source| VmError::Io {
+            what: "creating a temporary directory in",
+            path: target_dir(),
+            source,
+        })
+}
+
 /// [`target_dir`], created if needed.
 pub fn target_dir_created() -> Result<PathBuf, VmError> {
     let dir = target_dir();

@@ -204,6 +204,7 @@ pub fn render_static(screen: &str, lang: Lang, style: Style) -> Option<String> {
                 &install,
                 &upload,
                 Some((SAMPLE_URL, &drawing)),
+                None,
             )
         }
         "qr" => qr::render(SAMPLE_URL, style).unwrap_or_default(),

@@ -436,22 +436,11 @@ fn banner(style: Style, colour: Colour, word: &str, size: Banner) -> String {
 }
 
 /// The result screen: each disk in large words and colour, with the reason and what to do; then the
-/// install result, the upload state and (when given) the donor page's QR code.
+/// install result, the upload state and (when given) the donor page's QR code. On a screen of `rows`
+/// lines the banners shrink until the whole result (without the QR code, which a phone reads from a
+/// scrolled screen too) fits, so the first disk's outcome is never scrolled away on an 80x25 text
+/// console; `None` (a serial line, a pipe) draws them full size.
 pub fn result(
-    lang: Lang,
-    style: Style,
-    disks: &[DiskResult],
-    install: &InstallState,
-    upload: &UploadState,
-    qr: Option<(&str, &str)>,
-) -> String {
-    result_in(lang, style, disks, install, upload, qr, None)
-}
-
-/// [`result`] for a screen of `rows` lines: the banners shrink until the whole result (without the QR
-/// code, which a phone can read from a scrolled screen too) fits, so the first disk's outcome is never
-/// scrolled away on an 80x25 text console.
-pub fn result_in(
     lang: Lang,
     style: Style,
     disks: &[DiskResult],
@@ -460,18 +449,20 @@ pub fn result_in(
     qr: Option<(&str, &str)>,
     rows: Option<usize>,
 ) -> String {
-    let sizes = [Banner::Full, Banner::Compact, Banner::Line];
-    let Some(rows) = rows else {
-        return result_with(lang, style, disks, install, upload, qr, Banner::Full);
-    };
-    for size in sizes {
+    let fits = |size: Banner| {
         // The prompt line after the screen counts too.
-        let text = result_with(lang, style, disks, install, upload, None, size);
-        if text.lines().count() < rows || size == Banner::Line {
-            return result_with(lang, style, disks, install, upload, qr, size);
-        }
-    }
-    result_with(lang, style, disks, install, upload, qr, Banner::Line)
+        rows.is_none_or(|rows| {
+            result_with(lang, style, disks, install, upload, None, size)
+                .lines()
+                .count()
+                < rows
+        })
+    };
+    let size = [Banner::Full, Banner::Compact]
+        .into_iter()
+        .find(|s| fits(*s))
+        .unwrap_or(Banner::Line);
+    result_with(lang, style, disks, install, upload, qr, size)
 }
 
 fn result_with(
@@ -619,7 +610,7 @@ mod tests {
             ),
         ];
         let screen = |rows| {
-            result_in(
+            result(
                 Lang::Nl,
                 Style::PLAIN,
                 &disks,
