@@ -14,6 +14,7 @@ pub mod canonical;
 pub mod chain;
 pub mod keys;
 pub mod model;
+pub mod request;
 pub mod sample;
 pub mod validate;
 

@@ -61,7 +61,7 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// The logged-in session, or a redirect to the login page.
-async fn session(app: &AppState, headers: &HeaderMap) -> Result<(String, Session), Response> {
+pub(crate) async fn session(app: &AppState, headers: &HeaderMap) -> Result<(String, Session), Response> {
     let Some(token) = web::cookie(headers, SESSION_COOKIE) else {
         return Err(Redirect::to("/login").into_response());
     };

@@ -225,7 +225,9 @@ pub fn password_hash(conn: &Connection, name: &str) -> anyhow::Result<Option<Str
 pub struct LogEntry {
     /// 1-based position.
     pub position: u64,
-    /// The certificate.
+    /// The certificate. Never in the public log (`GET /api/v1/log`): an id opens nothing by itself,
+    /// but it names a laptop; the chain needs only the hashes.
+    #[serde(skip_serializing)]
     pub certificate_id: String,
     /// blake3 of its canonical bytes.
     pub certificate_blake3: String,

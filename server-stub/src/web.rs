@@ -198,9 +198,69 @@ async fn post_certificate(State(app): State<AppState>, headers: HeaderMap, body:
     }
 }
 
-async fn get_certificate(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+/// Who may read a stored certificate through the API.
+enum Reader {
+    /// A logged-in reviewer: any certificate.
+    Reviewer,
+    /// An enrolled, not revoked station (its key id): only the certificates it signed.
+    Station(String),
+}
+
+/// The reader of a request to `path`: a reviewer's session cookie, or a station's signature in the
+/// `lapterop-station` header (`lapterop_certificate::request`). `None` for anyone else.
+async fn reader(app: &AppState, headers: &HeaderMap, path: &str) -> Result<Option<Reader>, Response> {
+    if crate::review::session(app, headers).await.is_ok() {
+        return Ok(Some(Reader::Reviewer));
+    }
+    let Some(signed) = headers
+        .get(lapterop_certificate::request::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(lapterop_certificate::request::SignedRequest::parse)
+    else {
+        return Ok(None);
+    };
     let app2 = app.clone();
-    match blocking(move || app2.pool.with(|c| store::cert_by_id(c, &id))).await {
+    let key_id = signed.key_id.clone();
+    let station = blocking(move || app2.pool.with(|c| store::station_by_key_id(c, &key_id)))
+        .await
+        .map_err(|e| internal(&e))?;
+    let Some(station) = station.filter(|s| s.revoked_at.is_none()) else {
+        return Ok(None);
+    };
+    let Some(key) = lapterop_certificate::keys::public_key_from_hex(&station.public_key) else {
+        return Ok(None);
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(signed
+        .verify(&key, "GET", path, now)
+        .then_some(Reader::Station(station.key_id)))
+}
+
+async fn get_certificate(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let path = format!("/api/v1/certificates/{id}");
+    let reader = match reader(&app, &headers, &path).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return json_error(
+                401,
+                "log in as a reviewer, or sign the request with the station key (header lapterop-station, see \
+                 docs/server.md)",
+                None,
+                &[],
+            )
+        }
+        Err(response) => return response,
+    };
+    let app2 = app.clone();
+    let found = blocking(move || app2.pool.with(|c| store::cert_by_id(c, &id))).await;
+    // A station reads only its own certificates; another's answers exactly like a missing one.
+    let found = found.map(|c| {
+        c.filter(|c| match &reader {
+            Reader::Reviewer => true,
+            Reader::Station(key_id) => &c.key_id == key_id,
+        })
+    });
+    match found {
         Ok(Some(c)) => {
             let certificate: serde_json::Value = serde_json::from_slice(&c.body).unwrap_or_default();
             let receipt: serde_json::Value = serde_json::from_str(&c.receipt).unwrap_or_default();

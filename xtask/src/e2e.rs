@@ -101,6 +101,29 @@ impl Server {
         resp.body_mut().as_reader().take(64 * MIB).read_to_end(&mut body)?;
         Ok(body)
     }
+
+    /// `GET path` signed with a station key (`lapterop_certificate::request`): the status and body,
+    /// whatever the status.
+    pub fn get_as_station(&self, path: &str, key: &cert::SigningKey) -> anyhow::Result<(u16, Vec<u8>)> {
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs(),
+        )?;
+        let mut resp = ureq::get(&format!("{}{path}", self.url()))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header(
+                cert::request::HEADER,
+                cert::request::header_value(key, "GET", path, now),
+            )
+            .call()
+            .with_context(|| format!("GET {path}"))?;
+        let mut body = Vec::new();
+        resp.body_mut().as_reader().take(64 * MIB).read_to_end(&mut body)?;
+        Ok((resp.status().as_u16(), body))
+    }
 }
 
 impl Drop for Server {
@@ -228,6 +251,8 @@ pub struct Scenario {
     pub stick: PathBuf,
     /// Station public key.
     pub station_pub: cert::VerifyingKey,
+    /// The station key (the server gives a station its own certificates back).
+    station_key: cert::SigningKey,
     /// The OS image and its key.
     pub os_image: PathBuf,
     image_pub: cert::VerifyingKey,
@@ -331,6 +356,7 @@ impl Scenario {
             server,
             stick,
             station_pub: station.verifying_key(),
+            station_key: station.clone(),
             os_image,
             image_pub: image_key.verifying_key(),
             reference_partition,
@@ -517,8 +543,11 @@ impl Scenario {
     /// The server holds exactly this certificate, its receipt on the stick verifies with the server
     /// key, and the donor page answers with the laptop's serial.
     pub fn check_uploaded(&self, id: &str, bytes: &[u8]) -> anyhow::Result<String> {
-        let stored: serde_json::Value =
-            serde_json::from_slice(&self.server.get(&format!("/api/v1/certificates/{id}"))?)?;
+        let (status, body) = self
+            .server
+            .get_as_station(&format!("/api/v1/certificates/{id}"), &self.station_key)?;
+        ensure!(status == 200, "the server answered {status} for certificate {id}");
+        let stored: serde_json::Value = serde_json::from_slice(&body)?;
         let on_server = serde_json::to_vec(&stored["certificate"])?;
         let c = cert::verify(&on_server, &self.station_pub).context("the certificate on the server")?;
         let local = cert::verify(bytes, &self.station_pub)?;
@@ -540,10 +569,15 @@ impl Scenario {
         Ok(receipt.donor_url)
     }
 
-    /// Counts the server's log entries for a certificate id (exactly one: nothing duplicated).
+    /// Counts the server's log entries for the certificate `id` in the stick's outbox (exactly one:
+    /// nothing duplicated). The public log names no ids: entries are found by the certificate's hash.
     pub fn log_count(&self, id: &str) -> anyhow::Result<usize> {
+        let bytes = self.stick_file(&format!("lapterop/outbox/{id}.json"))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+        let hash = cert::document_blake3(&value)?;
         let log = String::from_utf8_lossy(&self.server.get("/api/v1/log?limit=10000")?).into_owned();
-        Ok(log.matches(id).count())
+        ensure!(!log.contains(id), "the public log names certificate {id}");
+        Ok(log.matches(&hash).count())
     }
 
     /// The host binaries used.
@@ -635,9 +669,12 @@ pub fn run(work: &Path, port: Option<u16>) -> anyhow::Result<Scenario> {
         boot.tail()
     );
     let second = s.check_job(&boot.console, &disks, false).with_context(|| boot.tail())?;
+    let (status, _) = s
+        .server
+        .get_as_station(&format!("/api/v1/certificates/{second}"), &s.station_key)?;
     ensure!(
-        s.server.get(&format!("/api/v1/certificates/{second}")).is_err(),
-        "the offline certificate reached the server"
+        status == 404,
+        "the offline certificate reached the server (answer {status})"
     );
     s.stages
         .push(("boot uefi-sb offline (wipe, install)".into(), boot.seconds));

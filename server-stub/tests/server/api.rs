@@ -143,20 +143,36 @@ fn api_answers_every_status_and_stores_nothing_on_rejection() {
     assert!(text.contains("larger than 1048576 bytes"), "{text}");
     assert_eq!(counts(&s), before);
 
-    // GET by id, 404 for another id, and the log.
-    let (status, text) = get(&format!("{}/api/v1/certificates/{id}", s.url)).unwrap();
-    assert_eq!(status, 200);
+    // GET by id: refused without credentials, for another station, and for a revoked one; given to the
+    // station that signed it; 404 for another id.
+    let path = format!("/api/v1/certificates/{id}");
+    let (status, text) = get(&format!("{}{path}", s.url)).unwrap();
+    assert_eq!(status, 401, "{text}");
+    assert!(!text.contains(&id), "{text}");
+    let (status, _) = get_as_station(&s.url, &path, &revoked_key).unwrap();
+    assert_eq!(status, 401, "a revoked station reads nothing");
+    let stranger = lapterop_certificate::keys::fixture_key("never enrolled");
+    let (status, _) = get_as_station(&s.url, &path, &stranger).unwrap();
+    assert_eq!(status, 401, "a key that was never enrolled reads nothing");
+    let (status, text) = get_as_station(&s.url, &path, &key).unwrap();
+    assert_eq!(status, 200, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["certificate"]["id"], Value::String(id.clone()));
     assert_eq!(v["review"]["status"], "new");
     assert_eq!(v["receipt"], serde_json::from_str::<Value>(&receipt_text).unwrap());
-    let (status, _) = get(&format!(
-        "{}/api/v1/certificates/{}",
-        s.url,
-        lapterop_certificate::new_id().unwrap()
-    ))
-    .unwrap();
+    let other = format!("/api/v1/certificates/{}", lapterop_certificate::new_id().unwrap());
+    let (status, _) = get_as_station(&s.url, &other, &key).unwrap();
     assert_eq!(status, 404);
+    // A signature for one path does not open another.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let for_other = lapterop_certificate::request::header_value(&key, "GET", &other, now);
+    let (status, _) = get_with(
+        &format!("{}{path}", s.url),
+        lapterop_certificate::request::HEADER,
+        &for_other,
+    )
+    .unwrap();
+    assert_eq!(status, 401);
 
     // A second certificate chains to the first.
     let (status, r2) = s.post(&signed(laptop(8, "Bart"), &key));

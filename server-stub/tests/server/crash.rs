@@ -79,7 +79,7 @@ fn sigkill_during_ingest_loses_nothing_that_was_answered() {
 
     let server_key = s.server_key();
     for (id, _, receipt) in &results {
-        let (status, text) = get(&format!("{}/api/v1/certificates/{id}", s.url)).unwrap();
+        let (status, text) = get_as_station(&s.url, &format!("/api/v1/certificates/{id}"), &key).unwrap();
         assert_eq!(status, 200, "certificate {id} that was answered is stored");
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(

@@ -177,6 +177,17 @@ pub fn get_with(url: &str, header: &str, value: &str) -> Result<(u16, String), S
     answer(agent().get(url).set(header, value).call())
 }
 
+/// GET `path` of `server` signed with a station key (header `lapterop-station`).
+pub fn get_as_station(server: &str, path: &str, key: &SigningKey) -> Result<(u16, String), String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let value = lapterop_certificate::request::header_value(key, "GET", path, now);
+    get_with(
+        &format!("{server}{path}"),
+        lapterop_certificate::request::HEADER,
+        &value,
+    )
+}
+
 pub fn get_bytes(url: &str) -> Vec<u8> {
     let resp = agent().get(url).call().expect("GET");
     let mut out = Vec::new();

@@ -9,3 +9,4 @@ mod crash;
 mod donor;
 mod fixtures;
 mod helpers;
+mod privacy;

@@ -1,0 +1,175 @@
+//! What anyone can see without logging in (issue 15, point 1): nothing that names a laptop, a disk, a
+//! volunteer or a donor link. Certificates are stored with donor links (receipts), serials and operator
+//! names; then an anonymous client asks every route (and guesses: known ids, wrong tokens, odd paths,
+//! posts) and no answer, headers included, may carry any of those strings.
+
+use lapterop_certificate::chain;
+use serde_json::Value;
+
+use crate::fixtures::{laptop, signed};
+use crate::helpers::*;
+
+/// Status, headers and body of a request without credentials.
+fn anonymous(method: &str, url: &str, body: &[u8]) -> (u16, String) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(30))
+        .redirects(0)
+        .build();
+    let req = agent
+        .request(method, url)
+        .set("Content-Type", "application/x-www-form-urlencoded");
+    let result = if body.is_empty() {
+        req.call()
+    } else {
+        req.send_bytes(body)
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let mut text = String::new();
+    for name in resp.headers_names() {
+        for value in resp.all(&name) {
+            text.push_str(&format!("{name}: {value}\n"));
+        }
+    }
+    text.push('\n');
+    text.push_str(&resp.into_string().unwrap_or_default());
+    (status, text)
+}
+
+#[test]
+fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = enrol(d, "bench-1", "privacy station");
+    add_user(d, "lead", "correct horse battery staple");
+    let s = Server::start(d);
+    let server_key = s.server_key();
+
+    // Three laptops, as stations send them.
+    let mut secrets: Vec<String> = Vec::new();
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for n in 1..=3 {
+        let c = laptop(n, &format!("Volunteer Number{n}"));
+        let (status, receipt) = s.post(&signed(c.clone(), &key));
+        assert_eq!(status, 201, "{receipt}");
+        let r = chain::verify_receipt(receipt.as_bytes(), &server_key).unwrap();
+        let token = r.donor_url.rsplit('/').next().unwrap().to_owned();
+        secrets.push(token.clone());
+        secrets.push(c.id.clone());
+        secrets.push(c.operator.name.clone());
+        secrets.extend(c.host.iter().filter_map(|h| h.system.serial.clone()));
+        secrets.extend(c.disks.iter().filter_map(|d| d.serial.clone()));
+        ids.push(c.id.clone());
+        tokens.push(token);
+    }
+    assert!(secrets.len() >= 15);
+
+    let mut paths: Vec<(String, String)> = [
+        "/",
+        "/healthz",
+        "/api/v1/log",
+        "/api/v1/log?from=1&limit=10000",
+        "/api/v1/log?from=0&limit=0",
+        "/api/v1/server-key",
+        "/api/v1/certificates",
+        "/login",
+        "/review",
+        "/review?status=new",
+        "/review/export.csv",
+        "/review/audit",
+        "/d/",
+        "/d/not-a-token",
+        "/d/not-a-token/certificate.pdf",
+        "/d/not-a-token/certificate.json",
+        "/d/not-a-token/receipt.json",
+        "/b/not-a-token",
+        "/nonexistent",
+        "/../etc/passwd",
+        "/api/v1/certificates/%27%20OR%201=1--",
+    ]
+    .iter()
+    .map(|p| ("GET".to_owned(), (*p).to_owned()))
+    .collect();
+    for id in &ids {
+        // Someone who guessed or saw an id.
+        for p in [
+            format!("/api/v1/certificates/{id}"),
+            format!("/review/certificates/{id}"),
+            format!("/review/certificates/{id}?lang=en"),
+            format!("/d/{id}"),
+            format!("/b/{id}"),
+        ] {
+            paths.push(("GET".into(), p));
+        }
+        paths.push(("POST".into(), format!("/review/certificates/{id}/decision")));
+    }
+    for t in &tokens {
+        // A token with one character changed is another, unknown link.
+        let mut wrong: Vec<char> = t.chars().collect();
+        wrong[0] = if wrong[0] == 'a' { 'b' } else { 'a' };
+        let wrong: String = wrong.into_iter().collect();
+        paths.push(("GET".into(), format!("/d/{wrong}")));
+        paths.push(("GET".into(), format!("/d/{wrong}/certificate.json")));
+    }
+    paths.push(("POST".into(), "/login".into()));
+    paths.push(("POST".into(), "/logout".into()));
+
+    let mut leaks = Vec::new();
+    let mut refused = 0;
+    for (method, path) in &paths {
+        let body: &[u8] = if method == "POST" {
+            b"decision=approved&csrf=x&user=lead&password=x"
+        } else {
+            b""
+        };
+        let (status, text) = anonymous(method, &format!("{}{path}", s.url), body);
+        if status >= 300 {
+            refused += 1;
+        }
+        for secret in &secrets {
+            if text.contains(secret.as_str()) {
+                leaks.push(format!("{method} {path} ({status}) shows {secret:?}"));
+            }
+        }
+    }
+    eprintln!(
+        "privacy: {} anonymous requests, {refused} refused or redirected, {} leaks",
+        paths.len(),
+        leaks.len()
+    );
+    assert!(leaks.is_empty(), "without credentials:\n{}", leaks.join("\n"));
+
+    // The public log still lets anyone check the chain: positions and hashes, no ids.
+    let entries = check_chain(&s);
+    assert_eq!(entries.len(), 3);
+    for e in &entries {
+        let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "certificate_blake3",
+                "entry_hash",
+                "position",
+                "previous_hash",
+                "received_at"
+            ],
+            "{e}"
+        );
+    }
+    // The donor's own link still works, and shows the laptop.
+    let (status, page) = get(&format!("{}/d/{}", s.url, tokens[0])).unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("PF100001"), "the donor page shows the laptop's serial");
+    let v: Value = serde_json::from_str(
+        &get_as_station(&s.url, &format!("/api/v1/certificates/{}", ids[0]), &key)
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(v["certificate"]["id"], Value::String(ids[0].clone()));
+}
