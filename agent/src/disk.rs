@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::sys::{self, Access, SysError};
 
 /// Name of the marker file in the root of the live stick's data partition.
-pub const STICK_MARKER: &str = "LAPTEROP.STICK";
+pub const STICK_MARKER: &str = lapterop_certificate::STICK_MARKER;
 /// Environment variable with the boot stick's partition UUIDs, comma-separated.
 pub const STICK_PARTUUIDS_ENV: &str = "LAPTEROP_STICK_PARTUUIDS";
 
@@ -486,6 +486,18 @@ pub fn claim(disk: &Disk, cfg: &SafetyConfig) -> Result<Claimed, Vec<Refusal>> {
         return Err(refused);
     }
     let file = sys::open_block_device(&disk.path, Access::ExclusiveDirect).map_err(|e| vec![open_refusal(e)])?;
+    // A Lapterop stick that is not mounted carries its marker all the same: read its partitions
+    // (read-only, a second descriptor; the exclusive one keeps everyone else out meanwhile).
+    let sector = disk.logical_sector_size.max(512);
+    if let Ok(mut ro) = File::open(&disk.path) {
+        // A disk whose first sectors cannot be read is no readable stick; it is wiped, and its errors
+        // are recorded by the wipe.
+        if let Ok(Some((offset, id))) = crate::stickmark::find(&mut ro, sector) {
+            return Err(vec![Refusal::BootStick {
+                why: format!("the FAT file system at byte {offset} holds {STICK_MARKER} (stick {id})"),
+            }]);
+        }
+    }
     let unusable = |e: SysError| vec![Refusal::Unusable { error: e.to_string() }];
     if sys::is_read_only(&file).map_err(unusable)? {
         return Err(vec![Refusal::ReadOnly]);
@@ -841,7 +853,9 @@ mod tests {
         let r = refusals(&disks[3], &cfg);
         assert!(matches!(&r[..], [Refusal::BootStick { .. }]), "{r:?}");
         // The marker file on a mounted partition marks the stick, whatever its UUID.
-        std::fs::write(t.path().join("mnt\\stick").join(STICK_MARKER), "").unwrap();
+        let marker = t.path().join("mnt\\stick").join(STICK_MARKER);
+        std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+        std::fs::write(&marker, "").unwrap();
         let r = refusals(&d.scan().unwrap()[0], &SafetyConfig::default());
         assert!(r.iter().any(|r| matches!(r, Refusal::BootStick { .. })), "{r:?}");
     }

@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod preflight;
 pub mod site;
 pub mod sitelog;
+pub mod stickmark;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod ui;

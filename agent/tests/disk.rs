@@ -574,3 +574,74 @@ fn run_wipes_installs_and_keeps_the_certificate_when_the_server_is_away() {
     let ver = small_rec.verification.as_ref().unwrap();
     assert_eq!((ver.bytes_read, ver.mismatched_blocks), (16 * MIB, 0), "{ver:?}");
 }
+
+/// A Lapterop stick that is not mounted (an MBR, a FAT32 partition at 1 MiB with
+/// `lapterop/stick.id`, laid out like `lapterop-image-builder live` makes it) is recognised from its
+/// own partition table and file system, read-only, and refused: by `disk::claim` (used by `wipe`,
+/// `install` and `run`) and by the `wipe` command; its bytes stay as they were.
+#[test]
+fn an_unmounted_lapterop_stick_is_recognised_and_refused() {
+    if !root("an_unmounted_lapterop_stick_is_recognised_and_refused") {
+        return;
+    }
+    let stick = |file: &Path| {
+        let mut c = Command::new("sfdisk")
+            .arg("--quiet")
+            .arg(file)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut c.stdin.take().unwrap(),
+            b"label: dos\nstart=2048, type=c, bootable\n",
+        )
+        .unwrap();
+        assert!(c.wait().unwrap().success(), "sfdisk failed");
+        let part = format!("{}@@1M", file.display());
+        ok(Command::new("mkfs.vfat")
+            .args(["-F", "32", "-n", "LAPTEROP", "--offset", "2048"])
+            .arg(file)
+            .arg(((40 * MIB - MIB) / 1024).to_string()));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("lapterop")).unwrap();
+        std::fs::write(dir.path().join("lapterop/stick.id"), "0123abcd\n").unwrap();
+        ok(Command::new("mcopy")
+            .args(["-s", "-i", &part])
+            .arg(dir.path().join("lapterop"))
+            .arg("::")
+            .env("MTOOLS_SKIP_CHECK", "1"));
+    };
+    let l = Loop::prepared(40 * MIB, 512, stick, &[]);
+    let before = digest(&l.file);
+    let disk = Discovery::system().find(&l.dev).unwrap();
+    assert!(
+        disk.partitions.is_empty(),
+        "no partition nodes: found through the whole disk only"
+    );
+    let refused = disk::claim(&disk, &SafetyConfig::default()).unwrap_err();
+    assert!(
+        matches!(&refused[..], [disk::Refusal::BootStick { why }] if why.contains("stick 0123abcd") && why.contains("1048576")),
+        "{refused:?}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(work.path());
+    let (out, cert) = wipe(work.path(), &key, &[], &l.dev);
+    assert!(!out.status.success(), "the wipe command must refuse the stick");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Lapterop boot stick"), "{text}");
+    assert!(!cert.exists(), "no certificate for a disk that was not wiped");
+    assert_eq!(digest(&l.file), before, "the stick is unchanged");
+
+    // The same disk with the marker file removed is an ordinary disk again.
+    let part = format!("{}@@1M", l.file.display());
+    ok(Command::new("mdel")
+        .args(["-i", &part, "::lapterop/stick.id"])
+        .env("MTOOLS_SKIP_CHECK", "1"));
+    // The file changed under the loop device: drop what its page cache holds of the old contents.
+    ok(Command::new("blockdev").args(["--flushbufs", &l.dev]));
+    assert!(disk::claim(&disk, &SafetyConfig::default()).is_ok());
+}
+
+fn digest(file: &Path) -> blake3::Hash {
+    blake3::hash(&std::fs::read(file).unwrap())
+}

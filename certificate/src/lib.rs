@@ -20,6 +20,11 @@ pub mod validate;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use model::*;
+
+/// Where a Lapterop stick's marker file sits on its FAT data partition (it holds the stick id). The
+/// image builder writes it, GRUB and the agent's init find the stick by it, and the agent refuses to
+/// write any disk that carries it.
+pub const STICK_MARKER: &str = "lapterop/stick.id";
 pub use validate::{parse, ParseError, Violation};
 
 use serde_json::Value;

@@ -369,7 +369,7 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
     tree.file("boot/vmlinuz", Content::Path(inputs.kernel.vmlinuz()))?;
     tree.file("boot/initrd.img", Content::Path(initrd.clone()))?;
     tree.file(
-        "lapterop/stick.id",
+        lapterop_certificate::STICK_MARKER,
         Content::Bytes(format!("{stick_id}\n").into_bytes()),
     )?;
     if let Some(p) = &spec.site {

@@ -48,7 +48,7 @@ pub fn parse_cmdline(text: &str) -> BootOptions {
 }
 
 /// Where the stick's marker file sits on its data partition.
-pub const STICK_MARKER: &str = "lapterop/stick.id";
+pub const STICK_MARKER: &str = lapterop_certificate::STICK_MARKER;
 
 /// Coldplug until quiet: returns the modules loaded and the ones that failed (with errno text).
 pub fn coldplug(index: &coldplug::ModuleIndex, modules_dir: &Path, quiet: Duration, limit: Duration) -> Coldplug {
