@@ -222,9 +222,9 @@ struct FakeNvme {
 
 impl NvmeDrive for FakeNvme {
     fn admin(&mut self, cmd: PassthruCmd, data: &mut [u8]) -> io::Result<(Status, u32)> {
-        self.sent.push(cmd.opcode);
+        self.sent.push(cmd.opcode());
         let ok = Status::from_ioctl(0);
-        match (cmd.opcode, cmd.cdw10 & 0xff) {
+        match (cmd.opcode(), cmd.cdw10() & 0xff) {
             (0x06, 0x01) => {
                 data[256] = u8::from(self.format) << 1;
                 data[328..332].copy_from_slice(&self.sanicap.to_le_bytes());
@@ -240,13 +240,13 @@ impl NvmeDrive for FakeNvme {
             }
             (0x84, _) if self.sanitize_status != 0 => Ok((Status::from_ioctl(self.sanitize_status), 0)),
             (0x84, _) => {
-                assert_eq!(cmd.nsid, 0, "Sanitize must be sent with NSID 0");
+                assert_eq!(cmd.nsid(), 0, "Sanitize must be sent with NSID 0");
                 self.in_progress = true;
                 self.polls_left = self.polls_needed;
                 Ok((ok, 0))
             }
             (0x80, _) => {
-                assert_ne!(cmd.cdw10 >> 9 & 0x7, 0, "Format without SES erases nothing");
+                assert_ne!(cmd.cdw10() >> 9 & 0x7, 0, "Format without SES erases nothing");
                 Ok((ok, 0))
             }
             (0x02, 0x81) => {

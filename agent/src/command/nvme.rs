@@ -7,48 +7,72 @@
 //! Identify Namespace), Linux `include/uapi/linux/nvme_ioctl.h`, and `shared/research/wipe.md` §3.3.
 
 /// `struct nvme_passthru_cmd` (a.k.a. `nvme_admin_cmd`), 72 bytes, exactly as the kernel defines it.
+///
+/// Its fields are private to the command layer: a command is made only by the constructors below,
+/// and `sys::nvme_admin` sets the pointer fields itself (the data buffer it is given, no metadata), so
+/// no caller can hand the kernel an address of its choosing.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassthruCmd {
     /// Opcode.
-    pub opcode: u8,
+    pub(in crate::command) opcode: u8,
     /// Flags (0).
-    pub flags: u8,
+    pub(in crate::command) flags: u8,
     /// Reserved.
-    pub rsvd1: u16,
+    pub(in crate::command) rsvd1: u16,
     /// Namespace id.
-    pub nsid: u32,
+    pub(in crate::command) nsid: u32,
     /// Command dword 2.
-    pub cdw2: u32,
+    pub(in crate::command) cdw2: u32,
     /// Command dword 3.
-    pub cdw3: u32,
+    pub(in crate::command) cdw3: u32,
     /// Metadata pointer (unused).
-    pub metadata: u64,
+    pub(in crate::command) metadata: u64,
     /// Data buffer address (set by `sys` just before the call).
-    pub addr: u64,
+    pub(in crate::command) addr: u64,
     /// Metadata length.
-    pub metadata_len: u32,
+    pub(in crate::command) metadata_len: u32,
     /// Data length in bytes.
-    pub data_len: u32,
+    pub(in crate::command) data_len: u32,
     /// Command dword 10.
-    pub cdw10: u32,
+    pub(in crate::command) cdw10: u32,
     /// Command dword 11.
-    pub cdw11: u32,
+    pub(in crate::command) cdw11: u32,
     /// Command dword 12.
-    pub cdw12: u32,
+    pub(in crate::command) cdw12: u32,
     /// Command dword 13.
-    pub cdw13: u32,
+    pub(in crate::command) cdw13: u32,
     /// Command dword 14.
-    pub cdw14: u32,
+    pub(in crate::command) cdw14: u32,
     /// Command dword 15.
-    pub cdw15: u32,
+    pub(in crate::command) cdw15: u32,
     /// Timeout in milliseconds (0 = the driver's default).
-    pub timeout_ms: u32,
+    pub(in crate::command) timeout_ms: u32,
     /// Completion dword 0, written by the kernel.
-    pub result: u32,
+    pub(in crate::command) result: u32,
 }
 
 impl PassthruCmd {
+    /// Opcode.
+    pub fn opcode(&self) -> u8 {
+        self.opcode
+    }
+
+    /// Namespace id.
+    pub fn nsid(&self) -> u32 {
+        self.nsid
+    }
+
+    /// Command dword 10.
+    pub fn cdw10(&self) -> u32 {
+        self.cdw10
+    }
+
+    /// Bytes the command moves (the data buffer `sys::nvme_admin` needs).
+    pub fn data_len(&self) -> u32 {
+        self.data_len
+    }
+
     /// The structure's bytes in memory order (x86_64, little endian), for byte-exact tests and logs.
     pub fn to_bytes(&self) -> [u8; 72] {
         let mut b = [0u8; 72];
@@ -509,6 +533,27 @@ mod tests {
         // include/uapi/linux/nvme_ioctl.h: struct nvme_passthru_cmd, 72 bytes; result at 68.
         assert_eq!(std::mem::size_of::<PassthruCmd>(), 72);
         assert_eq!(std::mem::align_of::<PassthruCmd>(), 8);
+        // include/uapi/linux/nvme_ioctl.h, struct nvme_passthru_cmd, field by field.
+        use std::mem::offset_of;
+        let offsets = [
+            (offset_of!(PassthruCmd, opcode), 0),
+            (offset_of!(PassthruCmd, flags), 1),
+            (offset_of!(PassthruCmd, rsvd1), 2),
+            (offset_of!(PassthruCmd, nsid), 4),
+            (offset_of!(PassthruCmd, cdw2), 8),
+            (offset_of!(PassthruCmd, cdw3), 12),
+            (offset_of!(PassthruCmd, metadata), 16),
+            (offset_of!(PassthruCmd, addr), 24),
+            (offset_of!(PassthruCmd, metadata_len), 32),
+            (offset_of!(PassthruCmd, data_len), 36),
+            (offset_of!(PassthruCmd, cdw10), 40),
+            (offset_of!(PassthruCmd, cdw15), 60),
+            (offset_of!(PassthruCmd, timeout_ms), 64),
+            (offset_of!(PassthruCmd, result), 68),
+        ];
+        for (i, (got, want)) in offsets.iter().enumerate() {
+            assert_eq!(got, want, "field {i}");
+        }
         let c = PassthruCmd {
             result: 0xdead_beef,
             timeout_ms: 7,

@@ -128,10 +128,14 @@ pub fn nvme_admin(fd: BorrowedFd<'_>, mut cmd: PassthruCmd, data: &mut [u8]) -> 
             ),
         ));
     }
+    // Every pointer the kernel follows is set here: the data buffer we hold, and no metadata.
     cmd.addr = if data.is_empty() { 0 } else { data.as_mut_ptr() as u64 };
+    cmd.metadata = 0;
+    cmd.metadata_len = 0;
     // SAFETY: NVME_IOCTL_ADMIN_CMD is _IOWR('N', 0x41, struct nvme_admin_cmd) (nvme_ioctl.h); `cmd` is a
-    // #[repr(C)] copy of that 72-byte structure (checked by a unit test). `addr` points at `data_len`
-    // bytes of `data`, borrowed mutably for the whole synchronous call; the kernel writes `result`.
+    // #[repr(C)] copy of that 72-byte structure (size and every offset checked by a unit test). `addr`
+    // points at `data_len` bytes of `data`, borrowed mutably for the whole synchronous call, and there
+    // is no metadata buffer (both set just above, whatever the caller built); the kernel writes `result`.
     let rc = unsafe { nvme_admin_raw(fd.as_raw_fd(), &mut cmd) };
     let value = rc.map_err(std::io::Error::from)?;
     Ok((Status::from_ioctl(u32::try_from(value).unwrap_or(0)), cmd.result))
@@ -144,6 +148,35 @@ mod tests {
     #[test]
     fn sg_io_hdr_is_the_kernels_88_bytes() {
         assert_eq!(std::mem::size_of::<SgIoHdr>(), 88);
+        // include/scsi/sg.h, struct sg_io_hdr on x86_64, field by field.
+        use std::mem::offset_of;
+        let offsets = [
+            (offset_of!(SgIoHdr, interface_id), 0),
+            (offset_of!(SgIoHdr, dxfer_direction), 4),
+            (offset_of!(SgIoHdr, cmd_len), 8),
+            (offset_of!(SgIoHdr, mx_sb_len), 9),
+            (offset_of!(SgIoHdr, iovec_count), 10),
+            (offset_of!(SgIoHdr, dxfer_len), 12),
+            (offset_of!(SgIoHdr, dxferp), 16),
+            (offset_of!(SgIoHdr, cmdp), 24),
+            (offset_of!(SgIoHdr, sbp), 32),
+            (offset_of!(SgIoHdr, timeout), 40),
+            (offset_of!(SgIoHdr, flags), 44),
+            (offset_of!(SgIoHdr, pack_id), 48),
+            (offset_of!(SgIoHdr, usr_ptr), 56),
+            (offset_of!(SgIoHdr, status), 64),
+            (offset_of!(SgIoHdr, masked_status), 65),
+            (offset_of!(SgIoHdr, msg_status), 66),
+            (offset_of!(SgIoHdr, sb_len_wr), 67),
+            (offset_of!(SgIoHdr, host_status), 68),
+            (offset_of!(SgIoHdr, driver_status), 70),
+            (offset_of!(SgIoHdr, resid), 72),
+            (offset_of!(SgIoHdr, duration), 76),
+            (offset_of!(SgIoHdr, info), 80),
+        ];
+        for (i, (got, want)) in offsets.iter().enumerate() {
+            assert_eq!(got, want, "field {i}");
+        }
     }
 
     #[test]
