@@ -199,6 +199,17 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(!out.exists(), "{} exists already; choose a new file", out.display());
             let conn = store::open(&data)?;
             let target = out.to_str().context("the backup path must be UTF-8")?;
+            // The copy holds donor links: readable by its owner only. SQLite writes VACUUM INTO into an
+            // empty file that exists, keeping its mode.
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&out)
+                    .with_context(|| format!("creating the backup {}", out.display()))?;
+            }
             conn.execute("VACUUM INTO ?1", [target])
                 .with_context(|| format!("writing the backup {}", out.display()))?;
             println!(

@@ -172,4 +172,27 @@ fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
     )
     .unwrap();
     assert_eq!(v["certificate"]["id"], Value::String(ids[0].clone()));
+
+    // A backup holds the donor links too: it is written readable by its owner only (mode 0600),
+    // whatever the umask, while the server runs.
+    let out = d.join("backup.sqlite");
+    let (code, text, err) = cli(
+        &["backup", "--data", d.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(code, 0, "{text}{err}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "backup mode {mode:o}");
+    let copy = rusqlite::Connection::open(&out).unwrap();
+    let n: i64 = copy
+        .query_row("SELECT COUNT(*) FROM certificates", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3, "the backup is a full copy");
+    let (code, _, err) = cli(
+        &["backup", "--data", d.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        "",
+    );
+    assert_ne!(code, 0, "an existing backup is never overwritten");
+    assert!(err.contains("exists already"), "{err}");
 }
