@@ -72,6 +72,24 @@ impl NvmeDrive for NvmeController {
     }
 }
 
+/// The other namespaces of the NVMe controller behind block device `name`: the entries of `sys_block`
+/// (`/sys/block`) whose `device` link leads to the same controller, sorted.
+pub fn other_namespaces(sys_block: &Path, name: &str) -> Vec<String> {
+    let controller = |n: &str| std::fs::canonicalize(sys_block.join(n).join("device")).ok();
+    let Some(mine) = controller(name) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = std::fs::read_dir(sys_block)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != name && n.starts_with("nvme") && controller(n).as_ref() == Some(&mine))
+        .collect();
+    out.sort();
+    out
+}
+
 /// The namespace id of `nvme0n1` style names (`n1` → 1).
 pub fn nsid_of(block: &str) -> Option<u32> {
     let rest = block.strip_prefix("nvme")?;
@@ -305,6 +323,7 @@ pub fn probe_json(name: &str, rotational: bool, policy: &crate::firmware::Policy
             controller: c,
             namespace: n,
             nsid,
+            ..
         } => json!({
             "transport": "nvme", "model": c.model, "serial": c.serial, "firmware": c.firmware, "nsid": nsid,
             "format": c.format_supported, "format_crypto": c.format_crypto,
@@ -493,7 +512,7 @@ pub fn prelude_for(
     let policy = policy.clone();
     match drive {
         AnyDrive::Nvme(mut c, ns) => {
-            let caps = probe_nvme(&mut c, ns);
+            let caps = probe_nvme(&mut c, ns).sharing_controller_with(other_namespaces(Path::new("/sys/block"), name));
             let p = plan(method, &caps, rotational, &policy).map_err(|e| e.to_string())?;
             prelude.skipped = p.skipped_steps();
             prelude.chosen = p.chosen;
@@ -766,6 +785,24 @@ mod tests {
             HiddenAreaCheck::Unavailable
         );
         assert_eq!(p.notes.len(), 2);
+    }
+
+    #[test]
+    fn other_namespaces_are_the_siblings_behind_the_same_controller() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        for (ctrl, ns) in [("nvme0", "nvme0n1"), ("nvme0", "nvme0n2"), ("nvme1", "nvme1n1")] {
+            let ctrl_dir = root.join("devices").join(ctrl);
+            std::fs::create_dir_all(&ctrl_dir).unwrap();
+            std::fs::create_dir_all(root.join("block").join(ns)).unwrap();
+            std::os::unix::fs::symlink(&ctrl_dir, root.join("block").join(ns).join("device")).unwrap();
+        }
+        std::fs::create_dir_all(root.join("block/sda")).unwrap();
+        let block = root.join("block");
+        assert_eq!(other_namespaces(&block, "nvme0n1"), ["nvme0n2"]);
+        assert_eq!(other_namespaces(&block, "nvme0n2"), ["nvme0n1"]);
+        assert!(other_namespaces(&block, "nvme1n1").is_empty());
+        assert!(other_namespaces(&block, "sda").is_empty());
     }
 
     #[test]

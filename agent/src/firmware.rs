@@ -129,6 +129,10 @@ pub enum Caps {
         namespace: Namespace,
         /// The namespace id.
         nsid: u32,
+        /// The controller's other namespaces (kernel names). A controller-wide command (Sanitize, or
+        /// a Format that covers every namespace) would erase them too, outside this disk's claim and
+        /// its read-back, so it is planned only when this list is empty.
+        others: Vec<String>,
     },
     /// An ATA drive.
     Ata(Identify),
@@ -148,12 +152,33 @@ pub fn probe_nvme(drive: &mut dyn NvmeDrive, nsid: u32) -> Caps {
             controller: nvme::parse_controller(&c),
             namespace: nvme::parse_namespace(&n),
             nsid,
+            others: Vec::new(),
         },
         (Ok((s, _)), _) | (_, Ok((s, _))) if !s.ok() => {
             Caps::Unavailable(format!("NVMe Identify failed: {}", s.describe()))
         }
         (Err(e), _) | (_, Err(e)) => Caps::Unavailable(format!("NVMe Identify could not be sent: {e}")),
         _ => Caps::Unavailable("NVMe Identify failed".into()),
+    }
+}
+
+impl Caps {
+    /// The same capabilities, for a namespace whose controller also has the namespaces `others`.
+    pub fn sharing_controller_with(self, names: Vec<String>) -> Caps {
+        match self {
+            Caps::Nvme {
+                controller,
+                namespace,
+                nsid,
+                ..
+            } => Caps::Nvme {
+                controller,
+                namespace,
+                nsid,
+                others: names,
+            },
+            other => other,
+        }
     }
 }
 
@@ -240,28 +265,51 @@ pub struct PlanError {
 /// enhanced Security Erase (only where the site allows it). `method` other than auto forces one.
 pub fn plan(method: Method, caps: &Caps, rotational: bool, policy: &Policy) -> Result<Plan, PlanError> {
     let candidates = match caps {
-        Caps::Nvme { controller: c, .. } => vec![
-            candidate(
-                StepKind::NvmeSanitizeCrypto,
-                c.sanitize_crypto,
-                "SANICAP: crypto erase not supported",
-            ),
-            candidate(
-                StepKind::NvmeSanitizeBlock,
-                c.sanitize_block,
-                "SANICAP: block erase not supported",
-            ),
-            candidate(
-                StepKind::NvmeFormatCrypto,
-                c.format_supported && c.format_crypto,
-                "FNA: no crypto erase in Format NVM",
-            ),
-            candidate(
-                StepKind::NvmeFormatUser,
-                c.format_supported,
-                "OACS: Format NVM not supported",
-            ),
-        ],
+        Caps::Nvme {
+            controller: c, others, ..
+        } => {
+            let mut v = vec![
+                candidate(
+                    StepKind::NvmeSanitizeCrypto,
+                    c.sanitize_crypto,
+                    "SANICAP: crypto erase not supported",
+                ),
+                candidate(
+                    StepKind::NvmeSanitizeBlock,
+                    c.sanitize_block,
+                    "SANICAP: block erase not supported",
+                ),
+                candidate(
+                    StepKind::NvmeFormatCrypto,
+                    c.format_supported && c.format_crypto,
+                    "FNA: no crypto erase in Format NVM",
+                ),
+                candidate(
+                    StepKind::NvmeFormatUser,
+                    c.format_supported,
+                    "OACS: Format NVM not supported",
+                ),
+            ];
+            if !others.is_empty() {
+                // Sanitize always acts on the whole NVM subsystem; Format does when FNA says so.
+                let format_all = c.format_all_namespaces || c.secure_erase_all_namespaces;
+                for cand in &mut v {
+                    let controller_wide = match cand.kind {
+                        StepKind::NvmeSanitizeCrypto | StepKind::NvmeSanitizeBlock => true,
+                        _ => format_all,
+                    };
+                    if controller_wide && cand.capability == Capability::Supported {
+                        cand.capability = Capability::Refused;
+                        cand.reason = Some(format!(
+                            "it erases every namespace of the controller, and {} is not part of this disk's \
+                             erase and check",
+                            others.join(", ")
+                        ));
+                    }
+                }
+            }
+            v
+        }
         Caps::Ata(id) => {
             let s = &id.security;
             let mut v = vec![
@@ -455,10 +503,25 @@ pub fn run_nvme(
         controller,
         namespace,
         nsid,
+        others,
     } = caps
     else {
         return skipped(kind, Capability::NotSupported, "not an NVMe drive".into());
     };
+    let controller_wide = matches!(kind, StepKind::NvmeSanitizeCrypto | StepKind::NvmeSanitizeBlock)
+        || controller.secure_erase_all_namespaces
+        || controller.format_all_namespaces;
+    if controller_wide && !others.is_empty() {
+        // The plan never picks this; a caller that forces it must not erase namespaces it did not claim.
+        return skipped(
+            kind,
+            Capability::Refused,
+            format!(
+                "it would erase {} too, which this disk's claim does not cover",
+                others.join(", ")
+            ),
+        );
+    }
     let (cmd, sanitize) = match kind {
         StepKind::NvmeSanitizeCrypto => (nvme::sanitize(SanitizeAction::CryptoErase, 0, 0), true),
         StepKind::NvmeSanitizeBlock => (nvme::sanitize(SanitizeAction::BlockErase, 0, 0), true),

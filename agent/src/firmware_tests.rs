@@ -632,3 +632,89 @@ fn unchanged_content_after_a_firmware_erase_is_caught() {
     assert!(!content_changed("aa", "aa"));
     assert!(content_changed("aa", "bb"));
 }
+
+// ---------------------------------------------------------------- namespaces outside the claim
+
+/// A controller with two namespaces, where only nvme0n1 is claimed (nvme0n2 was refused or not
+/// chosen): nothing that acts on the whole controller may run, because it would erase nvme0n2 outside
+/// any claim and any read-back (issue 15, point 5).
+#[test]
+fn a_controller_wide_purge_never_erases_a_namespace_that_was_not_claimed() {
+    struct Recording {
+        inner: FakeNvme,
+        sent: Vec<(u8, u32)>,
+    }
+    impl NvmeDrive for Recording {
+        fn admin(&mut self, cmd: PassthruCmd, data: &mut [u8]) -> io::Result<(Status, u32)> {
+            self.sent.push((cmd.opcode(), cmd.nsid()));
+            self.inner.admin(cmd, data)
+        }
+    }
+    let p = policy();
+    let others = vec!["nvme0n2".to_owned()];
+
+    // Sanitize crypto and block supported, Format per namespace (FNA 0x04: crypto erase, this namespace).
+    let mut d = Recording {
+        inner: nvme(0b011),
+        sent: Vec::new(),
+    };
+    let alone = probe_nvme(&mut d, 1);
+    assert_eq!(
+        plan(Method::Auto, &alone, false, &p).unwrap().chosen,
+        Some(StepKind::NvmeSanitizeCrypto),
+        "with one namespace, Sanitize is the purge"
+    );
+    let shared = alone.clone().sharing_controller_with(others.clone());
+    let planned = plan(Method::Auto, &shared, false, &p).unwrap();
+    assert_eq!(
+        planned.chosen,
+        Some(StepKind::NvmeFormatCrypto),
+        "the per-namespace Format instead"
+    );
+    let skipped = planned.skipped_steps();
+    for kind in [StepKind::NvmeSanitizeCrypto, StepKind::NvmeSanitizeBlock] {
+        let s = skipped.iter().find(|s| s.kind == kind).unwrap();
+        assert_eq!(s.capability, Capability::Refused);
+        assert!(s.reason.as_deref().unwrap_or_default().contains("nvme0n2"), "{s:?}");
+    }
+    d.sent.clear();
+    let step = run_nvme(
+        &mut d,
+        StepKind::NvmeFormatCrypto,
+        &shared,
+        1 << 30,
+        &p,
+        &mut Counter::default(),
+        &mut |_| {},
+    );
+    assert_eq!(step.outcome, StepOutcome::Completed, "{step:?}");
+    assert_eq!(
+        d.sent.first(),
+        Some(&(0x80, 1)),
+        "Format goes to namespace 1 only, never NSID_ALL"
+    );
+
+    // A Format that covers every namespace (FNA bit 1) is controller-wide too: overwrite only.
+    let mut all = nvme(0b011);
+    all.fna = 0x06;
+    let shared_all = probe_nvme(&mut all, 1).sharing_controller_with(others.clone());
+    assert_eq!(plan(Method::Auto, &shared_all, false, &p).unwrap().chosen, None);
+    assert!(
+        plan(Method::NvmeSanitizeCrypto, &shared_all, false, &p).is_err(),
+        "not even when asked for"
+    );
+
+    // And if a caller forces the command anyway, nothing is sent.
+    d.sent.clear();
+    let step = run_nvme(
+        &mut d,
+        StepKind::NvmeSanitizeCrypto,
+        &shared,
+        1 << 30,
+        &p,
+        &mut Counter::default(),
+        &mut |_| {},
+    );
+    assert_ne!(step.outcome, StepOutcome::Completed);
+    assert!(d.sent.is_empty(), "no command reached the drive: {:?}", d.sent);
+}
