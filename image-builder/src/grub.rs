@@ -3,10 +3,16 @@
 //!
 //! - **BIOS:** `boot.img` (446 bytes of code, from Debian's `grub-pc-bin`) goes into the MBR; it loads
 //!   `core.img` from sector 1, which `grub-mkimage -O i386-pc` builds from the same package's modules
-//!   with an embedded early config ([`EARLY_CFG`]). No `grub-install`, no loop device: the builder
-//!   writes both into the image file itself.
+//!   with the prefix [`CORE_PREFIX`] and an embedded early config ([`EARLY_CFG_BIOS`]). No
+//!   `grub-install`, no loop device: the builder writes both into the image file itself.
 //! - **UEFI:** Debian's signed `grubx64.efi` has its own built-in modules and reads
-//!   `/EFI/debian/grub.cfg` on the partition it was loaded from; ours holds the same three lines.
+//!   `/EFI/debian/grub.cfg` ([`EARLY_CFG_EFI`]) on the partition it was loaded from.
+//!
+//! GRUB is rooted on the device it was loaded from, never found by a file search: a donated laptop's
+//! own disk could carry `lapterop/stick.id` and a `grub.cfg` of its choosing, and a search that found
+//! it first would boot that disk's kernel command line and initrd through our signed chain, with the
+//! stick (and its station key) attached (issue 15, point 2). Both early configs also check that the
+//! partition they were given holds the marker, and stop with a message if it does not.
 //! - Both then read `/boot/grub/grub.cfg` ([`menu`]): the menu with the kernel command line.
 //!
 //! `grub-mkimage` comes from the build host's `grub-common`, but always runs with `-d` pointing at the
@@ -17,12 +23,28 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Finds the stick's partition by its marker file and reads the real menu from it. The same text is
-/// embedded in `core.img` (BIOS) and written to `/EFI/debian/grub.cfg` (UEFI).
-pub const EARLY_CFG: &str = "\
-search --no-floppy --file --set=root /lapterop/stick.id
-set prefix=($root)/boot/grub
-configfile $prefix/grub.cfg
+/// `core.img`'s prefix: the first MBR partition of the drive the BIOS booted from. GRUB puts the boot
+/// drive in front of the comma itself (`(hd0,msdos1)`), and `$root` starts as that partition.
+pub const CORE_PREFIX: &str = "(,msdos1)/boot/grub";
+
+/// Embedded in `core.img` (BIOS): the menu from the boot drive's own partition.
+pub const EARLY_CFG_BIOS: &str = "\
+if [ -e /lapterop/stick.id ]; then
+  configfile $prefix/grub.cfg
+else
+  echo \"Lapterop: the drive this laptop booted from is not a Lapterop stick; stopping.\"
+fi
+";
+
+/// `/EFI/debian/grub.cfg` (UEFI): Debian's signed GRUB starts with `$root` on the partition it was
+/// loaded from (the stick's), and reads this file from there.
+pub const EARLY_CFG_EFI: &str = "\
+if [ -e ($root)/lapterop/stick.id ]; then
+  set prefix=($root)/boot/grub
+  configfile $prefix/grub.cfg
+else
+  echo \"Lapterop: the partition GRUB was loaded from is not a Lapterop stick; stopping.\"
+fi
 ";
 
 /// The modules embedded in `core.img` (their dependencies are added by `grub-mkimage`).
@@ -31,8 +53,6 @@ pub const CORE_MODULES: &[&str] = &[
     "part_msdos",
     "part_gpt",
     "fat",
-    "search",
-    "search_fs_file",
     "configfile",
     "normal",
     "linux",
@@ -131,17 +151,17 @@ pub fn menu(o: &MenuOptions) -> String {
 }
 
 /// Builds `core.img` with `grub-mkimage -O i386-pc` from the modules in `module_dir` (the pinned
-/// `grub-pc-bin`'s `usr/lib/grub/i386-pc`), with [`EARLY_CFG`] embedded.
+/// `grub-pc-bin`'s `usr/lib/grub/i386-pc`), with [`CORE_PREFIX`] and [`EARLY_CFG_BIOS`] embedded.
 pub fn core_img(module_dir: &Path, work: &Path) -> Result<Vec<u8>, GrubError> {
     let io = |what, path: &Path| {
         let path = path.to_owned();
         move |source| GrubError::Io { what, path, source }
     };
     let early = work.join("early.cfg");
-    std::fs::write(&early, EARLY_CFG).map_err(io("writing", &early))?;
+    std::fs::write(&early, EARLY_CFG_BIOS).map_err(io("writing", &early))?;
     let out = work.join("core.img");
     let output = Command::new("grub-mkimage")
-        .args(["-O", "i386-pc", "-p", "/boot/grub"])
+        .args(["-O", "i386-pc", "-p", CORE_PREFIX])
         .arg("-d")
         .arg(module_dir)
         .arg("-c")

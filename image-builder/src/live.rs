@@ -359,7 +359,7 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
     tree.file("EFI/BOOT/BOOTX64.EFI", Content::Path(inputs.shim.clone()))?;
     tree.file("EFI/BOOT/grubx64.efi", Content::Path(inputs.grub_efi.clone()))?;
     tree.file("EFI/BOOT/mmx64.efi", Content::Path(inputs.mok_manager.clone()))?;
-    tree.file("EFI/debian/grub.cfg", Content::Bytes(grub::EARLY_CFG.into()))?;
+    tree.file("EFI/debian/grub.cfg", Content::Bytes(grub::EARLY_CFG_EFI.into()))?;
     let menu = grub::menu(&MenuOptions {
         stick_id: stick_id.clone(),
         extra_cmdline: spec.extra_cmdline.clone(),

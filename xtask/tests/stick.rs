@@ -118,12 +118,82 @@ fn devices() -> VmSpec {
     }
 }
 
+/// What a decoy's GRUB config prints if it is ever run.
+const DECOY: &str = "DECOY-GRUB-CONFIG-RAN";
+
+/// A donated laptop's own disk that pretends to be the stick (issue 15, point 2): an MBR and a FAT
+/// partition at 1 MiB holding `lapterop/stick.id` with the real stick's id (it is on the stick's
+/// kernel command line for anyone to read), `boot/grub/grub.cfg` and `EFI/debian/grub.cfg` of its own
+/// that print [`DECOY`] and boot nothing.
+fn decoy_disk(dir: &Path, stick_id: &str) -> PathBuf {
+    let file = dir.join("decoy.raw");
+    std::fs::File::create(&file).unwrap().set_len(64 << 20).unwrap();
+    let mut c = std::process::Command::new("sfdisk")
+        .arg("--quiet")
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut c.stdin.take().unwrap(),
+        b"label: dos\nstart=2048, type=c, bootable\n",
+    )
+    .unwrap();
+    assert!(c.wait().unwrap().success(), "sfdisk");
+    let ok = |cmd: &mut std::process::Command| {
+        let out = cmd.env("MTOOLS_SKIP_CHECK", "1").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(std::process::Command::new("mkfs.vfat")
+        .args(["-F", "32", "--offset", "2048"])
+        .arg(&file)
+        .arg(((63u64 << 20) / 1024).to_string()));
+    let tree = dir.join("decoy-files");
+    let cfg = format!("echo {DECOY}\nsleep 30\n");
+    for (path, text) in [
+        ("lapterop/stick.id", format!("{stick_id}\n")),
+        ("boot/grub/grub.cfg", cfg.clone()),
+        ("EFI/debian/grub.cfg", cfg),
+    ] {
+        let p = tree.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    for top in ["lapterop", "boot", "EFI"] {
+        ok(std::process::Command::new("mcopy")
+            .args(["-s", "-i"])
+            .arg(format!("{}@@1M", file.display()))
+            .arg(tree.join(top))
+            .arg("::"));
+    }
+    file
+}
+
 /// Boots the stick, waits for the agent, checks the stick from inside, powers off. Returns the
-/// console and the timings.
+/// console and the timings. The laptop's own disk is a [`decoy_disk`]: GRUB must boot the stick's own
+/// menu and the agent must mount the stick, never the decoy.
 fn boot_to_agent(firmware: Firmware) -> (String, BootTimes) {
-    boot_and_check(firmware.name(), true, |image| {
-        StickVm::start(image, firmware, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"))
-    })
+    let dir = tempfile::Builder::new()
+        .prefix("lapterop-decoy-")
+        .tempdir_in(vm::target_dir_created().unwrap())
+        .unwrap();
+    let decoy = decoy_disk(dir.path(), &stick().stick_id);
+    let mut spec = devices();
+    spec.disks = vec!["virtio:64M".parse().unwrap()];
+    let (console, t) = boot_and_check(firmware.name(), true, |image| {
+        StickVm::start(image, firmware, &spec, &[decoy.clone()]).unwrap_or_else(|e| panic!("{e}"))
+    });
+    assert!(
+        !console.contains(DECOY),
+        "GRUB ran the decoy disk's config under {}:\n{}",
+        firmware.name(),
+        tail(&console)
+    );
+    (console, t)
 }
 
 /// Starts a VM on a private copy of the stick with `start`, waits for GRUB (when `grub`), the kernel

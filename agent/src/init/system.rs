@@ -262,6 +262,9 @@ pub fn find_and_mount_stick(expected_id: Option<&str>, target: &Path) -> Result<
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    // A USB device first: the stick is one, and a donated laptop's own disk that copies the marker
+    // (and the id, from the stick's kernel command line) must not be taken for it.
+    names.sort_by_key(|n| !on_usb(n));
     for name in names {
         let dev = format!("/dev/{name}");
         if mount(
@@ -296,6 +299,11 @@ pub fn find_and_mount_stick(expected_id: Option<&str>, target: &Path) -> Result<
         }
     }
     Err("no FAT partition with the Lapterop marker file; is the stick plugged in?".into())
+}
+
+/// Whether block device `name` sits on a USB bus (its sysfs path goes through a USB device).
+fn on_usb(name: &str) -> bool {
+    fs::canonicalize(Path::new("/sys/class/block").join(name)).is_ok_and(|p| p.to_string_lossy().contains("/usb"))
 }
 
 /// Shows the reason and either powers off (unattended) or gives a rescue shell.
