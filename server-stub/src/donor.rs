@@ -62,7 +62,7 @@ fn plausible(token: &str) -> bool {
 }
 
 /// Loads the certificate behind a donor token with its station key.
-async fn load(app: &AppState, token: String) -> anyhow::Result<Option<(StoredCert, Option<String>)>> {
+async fn load(app: &AppState, token: String) -> anyhow::Result<Option<(StoredCert, Option<store::Station>)>> {
     if !plausible(&token) {
         return Ok(None);
     }
@@ -72,16 +72,21 @@ async fn load(app: &AppState, token: String) -> anyhow::Result<Option<(StoredCer
             let Some(cert) = store::cert_by_token(c, &token)? else {
                 return Ok(None);
             };
-            let key = store::station_by_key_id(c, &cert.key_id)?.map(|s| s.public_key);
-            Ok(Some((cert, key)))
+            let station = store::station_by_key_id(c, &cert.key_id)?;
+            Ok(Some((cert, station)))
         })
     })
     .await
 }
 
 /// The view of a donor certificate (signatures checked now).
-pub fn donor_view(app: &web::App, cert: &StoredCert, key: Option<&str>, lang: Lang) -> anyhow::Result<CertView> {
-    views::cert_view(cert, key, &app.server_key.verifying_key(), lang)
+pub fn donor_view(
+    app: &web::App,
+    cert: &StoredCert,
+    station: Option<&store::Station>,
+    lang: Lang,
+) -> anyhow::Result<CertView> {
+    views::cert_view(cert, station, &app.server_key.verifying_key(), lang)
 }
 
 /// The donor page URL of a certificate.
@@ -108,12 +113,12 @@ async fn page(
     headers: HeaderMap,
 ) -> Response {
     let (lang, chosen) = language(&headers, &q);
-    let (cert, key) = match load(&app, token.clone()).await {
+    let (cert, station) = match load(&app, token.clone()).await {
         Ok(Some(x)) => x,
         Ok(None) => return web::not_found(),
         Err(e) => return web::internal(&e),
     };
-    let view = match donor_view(&app, &cert, key.as_deref(), lang) {
+    let view = match donor_view(&app, &cert, station.as_ref(), lang) {
         Ok(v) => v,
         Err(e) => return web::internal(&e),
     };
@@ -142,14 +147,14 @@ async fn pdf(
     headers: HeaderMap,
 ) -> Response {
     let (lang, _) = language(&headers, &q);
-    let (cert, key) = match load(&app, token.clone()).await {
+    let (cert, station) = match load(&app, token.clone()).await {
         Ok(Some(x)) => x,
         Ok(None) => return web::not_found(),
         Err(e) => return web::internal(&e),
     };
     let app2 = app.clone();
     let made = blocking(move || {
-        let view = donor_view(&app2, &cert, key.as_deref(), lang)?;
+        let view = donor_view(&app2, &cert, station.as_ref(), lang)?;
         crate::pdf::certificate_pdf(&view, &donor_url(&app2, &token), lang)
     })
     .await;
@@ -202,7 +207,11 @@ async fn receipt_json(State(app): State<AppState>, Path(token): Path<String>) ->
 
 async fn station_pub(State(app): State<AppState>, Path(token): Path<String>) -> Response {
     match load(&app, token).await {
-        Ok(Some((_, Some(key)))) => download("text/plain; charset=utf-8", "station.pub", format!("{key}\n").into()),
+        Ok(Some((_, Some(station)))) => download(
+            "text/plain; charset=utf-8",
+            "station.pub",
+            format!("{}\n", station.public_key).into(),
+        ),
         Ok(_) => web::not_found(),
         Err(e) => web::internal(&e),
     }
@@ -230,8 +239,8 @@ async fn batch(
             };
             let mut rows = Vec::new();
             for cert in store::certs_in_batch(c, &kind, &value)? {
-                let key = store::station_by_key_id(c, &cert.key_id)?.map(|s| s.public_key);
-                let view = donor_view(&app2, &cert, key.as_deref(), lang)?;
+                let station = store::station_by_key_id(c, &cert.key_id)?;
+                let view = donor_view(&app2, &cert, station.as_ref(), lang)?;
                 rows.push(context! { c => view, url => donor_url(&app2, &cert.donor_token) });
             }
             Ok(Some((kind, value, rows)))

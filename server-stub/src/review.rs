@@ -289,8 +289,8 @@ async fn detail(
             let Some(cert) = store::cert_by_id(c, &id)? else {
                 return Ok(None);
             };
-            let key = store::station_by_key_id(c, &cert.key_id)?.map(|s| s.public_key);
-            let view = views::cert_view(&cert, key.as_deref(), &app2.server_key.verifying_key(), lang)?;
+            let station = store::station_by_key_id(c, &cert.key_id)?;
+            let view = views::cert_view(&cert, station.as_ref(), &app2.server_key.verifying_key(), lang)?;
             let history = store::audit_entries(c, Some(&cert.id), 100)?;
             let mut batches = Vec::new();
             for (kind, value) in [("reference", &cert.donor_reference), ("lot", &cert.lot)] {

@@ -173,17 +173,46 @@ pub struct CertView {
 /// Builds the view; checks both signatures now.
 pub fn cert_view(
     stored: &StoredCert,
-    station_key: Option<&str>,
+    station: Option<&crate::store::Station>,
     server_key: &cert::VerifyingKey,
     lang: Lang,
 ) -> anyhow::Result<CertView> {
     let (c, _) = cert::parse(&stored.body).map_err(|e| anyhow::anyhow!("stored certificate {}: {e}", stored.id))?;
-    let station_check = match station_key.and_then(keys::public_key_from_hex) {
+    let revoked = station.and_then(|s| s.revoked_at.clone());
+    let station_check = match station.and_then(|s| keys::public_key_from_hex(&s.public_key)) {
         None => Check {
             ok: false,
             text: lang.t("the station key is not known", "de sleutel van het station is onbekend"),
         },
         Some(k) => match cert::verify(&stored.body, &k) {
+            // The station was revoked later (a lost stick): what it signed before still stands, but the
+            // page says so with the date instead of a plain "valid". Certificates that arrive after a
+            // revocation are refused at ingest.
+            Ok(_) if revoked.is_some() => {
+                let when = revoked.as_deref().unwrap_or_default();
+                let before = stored.received_at.as_str() < when;
+                Check {
+                    ok: before,
+                    text: lang.t(
+                        &format!(
+                            "signed by station “{}” (key {}), which was revoked on {when}; this certificate was \
+                             received on {}, {} the revocation",
+                            stored.station_name,
+                            stored.key_id,
+                            stored.received_at,
+                            if before { "before" } else { "NOT before" }
+                        ),
+                        &format!(
+                            "ondertekend door station “{}” (sleutel {}), dat op {when} werd ingetrokken; dit \
+                             certificaat werd ontvangen op {}, {} de intrekking",
+                            stored.station_name,
+                            stored.key_id,
+                            stored.received_at,
+                            if before { "vóór" } else { "NIET vóór" }
+                        ),
+                    ),
+                }
+            }
             Ok(_) => Check {
                 ok: true,
                 text: lang.t(

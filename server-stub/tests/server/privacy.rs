@@ -195,4 +195,25 @@ fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
     );
     assert_ne!(code, 0, "an existing backup is never overwritten");
     assert!(err.contains("exists already"), "{err}");
+
+    // The stick is lost and its station revoked: the donor page says so, with the date, instead of a
+    // plain "valid"; the certificate came before the revocation, so it still stands.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, text, err) = cli(&["stations", "revoke", "--data", d.to_str().unwrap(), "bench-1"], "");
+    assert_eq!(code, 0, "{text}{err}");
+    let (status, page) = get(&format!("{}/d/{}?lang=en", s.url, tokens[0])).unwrap();
+    assert_eq!(status, 200);
+    let line = page
+        .lines()
+        .find(|l| l.contains("id=\"station-check\""))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let next = page.split("id=\"station-check\"").nth(1).unwrap_or_default();
+    let check: String = next.chars().take(400).collect();
+    assert!(check.contains("which was revoked on 20"), "{line}{check}");
+    assert!(check.contains(", before the revocation"), "{check}");
+    assert!(
+        !check.contains("valid: signed"),
+        "no plain valid after a revocation: {check}"
+    );
 }
