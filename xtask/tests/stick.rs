@@ -185,7 +185,7 @@ fn boot_to_agent(firmware: Firmware) -> (String, BootTimes) {
     let mut spec = devices();
     spec.disks = vec!["virtio:64M".parse().unwrap()];
     let (console, t) = boot_and_check(firmware.name(), true, |image| {
-        StickVm::start(image, firmware, &spec, &[decoy.clone()]).unwrap_or_else(|e| panic!("{e}"))
+        StickVm::start(image, firmware, &spec, std::slice::from_ref(&decoy)).unwrap_or_else(|e| panic!("{e}"))
     });
     assert!(
         !console.contains(DECOY),
