@@ -523,7 +523,11 @@ pub fn prelude_for(
             }
         }
         AnyDrive::Ata(mut d) => {
-            let caps = probe_ata(&mut d);
+            let probed = probe_ata(&mut d);
+            let (caps, cleared) = crate::firmware::clear_our_password(&mut d, probed);
+            if let Some(line) = cleared {
+                println!("lapterop: {name}: {line}");
+            }
             let p = plan(method, &caps, rotational, &policy).map_err(|e| e.to_string())?;
             prelude.skipped = p.skipped_steps();
             prelude.chosen = p.chosen;

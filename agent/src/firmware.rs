@@ -312,6 +312,16 @@ pub fn plan(method: Method, caps: &Caps, rotational: bool, policy: &Policy) -> R
         }
         Caps::Ata(id) => {
             let s = &id.security;
+            let locked = |mut c: Candidate| {
+                if s.locked && c.capability == Capability::Supported {
+                    c.capability = Capability::Locked;
+                    c.reason = Some(
+                        "the drive is locked with a user password Lapterop does not know; SANITIZE would be aborted"
+                            .into(),
+                    );
+                }
+                c
+            };
             let mut v = vec![
                 candidate(
                     StepKind::AtaSanitizeCrypto,
@@ -332,6 +342,7 @@ pub fn plan(method: Method, caps: &Caps, rotational: bool, policy: &Policy) -> R
                     )
                 },
             ];
+            let mut v: Vec<Candidate> = v.drain(..).map(locked).collect();
             let se = if !s.supported {
                 candidate(
                     StepKind::AtaSecurityEraseEnhanced,
@@ -381,17 +392,20 @@ pub fn plan(method: Method, caps: &Caps, rotational: bool, policy: &Policy) -> R
             });
         }
     };
-    // Supported without a reservation, or locked (which the security erase path unlocks first).
-    let runnable = |c: &&Candidate| {
-        (c.capability == Capability::Supported && c.reason.is_none()) || c.capability == Capability::Locked
+    // Supported without a reservation, or a Security Erase of a locked drive (that path unlocks first
+    // when the password is ours); a locked drive's SANITIZE is never runnable.
+    let unlocks_first = |c: &Candidate| {
+        c.capability == Capability::Locked
+            && matches!(c.kind, StepKind::AtaSecurityErase | StepKind::AtaSecurityEraseEnhanced)
     };
+    let runnable = |c: &&Candidate| (c.capability == Capability::Supported && c.reason.is_none()) || unlocks_first(c);
     let chosen = match method {
         Method::Overwrite => None,
         Method::Auto => candidates.iter().find(runnable).map(|c| c.kind),
         m => {
             let want = m.step_kind();
             match candidates.iter().find(|c| Some(c.kind) == want) {
-                Some(c) if c.capability == Capability::Supported || c.capability == Capability::Locked => Some(c.kind),
+                Some(c) if c.capability == Capability::Supported || unlocks_first(c) => Some(c.kind),
                 Some(c) => {
                     return Err(PlanError {
                         method,
@@ -780,6 +794,32 @@ fn identify(drive: &mut dyn AtaDrive) -> Option<Identify> {
 fn send_password(drive: &mut dyn AtaDrive, cmd: &AtaCommand, enhanced: bool) -> io::Result<AtaOutcome> {
     let mut block = ata::security_block(ATA_PASSWORD, false, enhanced, false);
     drive.run(cmd, &mut block)
+}
+
+/// Before planning: a drive that an earlier, interrupted run left locked or with Lapterop's password
+/// (a power cut during ERASE UNIT) is unlocked and its password disabled, and probed again, so the plan
+/// sees the drive as it really is (a locked drive aborts SANITIZE and refuses every read and write).
+/// Returns the capabilities to plan with and, when something was done or could not be done, a line
+/// saying what.
+pub fn clear_our_password(drive: &mut dyn AtaDrive, caps: Caps) -> (Caps, Option<String>) {
+    let Caps::Ata(id) = &caps else {
+        return (caps, None);
+    };
+    if !id.security.locked && !id.security.enabled {
+        return (caps, None);
+    }
+    let was_locked = id.security.locked;
+    match ensure_unlocked(drive) {
+        Ok(()) => (
+            probe_ata(drive),
+            Some(if was_locked {
+                "the drive was locked with Lapterop's password (an interrupted earlier run): unlocked and the password removed".into()
+            } else {
+                "the drive had Lapterop's password set (an interrupted earlier run): the password was removed".into()
+            }),
+        ),
+        Err(why) => (caps, Some(why)),
+    }
 }
 
 /// Makes sure the drive is neither locked nor protected by our password. Returns a description of

@@ -718,3 +718,59 @@ fn a_controller_wide_purge_never_erases_a_namespace_that_was_not_claimed() {
     assert_ne!(step.outcome, StepOutcome::Completed);
     assert!(d.sent.is_empty(), "no command reached the drive: {:?}", d.sent);
 }
+
+// ---------------------------------------------------------------- locked before planning
+
+/// A power cut during ERASE UNIT leaves the drive locked with Lapterop's password. Before planning it
+/// is unlocked and the password removed, so the plan's SANITIZE runs on an open drive; with someone
+/// else's password SANITIZE is not planned at all (a locked drive aborts it) and the reason says why
+/// (issue 15, point 8).
+#[test]
+fn a_drive_locked_with_our_password_is_unlocked_before_planning() {
+    let p = policy();
+    let mut ours = FakeAta {
+        locked: true,
+        password: Some(ATA_PASSWORD.to_vec()),
+        ..ssd()
+    };
+    let locked_caps = probe_ata(&mut ours);
+    let before = plan(Method::Auto, &locked_caps, false, &p).unwrap();
+    assert_ne!(
+        before.chosen,
+        Some(StepKind::AtaSanitizeCrypto),
+        "never SANITIZE on a locked drive"
+    );
+    let (caps, line) = clear_our_password(&mut ours, locked_caps);
+    assert!(line.unwrap().contains("unlocked"));
+    never_left_locked(&ours);
+    assert!(ours.password.is_none(), "the password is disabled too");
+    assert_eq!(
+        plan(Method::Auto, &caps, false, &p).unwrap().chosen,
+        Some(StepKind::AtaSanitizeCrypto)
+    );
+
+    let mut theirs = FakeAta {
+        locked: true,
+        password: Some(b"donor's secret".to_vec()),
+        ..ssd()
+    };
+    let caps = probe_ata(&mut theirs);
+    let (caps, line) = clear_our_password(&mut theirs, caps);
+    assert!(line.unwrap().contains("does not know"));
+    assert!(theirs.locked, "an unknown password is not guessed at");
+    let planned = plan(Method::Auto, &caps, false, &p).unwrap();
+    // Only the Security Erase path may be planned (it tries the unlock and fails with `locked`).
+    assert!(
+        matches!(planned.chosen, None | Some(StepKind::AtaSecurityEraseEnhanced)),
+        "{:?}",
+        planned.chosen
+    );
+    let s = planned
+        .skipped_steps()
+        .into_iter()
+        .find(|s| s.kind == StepKind::AtaSanitizeCrypto)
+        .unwrap();
+    assert_eq!(s.capability, Capability::Locked);
+    assert!(s.reason.unwrap().contains("locked"));
+    assert!(plan(Method::AtaSanitizeCrypto, &caps, false, &p).is_err());
+}
