@@ -267,20 +267,7 @@ fn boot_stick_partition_uuid_is_refused() {
         return;
     }
     // One MBR partition; the kernel reports its PARTUUID as <disk id>-01.
-    let partition = |file: &Path| {
-        let mut c = Command::new("sfdisk")
-            .arg("--quiet")
-            .arg(file)
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(
-            &mut c.stdin.take().unwrap(),
-            b"label: dos\nlabel-id: 0x1234abcd\nstart=2048, type=83\n",
-        )
-        .unwrap();
-        assert!(c.wait().unwrap().success(), "sfdisk failed");
-    };
+    let partition = |file: &Path| sfdisk(file, "label: dos\nlabel-id: 0x1234abcd\nstart=2048, type=83\n");
     let l = Loop::prepared(16 * MIB, 512, partition, &["--partscan"]);
     // Some kernels do not scan loop partitions; add them by hand (no PARTUUID in uevent then, so the
     // agent must read it from the table itself).
@@ -585,18 +572,7 @@ fn an_unmounted_lapterop_stick_is_recognised_and_refused() {
         return;
     }
     let stick = |file: &Path| {
-        let mut c = Command::new("sfdisk")
-            .arg("--quiet")
-            .arg(file)
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(
-            &mut c.stdin.take().unwrap(),
-            b"label: dos\nstart=2048, type=c, bootable\n",
-        )
-        .unwrap();
-        assert!(c.wait().unwrap().success(), "sfdisk failed");
+        sfdisk(file, "label: dos\nstart=2048, type=c, bootable\n");
         let part = format!("{}@@1M", file.display());
         ok(Command::new("mkfs.vfat")
             .args(["-F", "32", "-n", "LAPTEROP", "--offset", "2048"])
@@ -640,6 +616,18 @@ fn an_unmounted_lapterop_stick_is_recognised_and_refused() {
     // The file changed under the loop device: drop what its page cache holds of the old contents.
     ok(Command::new("blockdev").args(["--flushbufs", &l.dev]));
     assert!(disk::claim(&disk, &SafetyConfig::default()).is_ok());
+}
+
+/// Writes the partition table `script` (sfdisk's input format) into the disk image `file`.
+fn sfdisk(file: &Path, script: &str) {
+    let mut c = Command::new("sfdisk")
+        .arg("--quiet")
+        .arg(file)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut c.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success(), "sfdisk failed");
 }
 
 fn digest(file: &Path) -> blake3::Hash {
