@@ -58,6 +58,8 @@ pub struct Flow<'a> {
     /// Where the operators are remembered for the rest of the boot (a file on a tmpfs); `None` asks
     /// every run.
     pub remember: Option<&'a Path>,
+    /// The trusted OS image key's public half (see [`job::Job::image_key`]).
+    pub image_key: &'a Path,
 }
 
 /// How a run ended.
@@ -291,7 +293,7 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
             let id = *task.get_or_insert_with(|| ui.start("image", Step::Install, Some(p.total)));
             ui.set(id, p.written);
         };
-        let install = job::install_step(site, flow.dir, &disks.claimed, &records, &report);
+        let install = job::install_step(site, flow.dir, flow.image_key, &disks.claimed, &records, &report);
         if let (Ok(mut ui), Ok(Some(id))) = (bars.ui.lock(), task.lock().map(|t| *t)) {
             ui.finish(id, if install_ok(install.as_ref()) { "OK" } else { "X" });
         }
@@ -724,6 +726,10 @@ pub struct FlowArgs {
     /// Only these disks instead of every internal one (repeatable; loop devices allowed, for tests).
     #[arg(long, value_name = "DEVICE")]
     pub only: Vec<String>,
+    /// The trusted OS image key's public half (default: the one baked into the live image). A key file on
+    /// the stick is never trusted.
+    #[arg(long, value_name = "FILE", default_value = crate::site::BAKED_IMAGE_KEY)]
+    pub image_key: std::path::PathBuf,
 }
 
 /// `lapterop-agent flow`: the volunteer's screens on this terminal, once. Exit codes as `run` (0 erased,
@@ -751,6 +757,7 @@ pub fn cli(args: &FlowArgs) -> ExitCode {
         only: &args.only,
         stop: &stop,
         remember: None,
+        image_key: &args.image_key,
     };
     let mut keys = Keys::stdin();
     let mut out = io::stdout();
@@ -770,7 +777,7 @@ pub fn cli(args: &FlowArgs) -> ExitCode {
 /// The live image's interactive mode: loads the site's keyboard layout, runs the flow once on the
 /// console (the operators are remembered for the boot under `/run`) and returns why the boot ends. Both
 /// answers end in power off: "next laptop" means the stick moves on to another machine.
-pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>) -> String {
+pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>, image_key: &Path) -> String {
     if let Some(map) = &site.ui.keymap {
         match load_keymap(map, dir) {
             Ok(line) => println!("lapterop: {line}"),
@@ -785,6 +792,7 @@ pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>) -> String {
         only: &[],
         stop: &stop,
         remember: Some(Path::new("/run/lapterop/operators.json")),
+        image_key,
     };
     let mut keys = Keys::stdin();
     let mut out = io::stdout();

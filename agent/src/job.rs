@@ -41,6 +41,9 @@ pub struct Job<'a> {
     pub verifier: Option<Person>,
     /// Set by SIGINT/SIGTERM: the wipe stops and its disks end `not-erased`.
     pub stop: &'a AtomicBool,
+    /// The trusted OS image key's public half: the one baked into the live image
+    /// ([`crate::site::BAKED_IMAGE_KEY`]), never a file on the stick's data partition.
+    pub image_key: &'a Path,
 }
 
 /// What became of the job.
@@ -271,6 +274,7 @@ pub fn wipe_step(
 pub fn install_step(
     site: &Site,
     dir: &Path,
+    image_key: &Path,
     claimed: &[Claimed],
     records: &[DiskRecord],
     progress: &(dyn Fn(lapterop_osimage::install::Progress) + Sync),
@@ -278,8 +282,16 @@ pub fn install_step(
     let i = site.install.as_ref()?;
     let target = choose_target(claimed, records, i.target)?;
     let location = Site::image_location(i, dir);
+    if let Some(ignored) = &i.ignored_trust {
+        println!(
+            "lapterop: NOTE install.trust = {:?} in site.toml is not read: the stick trusts only the image key \
+             baked into it ({}); remove the line, and make the stick again with --image-key to change the key",
+            ignored.display().to_string(),
+            image_key.display()
+        );
+    }
     println!("lapterop: installing {location} onto {}", target.disk.name);
-    Some(match cert::keys::read_public_key(&i.trust) {
+    Some(match cert::keys::read_public_key(image_key) {
         Ok(trusted) => crate::install::install_onto(
             target,
             &location,
@@ -287,7 +299,13 @@ pub fn install_step(
             &lapterop_osimage::install::InstallOptions::default(),
             progress,
         ),
-        Err(e) => crate::install::failed_record(target, format!("the image key {}: {e}", i.trust.display())),
+        Err(e) => crate::install::failed_record(
+            target,
+            format!(
+                "the trusted image key {}: {e} (the live image carries it; elsewhere pass --image-key)",
+                image_key.display()
+            ),
+        ),
     })
 }
 
@@ -395,7 +413,7 @@ pub fn run(job: &Job<'_>) -> anyhow::Result<JobResult> {
     }
     stage("wipe", &mut stages);
 
-    let install = install_step(site, job.dir, &disks.claimed, &records, &|_| {});
+    let install = install_step(site, job.dir, job.image_key, &disks.claimed, &records, &|_| {});
     if let Some(line) = install_line(site, install.as_ref()) {
         println!("{line}");
     }
@@ -544,6 +562,10 @@ pub struct RunArgs {
     /// Only these disks instead of every internal one (repeatable; loop devices allowed, for tests).
     #[arg(long, value_name = "DEVICE")]
     pub only: Vec<String>,
+    /// The trusted OS image key's public half (default: the one baked into the live image). A key file on
+    /// the stick is never trusted.
+    #[arg(long, value_name = "FILE", default_value = crate::site::BAKED_IMAGE_KEY)]
+    pub image_key: PathBuf,
 }
 
 /// `lapterop-agent run`: exit 0 erased (and installed and sent when configured), 1 something needs a
@@ -584,6 +606,7 @@ pub fn cli(args: &RunArgs) -> std::process::ExitCode {
         operator,
         verifier: None,
         stop: &stop,
+        image_key: &args.image_key,
     };
     match run(&job) {
         Ok(r) => exit_code(&r),

@@ -14,6 +14,10 @@ use serde::Deserialize;
 use crate::firmware::Method;
 use crate::wipe::{PatternChoice, VerifyChoice};
 
+/// Where the live image carries the trusted OS image key: the image builder bakes `--image-key` into
+/// the initramfs here. `run` and `flow` read it unless `--image-key` names another file.
+pub const BAKED_IMAGE_KEY: &str = "/etc/lapterop/image.pub";
+
 /// The whole site config, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Site {
@@ -98,8 +102,10 @@ pub enum UnfreezeChoice {
 pub struct Install {
     /// The image: a file (relative to the stick's `lapterop/` directory) or an `http(s)://` URL.
     pub image: String,
-    /// The image key's public half.
-    pub trust: PathBuf,
+    /// `install.trust` as the config gave it: no longer read. The image key is the one baked into the
+    /// live image ([`BAKED_IMAGE_KEY`]); a key file on the stick's FAT partition can be changed from any
+    /// PC, so it is never trusted. Kept to tell the lead the line does nothing.
+    pub ignored_trust: Option<PathBuf>,
     /// Which erased disk receives it.
     pub target: TargetChoice,
 }
@@ -247,7 +253,7 @@ impl Site {
         let install = match raw.install {
             Some(i) => Some(Install {
                 image: i.image,
-                trust: at(i.trust.unwrap_or_else(|| PathBuf::from("image.pub"))),
+                ignored_trust: i.trust,
                 target: choice("install.target", i.target.as_deref(), TargetChoice::Auto)?,
             }),
             None => None,
@@ -364,7 +370,7 @@ min_ram_mib = 4096
             (PatternChoice::Zero, VerifyChoice::Sample, Method::Overwrite)
         );
         let install = s.install.as_ref().unwrap();
-        assert_eq!(install.trust, Path::new("/stick/lapterop/image.pub"));
+        assert_eq!(install.ignored_trust, None);
         assert_eq!(install.target, TargetChoice::Largest);
         assert_eq!(
             Site::image_location(install, Path::new("/stick/lapterop")),

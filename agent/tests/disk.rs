@@ -490,7 +490,6 @@ fn run_wipes_installs_and_keeps_the_certificate_when_the_server_is_away() {
     let stick = work.path().join("stick/lapterop");
     std::fs::create_dir_all(stick.join("images")).unwrap();
     std::fs::copy(&img.image, stick.join("images/pupil.osimg")).unwrap();
-    std::fs::copy(&img.trust, stick.join("image.pub")).unwrap();
     let station = lapterop_certificate::keys::fixture_key("run test station");
     lapterop_certificate::keys::write_keypair(&stick.join("station"), &station).unwrap();
     // A closed port on loopback: the upload fails at once and is retried a few times.
@@ -512,6 +511,8 @@ fn run_wipes_installs_and_keeps_the_certificate_when_the_server_is_away() {
     let out = run(Command::new(agent())
         .args(["run", "--stick"])
         .arg(&stick)
+        .arg("--image-key")
+        .arg(&img.trust)
         .args(["--only", &small.dev, "--only", &large.dev]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}");
@@ -560,6 +561,78 @@ fn run_wipes_installs_and_keeps_the_certificate_when_the_server_is_away() {
         .unwrap();
     let ver = small_rec.verification.as_ref().unwrap();
     assert_eq!((ver.bytes_read, ver.mismatched_blocks), (16 * MIB, 0), "{ver:?}");
+}
+
+/// The image key is the one the live image carries (here `--image-key`, on the stick the key baked into
+/// the initramfs), never a key file on the stick's FAT partition, which anyone can edit from a PC. A
+/// stick whose `image.pub` and `install.trust` name the key that signed its image, while the baked key
+/// is another, does not install it: the certificate says the install failed (not the trusted key), and
+/// the target keeps only the wipe.
+#[test]
+fn run_never_trusts_an_image_key_on_the_stick() {
+    if !root("run_never_trusts_an_image_key_on_the_stick") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let img = support::osimage::Reference::ext4();
+    let stick = work.path().join("stick/lapterop");
+    std::fs::create_dir_all(stick.join("images")).unwrap();
+    std::fs::copy(&img.image, stick.join("images/pupil.osimg")).unwrap();
+    // What someone with the stick and a PC would do: put their own key beside their own image.
+    std::fs::copy(&img.trust, stick.join("image.pub")).unwrap();
+    let station = lapterop_certificate::keys::fixture_key("trust test station");
+    lapterop_certificate::keys::write_keypair(&stick.join("station"), &station).unwrap();
+    std::fs::write(
+        stick.join("site.toml"),
+        "[station]\nsite = \"test bench\"\n\n[wipe]\npattern = \"zero\"\n\n\
+         [install]\nimage = \"images/pupil.osimg\"\ntrust = \"image.pub\"\n\n[flow]\nmode = \"unattended\"\n",
+    )
+    .unwrap();
+    let target = Loop::new(80 * MIB, 512);
+    let out = run(Command::new(agent())
+        .args(["run", "--stick"])
+        .arg(&stick)
+        .arg("--image-key")
+        .arg(&img.other)
+        .args(["--only", &target.dev]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("install.trust = \"image.pub\" in site.toml is not read"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("outcome=erased install=failed"), "{stdout}");
+    let certs: Vec<PathBuf> = std::fs::read_dir(stick.join("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".json") && !p.to_string_lossy().contains(".audit."))
+        .collect();
+    let cert = lapterop_certificate::verify(&std::fs::read(&certs[0]).unwrap(), &station.verifying_key()).unwrap();
+    let install = cert.install.as_ref().expect("install record");
+    assert_eq!(
+        install.status,
+        lapterop_certificate::model::InstallStatus::Failed,
+        "{install:?}"
+    );
+    assert!(
+        install
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("does not verify with the trusted key")),
+        "{install:?}"
+    );
+    // Nothing of the image reached the disk: it reads back as the zero pattern of the wipe.
+    let mut bytes = vec![0u8; 4 << 20];
+    std::io::Read::read_exact(&mut std::fs::File::open(&target.dev).unwrap(), &mut bytes).unwrap();
+    assert!(
+        bytes.iter().all(|&b| b == 0),
+        "the image was written although its key is not trusted"
+    );
 }
 
 /// A Lapterop stick that is not mounted (an MBR, a FAT32 partition at 1 MiB with

@@ -823,7 +823,17 @@ fn tmux_flow_countdown_runs_out_and_a_missing_image_fails_the_install() {
     let disk = Loop::new(8 * MIB, 512);
     let before = digest(&disk);
     let stick_arg = dir.display().to_string();
-    let Some(t) = tmux_or_skip("flow-countdown", &["flow", "--stick", &stick_arg, "--only", &disk.dev]) else {
+    let key_arg = dir.join("image.pub").display().to_string();
+    let args = [
+        "flow",
+        "--stick",
+        &stick_arg,
+        "--image-key",
+        &key_arg,
+        "--only",
+        &disk.dev,
+    ];
+    let Some(t) = tmux_or_skip("flow-countdown", &args) else {
         return;
     };
     t.wait_for("Checks before we start");

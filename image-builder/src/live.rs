@@ -14,7 +14,7 @@
 //!   boot/vmlinuz           Debian's signed kernel
 //!   boot/initrd.img        ours: the agent as /init, busybox, the signed modules
 //!   lapterop/stick.id      the marker: this stick's id (also on the kernel command line)
-//!   lapterop/site.toml, station.key, image.pub, images/*, outbox/
+//!   lapterop/site.toml, station.key, images/*, outbox/ (the image key is only in the initramfs)
 //! ```
 //!
 //! Everything is written into a plain file by this process: no loop device, no mount, no root. The
@@ -157,7 +157,8 @@ pub struct LiveSpec {
     pub site: Option<PathBuf>,
     /// The station's private key, copied to `lapterop/station.key`.
     pub station_key: Option<PathBuf>,
-    /// The image key's public half, copied to `lapterop/image.pub` (and into the initramfs).
+    /// The image key's public half, baked into the initramfs as `/etc/lapterop/image.pub` (the only image
+    /// key the agent trusts; the FAT partition gets no copy).
     pub image_key: Option<PathBuf>,
     /// OS images, copied to `lapterop/images/<file name>`.
     pub os_images: Vec<PathBuf>,
@@ -330,11 +331,19 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
         0o755,
         fs::read(&inputs.udhcpc_script).map_err(io_err("reading", &inputs.udhcpc_script))?,
     )];
+    // The only image key the agent trusts lives here, inside the initramfs; the FAT partition gets no
+    // copy (anyone can edit that from a PC). It must be a real public key, or every install would fail.
     if let Some(key) = &spec.image_key {
+        let public = lapterop_certificate::keys::read_public_key(key).map_err(|e| {
+            LiveError::Invalid(format!(
+                "--image-key {}: {e}; give the .pub file that `lapterop-cert keygen` wrote beside the image key",
+                key.display()
+            ))
+        })?;
         extra.push((
             "etc/lapterop/image.pub".to_owned(),
             0o644,
-            fs::read(key).map_err(io_err("reading", key))?,
+            format!("{}\n", hex::encode(public.as_bytes())).into_bytes(),
         ));
     }
     let initrd = work.join("initrd.img");
@@ -377,9 +386,6 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
     }
     if let Some(p) = &spec.station_key {
         tree.file("lapterop/station.key", Content::Path(p.clone()))?;
-    }
-    if let Some(p) = &spec.image_key {
-        tree.file("lapterop/image.pub", Content::Path(p.clone()))?;
     }
     for image in &spec.os_images {
         tree.file(

@@ -49,7 +49,7 @@ enum Cmd {
         /// Station private key, copied to lapterop/station.key.
         #[arg(long)]
         station_key: Option<PathBuf>,
-        /// Image key's public half, copied to lapterop/image.pub and into the initramfs.
+        /// Image key's public half, baked into the initramfs: the only key the stick trusts for OS images.
         #[arg(long)]
         image_key: Option<PathBuf>,
         /// An OS image to carry in lapterop/images/ (repeatable).

@@ -60,7 +60,8 @@ impl Inputs {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("site.toml"), "[site]\nname = \"Leuven repair café\"\n").unwrap();
         std::fs::write(dir.path().join("station.key"), "station secret key bytes\n").unwrap();
-        std::fs::write(dir.path().join("image.pub"), "image public key bytes\n").unwrap();
+        let image_key = lapterop_certificate::keys::fixture_key("live stick image key");
+        lapterop_certificate::keys::write_keypair(&dir.path().join("image"), &image_key).unwrap();
         let image: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("pupil-desktop-2026.11.lapimg"), image).unwrap();
         Inputs { dir }
@@ -215,10 +216,6 @@ fn independent_readers_see_the_layout_and_the_files() {
         std::fs::read(inputs.path("station.key")).unwrap()
     );
     assert_eq!(
-        mtype(&img, "/lapterop/image.pub"),
-        std::fs::read(inputs.path("image.pub")).unwrap()
-    );
-    assert_eq!(
         mtype(&img, "/lapterop/images/pupil-desktop-2026.11.lapimg"),
         std::fs::read(inputs.path("pupil-desktop-2026.11.lapimg")).unwrap()
     );
@@ -250,6 +247,26 @@ fn independent_readers_see_the_layout_and_the_files() {
     assert!(menu.contains("menuentry \"Send saved certificates\""), "{menu}");
     let initrd = mtype(&img, "/boot/initrd.img");
     assert_eq!(&initrd[..4], &[0x28, 0xB5, 0x2F, 0xFD], "initrd.img is not zstd");
+    // The image key is baked into the initramfs (the only one the agent trusts), never put on the FAT
+    // partition where anyone with a PC could swap it.
+    let mut archive = Vec::new();
+    std::io::Read::read_to_end(
+        &mut zstd::stream::read::Decoder::new(initrd.as_slice()).unwrap(),
+        &mut archive,
+    )
+    .unwrap();
+    let key_hex = std::fs::read_to_string(inputs.path("image.pub")).unwrap();
+    let at = archive
+        .windows(b"etc/lapterop/image.pub\0".len())
+        .position(|w| w == b"etc/lapterop/image.pub\0")
+        .expect("etc/lapterop/image.pub in the initramfs");
+    assert!(
+        archive[at..]
+            .windows(64)
+            .take(4096)
+            .any(|w| w == key_hex.trim().as_bytes()),
+        "the baked key is not the one given"
+    );
     let listing = run(Command::new("mdir")
         .arg("-/")
         .arg("-b")
@@ -269,6 +286,10 @@ fn independent_readers_see_the_layout_and_the_files() {
             "{want} missing from\n{listing}"
         );
     }
+    assert!(
+        !listing.contains("image.pub"),
+        "an image key on the FAT partition:\n{listing}"
+    );
 
     // fsck.vfat on a copy of the partition: a clean FAT32, nothing to repair.
     let part_copy = inputs.path("partition.fat");
@@ -312,8 +333,11 @@ fn bad_arguments_are_refused_with_a_reason() {
     }
     let inputs = Inputs::new();
     let agent = stand_in_agent();
+    std::fs::write(inputs.path("junk.pub"), "not a key\n").unwrap();
+    let junk = inputs.path("junk.pub").display().to_string();
     for (args, says) in [
         (vec!["--stick-id", "has space"], "--stick-id"),
+        (vec!["--image-key", &junk], "--image-key"),
         (vec!["--extra-cmdline", "x;reboot"], "--extra-cmdline"),
         (vec!["--site", "/nonexistent/site.toml"], "is not a file"),
     ] {

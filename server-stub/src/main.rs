@@ -55,6 +55,12 @@ enum Command {
         #[command(subcommand)]
         command: StationsCommand,
     },
+    /// Which OS image keys each site may install; certificates with an image signed by another key
+    /// are flagged for review.
+    ImageKeys {
+        #[command(subcommand)]
+        command: ImageKeysCommand,
+    },
     /// Add reviewers (workshop leads).
     Users {
         #[command(subcommand)]
@@ -117,6 +123,46 @@ enum StationsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ImageKeysCommand {
+    /// Allow an image key for a site: the `.pub` file the lead gave `lapterop-image-builder live
+    /// --image-key`.
+    Add {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The site exactly as the stations' site.toml names it (`[station] site`), or `*` for every site.
+        #[arg(long)]
+        site: String,
+        /// The image key's public half (IMAGE.pub).
+        #[arg(long)]
+        key: PathBuf,
+        /// A name for people, e.g. "standard image 2026".
+        #[arg(long, default_value = "image key")]
+        name: String,
+    },
+    /// List the allowed image keys by site.
+    List {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take an image key off a site's list (certificates that used it are flagged from then on).
+    Remove {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The site (or `*`).
+        #[arg(long)]
+        site: String,
+        /// The key id, as `list` shows it.
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum UsersCommand {
     /// Add a reviewer, or set a new password; the password is read from standard input.
     Add {
@@ -163,6 +209,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }))?;
         }
         Command::Stations { command } => stations(command)?,
+        Command::ImageKeys { command } => image_keys(command)?,
         Command::Users {
             command: UsersCommand::Add { data, name },
         } => {
@@ -262,6 +309,60 @@ fn stations(command: StationsCommand) -> anyhow::Result<()> {
                 "no station named {name:?} (see: lapterop-server stations list)"
             );
             println!("station {name:?} revoked; its new certificates are refused");
+        }
+    }
+    Ok(())
+}
+
+fn image_keys(command: ImageKeysCommand) -> anyhow::Result<()> {
+    match command {
+        ImageKeysCommand::Add { data, site, key, name } => {
+            anyhow::ensure!(
+                !site.trim().is_empty() && site.len() <= 256,
+                "--site has 1 to 256 characters: the site as the stations' site.toml names it, or *"
+            );
+            let public = keys::read_public_key(&key)?;
+            let key_id = keys::key_id(&public);
+            let conn = store::open(&data)?;
+            store::allow_image_key(
+                &conn,
+                &store::ImageKey {
+                    site: site.clone(),
+                    key_id: key_id.clone(),
+                    public_key: hex::encode(public.as_bytes()),
+                    name,
+                    added_at: cert::now_utc(),
+                },
+            )?;
+            let which = if site == "*" {
+                "every site".to_owned()
+            } else {
+                format!("site {site:?}")
+            };
+            println!("image key {key_id} allowed for {which}");
+        }
+        ImageKeysCommand::List { data, json } => {
+            let conn = store::open(&data)?;
+            let list = store::image_keys(&conn)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!(
+                    "no image key is allowed yet: every installed image is flagged (lapterop-server image-keys add)"
+                );
+            } else {
+                for k in list {
+                    println!("{}\t{}\t{}\tadded {}", k.site, k.key_id, k.name, k.added_at);
+                }
+            }
+        }
+        ImageKeysCommand::Remove { data, site, key_id } => {
+            let conn = store::open(&data)?;
+            anyhow::ensure!(
+                store::remove_image_key(&conn, &site, &key_id)?,
+                "image key {key_id} is not allowed for {site:?} (see: lapterop-server image-keys list)"
+            );
+            println!("image key {key_id} is no longer allowed for {site:?}");
         }
     }
     Ok(())

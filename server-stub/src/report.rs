@@ -8,7 +8,7 @@ use lapterop_certificate::{self as cert, StepOutcome};
 
 use crate::store::StoredCert;
 
-const HEADER: [&str; 18] = [
+const HEADER: [&str; 20] = [
     "certificate_id",
     "received_at",
     "week",
@@ -27,6 +27,8 @@ const HEADER: [&str; 18] = [
     "disk_serials",
     "methods",
     "nist_categories",
+    "image_signer",
+    "image_key_allowed",
 ];
 
 /// The CSV text for these certificates.
@@ -72,6 +74,12 @@ pub fn csv(rows: &[StoredCert]) -> String {
                 serials,
                 methods,
                 nist,
+                r.image_signer.clone().unwrap_or_default(),
+                match (&r.image_signer, r.image_allowed) {
+                    (None, _) => String::new(),
+                    (Some(_), true) => "yes".into(),
+                    (Some(_), false) => "no".into(),
+                },
             ],
         );
     }

@@ -265,6 +265,7 @@ fn serde_urlencoded_filter(f: &Filter) -> String {
         ("verdict", &f.verdict),
         ("from", &f.from),
         ("to", &f.to),
+        ("image", &f.image),
     ]
     .iter()
     .map(|(k, v)| format!("{k}={}", enc(v)))

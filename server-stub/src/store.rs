@@ -73,6 +73,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     csrf       TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS image_keys (
+    site       TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    added_at   TEXT NOT NULL,
+    PRIMARY KEY (site, key_id)
+);
 CREATE TABLE IF NOT EXISTS audit (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     at             TEXT NOT NULL,
@@ -192,6 +200,55 @@ pub fn add_station(conn: &Connection, name: &str, key_id: &str, public_key: &str
         e => anyhow::Error::from(e).context("enrolling the station"),
     })?;
     Ok(())
+}
+
+/// An OS image key allowed for a site (`*`: every site).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageKey {
+    /// The site as stations write it in their certificates (`station.site`), or `*`.
+    pub site: String,
+    /// Key id (first 16 bytes of blake3 of the public key, hex).
+    pub key_id: String,
+    /// The public key, hex.
+    pub public_key: String,
+    /// A name for people ("image key 2026").
+    pub name: String,
+    /// When it was added.
+    pub added_at: String,
+}
+
+/// Allows the image key `key_id` for `site`; adding it again only renames it.
+pub fn allow_image_key(conn: &Connection, key: &ImageKey) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO image_keys (site, key_id, public_key, name, added_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (site, key_id) DO UPDATE SET name = excluded.name",
+        params![key.site, key.key_id, key.public_key, key.name, key.added_at],
+    )
+    .context("adding the image key")?;
+    Ok(())
+}
+
+/// Takes `key_id` off the list of `site`; false when it was not there.
+pub fn remove_image_key(conn: &Connection, site: &str, key_id: &str) -> anyhow::Result<bool> {
+    Ok(conn.execute("DELETE FROM image_keys WHERE site = ?1 AND key_id = ?2", [site, key_id])? == 1)
+}
+
+/// Every allowed image key, by site.
+pub fn image_keys(conn: &Connection) -> anyhow::Result<Vec<ImageKey>> {
+    let mut stmt =
+        conn.prepare("SELECT site, key_id, public_key, name, added_at FROM image_keys ORDER BY site, added_at")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(ImageKey {
+                site: r.get(0)?,
+                key_id: r.get(1)?,
+                public_key: r.get(2)?,
+                name: r.get(3)?,
+                added_at: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 /// Revokes a station by name; returns false if there is no such station.
@@ -317,10 +374,24 @@ pub struct StoredCert {
     pub reviewed_by: Option<String>,
     /// When reviewed.
     pub reviewed_at: Option<String>,
+    /// Key id of the signer of the OS image the laptop got, when an install succeeded.
+    pub image_signer: Option<String>,
+    /// Whether that key is on the allow-list for the certificate's site (`image_keys`); true when
+    /// nothing was installed.
+    pub image_allowed: bool,
 }
 
+/// The columns of [`StoredCert`]; the last two are derived from the stored document and the image key
+/// allow-list at query time, so adding a key to the list clears the flag of what came before.
 const CERT_COLS: &str = "id, body, receipt, donor_token, station_name, key_id, issued_at, received_at, outcome, verdict,
-    operator, organisation, site, donor_reference, lot, disk_count, review_status, review_note, reviewed_by, reviewed_at";
+    operator, organisation, site, donor_reference, lot, disk_count, review_status, review_note, reviewed_by, reviewed_at,
+    CASE WHEN json_extract(CAST(body AS TEXT), '$.install.status') = 'installed'
+         THEN json_extract(CAST(body AS TEXT), '$.install.signer_key_id') END AS image_signer,
+    CASE WHEN json_extract(CAST(body AS TEXT), '$.install.status') = 'installed'
+         THEN EXISTS (SELECT 1 FROM image_keys k
+                      WHERE k.key_id = json_extract(CAST(certificates.body AS TEXT), '$.install.signer_key_id')
+                        AND (k.site = certificates.site OR k.site = '*'))
+         ELSE 1 END AS image_allowed";
 
 fn cert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCert> {
     Ok(StoredCert {
@@ -344,6 +415,8 @@ fn cert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCert> {
         review_note: r.get(17)?,
         reviewed_by: r.get(18)?,
         reviewed_at: r.get(19)?,
+        image_signer: r.get(20)?,
+        image_allowed: r.get(21)?,
     })
 }
 
@@ -385,6 +458,8 @@ pub struct Filter {
     pub from: String,
     /// Received on or before this date (YYYY-MM-DD).
     pub to: String,
+    /// `unlisted`: only certificates whose installed image was signed by a key not allowed for the site.
+    pub image: String,
 }
 
 /// Certificates matching `filter`, newest first, at most `limit`.
@@ -410,6 +485,9 @@ pub fn certs(conn: &Connection, filter: &Filter, limit: u64) -> anyhow::Result<V
         // Dates compare as text; anything on that day sorts before the next day.
         args.push(format!("{}T99", filter.to));
         sql.push_str(&format!(" AND received_at < ?{}", args.len()));
+    }
+    if filter.image == "unlisted" {
+        sql.push_str(" AND image_signer IS NOT NULL AND NOT image_allowed");
     }
     sql.push_str(&format!(" ORDER BY received_at DESC, id DESC LIMIT {limit}"));
     let mut stmt = conn.prepare(&sql)?;

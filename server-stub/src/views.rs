@@ -156,6 +156,9 @@ pub struct CertView {
     pub disks: Vec<DiskView>,
     /// OS install in words.
     pub install: Option<String>,
+    /// Whether the installed image's signer key is allowed for the site (review pages); `None` when no
+    /// image was installed.
+    pub image_check: Option<Check>,
     /// Station signature check.
     pub station_check: Check,
     /// Server receipt check.
@@ -369,12 +372,45 @@ pub fn cert_view(
         hardware,
         disks,
         install: install_words(&c, lang),
+        image_check: image_check(stored, lang),
         station_check,
         receipt_check,
         position,
         entry_hash,
         review,
         review_code: stored.review_status.clone(),
+    })
+}
+
+/// Whether the installed image came from a key this server allows for the certificate's site.
+fn image_check(stored: &StoredCert, lang: Lang) -> Option<Check> {
+    let key = stored.image_signer.as_deref()?;
+    Some(if stored.image_allowed {
+        Check {
+            ok: true,
+            text: lang.t(
+                &format!("signed by image key {key}, allowed for this site"),
+                &format!("ondertekend met beeldsleutel {key}, toegelaten voor deze locatie"),
+            ),
+        }
+    } else {
+        Check {
+            ok: false,
+            text: lang.t(
+                &format!(
+                    "NOT allowed: the installed image was signed by key {key}, which is not on this server's list \
+                     for site “{}”; find out where the image came from, or allow the key with \
+                     `lapterop-server image-keys add`",
+                    stored.site
+                ),
+                &format!(
+                    "NIET toegelaten: het geïnstalleerde beeld is ondertekend met sleutel {key}, die niet op de \
+                     lijst van deze server staat voor locatie “{}”; zoek uit waar het beeld vandaan komt, of laat \
+                     de sleutel toe met `lapterop-server image-keys add`",
+                    stored.site
+                ),
+            ),
+        }
     })
 }
 

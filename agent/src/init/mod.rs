@@ -268,6 +268,7 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
                 },
                 verifier: None,
                 stop: &stop,
+                image_key: Path::new(crate::site::BAKED_IMAGE_KEY),
             };
             match crate::job::run(&job) {
                 Ok(r) => {
@@ -285,7 +286,7 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
             }
         }
         "interactive" => Ending {
-            reason: crate::flow::console(&site, &dir, Some(stick_disk)),
+            reason: crate::flow::console(&site, &dir, Some(stick_disk), Path::new(crate::site::BAKED_IMAGE_KEY)),
             power_off: true,
         },
         other => rescue(format!(

@@ -9,4 +9,5 @@ mod crash;
 mod donor;
 mod fixtures;
 mod helpers;
+mod image_keys;
 mod privacy;
