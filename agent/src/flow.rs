@@ -319,10 +319,11 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
         );
     }
     records.extend(refused);
+    let untouched = disks.untouched(flow.stick_disk);
     drop(disks);
     let people = ops.people();
     let (certificate, certificate_file) =
-        match job::certify_and_store(site, &station, &audited, people, records, install) {
+        match job::certify_and_store(site, &station, &audited, people, (records, untouched), install) {
             Ok(c) => c,
             Err(e) => {
                 return s.stop(&mut log, CODE_STICK, &format!("{e:#}"));

@@ -159,6 +159,29 @@ pub struct Disks {
 }
 
 impl Disks {
+    /// The disks left alone on purpose, for the certificate's `not_touched` list (empty card readers,
+    /// with no medium, are not disks).
+    pub fn untouched(&self, stick_disk: Option<&str>) -> Vec<cert::UntouchedDisk> {
+        self.left_alone
+            .iter()
+            .filter(|d| d.capacity_bytes > 0)
+            .map(|d| cert::UntouchedDisk {
+                device: d.name.clone(),
+                model: d.model.clone(),
+                serial: d.serial.clone(),
+                transport: d.transport,
+                capacity_bytes: d.capacity_bytes,
+                reason: if Some(d.name.as_str()) == stick_disk {
+                    cert::UntouchedReason::BootStick
+                } else if is_internal(d, stick_disk) {
+                    cert::UntouchedReason::NotChosen
+                } else {
+                    cert::UntouchedReason::External
+                },
+            })
+            .collect()
+    }
+
     /// The certificate records of the refused disks.
     pub fn refused_records(&self) -> Vec<DiskRecord> {
         self.refused
@@ -316,9 +339,10 @@ pub fn certify_and_store(
     station: &Station,
     audited: &Audited,
     people: (Person, Option<Person>),
-    disks: Vec<DiskRecord>,
+    disks: (Vec<DiskRecord>, Vec<cert::UntouchedDisk>),
     install: Option<InstallRecord>,
 ) -> anyhow::Result<(Certificate, PathBuf)> {
+    let (disks, not_touched) = disks;
     let mut certificate = Certificate {
         schema: cert::SCHEMA_V1.to_string(),
         id: cert::new_id().context("drawing a certificate id from the kernel's random numbers")?,
@@ -335,6 +359,7 @@ pub fn certify_and_store(
         donor: None,
         host: Some(audited.host.clone()),
         disks,
+        not_touched,
         install,
         signature: None,
     };
@@ -420,9 +445,11 @@ pub fn run(job: &Job<'_>) -> anyhow::Result<JobResult> {
     stage("install", &mut stages);
 
     records.extend(disks.refused_records());
+    let untouched = disks.untouched(job.stick_disk);
     drop(disks);
     let people = (job.operator.clone(), job.verifier.clone());
-    let (certificate, certificate_file) = certify_and_store(site, &station, &audited, people, records, install)?;
+    let (certificate, certificate_file) =
+        certify_and_store(site, &station, &audited, people, (records, untouched), install)?;
     stage("certificate", &mut stages);
 
     let (upload, donor_url) = upload_step(site, &station, &certificate.id)?;

@@ -537,6 +537,25 @@ fn run_wipes_installs_and_keeps_the_certificate_when_the_server_is_away() {
     let cert = lapterop_certificate::verify(&bytes, &station.verifying_key()).unwrap();
     assert_eq!(cert.overall_outcome(), OutcomeStatus::Erased);
     assert_eq!(cert.disks.len(), 2);
+    // Every other disk of this machine is listed as not touched (with --only, an internal one as not
+    // chosen), and none of the two that were wiped.
+    let ours = [&small.dev, &large.dev].map(|d| Path::new(d).file_name().unwrap().to_str().unwrap().to_owned());
+    let others: Vec<String> = lapterop_agent::disk::Discovery::system()
+        .scan()
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.transport != lapterop_certificate::Transport::Loop && d.capacity_bytes > 0)
+        .map(|d| d.name)
+        .collect();
+    let untouched: Vec<&str> = cert.not_touched.iter().map(|u| u.device.as_str()).collect();
+    assert_eq!(untouched, others, "{:?}", cert.not_touched);
+    assert!(cert.not_touched.iter().all(|u| !ours.contains(&u.device)));
+    for u in &cert.not_touched {
+        use lapterop_certificate::{Transport as T, UntouchedReason as R};
+        let fixed = matches!(u.transport, T::Sata | T::Nvme | T::Virtio);
+        assert!(!fixed || u.reason == R::NotChosen, "{u:?}");
+        assert!(u.reason != R::BootStick, "no stick here: {u:?}");
+    }
     let host = cert.host.as_ref().expect("the audit's host section");
     assert_eq!(host.device_id.len(), 64, "{}", host.device_id);
     assert!(outbox.join(format!("{}.audit.json", cert.id)).exists());

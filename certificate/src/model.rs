@@ -42,6 +42,11 @@ pub struct Certificate {
     pub host: Option<Host>,
     /// Every disk that was considered, with what was done and the outcome.
     pub disks: Vec<DiskRecord>,
+    /// Disks the agent saw and left alone on purpose (the boot stick, USB and removable disks, internal
+    /// disks not chosen for this run), with the reason; nothing was written to them. Their data is
+    /// not covered by this certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_touched: Vec<UntouchedDisk>,
     /// The standard OS image installed after the wipe, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install: Option<InstallRecord>,
@@ -302,6 +307,38 @@ pub struct DiskRecord {
     pub verification: Option<Verification>,
     /// The outcome for this disk.
     pub outcome: DiskOutcome,
+}
+
+/// A disk that was seen and deliberately not written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UntouchedDisk {
+    /// Kernel name at the time of the job.
+    pub device: String,
+    /// Model as the drive reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Serial number as the drive reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// How the disk is attached.
+    pub transport: Transport,
+    /// Capacity in bytes.
+    pub capacity_bytes: u64,
+    /// Why it was left alone.
+    pub reason: UntouchedReason,
+}
+
+/// Why a disk was left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UntouchedReason {
+    /// The Lapterop stick the laptop booted from.
+    BootStick,
+    /// A USB or removable disk: not part of the laptop.
+    External,
+    /// An internal disk that this run was not asked to wipe (`--only`).
+    NotChosen,
 }
 
 /// Disk transport.

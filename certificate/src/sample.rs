@@ -43,6 +43,14 @@ fn common(id: &str, key_id: String) -> Certificate {
         }),
         host: Some(host()),
         disks: Vec::new(),
+        not_touched: vec![UntouchedDisk {
+            device: "sdb".to_owned(),
+            model: Some("SanDisk Cruzer Blade".to_owned()),
+            serial: Some("4C530001230915107252".to_owned()),
+            transport: Transport::Usb,
+            capacity_bytes: 16_008_609_792,
+            reason: UntouchedReason::BootStick,
+        }],
         install: None,
         signature: None,
     }

@@ -320,6 +320,15 @@ pub fn invariants(cert: &Certificate) -> Vec<Violation> {
     for (i, disk) in cert.disks.iter().enumerate() {
         check_disk(&mut c, &format!("disks[{i}]"), disk, issued);
     }
+    c.require(cert.not_touched.len() <= MAX_DISKS, "not_touched", "too many disks");
+    for (i, u) in cert.not_touched.iter().enumerate() {
+        c.text(&format!("not_touched[{i}].device"), &u.device);
+        c.require(
+            !cert.disks.iter().any(|d| d.device == u.device),
+            &format!("not_touched[{i}].device"),
+            "a disk is either in disks or in not_touched, not both",
+        );
+    }
     if let Some(inst) = &cert.install {
         check_install(&mut c, inst, &cert.disks);
     }

@@ -194,6 +194,11 @@ fn broken_invariants_are_named_by_field() {
         v["operator"].as_object_mut().unwrap().remove("name");
     });
     assert_eq!(violation_fields(&doc), ["operator"]);
+    // A disk left alone cannot also be a wiped one, and its reason is one of the known words.
+    let doc = mutated(|v| v["not_touched"][0]["device"] = v["disks"][0]["device"].clone());
+    assert_eq!(violation_fields(&doc), ["not_touched[0].device"]);
+    let doc = mutated(|v| v["not_touched"][0]["reason"] = "felt-like-it".into());
+    assert_eq!(violation_fields(&doc), ["not_touched[0].reason"]);
 }
 
 #[test]

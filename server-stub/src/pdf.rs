@@ -156,6 +156,12 @@ pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Ve
         }
         w.gap(2.0);
     }
+    for u in &c.not_touched {
+        w.text(10, 0, &format!("• {u}"));
+    }
+    if !c.not_touched.is_empty() {
+        w.gap(2.0);
+    }
     if let Some(i) = &c.install {
         w.field(lang.t("Software", "Software").as_str(), i);
         w.gap(2.0);

@@ -154,6 +154,8 @@ pub struct CertView {
     pub hardware: Vec<String>,
     /// Disks.
     pub disks: Vec<DiskView>,
+    /// Disks left alone on purpose, in words (not written; not covered).
+    pub not_touched: Vec<String>,
     /// OS install in words.
     pub install: Option<String>,
     /// Whether the installed image's signer key is allowed for the site (review pages); `None` when no
@@ -277,10 +279,28 @@ pub fn cert_view(
     let outcome_status = c.overall_outcome();
     let disks: Vec<DiskView> = c.disks.iter().map(|d| disk_view(d, lang)).collect();
     let n = disks.len();
+    let not_touched: Vec<String> = c.not_touched.iter().map(|u| untouched_words(u, lang)).collect();
+    // "All data on this device" only when the certificate covers the laptop (a host section) and no
+    // internal disk was left out; otherwise the sentence names exactly the disks it covers.
+    let whole_device = c.host.is_some()
+        && !c
+            .not_touched
+            .iter()
+            .any(|u| u.reason == cert::UntouchedReason::NotChosen);
     let summary = match outcome_status {
+        OutcomeStatus::Erased if whole_device => lang.t(
+            &format!("All data on this device's {n} internal disk(s) was erased and checked."),
+            &format!("Alle gegevens op de {n} interne schijf/schijven van dit toestel zijn gewist en nagekeken."),
+        ),
         OutcomeStatus::Erased => lang.t(
-            &format!("All data on {n} disk(s) of this device was erased and checked."),
-            &format!("Alle gegevens op {n} schijf/schijven van dit toestel zijn gewist en nagekeken."),
+            &format!(
+                "The {n} disk(s) listed below were erased and checked; other disks of this device are not covered \
+                 by this certificate."
+            ),
+            &format!(
+                "De {n} schijf/schijven hieronder zijn gewist en nagekeken; andere schijven van dit toestel vallen \
+                 niet onder dit certificaat."
+            ),
         ),
         OutcomeStatus::ErasedWithExceptions => lang.t(
             "The disks were erased, with exceptions listed below.",
@@ -371,6 +391,7 @@ pub fn cert_view(
         verdict,
         hardware,
         disks,
+        not_touched,
         install: install_words(&c, lang),
         image_check: image_check(stored, lang),
         station_check,
@@ -380,6 +401,41 @@ pub fn cert_view(
         review,
         review_code: stored.review_status.clone(),
     })
+}
+
+/// A disk that was left alone, in words: what it is and why it was not touched.
+fn untouched_words(u: &cert::UntouchedDisk, lang: Lang) -> String {
+    let what = [u.model.as_deref(), u.serial.as_deref()]
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let size = gib(u.capacity_bytes);
+    let why = match u.reason {
+        cert::UntouchedReason::BootStick => lang.t(
+            "the Lapterop stick it was started from",
+            "de Lapterop-stick waarmee het werd gestart",
+        ),
+        cert::UntouchedReason::External => lang.t(
+            "a USB or removable disk, not part of the laptop",
+            "een USB- of verwijderbare schijf, geen deel van de laptop",
+        ),
+        cert::UntouchedReason::NotChosen => lang.t(
+            "an internal disk this run was not asked to erase: its data is NOT erased",
+            "een interne schijf die deze keer niet gewist moest worden: de gegevens erop zijn NIET gewist",
+        ),
+    };
+    let label = if what.is_empty() {
+        size
+    } else {
+        format!("{what}, {size}")
+    };
+    format!(
+        "{} ({label}): {} — {why}",
+        u.device,
+        lang.t("not touched", "niet aangeraakt")
+    )
 }
 
 /// Whether the installed image came from a key this server allows for the certificate's site.

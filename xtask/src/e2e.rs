@@ -534,6 +534,12 @@ impl Scenario {
             c.disks.len(),
             disks.len()
         );
+        // The stick itself is seen and left alone, and says so.
+        ensure!(
+            c.not_touched.iter().any(|u| u.reason == cert::UntouchedReason::BootStick),
+            "the boot stick is not listed as not touched: {:?}",
+            c.not_touched
+        );
         if expect_uploaded {
             self.check_uploaded(&id, &bytes)?;
         }

@@ -658,6 +658,7 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
         donor: None,
         host: None,
         disks,
+        not_touched: Vec::new(),
         install: None,
         signature: None,
     };

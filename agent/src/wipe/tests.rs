@@ -124,6 +124,7 @@ fn signs(d: &DiskRecord) -> Certificate {
         donor: None,
         host: None,
         disks: vec![d.clone()],
+        not_touched: Vec::new(),
         install: None,
         signature: None,
     };

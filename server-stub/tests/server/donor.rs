@@ -191,3 +191,66 @@ fn pdf_holds_serials_outcome_and_id_and_renders_to_png() {
         }
     }
 }
+
+/// "All data on this device" only when the certificate covers every internal disk of the laptop: the
+/// boot stick left alone does not change that, an internal disk left out does, on the page and in the
+/// PDF; every disk left alone is listed as not touched, with why.
+#[test]
+fn only_a_certificate_of_every_internal_disk_says_all_data_on_this_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = enrol(dir.path(), "bench-1", "not touched station");
+    let s = Server::start(dir.path());
+    let whole = laptop(41, "Anna Peeters");
+    assert_eq!(whole.not_touched[0].reason, cert::UntouchedReason::BootStick);
+    let mut part = laptop(42, "Anna Peeters");
+    part.not_touched.push(cert::UntouchedDisk {
+        device: "nvme1n1".into(),
+        model: Some("WDC PC SN530".into()),
+        serial: Some("21042B800042".into()),
+        transport: cert::Transport::Nvme,
+        capacity_bytes: 256_060_514_304,
+        reason: cert::UntouchedReason::NotChosen,
+    });
+    let mut urls = Vec::new();
+    for c in [whole, part] {
+        let (status, receipt) = s.post(&signed(c, &key));
+        assert_eq!(status, 201, "{receipt}");
+        urls.push(
+            chain::verify_receipt(receipt.as_bytes(), &s.server_key())
+                .unwrap()
+                .donor_url,
+        );
+    }
+    let (_, page) = get_with(&urls[0], "Accept-Language", "en").unwrap();
+    assert!(
+        page.contains("All data on this device&#x27;s 2 internal disk(s) was erased"),
+        "{page}"
+    );
+    assert!(
+        page.contains("sdb (SanDisk Cruzer Blade 4C530001230915107252, 16.0 GB): not touched — the Lapterop stick"),
+        "{page}"
+    );
+    let (_, page) = get_with(&urls[1], "Accept-Language", "en").unwrap();
+    assert!(!page.contains("All data on this device"), "{page}");
+    assert!(page.contains("other disks of this device are not covered"), "{page}");
+    assert!(
+        page.contains("nvme1n1 (WDC PC SN530 21042B800042, 256.0 GB): not touched — an internal disk"),
+        "{page}"
+    );
+    assert!(page.contains("its data is NOT erased"), "{page}");
+    let (_, nl) = get_with(&urls[1], "Accept-Language", "nl").unwrap();
+    assert!(
+        !nl.contains("Alle gegevens op de") && nl.contains("de gegevens erop zijn NIET gewist"),
+        "{nl}"
+    );
+
+    if !require_tool("pdftotext", "poppler-utils") {
+        return;
+    }
+    let path = dir.path().join("part.pdf");
+    std::fs::write(&path, get_bytes(&format!("{}/certificate.pdf?lang=en", urls[1]))).unwrap();
+    let out = Command::new("pdftotext").arg(&path).arg("-").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap().replace('\n', " ");
+    assert!(!text.contains("All data on this device"), "{text}");
+    assert!(text.contains("nvme1n1") && text.contains("NOT erased"), "{text}");
+}
