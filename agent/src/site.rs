@@ -157,6 +157,15 @@ struct Raw {
     refurbishment: Option<toml::Table>,
     #[allow(dead_code)]
     network: Option<toml::Table>,
+    lead: Option<RawLead>,
+}
+
+/// `[lead]`: read by the image builder, which bakes the hash into the initramfs; checked here so that
+/// a typo is found at the laptop too.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLead {
+    password_hash: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +245,10 @@ impl Site {
                         can be certified erased"
                     .into(),
             );
+        }
+        if let Some(lead) = &raw.lead {
+            lapterop_certificate::lead_password::LeadHash::parse(&lead.password_hash)
+                .map_err(|e| format!("lead.password_hash: {e}"))?;
         }
         let server = match raw.server {
             Some(s) => {
@@ -419,6 +432,8 @@ min_ram_mib = 4096
             ("[wipe]\nhidden_areas = \"remove\"\n", "wipe.hidden_areas"),
             ("[ui]\nlanguage = \"fr\"\n", "ui"),
             ("[refurbishment]\nmin_ram_mb = 1\n", "min_ram_mb"),
+            ("[lead]\npassword_hash = \"lapterop\"\n", "lead.password_hash"),
+            ("[lead]\npassword = \"lapterop\"\n", "password"),
         ] {
             let e = Site::parse(text, Path::new("/x")).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");

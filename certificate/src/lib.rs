@@ -13,6 +13,7 @@
 pub mod canonical;
 pub mod chain;
 pub mod keys;
+pub mod lead_password;
 pub mod model;
 pub mod request;
 pub mod sample;

@@ -61,6 +61,7 @@ pub const CORE_MODULES: &[&str] = &[
     "serial",
     "terminal",
     "test",
+    "password_pbkdf2",
 ];
 
 /// The largest `core.img` that fits between the MBR and the partition at 1 MiB.
@@ -99,7 +100,13 @@ pub struct MenuOptions {
     pub extra_cmdline: String,
     /// Seconds the menu waits.
     pub timeout: u32,
+    /// The lead password hash (`grub.pbkdf2.sha512....`): when set, GRUB's editor and command line ask
+    /// for user `lead` and this password; the menu entries boot without it.
+    pub lead_password: Option<String>,
 }
+
+/// The GRUB user name behind [`MenuOptions::lead_password`].
+pub const LEAD_USER: &str = "lead";
 
 /// Checks that text can go on a kernel command line inside a GRUB `linux` line unchanged.
 pub fn check_cmdline_text(text: &str) -> Result<(), String> {
@@ -135,6 +142,19 @@ pub fn menu(o: &MenuOptions) -> String {
          set default=0\n",
         o.timeout
     );
+    // With a superuser, GRUB asks for the user and password before the editor ('e') or the command
+    // line ('c'); --unrestricted entries still boot without it. The rescue shell is guarded by the
+    // agent with the same password (it also opens when a boot goes wrong).
+    let unrestricted = match &o.lead_password {
+        Some(hash) => {
+            let _ = write!(
+                cfg,
+                "set superusers=\"{LEAD_USER}\"\npassword_pbkdf2 {LEAD_USER} {hash}\n"
+            );
+            " --unrestricted"
+        }
+        None => "",
+    };
     for (title, more) in [
         ("Lapterop", " quiet"),
         ("Lapterop (safe graphics: nomodeset)", " quiet nomodeset"),
@@ -144,7 +164,7 @@ pub fn menu(o: &MenuOptions) -> String {
         // Writing to a String cannot fail.
         let _ = write!(
             cfg,
-            "\nmenuentry \"{title}\" {{\n    echo \"Loading Lapterop...\"\n    linux /boot/vmlinuz {base}{more}{extra}\n    initrd /boot/initrd.img\n}}\n"
+            "\nmenuentry \"{title}\"{unrestricted} {{\n    echo \"Loading Lapterop...\"\n    linux /boot/vmlinuz {base}{more}{extra}\n    initrd /boot/initrd.img\n}}\n"
         );
     }
     cfg
@@ -208,8 +228,10 @@ mod tests {
             stick_id: "abc123".into(),
             extra_cmdline: "lapterop.net=0".into(),
             timeout: 3,
+            lead_password: None,
         });
         assert_eq!(cfg.matches("menuentry ").count(), 4);
+        assert!(!cfg.contains("superusers") && !cfg.contains("--unrestricted"), "{cfg}");
         assert!(cfg.contains("menuentry \"Send saved certificates\""));
         assert!(cfg.contains("lapterop.mode=upload"));
         assert!(cfg.contains(
@@ -227,6 +249,31 @@ mod tests {
         assert!(cfg.contains("quiet nomodeset lapterop.net=0"));
         assert!(cfg.contains("menuentry \"Rescue shell\" {\n    echo \"Loading Lapterop...\"\n    linux /boot/vmlinuz console=ttyS0,115200 console=tty0 lapterop.stick=abc123 lapterop.mode=rescue lapterop.net=0\n"));
         assert_eq!(cfg.matches("initrd /boot/initrd.img").count(), 4);
+    }
+
+    #[test]
+    fn a_lead_password_locks_the_editor_but_not_the_entries() {
+        let hash = format!("grub.pbkdf2.sha512.1000.{}.{}", "AB".repeat(64), "CD".repeat(64));
+        let cfg = menu(&MenuOptions {
+            stick_id: "abc123".into(),
+            extra_cmdline: String::new(),
+            timeout: 3,
+            lead_password: Some(hash.clone()),
+        });
+        assert!(
+            cfg.contains(&format!("set superusers=\"lead\"\npassword_pbkdf2 lead {hash}\n")),
+            "{cfg}"
+        );
+        // Set before the first entry, and every entry boots without the password.
+        assert!(cfg.find("superusers").unwrap() < cfg.find("menuentry").unwrap());
+        assert_eq!(
+            cfg.matches("menuentry ").count(),
+            cfg.matches("\" --unrestricted {").count()
+        );
+        assert!(
+            CORE_MODULES.contains(&"password_pbkdf2"),
+            "BIOS GRUB needs the command built in"
+        );
     }
 
     #[test]

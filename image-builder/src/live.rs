@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use lapterop_certificate::lead_password::LeadHash;
+
 use crate::debian::{self, Cache, Lock};
 use crate::fat::{self, Content, Tree};
 use crate::grub::{self, MenuOptions};
@@ -218,6 +220,8 @@ pub struct LiveSummary {
     pub modules: usize,
     /// The FAT volume id.
     pub volume_id: u32,
+    /// Whether the site config set a lead password (GRUB's editor and the rescue shell ask for it).
+    pub lead_password: bool,
 }
 
 /// Whether a stick id can go on the kernel command line and in a file name: 1-64 of `A-Za-z0-9._-`.
@@ -281,6 +285,23 @@ pub fn input_digest(spec: &LiveSpec, inputs: &LiveInputs) -> Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
+/// The `[lead] password_hash` of the site config, checked; `None` when the site sets none.
+pub fn lead_password(site: &Path) -> Result<Option<LeadHash>> {
+    let text = fs::read_to_string(site).map_err(io_err("reading", site))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| LiveError::Invalid(format!("--site {}: {}", site.display(), e.message())))?;
+    let Some(lead) = table.get("lead") else {
+        return Ok(None);
+    };
+    let hash = lead
+        .get("password_hash")
+        .and_then(toml::Value::as_str)
+        .ok_or_else(|| LiveError::Invalid("--site: [lead] needs password_hash = \"grub.pbkdf2.sha512...\"".into()))?;
+    LeadHash::parse(hash)
+        .map(Some)
+        .map_err(|e| LiveError::Invalid(format!("--site: [lead] password_hash: {e}")))
+}
+
 fn file_name(path: &Path) -> Result<String> {
     path.file_name()
         .and_then(|n| n.to_str())
@@ -325,6 +346,11 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
     let volume_id = u32::from_le_bytes([digest[8], digest[9], digest[10], digest[11]]);
     let disk_signature = u32::from_le_bytes([digest[12], digest[13], digest[14], digest[15]]);
 
+    let lead = match &spec.site {
+        Some(site) => lead_password(site)?,
+        None => None,
+    };
+
     // The initramfs: the agent as /init, busybox with udhcpc's script, the modules.
     let mut extra = vec![(
         "etc/udhcpc.script".to_owned(),
@@ -344,6 +370,14 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
             "etc/lapterop/image.pub".to_owned(),
             0o644,
             format!("{}\n", hex::encode(public.as_bytes())).into_bytes(),
+        ));
+    }
+    // The rescue shell's guard reads the hash from here, never from the FAT partition.
+    if let Some(hash) = &lead {
+        extra.push((
+            lapterop_certificate::lead_password::INITRAMFS_PATH.to_owned(),
+            0o600,
+            format!("{hash}\n").into_bytes(),
         ));
     }
     let initrd = work.join("initrd.img");
@@ -373,6 +407,7 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
         stick_id: stick_id.clone(),
         extra_cmdline: spec.extra_cmdline.clone(),
         timeout: spec.menu_timeout,
+        lead_password: lead.as_ref().map(ToString::to_string),
     });
     tree.file("boot/grub/grub.cfg", Content::Bytes(menu.into_bytes()))?;
     tree.file("boot/vmlinuz", Content::Path(inputs.kernel.vmlinuz()))?;
@@ -453,6 +488,7 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
         kver: inputs.kernel.kver().to_owned(),
         modules: built.modules.len(),
         volume_id,
+        lead_password: lead.is_some(),
     })
 }
 

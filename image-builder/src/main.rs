@@ -71,6 +71,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Hash the lead password for the site config: reads the password from standard input and prints
+    /// the `[lead]` table to paste into site.toml (GRUB's editor and the stick's rescue shell then ask
+    /// for it).
+    LeadPassword,
     /// Pack, inspect and verify the standard OS image (docs/os-image.md).
     OsImage {
         #[command(subcommand)]
@@ -206,9 +210,17 @@ fn main() -> anyhow::Result<()> {
             // The work directory holds only intermediates; remove it whether the build worked or not.
             let _ = std::fs::remove_dir_all(&work);
             let s = built.with_context(|| format!("building the stick image {}", out.display()))?;
+            if !s.lead_password {
+                eprintln!(
+                    "note: the site config sets no lead password ([lead] password_hash, see `lapterop-image-builder \
+                     lead-password`): anyone at a laptop's keyboard can edit the GRUB menu and open the rescue shell, \
+                     which can read the station key"
+                );
+            }
             if json {
                 let v = serde_json::json!({
                     "image": out,
+                    "lead_password": s.lead_password,
                     "stick_id": s.stick_id,
                     "image_bytes": s.image_bytes,
                     "partition_bytes": s.partition_bytes,
@@ -235,6 +247,14 @@ fn main() -> anyhow::Result<()> {
                     s.core_bytes >> 10
                 );
             }
+        }
+        Cmd::LeadPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let hash = lapterop_certificate::lead_password::LeadHash::new(password.trim_end_matches(['\r', '\n']))?;
+            println!("[lead]\npassword_hash = \"{hash}\"");
         }
         Cmd::Fetch => {
             let lock = debian::Lock::read(&lock_path)?;

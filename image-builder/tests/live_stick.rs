@@ -356,3 +356,102 @@ fn bad_arguments_are_refused_with_a_reason() {
         assert!(!inputs.path("bad.img").exists());
     }
 }
+
+/// A lead password in the site config (`[lead] password_hash`, GRUB's own PBKDF2 format) locks GRUB's
+/// editor and command line behind user `lead` while every entry still boots, and goes into the
+/// initramfs for the agent's rescue-shell guard. The hash comes from GRUB's `grub-mkpasswd-pbkdf2`,
+/// so the agent's check is proven against GRUB's format; `lead-password` makes the same kind of line;
+/// a broken hash stops the build.
+#[test]
+fn a_lead_password_locks_grubs_editor_and_goes_into_the_initramfs() {
+    if !tools_present() {
+        return;
+    }
+    use lapterop_certificate::lead_password::{LeadHash, INITRAMFS_PATH};
+    let out = Command::new("grub-mkpasswd-pbkdf2")
+        .args(["-c", "1000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            std::io::Write::write_all(c.stdin.as_mut().unwrap(), b"Leuven-lead-2026\nLeuven-lead-2026\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let grub_hash = text.split_whitespace().last().unwrap().to_owned();
+    let parsed = LeadHash::parse(&grub_hash).expect("GRUB's own hash parses");
+    assert!(parsed.verify("Leuven-lead-2026") && !parsed.verify("leuven-lead-2026"));
+
+    let inputs = Inputs::new();
+    std::fs::write(
+        inputs.path("site.toml"),
+        format!("[station]\nsite = \"Kessel-Lo\"\n\n[lead]\npassword_hash = \"{grub_hash}\"\n"),
+    )
+    .unwrap();
+    let (json, img) = inputs.build("locked.img", &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["lead_password"], true, "{json}");
+    let menu = String::from_utf8(mtype(&img, "/boot/grub/grub.cfg")).unwrap();
+    assert!(
+        menu.contains(&format!("set superusers=\"lead\"\npassword_pbkdf2 lead {grub_hash}\n")),
+        "{menu}"
+    );
+    assert_eq!(
+        menu.matches("menuentry ").count(),
+        menu.matches("\" --unrestricted {").count()
+    );
+    let mut archive = Vec::new();
+    let initrd = mtype(&img, "/boot/initrd.img");
+    std::io::Read::read_to_end(
+        &mut zstd::stream::read::Decoder::new(initrd.as_slice()).unwrap(),
+        &mut archive,
+    )
+    .unwrap();
+    let name = format!("{INITRAMFS_PATH}\0");
+    let at = archive
+        .windows(name.len())
+        .position(|w| w == name.as_bytes())
+        .expect("the hash file in the initramfs");
+    assert!(
+        archive[at..]
+            .windows(grub_hash.len())
+            .take(4096)
+            .any(|w| w == grub_hash.as_bytes()),
+        "the initramfs holds another hash"
+    );
+
+    // The builder's own command makes a line GRUB's format takes.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lapterop-image-builder"))
+        .arg("lead-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), b"een lang wachtwoord\n").unwrap();
+    let made = String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap();
+    let line = made
+        .lines()
+        .find_map(|l| l.strip_prefix("password_hash = "))
+        .unwrap()
+        .trim_matches('"');
+    let h = LeadHash::parse(line).unwrap();
+    assert!(h.verify("een lang wachtwoord"), "{made}");
+    assert!(made.starts_with("[lead]\n"), "{made}");
+
+    // A broken hash stops the build with the reason; no image is left behind.
+    std::fs::write(inputs.path("site.toml"), "[lead]\npassword_hash = \"lapterop\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lapterop-image-builder"))
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .args(["live", "--agent"])
+        .arg(stand_in_agent())
+        .arg("--out")
+        .arg(inputs.path("broken.img"))
+        .arg("--site")
+        .arg(inputs.path("site.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("[lead] password_hash"), "{err}");
+    assert!(!inputs.path("broken.img").exists());
+}

@@ -29,6 +29,12 @@ pub fn skip(test: &str, why: &str) {
     }
 }
 
+/// Prints a test's own report line (counts a reader of the run should see, e.g. the hostile-input
+/// battery's) straight to standard error, past libtest's capture.
+pub fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Appends `line` to the skip log at `path`: one write with O_APPEND, so parallel tests never
 /// interleave inside a line.
 fn log_line(path: &std::path::Path, line: &str) {

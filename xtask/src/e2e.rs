@@ -536,7 +536,9 @@ impl Scenario {
         );
         // The stick itself is seen and left alone, and says so.
         ensure!(
-            c.not_touched.iter().any(|u| u.reason == cert::UntouchedReason::BootStick),
+            c.not_touched
+                .iter()
+                .any(|u| u.reason == cert::UntouchedReason::BootStick),
             "the boot stick is not listed as not touched: {:?}",
             c.not_touched
         );

@@ -39,6 +39,9 @@ struct Built {
 
 static STICK: OnceLock<Built> = OnceLock::new();
 
+/// The test stick's lead password (`[lead] password_hash` in its site config).
+const LEAD_PASSWORD: &str = "Kessel-Lo lead 2026";
+
 fn tools_or_skip(firmware: Firmware) -> bool {
     if !xtask::vm_tools_or_skip() {
         return false;
@@ -73,9 +76,14 @@ fn stick() -> &'static Built {
             .tempdir_in(vm::target_dir_created().unwrap())
             .unwrap();
         let image = dir.path().join("stick.img");
+        // A lead password (GRUB's default 10,000 rounds keep the guest's checks quick under TCG).
+        let hash = lapterop_certificate::lead_password::LeadHash::with_salt(LEAD_PASSWORD, vec![0x5a; 64], 10_000);
+        let site = dir.path().join("site.toml");
+        std::fs::write(&site, format!("[lead]\npassword_hash = \"{hash}\"\n")).unwrap();
         let opts = StickOptions {
             // Rescue mode needs no flow; loglevel 7 shows the kernel banner and its Secure Boot line.
             extra_cmdline: "console=ttyS0,115200 lapterop.mode=rescue loglevel=7".into(),
+            site: Some(site),
             zstd_level: 3,
             ..StickOptions::default()
         };
@@ -206,16 +214,30 @@ fn boot_and_check(name: &str, grub: bool, start: impl FnOnce(&Path) -> StickVm) 
     let mut t = BootTimes::default();
     // Generous limits: the machines are shared; the timings printed below are what a boot takes.
     let step = Duration::from_secs(150);
+    let wait =
+        |vm: &mut StickVm, what: &str, limit: Duration| vm.wait_for(what, limit).unwrap_or_else(|e| panic!("{e}"));
     if grub {
-        t.grub = Some(vm.wait_for("GNU GRUB", step).unwrap_or_else(|e| panic!("{e}")));
+        t.grub = Some(wait(&mut vm, "GNU GRUB", step));
+        // The editor is locked behind the lead password: a wrong one is refused ("access denied",
+        // after GRUB's one-second penalty), then the menu's default entry still boots.
+        vm.send("e").unwrap();
+        wait(&mut vm, "Enter username:", Duration::from_secs(30));
+        vm.send("lead\r").unwrap();
+        wait(&mut vm, "Enter password:", Duration::from_secs(30));
+        vm.send("not the password\r").unwrap();
+        wait(&mut vm, "access denied", Duration::from_secs(60));
+        // GRUB redraws the menu (its countdown stopped at the first key): Enter boots the default.
+        std::thread::sleep(Duration::from_secs(2));
+        vm.send("\r").unwrap();
     }
-    t.kernel = Some(vm.wait_for("Linux version", step).unwrap_or_else(|e| panic!("{e}")));
-    t.agent_ready = Some(
-        vm.wait_for("LAPTEROP-AGENT-READY", step)
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
-    vm.wait_for("rescue shell (type", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{e}"));
+    t.kernel = Some(wait(&mut vm, "Linux version", step));
+    t.agent_ready = Some(wait(&mut vm, "LAPTEROP-AGENT-READY", step));
+    // The rescue shell asks for the lead password (echo off) and refuses a wrong one.
+    wait(&mut vm, "Lead password:", Duration::from_secs(60));
+    vm.send("guessed\n").unwrap();
+    wait(&mut vm, "wrong password (2 more tries)", Duration::from_secs(60));
+    vm.send(&format!("{LEAD_PASSWORD}\n")).unwrap();
+    wait(&mut vm, "rescue shell (type", Duration::from_secs(60));
     // The shell computes the end marker, so the terminal's echo of the typed line cannot match it.
     vm.send(
         "echo \"MARKER=$(cat /stick/lapterop/stick.id) LOCKDOWN=$(cat /sys/kernel/security/lockdown)\"; \
@@ -228,6 +250,11 @@ fn boot_and_check(name: &str, grub: bool, start: impl FnOnce(&Path) -> StickVm) 
     let (status, off) = vm.wait_exit(Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
     t.exit = Some(off);
     let console = vm.console();
+    assert!(
+        !console.contains(LEAD_PASSWORD) && !console.contains("guessed"),
+        "a typed password was echoed:\n{}",
+        tail(&console)
+    );
     eprintln!(
         "{name}: build {:.1} s (once), image {} bytes; {t}; QEMU {status}",
         built.build.as_secs_f64(),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use lapterop_certificate::lead_password;
 use nix::mount::{mount, MsFlags};
 use nix::sys::socket::{bind, recv, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType};
 
@@ -306,10 +307,12 @@ fn on_usb(name: &str) -> bool {
     fs::canonicalize(Path::new("/sys/class/block").join(name)).is_ok_and(|p| p.to_string_lossy().contains("/usb"))
 }
 
-/// Shows the reason and either powers off (unattended) or gives a rescue shell.
+/// Shows the reason and either powers off (unattended) or gives a rescue shell. When the live image
+/// carries a lead password ([`lead_password::INITRAMFS_PATH`]), the shell opens only after it is
+/// typed; three wrong tries, or a hash that cannot be read, switch the laptop off instead.
 pub fn rescue_or_poweroff(reason: &str, power_off: bool) -> anyhow::Result<std::convert::Infallible> {
     println!("lapterop: {reason}");
-    if !power_off {
+    if !power_off && lead_allows_shell(Path::new("/").join(lead_password::INITRAMFS_PATH).as_path()) {
         println!("lapterop: rescue shell (type 'poweroff -f' to switch off)");
         let err = Command::new("/bin/sh").exec();
         println!("lapterop: no rescue shell: {err}");
@@ -317,4 +320,100 @@ pub fn rescue_or_poweroff(reason: &str, power_off: bool) -> anyhow::Result<std::
     nix::unistd::sync();
     nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF)?;
     anyhow::bail!("power off failed")
+}
+
+/// Whether the rescue shell may open: yes without a lead password in the live image, else only when
+/// the person at the console types it.
+fn lead_allows_shell(hash_file: &Path) -> bool {
+    let text = match fs::read_to_string(hash_file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+        Err(e) => {
+            println!(
+                "lapterop: the lead password {}: {e}; no rescue shell",
+                hash_file.display()
+            );
+            return false;
+        }
+    };
+    let hash = match lead_password::LeadHash::parse(&text) {
+        Ok(h) => h,
+        Err(e) => {
+            println!(
+                "lapterop: the lead password {}: {e}; no rescue shell",
+                hash_file.display()
+            );
+            return false;
+        }
+    };
+    let _quiet = crate::ui::input::NoEcho::on();
+    let ok = lead_gate(&hash, &mut std::io::stdin().lock(), &mut std::io::stdout(), 3);
+    if !ok {
+        println!("lapterop: no rescue shell without the lead password; switching off");
+    }
+    ok
+}
+
+/// Asks for the lead password up to `tries` times on `input`; true when one was right.
+pub fn lead_gate(
+    hash: &lead_password::LeadHash,
+    input: &mut impl std::io::BufRead,
+    out: &mut impl std::io::Write,
+    tries: u32,
+) -> bool {
+    for left in (0..tries).rev() {
+        let _ = write!(
+            out,
+            "lapterop: the rescue shell is for the workshop lead. Lead password: "
+        );
+        let _ = out.flush();
+        let mut line = String::new();
+        match input.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                let _ = writeln!(out);
+                return false;
+            }
+            Ok(_) => {}
+        }
+        let _ = writeln!(out);
+        if hash.verify(line.trim_end_matches(['\r', '\n'])) {
+            return true;
+        }
+        if left > 0 {
+            let _ = writeln!(out, "lapterop: wrong password ({left} more tries)");
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod lead_tests {
+    use super::*;
+
+    fn ask(typed: &str) -> (bool, String) {
+        let hash = lead_password::LeadHash::with_salt("werkplaats-lead", vec![1; 16], 1_000);
+        let mut out = Vec::new();
+        let ok = lead_gate(&hash, &mut std::io::Cursor::new(typed.as_bytes().to_vec()), &mut out, 3);
+        (ok, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_rescue_shell_opens_only_for_the_lead_password() {
+        let (ok, out) = ask("guess\nwerkplaats-lead\n");
+        assert!(ok, "{out}");
+        assert!(out.contains("wrong password (2 more tries)"), "{out}");
+        let (ok, out) = ask("a\nb\nc\nwerkplaats-lead\n");
+        assert!(!ok, "a fourth try is not given: {out}");
+        assert_eq!(out.matches("Lead password:").count(), 3);
+        assert!(!ask("").0, "end of input is no password");
+        assert!(ask("werkplaats-lead\r\n").0, "a serial console's CR LF");
+    }
+
+    #[test]
+    fn without_a_hash_file_the_shell_opens_and_a_broken_one_locks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(lead_allows_shell(&dir.path().join("none")));
+        std::fs::write(dir.path().join("bad"), "not a hash\n").unwrap();
+        assert!(!lead_allows_shell(&dir.path().join("bad")));
+    }
 }

@@ -113,35 +113,57 @@ impl Input for Keys {
     }
 }
 
-/// While alive, standard input (when a terminal) delivers each key at once, without Enter; restored on
-/// drop. On a pipe or a file it does nothing.
+/// While alive, standard input (when a terminal) has some local modes switched off; restored on drop.
+/// On a pipe or a file it does nothing.
 #[derive(Debug)]
-pub struct Cbreak {
+pub struct TermModes {
     saved: Option<nix::sys::termios::Termios>,
 }
 
-impl Cbreak {
-    /// Switches standard input to character-at-a-time mode when it is a terminal.
-    pub fn on() -> Self {
-        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+impl TermModes {
+    /// Switches `flags` off on standard input when it is a terminal.
+    fn without(flags: nix::sys::termios::LocalFlags) -> Self {
+        use nix::sys::termios::{tcgetattr, tcsetattr, SetArg};
         let stdin = io::stdin();
         let Ok(saved) = tcgetattr(&stdin) else {
             return Self { saved: None };
         };
-        let mut raw = saved.clone();
-        raw.local_flags.remove(LocalFlags::ICANON);
-        if tcsetattr(&stdin, SetArg::TCSANOW, &raw).is_err() {
+        let mut changed = saved.clone();
+        changed.local_flags.remove(flags);
+        if tcsetattr(&stdin, SetArg::TCSANOW, &changed).is_err() {
             return Self { saved: None };
         }
         Self { saved: Some(saved) }
     }
 }
 
-impl Drop for Cbreak {
+impl Drop for TermModes {
     fn drop(&mut self) {
         if let Some(saved) = &self.saved {
             let _ = nix::sys::termios::tcsetattr(io::stdin(), nix::sys::termios::SetArg::TCSANOW, saved);
         }
+    }
+}
+
+/// While alive, standard input delivers each key at once, without Enter.
+#[derive(Debug)]
+pub struct Cbreak(#[allow(dead_code)] TermModes);
+
+impl Cbreak {
+    /// Switches standard input to character-at-a-time mode when it is a terminal.
+    pub fn on() -> Self {
+        Self(TermModes::without(nix::sys::termios::LocalFlags::ICANON))
+    }
+}
+
+/// While alive, standard input does not echo what is typed (a password).
+#[derive(Debug)]
+pub struct NoEcho(#[allow(dead_code)] TermModes);
+
+impl NoEcho {
+    /// Switches echo off when standard input is a terminal.
+    pub fn on() -> Self {
+        Self(TermModes::without(nix::sys::termios::LocalFlags::ECHO))
     }
 }
 

@@ -9,5 +9,6 @@ mod crash;
 mod donor;
 mod fixtures;
 mod helpers;
+mod hostile;
 mod image_keys;
 mod privacy;
