@@ -128,6 +128,11 @@ fn full_zero_wipe_reads_back_as_zeros_and_the_certificate_verifies() {
     assert_eq!(v.bytes_read, 256 * MIB);
     assert_eq!(v.readback_blake3, independent_blake3(&l.file));
     assert!(c.host.is_none());
+    // The certificate names the program that ran: the blake3 of the agent binary itself.
+    assert_eq!(
+        c.agent.binary_blake3,
+        blake3::hash(&std::fs::read(agent()).unwrap()).to_hex().to_string()
+    );
     cert_verifies(&cert, &public);
 }
 

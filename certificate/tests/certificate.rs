@@ -496,3 +496,60 @@ fn an_independent_implementation_gets_the_same_bytes_and_accepts_the_signature()
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The agent's signer applies the same rules as every checker: a certificate that claims `erased`
+/// with a failed step, or with a hidden area it could not check, is never signed.
+#[test]
+fn the_signer_refuses_what_a_checker_refuses() {
+    let (_, good) = samples().remove(0);
+    let mut failed = good.clone();
+    failed.disks[1].steps[1].outcome = cert::StepOutcome::Failed;
+    failed.disks[1].steps[1].reason = Some("EIO".into());
+    let mut unchecked = good.clone();
+    unchecked.disks[1].hidden_areas.check = cert::HiddenAreaCheck::Unavailable;
+    for (what, mut c) in [("a failed step", failed), ("an unchecked hidden area", unchecked)] {
+        match c.sign(&station()) {
+            Err(cert::SignError::Invalid(v)) => {
+                assert!(v.iter().any(|v| v.field == "disks[1].outcome.status"), "{what}: {v:?}")
+            }
+            other => panic!("{what}: signed anyway: {other:?}"),
+        }
+        assert!(c.signature.is_none(), "{what}: a signature was left on it");
+    }
+}
+
+/// The parser's limits sit exactly where `docs/security.md` says: a 4096-byte string, an integer of
+/// 2^53 - 1 and a 1 MiB document pass the limit checks; one more byte, 2^53, one more byte fail.
+#[test]
+fn parser_limits_are_exact() {
+    let messages = |bytes: &[u8]| -> Vec<String> {
+        match cert::parse(bytes) {
+            Ok(_) => Vec::new(),
+            Err(ParseError::Invalid(v)) => v.into_iter().map(|v| format!("{}: {}", v.field, v.message)).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    };
+    let at = |n: usize| mutated(|v| v["operator"]["name"] = "x".repeat(n).into());
+    assert!(messages(&at(4096)).is_empty(), "{:?}", messages(&at(4096)));
+    assert_eq!(violation_fields(&at(4097)), ["operator.name"]);
+    let int = |n: u64| mutated(|v| v["disks"][0]["steps"][0]["bytes"] = n.into());
+    let limit = (1u64 << 53) - 1;
+    assert!(
+        !messages(&int(limit)).iter().any(|m| m.contains("2^53")),
+        "{:?}",
+        messages(&int(limit))
+    );
+    assert!(
+        messages(&int(limit + 1)).iter().any(|m| m.contains("2^53")),
+        "{:?}",
+        messages(&int(limit + 1))
+    );
+    let doc = mutated(|_| {});
+    let pad = |total: usize| [doc.clone(), vec![b' '; total - doc.len()]].concat();
+    let full = pad(cert::validate::MAX_DOCUMENT_BYTES);
+    assert!(!matches!(cert::parse(&full), Err(ParseError::TooLarge { .. })));
+    assert!(matches!(
+        cert::parse(&pad(cert::validate::MAX_DOCUMENT_BYTES + 1)),
+        Err(ParseError::TooLarge { .. })
+    ));
+}

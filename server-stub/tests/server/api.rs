@@ -286,3 +286,51 @@ fn login_needs_its_form_token_and_sets_strict_cookies() {
     let r = agent.get(&format!("{}/review/export.csv", s.url)).call().unwrap();
     assert_eq!((r.status(), r.header("Location")), (303, Some("/login")));
 }
+
+/// `verify-log` catches what a rewrite of the database would leave behind: a certificate changed after
+/// it was logged, a log entry whose time was moved, an entry taken out of the middle. Each is found
+/// with exit 1 and the place named; the intact copy passes.
+#[test]
+fn verify_log_finds_a_rewritten_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = enrol(dir.path(), "bench-1", "verify log station");
+    {
+        let s = Server::start(dir.path());
+        for n in 0..3 {
+            let (status, body) = s.post(&crate::fixtures::signed(crate::fixtures::laptop(n, "Anna"), &key));
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    let verify = |d: &std::path::Path| cli(&["verify-log", "--data", d.to_str().unwrap()], "");
+    let (code, out, _) = verify(dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("log intact: 3 entries"), "{out}");
+    let tampered = |what: &str, sql: &str, says: &str| {
+        let copy = tempfile::tempdir().unwrap();
+        for f in ["lapterop.sqlite", "server.key", "server.pub"] {
+            std::fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
+        }
+        let conn = rusqlite::Connection::open(copy.path().join("lapterop.sqlite")).unwrap();
+        conn.execute_batch(sql).unwrap();
+        drop(conn);
+        let (code, out, _) = verify(copy.path());
+        assert_eq!(code, 1, "{what}: {out}");
+        assert!(out.contains("LOG BROKEN") && out.contains(says), "{what}: {out}");
+    };
+    tampered(
+        "a certificate changed",
+        "UPDATE certificates SET body = CAST(REPLACE(CAST(body AS TEXT), 'Anna', 'Anne') AS BLOB) \
+         WHERE id = (SELECT certificate_id FROM log WHERE position = 2);",
+        "does not match the hash in the log",
+    );
+    tampered(
+        "a time moved",
+        "UPDATE log SET received_at = '2020-01-01T00:00:00Z' WHERE position = 2;",
+        "log position 2: entry hash does not match",
+    );
+    tampered(
+        "an entry taken out",
+        "PRAGMA foreign_keys = OFF; DELETE FROM log WHERE position = 2;",
+        "log position 2 is missing",
+    );
+}
