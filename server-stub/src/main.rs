@@ -8,6 +8,8 @@
 
 mod donor;
 mod ingest;
+mod limits;
+mod listen;
 mod pdf;
 mod report;
 mod review;
@@ -49,6 +51,9 @@ enum Command {
         /// Mark session cookies `Secure` (set this when the server is reached over HTTPS).
         #[arg(long)]
         secure_cookies: bool,
+        /// Connections served at once; one more is answered 503 and closed.
+        #[arg(long, default_value_t = limits::MAX_CONNECTIONS)]
+        max_connections: usize,
     },
     /// Enrol, list and revoke station keys.
     Stations {
@@ -146,7 +151,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             public_url,
             secure_cookies,
+            max_connections,
         } => {
+            anyhow::ensure!(
+                (1..=65_535).contains(&max_connections),
+                "--max-connections is a number from 1 to 65535"
+            );
             let public_url = public_url
                 .unwrap_or_else(|| format!("http://{listen}"))
                 .trim_end_matches('/')
@@ -160,7 +170,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 listen,
                 public_url,
                 secure_cookies,
+                limits: limits::Limits {
+                    max_connections,
+                    ..limits::Limits::default()
+                },
             }))?;
+            // Requests still running after the grace period (a blocking database or hashing task)
+            // must not hold the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         }
         Command::Stations { command } => stations(command)?,
         Command::Users {

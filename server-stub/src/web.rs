@@ -39,6 +39,8 @@ pub struct Config {
     pub public_url: String,
     /// Set `Secure` on cookies.
     pub secure_cookies: bool,
+    /// Connection and request limits.
+    pub limits: crate::limits::Limits,
 }
 
 /// Shared state of all handlers.
@@ -60,7 +62,8 @@ pub struct App {
 /// Shared state handle.
 pub type AppState = Arc<App>;
 
-/// Starts the writer and serves until SIGINT/SIGTERM.
+/// Starts the writer and serves until SIGINT/SIGTERM (then requests in progress get
+/// [`crate::limits::SHUTDOWN_GRACE`] to finish).
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let server_key = crate::server_key(&config.data)?;
     let conn = store::open(&config.data)?;
@@ -82,6 +85,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         templates: crate::views::templates()?,
         jobs,
     });
+    let shutdown = shutdown()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -91,23 +95,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.public_url,
         config.data.display()
     );
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving HTTP")?;
+    let router = router(app).layer(axum::middleware::from_fn_with_state(
+        config.limits,
+        crate::listen::timeouts,
+    ));
+    crate::listen::run(listener, router, config.limits, shutdown).await?;
+    eprintln!("lapterop-server: stopped");
     Ok(())
 }
 
-async fn shutdown() {
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
+/// Completes on SIGTERM or SIGINT; the handlers are in place when this returns.
+fn shutdown() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    })
 }
 
 fn router(app: AppState) -> Router {

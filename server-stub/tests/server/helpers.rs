@@ -57,13 +57,23 @@ impl Server {
         Self::start_on(dir, free_port())
     }
 
+    /// Starts a server on a new temporary data directory with more `serve` arguments.
+    pub fn start_with(dir: &Path, args: &[&str]) -> Self {
+        Self::start_on_with(dir, free_port(), args)
+    }
+
     /// Starts a server on `dir` and `port` and waits until it answers.
     pub fn start_on(dir: &Path, port: u16) -> Self {
+        Self::start_on_with(dir, port, &[])
+    }
+
+    fn start_on_with(dir: &Path, port: u16, args: &[&str]) -> Self {
         let url = format!("http://127.0.0.1:{port}");
         let child = Command::new(BIN)
             .args(["serve", "--data"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -90,6 +100,29 @@ impl Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the server to exit; its exit status, or `None` if it
+    /// still runs (then it is killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("server running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the server") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -10,3 +10,4 @@ mod donor;
 mod fixtures;
 mod helpers;
 mod privacy;
+mod slow_clients;
