@@ -39,6 +39,31 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// `Retry-After` (seconds) on a `503` for a full server or a slow request.
 pub const RETRY_AFTER_SECONDS: u64 = 5;
 
+/// Failed logins for one name within [`LOGIN_WINDOW`] (counted from the first of them) after which
+/// that name is refused with `429` and `Retry-After`, without checking the password, until the
+/// window ends. A successful login clears the name's count.
+pub const LOGIN_FAILURES_PER_NAME: u32 = 5;
+
+/// Failed logins from one client address (IPv4, or an IPv6 /64) within [`LOGIN_WINDOW`] after which
+/// every login from it is refused with `429`. Generous: behind a reverse proxy every client has the
+/// proxy's address.
+pub const LOGIN_FAILURES_PER_ADDRESS: u32 = 100;
+
+/// The window of the failure counts.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Names and addresses whose failures are remembered (each); when full, the oldest is forgotten.
+pub const LOGIN_TRACKED: usize = 10_000;
+
+/// Argon2 verifications running at once (each takes about 19 MiB).
+pub const HASHING_AT_ONCE: usize = 2;
+
+/// Logins waiting for an Argon2 slot; one more is answered `503` with `Retry-After`.
+pub const HASHING_QUEUE: usize = 16;
+
+/// Characters of a typed login name kept in the audit log.
+pub const AUDIT_NAME_CHARS: usize = 64;
+
 /// The limits of the HTTP server; [`Limits::default`] is the constants above.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -14,6 +14,7 @@ mod pdf;
 mod report;
 mod review;
 mod store;
+mod throttle;
 mod views;
 mod web;
 

@@ -489,6 +489,15 @@ pub fn audit(conn: &Connection, user: &str, action: &str, now: &str) -> anyhow::
     Ok(())
 }
 
+/// Adds an audit entry with a note that concerns no certificate (a failed or refused login).
+pub fn audit_with_note(conn: &Connection, user: &str, action: &str, note: &str, now: &str) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO audit (at, user, action, note) VALUES (?1, ?2, ?3, ?4)",
+        params![now, user, action, note],
+    )?;
+    Ok(())
+}
+
 /// One audit entry.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditEntry {

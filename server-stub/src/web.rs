@@ -56,6 +56,8 @@ pub struct App {
     pub secure_cookies: bool,
     /// Templates.
     pub templates: minijinja::Environment<'static>,
+    /// Failed-login counts and the hashing pool of the login.
+    pub login: crate::throttle::LoginGuard,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -83,6 +85,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         public_url: config.public_url.clone(),
         secure_cookies: config.secure_cookies,
         templates: crate::views::templates()?,
+        login: crate::throttle::LoginGuard::with_default_limits()?,
         jobs,
     });
     let shutdown = shutdown()?;

@@ -9,5 +9,6 @@ mod crash;
 mod donor;
 mod fixtures;
 mod helpers;
+mod login;
 mod privacy;
 mod slow_clients;
