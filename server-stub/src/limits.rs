@@ -64,6 +64,16 @@ pub const HASHING_QUEUE: usize = 16;
 /// Characters of a typed login name kept in the audit log.
 pub const AUDIT_NAME_CHARS: usize = 64;
 
+/// How long a review session lasts at most, used or not.
+pub const SESSION_SECONDS: i64 = 12 * 3600;
+
+/// A review session unused for this long ends.
+pub const SESSION_IDLE_SECONDS: i64 = 30 * 60;
+
+/// A session's last use is written at most this often (not on every page), so it ends between
+/// [`SESSION_IDLE_SECONDS`] and one minute less after its last use.
+pub const SESSION_TOUCH_SECONDS: i64 = 60;
+
 /// The limits of the HTTP server; [`Limits::default`] is the constants above.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -124,7 +124,8 @@ enum StationsCommand {
 
 #[derive(Debug, Subcommand)]
 enum UsersCommand {
-    /// Add a reviewer, or set a new password; the password is read from standard input.
+    /// Add a reviewer, or set a new password (which ends their open sessions); the password is read
+    /// from standard input.
     Add {
         /// Data directory.
         #[arg(long)]
@@ -198,9 +199,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "the password must have at least 10 characters"
             );
             let hash = review::hash_password(password)?;
-            let conn = store::open(&data)?;
-            store::set_user(&conn, &name, &hash, &cert::now_utc())?;
-            println!("reviewer {name:?} can now log in");
+            let mut conn = store::open(&data)?;
+            match store::set_user(&mut conn, &name, &hash, &cert::now_utc())? {
+                store::SetUser::Added => println!("reviewer {name:?} can now log in"),
+                store::SetUser::PasswordChanged { sessions_ended } => println!(
+                    "reviewer {name:?} has a new password; {sessions_ended} open session(s) ended, log in again"
+                ),
+            }
         }
         Command::VerifyLog { data } => {
             let conn = store::open(&data)?;

@@ -286,7 +286,7 @@ async fn login(
                 app2.login.succeeded(ticket);
                 let token = crate::random_token()?;
                 let csrf = crate::random_token()?;
-                store::create_session(c, &token, &f.user, &csrf, now_secs() + store::SESSION_SECONDS)?;
+                store::create_session(c, &token, &f.user, &csrf, now_secs())?;
                 store::audit(c, &f.user, "login", &cert::now_utc())?;
                 Ok(Some(token))
             })

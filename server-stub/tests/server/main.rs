@@ -11,4 +11,5 @@ mod fixtures;
 mod helpers;
 mod login;
 mod privacy;
+mod sessions;
 mod slow_clients;
