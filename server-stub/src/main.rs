@@ -202,8 +202,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut conn = store::open(&data)?;
             match store::set_user(&mut conn, &name, &hash, &cert::now_utc())? {
                 store::SetUser::Added => println!("reviewer {name:?} can now log in"),
+                store::SetUser::PasswordChanged { sessions_ended: 0 } => {
+                    println!("reviewer {name:?} has a new password (no session was open)")
+                }
                 store::SetUser::PasswordChanged { sessions_ended } => println!(
-                    "reviewer {name:?} has a new password; {sessions_ended} open session(s) ended, log in again"
+                    "reviewer {name:?} has a new password; {sessions_ended} open session(s) ended (logged out)"
                 ),
             }
         }

@@ -3,7 +3,10 @@
 //!
 //! Sessions live in the database (cookie `lapterop_session`, HttpOnly, SameSite=Strict). Every form
 //! carries the session's CSRF token (synchronizer pattern); the login form uses a double-submit token
-//! in a short-lived cookie. Passwords are stored as Argon2id hashes.
+//! in a short-lived cookie. Passwords are stored as Argon2id hashes. Failed logins are limited per name
+//! and per address and the Argon2 work is bounded ([`crate::throttle`]); a session ends after
+//! [`crate::limits::SESSION_SECONDS`], after [`crate::limits::SESSION_IDLE_SECONDS`] unused, and when
+//! the reviewer's password changes ([`store::set_user`]).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use std::cell::RefCell;
