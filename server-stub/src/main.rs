@@ -8,10 +8,13 @@
 
 mod donor;
 mod ingest;
+mod limits;
+mod listen;
 mod pdf;
 mod report;
 mod review;
 mod store;
+mod throttle;
 mod views;
 mod web;
 
@@ -49,6 +52,9 @@ enum Command {
         /// Mark session cookies `Secure` (set this when the server is reached over HTTPS).
         #[arg(long)]
         secure_cookies: bool,
+        /// Connections served at once; one more is answered 503 and closed.
+        #[arg(long, default_value_t = limits::MAX_CONNECTIONS)]
+        max_connections: usize,
     },
     /// Enrol, list and revoke station keys.
     Stations {
@@ -164,7 +170,8 @@ enum ImageKeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum UsersCommand {
-    /// Add a reviewer, or set a new password; the password is read from standard input.
+    /// Add a reviewer, or set a new password (which ends their open sessions); the password is read
+    /// from standard input.
     Add {
         /// Data directory.
         #[arg(long)]
@@ -192,7 +199,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             public_url,
             secure_cookies,
+            max_connections,
         } => {
+            anyhow::ensure!(
+                (1..=65_535).contains(&max_connections),
+                "--max-connections is a number from 1 to 65535"
+            );
             let public_url = public_url
                 .unwrap_or_else(|| format!("http://{listen}"))
                 .trim_end_matches('/')
@@ -206,7 +218,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 listen,
                 public_url,
                 secure_cookies,
+                limits: limits::Limits {
+                    max_connections,
+                    ..limits::Limits::default()
+                },
             }))?;
+            // Requests still running after the grace period (a blocking database or hashing task)
+            // must not hold the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         }
         Command::Stations { command } => stations(command)?,
         Command::ImageKeys { command } => image_keys(command)?,
@@ -227,9 +246,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "the password must have at least 10 characters"
             );
             let hash = review::hash_password(password)?;
-            let conn = store::open(&data)?;
-            store::set_user(&conn, &name, &hash, &cert::now_utc())?;
-            println!("reviewer {name:?} can now log in");
+            let mut conn = store::open(&data)?;
+            match store::set_user(&mut conn, &name, &hash, &cert::now_utc())? {
+                store::SetUser::Added => println!("reviewer {name:?} can now log in"),
+                store::SetUser::PasswordChanged { sessions_ended: 0 } => {
+                    println!("reviewer {name:?} has a new password (no session was open)")
+                }
+                store::SetUser::PasswordChanged { sessions_ended } => println!(
+                    "reviewer {name:?} has a new password; {sessions_ended} open session(s) ended (logged out)"
+                ),
+            }
         }
         Command::VerifyLog { data } => {
             let conn = store::open(&data)?;

@@ -3,11 +3,18 @@
 //!
 //! Sessions live in the database (cookie `lapterop_session`, HttpOnly, SameSite=Strict). Every form
 //! carries the session's CSRF token (synchronizer pattern); the login form uses a double-submit token
-//! in a short-lived cookie. Passwords are stored as Argon2id hashes.
+//! in a short-lived cookie. Passwords are stored as Argon2id hashes. Failed logins are limited per name
+//! and per address and the Argon2 work is bounded ([`crate::throttle`]); a session ends after
+//! [`crate::limits::SESSION_SECONDS`], after [`crate::limits::SESSION_IDLE_SECONDS`] unused, and when
+//! the reviewer's password changes ([`store::set_user`]).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use argon2::Argon2;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -16,7 +23,9 @@ use lapterop_certificate as cert;
 use minijinja::context;
 
 use crate::donor::{language, remember, LangQuery};
+use crate::limits;
 use crate::store::{self, Filter, Session};
+use crate::throttle::{Blocked, Refusal};
 use crate::views::{self, Lang};
 use crate::web::{self, blocking, App, AppState};
 
@@ -47,8 +56,73 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .to_string())
 }
 
-fn password_ok(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+/// An Argon2id hash with the parameters `hash_password` uses, of a password nobody knows: an unknown
+/// name is checked against it, so that it costs the same time as a wrong password.
+/// Made once by `hash_password` from 160 random bits that were thrown away.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$mANvqSNEWbv+7WoTNNz2/Q$OH86AuHuD4Z+TSFuH2Dy160y9LBlVH9ZxcHqhny5Nls";
+
+/// The result of checking a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checked {
+    /// The password matched the reviewer's hash.
+    matched: bool,
+    /// There was no such reviewer; the dummy hash was checked instead.
+    unknown_name: bool,
+}
+
+/// Checks `password` against the stored hash, or against [`DUMMY_HASH`] when the name is unknown:
+/// both run Argon2 with the same parameters.
+fn check_password(stored: Option<&str>, password: &str) -> Checked {
+    let matched = verify(stored.unwrap_or(DUMMY_HASH), password);
+    Checked {
+        matched: matched && stored.is_some(),
+        unknown_name: stored.is_none(),
+    }
+}
+
+thread_local! {
+    /// Argon2's working memory, kept by each hashing thread for its next check: allocating 19 MiB
+    /// per check leaves the allocator's arenas fragmented and the process growing by that much per login.
+    static ARGON2_MEMORY: RefCell<Vec<argon2::Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether `password` matches the PHC string `hash`: `PasswordVerifier::verify_password` with the
+/// working memory of [`ARGON2_MEMORY`].
+fn verify(hash: &str, password: &str) -> bool {
+    let Ok(h) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (h.salt, h.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(version), Ok(params)) = (
+        argon2::Algorithm::try_from(h.algorithm),
+        h.version
+            .map_or(Ok(argon2::Version::default()), argon2::Version::try_from),
+        argon2::Params::try_from(&h),
+    ) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let mut out = vec![0u8; expected.len()];
+    let computed = ARGON2_MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            &mut memory[..blocks],
+        )
+    });
+    // `Output`'s comparison takes constant time.
+    computed.is_ok() && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 fn now_secs() -> i64 {
@@ -115,26 +189,112 @@ struct LoginForm {
     csrf: String,
 }
 
-async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let cookie = web::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if cookie.is_empty() || !same(&cookie, &f.csrf) {
         return forbidden("The login form expired or came from another site. Reload the login page.");
     }
-    let app2 = app.clone();
-    let result = blocking(move || {
-        app2.pool.with(|c| {
-            let ok = store::password_hash(c, &f.user)?.is_some_and(|h| password_ok(&h, &f.password));
-            if !ok {
-                return Ok(None);
+    let (lang, _) = language(&headers, &LangQuery { lang: None });
+    let typed = audit_name(&f.user);
+    let address = peer.ip();
+    let ticket = match app.login.admit(&f.user, address) {
+        Ok(t) => t,
+        Err(Refusal::Busy) => {
+            let message = lang.t(
+                "The server is busy checking other logins; try again in a few seconds.",
+                "De server controleert nu veel andere aanmeldingen; probeer het over enkele seconden opnieuw.",
+            );
+            let retry = Duration::from_secs(limits::RETRY_AFTER_SECONDS);
+            return refused_page(&app, lang, StatusCode::SERVICE_UNAVAILABLE, retry, &message);
+        }
+        Err(Refusal::Blocked { by, retry_after, first }) => {
+            let minutes = whole_seconds(retry_after).div_ceil(60);
+            let (message, why) = match by {
+                Blocked::Name => (
+                    lang.t(
+                        &format!(
+                            "Too many failed logins for this name; try again in {} or ask another lead.",
+                            in_minutes(minutes, Lang::En)
+                        ),
+                        &format!(
+                            "Te veel mislukte aanmeldingen voor deze naam; probeer opnieuw over {} of vraag het \
+                             aan een andere verantwoordelijke.",
+                            in_minutes(minutes, Lang::Nl)
+                        ),
+                    ),
+                    format!("{} failed logins for this name", limits::LOGIN_FAILURES_PER_NAME),
+                ),
+                Blocked::Address => (
+                    lang.t(
+                        &format!(
+                            "Too many failed logins from your network; try again in {}.",
+                            in_minutes(minutes, Lang::En)
+                        ),
+                        &format!(
+                            "Te veel mislukte aanmeldingen vanaf uw netwerk; probeer opnieuw over {}.",
+                            in_minutes(minutes, Lang::Nl)
+                        ),
+                    ),
+                    format!("{} failed logins from this address", limits::LOGIN_FAILURES_PER_ADDRESS),
+                ),
+            };
+            if first {
+                // Once per window and name (or address): a flood of refused attempts writes nothing.
+                let note = format!(
+                    "{why} within {} minutes; refused without checking the password for {minutes} more minutes; from \
+                     {address}",
+                    limits::LOGIN_WINDOW.as_secs() / 60
+                );
+                let app2 = app.clone();
+                let audited = blocking(move || {
+                    app2.pool.with(|c| {
+                        store::audit_with_note(c, &typed, "login blocked (rate limit)", &note, &cert::now_utc())
+                    })
+                })
+                .await;
+                if let Err(e) = audited {
+                    eprintln!("lapterop-server: auditing a refused login: {e:#}");
+                }
             }
-            let token = crate::random_token()?;
-            let csrf = crate::random_token()?;
-            store::create_session(c, &token, &f.user, &csrf, now_secs() + store::SESSION_SECONDS)?;
-            store::audit(c, &f.user, "login", &cert::now_utc())?;
-            Ok(Some(token))
+            return refused_page(&app, lang, StatusCode::TOO_MANY_REQUESTS, retry_after, &message);
+        }
+    };
+    let app2 = app.clone();
+    let result = app
+        .login
+        .run(ticket, move |ticket| {
+            app2.pool.with(|c| {
+                let stored = store::password_hash(c, &f.user)?;
+                let checked = check_password(stored.as_deref(), &f.password);
+                if !checked.matched {
+                    let why = if checked.unknown_name {
+                        "not a reviewer's name (as typed)"
+                    } else {
+                        "wrong password"
+                    };
+                    store::audit_with_note(
+                        c,
+                        &typed,
+                        "login failed",
+                        &format!("{why}; from {address}"),
+                        &cert::now_utc(),
+                    )?;
+                    return Ok(None);
+                }
+                app2.login.succeeded(ticket);
+                let token = crate::random_token()?;
+                let csrf = crate::random_token()?;
+                store::create_session(c, &token, &f.user, &csrf, now_secs())?;
+                store::audit(c, &f.user, "login", &cert::now_utc())?;
+                Ok(Some(token))
+            })
         })
-    })
-    .await;
+        .await;
     match result {
         Ok(Some(token)) => {
             let mut resp = Redirect::to("/review").into_response();
@@ -147,7 +307,6 @@ async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Lo
             resp
         }
         Ok(None) => {
-            let (lang, _) = language(&headers, &LangQuery { lang: None });
             let message = lang.t("Wrong name or password.", "Verkeerde naam of wachtwoord.");
             let mut resp = login_page(&app, Some(&message), lang);
             *resp.status_mut() = StatusCode::UNAUTHORIZED;
@@ -155,6 +314,45 @@ async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Lo
         }
         Err(e) => web::internal(&e),
     }
+}
+
+/// The login page with `message`, answered `status` with `Retry-After`.
+fn refused_page(app: &App, lang: Lang, status: StatusCode, retry_after: Duration, message: &str) -> Response {
+    let mut resp = login_page(app, Some(message), lang);
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(whole_seconds(retry_after).max(1)),
+    );
+    resp
+}
+
+/// `d` in whole seconds, rounded up.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn in_minutes(n: u64, lang: Lang) -> String {
+    match (lang, n) {
+        (Lang::En, 1) => "1 minute".into(),
+        (Lang::En, n) => format!("{n} minutes"),
+        (Lang::Nl, 1) => "1 minuut".into(),
+        (Lang::Nl, n) => format!("{n} minuten"),
+    }
+}
+
+/// A typed login name as the audit log keeps it: control characters replaced, at most
+/// [`limits::AUDIT_NAME_CHARS`] characters (then "…").
+fn audit_name(typed: &str) -> String {
+    let mut out: String = typed
+        .chars()
+        .take(limits::AUDIT_NAME_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if typed.chars().nth(limits::AUDIT_NAME_CHARS).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -422,5 +620,81 @@ async fn export(State(app): State<AppState>, headers: HeaderMap, Query(filter): 
         )
             .into_response(),
         Err(e) => web::internal(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::password_hash::{Error, PasswordVerifier};
+
+    use super::*;
+
+    #[test]
+    fn an_unknown_name_is_checked_against_a_dummy_hash_with_the_same_parameters() {
+        // The dummy has the parameters of a new reviewer's hash.
+        let real = hash_password("correct horse battery").unwrap();
+        fn params(h: &str) -> (String, Option<u32>, argon2::Params) {
+            let h = PasswordHash::new(h).unwrap();
+            (
+                h.algorithm.to_string(),
+                h.version,
+                argon2::Params::try_from(&h).unwrap(),
+            )
+        }
+        assert_eq!(params(DUMMY_HASH), params(&real));
+        let (dummy, default) = (params(DUMMY_HASH).2, argon2::Params::default());
+        assert_eq!(
+            (dummy.m_cost(), dummy.t_cost(), dummy.p_cost()),
+            (default.m_cost(), default.t_cost(), default.p_cost())
+        );
+        // Checking it runs Argon2 to the end: a mismatch, not a malformed hash.
+        let h = PasswordHash::new(DUMMY_HASH).unwrap();
+        assert_eq!(Argon2::default().verify_password(b"anything", &h), Err(Error::Password));
+
+        let unknown = check_password(None, "correct horse battery");
+        assert_eq!(
+            unknown,
+            Checked {
+                matched: false,
+                unknown_name: true
+            }
+        );
+        let wrong = check_password(Some(&real), "wrong");
+        assert_eq!(
+            wrong,
+            Checked {
+                matched: false,
+                unknown_name: false
+            }
+        );
+        assert!(check_password(Some(&real), "correct horse battery").matched);
+    }
+
+    #[test]
+    fn the_check_agrees_with_argon2s_own() {
+        let real = hash_password("correct horse battery").unwrap();
+        let other = hash_password("another pass phrase").unwrap();
+        for (hash, password) in [
+            (&real, "correct horse battery"),
+            (&real, "correct horse batter"),
+            (&other, "another pass phrase"),
+            (&other, "correct horse battery"),
+        ] {
+            let theirs = Argon2::default()
+                .verify_password(password.as_bytes(), &PasswordHash::new(hash).unwrap())
+                .is_ok();
+            assert_eq!(verify(hash, password), theirs, "{password}");
+        }
+        assert!(!verify("not a hash", "x"));
+    }
+
+    #[test]
+    fn typed_names_are_bounded_for_the_audit_log() {
+        assert_eq!(audit_name("lead"), "lead");
+        assert_eq!(audit_name("a\nb\u{1b}[31m"), "a\u{fffd}b\u{fffd}[31m");
+        let long = audit_name(&"é".repeat(500));
+        assert_eq!(long.chars().count(), limits::AUDIT_NAME_CHARS + 1);
+        assert!(long.ends_with('…'));
+        assert_eq!(audit_name(&"x".repeat(64)), "x".repeat(64));
     }
 }

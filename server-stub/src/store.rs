@@ -11,6 +11,9 @@ use std::sync::Mutex;
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension};
 
+pub use crate::limits::SESSION_SECONDS;
+use crate::limits::{SESSION_IDLE_SECONDS, SESSION_TOUCH_SECONDS};
+
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "lapterop.sqlite";
 
@@ -71,7 +74,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     token      TEXT PRIMARY KEY,
     user       TEXT NOT NULL,
     csrf       TEXT NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS image_keys (
     site       TEXT NOT NULL,
@@ -102,7 +106,27 @@ pub fn open(dir: &Path) -> anyhow::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA).context("creating the database tables")?;
+    migrate(&conn).context("updating the database tables")?;
     Ok(conn)
+}
+
+/// Brings tables made by an older version up to date.
+fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    // Sessions gained `last_seen` (idle timeout); sessions from before count as long unused.
+    let has_last_seen: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('sessions') WHERE name = 'last_seen'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_last_seen {
+        if let Err(e) = conn.execute_batch("ALTER TABLE sessions ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0") {
+            // Another process (the server, `users add`) may have added it just now.
+            if !e.to_string().contains("duplicate column") {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A small pool of connections for request handlers (each used by one blocking task at a time).
@@ -260,21 +284,53 @@ pub fn revoke_station(conn: &Connection, name: &str, now: &str) -> anyhow::Resul
     Ok(n == 1)
 }
 
-/// Adds or replaces a reviewer.
-pub fn set_user(conn: &Connection, name: &str, password_hash: &str, now: &str) -> anyhow::Result<()> {
-    conn.execute(
+/// What [`set_user`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetUser {
+    /// A new reviewer.
+    Added,
+    /// A new password for a reviewer; this many of their sessions were ended.
+    PasswordChanged {
+        /// Sessions ended.
+        sessions_ended: usize,
+    },
+}
+
+/// Adds a reviewer, or sets a reviewer's new password and ends all of their sessions (whoever knew
+/// the old password is logged out); audited, in one transaction.
+pub fn set_user(conn: &mut Connection, name: &str, password_hash: &str, now: &str) -> anyhow::Result<SetUser> {
+    let tx = conn.transaction()?;
+    let existed = password_hash_of(&tx, name)?.is_some();
+    tx.execute(
         "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash",
         params![name, password_hash, now],
     )?;
-    Ok(())
+    let done = if existed {
+        let sessions_ended = tx.execute("DELETE FROM sessions WHERE user = ?1", [name])?;
+        let note = match sessions_ended {
+            1 => "1 session ended (users add)".to_owned(),
+            n => format!("{n} sessions ended (users add)"),
+        };
+        audit_with_note(&tx, name, "password changed", &note, now)?;
+        SetUser::PasswordChanged { sessions_ended }
+    } else {
+        audit_with_note(&tx, name, "reviewer added", "users add", now)?;
+        SetUser::Added
+    };
+    tx.commit()?;
+    Ok(done)
+}
+
+fn password_hash_of(conn: &Connection, name: &str) -> anyhow::Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT password_hash FROM users WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?)
 }
 
 /// The password hash of a reviewer.
 pub fn password_hash(conn: &Connection, name: &str) -> anyhow::Result<Option<String>> {
-    Ok(conn
-        .query_row("SELECT password_hash FROM users WHERE name = ?1", [name], |r| r.get(0))
-        .optional()?)
+    password_hash_of(conn, name)
 }
 
 /// One log entry.
@@ -567,6 +623,15 @@ pub fn audit(conn: &Connection, user: &str, action: &str, now: &str) -> anyhow::
     Ok(())
 }
 
+/// Adds an audit entry with a note that concerns no certificate (a failed or refused login).
+pub fn audit_with_note(conn: &Connection, user: &str, action: &str, note: &str, now: &str) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO audit (at, user, action, note) VALUES (?1, ?2, ?3, ?4)",
+        params![now, user, action, note],
+    )?;
+    Ok(())
+}
+
 /// One audit entry.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditEntry {
@@ -611,40 +676,148 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// Creates a session.
-pub fn create_session(conn: &Connection, token: &str, user: &str, csrf: &str, expires_at: i64) -> anyhow::Result<()> {
+/// Creates a session at `now` (unix seconds), and removes sessions that have ended.
+pub fn create_session(conn: &Connection, token: &str, user: &str, csrf: &str, now: i64) -> anyhow::Result<()> {
     conn.execute(
-        "DELETE FROM sessions WHERE expires_at < ?1",
-        [expires_at - SESSION_SECONDS],
+        "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen <= ?1 - ?2",
+        params![now, SESSION_IDLE_SECONDS],
     )?;
     conn.execute(
-        "INSERT INTO sessions (token, user, csrf, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![token, user, csrf, expires_at],
+        "INSERT INTO sessions (token, user, csrf, expires_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![token, user, csrf, now + SESSION_SECONDS, now],
     )?;
     Ok(())
 }
 
-/// How long a review session lasts.
-pub const SESSION_SECONDS: i64 = 12 * 3600;
-
-/// The live session behind a token.
+/// The live session behind a token at `now`: not past its lifetime and used within the idle limit.
+/// Using it refreshes its last use (written at most once a minute).
 pub fn session(conn: &Connection, token: &str, now: i64) -> anyhow::Result<Option<Session>> {
-    Ok(conn
+    let found = conn
         .query_row(
-            "SELECT user, csrf FROM sessions WHERE token = ?1 AND expires_at > ?2",
-            params![token, now],
+            "SELECT user, csrf, last_seen FROM sessions WHERE token = ?1 AND expires_at > ?2 AND last_seen > ?2 - ?3",
+            params![token, now, SESSION_IDLE_SECONDS],
             |r| {
-                Ok(Session {
-                    user: r.get(0)?,
-                    csrf: r.get(1)?,
-                })
+                Ok((
+                    Session {
+                        user: r.get(0)?,
+                        csrf: r.get(1)?,
+                    },
+                    r.get::<_, i64>(2)?,
+                ))
             },
         )
-        .optional()?)
+        .optional()?;
+    let Some((session, last_seen)) = found else {
+        return Ok(None);
+    };
+    if now - last_seen >= SESSION_TOUCH_SECONDS {
+        conn.execute(
+            "UPDATE sessions SET last_seen = ?2 WHERE token = ?1",
+            params![token, now],
+        )?;
+    }
+    Ok(Some(session))
 }
 
 /// Ends a session.
 pub fn delete_session(conn: &Connection, token: &str) -> anyhow::Result<()> {
     conn.execute("DELETE FROM sessions WHERE token = ?1", [token])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path()).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn a_session_ends_after_30_minutes_unused_and_after_12_hours_used() {
+        let (_dir, conn) = db();
+        let t0 = 1_800_000_000;
+        create_session(&conn, "tok", "lead", "csrf", t0).unwrap();
+        assert!(session(&conn, "tok", t0 + 60).unwrap().is_some());
+        // Used at 29 minutes: alive 29 minutes after that.
+        assert!(session(&conn, "tok", t0 + 29 * 60).unwrap().is_some());
+        assert!(session(&conn, "tok", t0 + 58 * 60).unwrap().is_some());
+        // Then unused for 30 minutes: ended, and stays ended.
+        assert!(session(&conn, "tok", t0 + 88 * 60).unwrap().is_none());
+        assert!(session(&conn, "tok", t0 + 88 * 60 + 1).unwrap().is_none());
+
+        // Used every 20 minutes, it still ends after 12 hours.
+        create_session(&conn, "busy", "lead", "csrf", t0).unwrap();
+        let mut t = t0;
+        while t + 20 * 60 < t0 + SESSION_SECONDS {
+            t += 20 * 60;
+            assert!(session(&conn, "busy", t).unwrap().is_some(), "alive at {}", t - t0);
+        }
+        assert!(session(&conn, "busy", t0 + SESSION_SECONDS).unwrap().is_none());
+    }
+
+    #[test]
+    fn last_use_is_written_at_most_once_a_minute() {
+        let (_dir, conn) = db();
+        let t0 = 1_800_000_000;
+        create_session(&conn, "tok", "lead", "csrf", t0).unwrap();
+        let seen = || -> i64 {
+            conn.query_row("SELECT last_seen FROM sessions WHERE token = 'tok'", [], |r| r.get(0))
+                .unwrap()
+        };
+        session(&conn, "tok", t0 + 30).unwrap();
+        assert_eq!(seen(), t0);
+        session(&conn, "tok", t0 + 61).unwrap();
+        assert_eq!(seen(), t0 + 61);
+    }
+
+    #[test]
+    fn a_new_password_ends_that_reviewers_sessions_only() {
+        let (_dir, mut conn) = db();
+        let now = "2026-11-01T10:00:00Z";
+        assert_eq!(set_user(&mut conn, "lead", "hash1", now).unwrap(), SetUser::Added);
+        assert_eq!(set_user(&mut conn, "other", "hash1", now).unwrap(), SetUser::Added);
+        let t0 = 1_800_000_000;
+        for (token, user) in [("a", "lead"), ("b", "lead"), ("c", "other")] {
+            create_session(&conn, token, user, "csrf", t0).unwrap();
+        }
+        assert_eq!(
+            set_user(&mut conn, "lead", "hash2", now).unwrap(),
+            SetUser::PasswordChanged { sessions_ended: 2 }
+        );
+        assert!(session(&conn, "a", t0 + 1).unwrap().is_none());
+        assert!(session(&conn, "b", t0 + 1).unwrap().is_none());
+        assert!(session(&conn, "c", t0 + 1).unwrap().is_some());
+        assert_eq!(password_hash(&conn, "lead").unwrap().as_deref(), Some("hash2"));
+        let audit = audit_entries(&conn, None, 10).unwrap();
+        assert_eq!(
+            (
+                audit[0].user.as_str(),
+                audit[0].action.as_str(),
+                audit[0].note.as_deref()
+            ),
+            ("lead", "password changed", Some("2 sessions ended (users add)"))
+        );
+    }
+
+    #[test]
+    fn sessions_of_an_older_database_gain_last_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE sessions (token TEXT PRIMARY KEY, user TEXT NOT NULL, csrf TEXT NOT NULL,
+                 expires_at INTEGER NOT NULL);
+                 INSERT INTO sessions VALUES ('old', 'lead', 'csrf', 9999999999);",
+            )
+            .unwrap();
+        }
+        let conn = open(dir.path()).unwrap();
+        // Counted as long unused: the old session has ended.
+        assert!(session(&conn, "old", 1_800_000_000).unwrap().is_none());
+        create_session(&conn, "new", "lead", "csrf", 1_800_000_000).unwrap();
+        assert!(session(&conn, "new", 1_800_000_001).unwrap().is_some());
+    }
 }

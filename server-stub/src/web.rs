@@ -39,6 +39,8 @@ pub struct Config {
     pub public_url: String,
     /// Set `Secure` on cookies.
     pub secure_cookies: bool,
+    /// Connection and request limits.
+    pub limits: crate::limits::Limits,
 }
 
 /// Shared state of all handlers.
@@ -54,13 +56,16 @@ pub struct App {
     pub secure_cookies: bool,
     /// Templates.
     pub templates: minijinja::Environment<'static>,
+    /// Failed-login counts and the hashing pool of the login.
+    pub login: crate::throttle::LoginGuard,
     jobs: mpsc::Sender<Job>,
 }
 
 /// Shared state handle.
 pub type AppState = Arc<App>;
 
-/// Starts the writer and serves until SIGINT/SIGTERM.
+/// Starts the writer and serves until SIGINT/SIGTERM (then requests in progress get
+/// [`crate::limits::SHUTDOWN_GRACE`] to finish).
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let server_key = crate::server_key(&config.data)?;
     let conn = store::open(&config.data)?;
@@ -80,8 +85,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         public_url: config.public_url.clone(),
         secure_cookies: config.secure_cookies,
         templates: crate::views::templates()?,
+        login: crate::throttle::LoginGuard::with_default_limits()?,
         jobs,
     });
+    let shutdown = shutdown()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -91,23 +98,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.public_url,
         config.data.display()
     );
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving HTTP")?;
+    let router = router(app).layer(axum::middleware::from_fn_with_state(
+        config.limits,
+        crate::listen::timeouts,
+    ));
+    crate::listen::run(listener, router, config.limits, shutdown).await?;
+    eprintln!("lapterop-server: stopped");
     Ok(())
 }
 
-async fn shutdown() {
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
+/// Completes on SIGTERM or SIGINT; the handlers are in place when this returns.
+fn shutdown() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    })
 }
 
 fn router(app: AppState) -> Router {

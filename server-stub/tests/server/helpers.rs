@@ -57,13 +57,23 @@ impl Server {
         Self::start_on(dir, free_port())
     }
 
+    /// Starts a server on a new temporary data directory with more `serve` arguments.
+    pub fn start_with(dir: &Path, args: &[&str]) -> Self {
+        Self::start_on_with(dir, free_port(), args)
+    }
+
     /// Starts a server on `dir` and `port` and waits until it answers.
     pub fn start_on(dir: &Path, port: u16) -> Self {
+        Self::start_on_with(dir, port, &[])
+    }
+
+    fn start_on_with(dir: &Path, port: u16, args: &[&str]) -> Self {
         let url = format!("http://127.0.0.1:{port}");
         let child = Command::new(BIN)
             .args(["serve", "--data"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -90,6 +100,44 @@ impl Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// The server's peak resident memory (`VmHWM` in /proc/PID/status), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the server to exit; its exit status, or `None` if it
+    /// still runs (then it is killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("server running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the server") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -202,6 +250,94 @@ pub fn post(url: &str, body: &[u8]) -> Result<(u16, String), String> {
             .set("Content-Type", "application/json")
             .send_bytes(body),
     )
+}
+
+/// An answer with its status, headers (`name: value` lines, names in lower case) and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn full_answer(r: Result<ureq::Response, ureq::Error>) -> Answer {
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = resp.status();
+    let mut headers = Vec::new();
+    for name in resp.headers_names() {
+        for value in resp.all(&name) {
+            headers.push((name.to_ascii_lowercase(), value.to_owned()));
+        }
+    }
+    let body = resp.into_string().unwrap_or_default();
+    Answer { status, headers, body }
+}
+
+/// A reviewer's browser, reduced to what logging in needs: the login form's token (from its cookie).
+pub struct Login {
+    pub url: String,
+    pub token: String,
+}
+
+impl Login {
+    /// Opens the login page of `server` and keeps its form token.
+    pub fn open(server: &str) -> Self {
+        let page = agent().get(&format!("{server}/login")).call().expect("login page");
+        let cookie = page.header("Set-Cookie").expect("login cookie").to_owned();
+        let token = cookie
+            .split(';')
+            .next()
+            .and_then(|kv| kv.split_once('='))
+            .expect("cookie value")
+            .1
+            .to_owned();
+        Self {
+            url: server.to_owned(),
+            token,
+        }
+    }
+
+    /// Posts the login form.
+    pub fn attempt(&self, user: &str, password: &str) -> Answer {
+        full_answer(
+            agent()
+                .post(&format!("{}/login", self.url))
+                .set("Cookie", &format!("lapterop_login={}", self.token))
+                .set("Accept-Language", "en")
+                .send_form(&[("user", user), ("password", password), ("csrf", &self.token)]),
+        )
+    }
+
+    /// Logs in and returns the session cookie (`lapterop_session=...`).
+    pub fn session(&self, user: &str, password: &str) -> String {
+        let a = self.attempt(user, password);
+        assert_eq!(a.status, 303, "login as {user}: {}", a.body);
+        a.headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .find_map(|(_, v)| v.strip_prefix("lapterop_session="))
+            .and_then(|v| v.split(';').next())
+            .map(|v| format!("lapterop_session={v}"))
+            .expect("session cookie")
+    }
+}
+
+/// GET `url` with a cookie; the full answer (redirects not followed).
+pub fn get_with_cookie(url: &str, cookie: &str) -> Answer {
+    full_answer(agent().get(url).set("Cookie", cookie).call())
 }
 
 /// Sends only the head of a POST declaring `length` body bytes, and reads the answer (a server that

@@ -11,4 +11,7 @@ mod fixtures;
 mod helpers;
 mod hostile;
 mod image_keys;
+mod login;
 mod privacy;
+mod sessions;
+mod slow_clients;
