@@ -730,3 +730,88 @@ fn sfdisk(file: &Path, script: &str) {
 fn digest(file: &Path) -> blake3::Hash {
     blake3::hash(&std::fs::read(file).unwrap())
 }
+
+/// Every verification read goes through the claimed device, opened `O_DIRECT`: it sees what is on the
+/// disk, not what the page cache remembers. The test makes the cache stale on purpose (it reads the
+/// loop device buffered, keeps it open, then changes the backing file underneath): a buffered read
+/// still sees the old bytes, the claimed device the new ones.
+#[test]
+fn verification_reads_bypass_the_page_cache() {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    if !root("verification_reads_bypass_the_page_cache") {
+        return;
+    }
+    let l = Loop::new(8 * MIB, 512);
+    let mut holder = std::fs::File::open(&l.dev).unwrap();
+    let mut cached = vec![0u8; 4096];
+    holder.read_exact(&mut cached).unwrap();
+    let fresh = vec![if cached[0] == 0xA5 { 0x5A } else { 0xA5 }; 4096];
+    let backing = std::fs::OpenOptions::new().write(true).open(&l.file).unwrap();
+    backing.write_all_at(&fresh, 0).unwrap();
+    backing.sync_all().unwrap();
+    let mut buffered = vec![0u8; 4096];
+    std::fs::File::open(&l.dev).unwrap().read_exact(&mut buffered).unwrap();
+    assert_eq!(
+        buffered, cached,
+        "premise: the loop device's page cache holds the old bytes"
+    );
+
+    let disk = Discovery::system().find(&l.dev).unwrap();
+    let claimed = disk::claim(&disk, &SafetyConfig::default()).unwrap();
+    let flags = nix::fcntl::fcntl(&claimed.file, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    assert_ne!(flags & nix::libc::O_DIRECT, 0, "the claimed device is not O_DIRECT");
+    let mut buf = engine::AlignedBuf::new(4096);
+    engine::BlockDevice::read_at(&claimed, buf.get_mut(4096), 0).unwrap();
+    assert_eq!(
+        buf.get(4096),
+        &fresh[..],
+        "the verification read came from the page cache"
+    );
+    drop(holder);
+}
+
+/// A read-only device and a device in use as swap are refused on real loop devices (beside the
+/// mounted and exclusively held ones above), with the reason, and nothing is written.
+#[test]
+fn read_only_and_swap_devices_are_refused_and_unchanged() {
+    if !root("read_only_and_swap_devices_are_refused_and_unchanged") {
+        return;
+    }
+    let ro = Loop::prepared(8 * MIB, 512, |_| {}, &["-r"]);
+    let before = digest(&ro.file);
+    let disk = Discovery::system().find(&ro.dev).unwrap();
+    let refused = disk::claim(&disk, &SafetyConfig::default()).unwrap_err();
+    assert!(
+        refused.iter().any(|r| matches!(r, disk::Refusal::ReadOnly)),
+        "{refused:?}"
+    );
+    let (key, _) = keygen(ro.dir.path());
+    let (out, cert) = wipe(ro.dir.path(), &key, &[], &ro.dev);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!cert.exists());
+    assert_eq!(digest(&ro.file), before);
+
+    let swap = Loop::new(16 * MIB, 512);
+    ok(Command::new("mkswap").arg("-q").arg(&swap.dev));
+    ok(Command::new("swapon").arg(&swap.dev));
+    struct SwapOff(String);
+    impl Drop for SwapOff {
+        fn drop(&mut self) {
+            let _ = Command::new("swapoff").arg(&self.0).status();
+        }
+    }
+    let guard = SwapOff(swap.dev.clone());
+    let before = digest(&swap.file);
+    let disk = Discovery::system().find(&swap.dev).unwrap();
+    let refused = disk::claim(&disk, &SafetyConfig::default()).unwrap_err();
+    assert!(
+        refused.iter().any(|r| matches!(r, disk::Refusal::Swap { .. })),
+        "{refused:?}"
+    );
+    let (out, cert) = wipe(swap.dir.path(), &key, &[], &swap.dev);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!cert.exists());
+    drop(guard);
+    assert_eq!(digest(&swap.file), before, "a swap device in use was written");
+}

@@ -203,7 +203,9 @@ pub fn wipe_device_with(
         progress.phase("reading samples after the firmware erase", p.planned_bytes());
         let after = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
         interrupted |= before.interrupted || after.interrupted;
-        let changed = before.blake3 != after.blake3 && before.errors.is_empty() && after.errors.is_empty();
+        let changed = crate::firmware::content_changed(&before.blake3, &after.blake3)
+            && before.errors.is_empty()
+            && after.errors.is_empty();
         match step.outcome {
             StepOutcome::Completed if changed => purge_verified = true,
             StepOutcome::Completed => {}

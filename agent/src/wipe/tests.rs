@@ -487,20 +487,7 @@ fn an_unfreeze_that_did_not_help_is_recorded_and_the_overwrite_still_erases() {
             ..Default::default()
         };
         assert!(crate::unfreeze::is_frozen(&firmware));
-        let spec = WipeSpec {
-            pattern: PatternChoice::Zero,
-            passes: 1,
-            verify: VerifyChoice::Full,
-        };
-        let d = wipe_device_with(
-            &dev,
-            &ident(Transport::Sata),
-            &spec,
-            &AtomicBool::new(false),
-            &Quiet,
-            firmware,
-        )
-        .unwrap();
+        let d = zero_full_with(&dev, Transport::Sata, firmware);
         assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{:?}", d.outcome);
         assert_eq!(d.nist_category, NistCategory::Clear);
         assert_eq!(
@@ -514,4 +501,77 @@ fn an_unfreeze_that_did_not_help_is_recorded_and_the_overwrite_still_erases() {
             .contains(if slept.is_ok() { "still frozen" } else { "EBUSY" }));
         signs(&d);
     }
+}
+
+/// A drive whose firmware erase answers "success" without changing a byte (a drive that lies, or a
+/// bridge that swallows the command) never earns `purge`: the samples read before and after are the
+/// same, so the disk is `clear` by the overwrite alone. The same command that did erase earns `purge`.
+#[test]
+fn a_firmware_erase_that_reports_success_but_changed_nothing_is_not_a_purge() {
+    let completed = || Step {
+        kind: StepKind::NvmeSanitizeCrypto,
+        capability: cert::Capability::Supported,
+        outcome: StepOutcome::Completed,
+        reason: None,
+        started_at: Some(cert::now_utc()),
+        finished_at: Some(cert::now_utc()),
+        pass: None,
+        pattern: None,
+        bytes: SIZE as u64,
+        error_ranges: Vec::new(),
+        firmware: Some(cert::FirmwareEvidence {
+            command: "nvme admin 0x84 cdw10=0x00000004".into(),
+            status: "success".into(),
+            polls: 1,
+            final_state: Some("sanitize completed".into()),
+        }),
+    };
+    let nvme_hidden = Some(HiddenAreas {
+        check: HiddenAreaCheck::NotApplicable,
+        hpa: None,
+        dco: None,
+    });
+    for erases in [false, true] {
+        let dev = std::sync::Arc::new(FaultyDevice::new(SIZE, 512));
+        let target = std::sync::Arc::clone(&dev);
+        let step = completed();
+        let purge: Box<dyn FnOnce() -> Step + Send> = Box::new(move || {
+            if erases {
+                target.data.lock().unwrap().iter_mut().for_each(|b| *b = 0x3C);
+            }
+            step
+        });
+        let firmware = FirmwarePrelude {
+            purge: Some(purge),
+            hidden: nvme_hidden.clone(),
+            ..Default::default()
+        };
+        let d = zero_full_with(&dev, Transport::Nvme, firmware);
+        assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{:?}", d.outcome);
+        let v = d.verification.as_ref().unwrap();
+        let (before, after) = (v.firmware_before_blake3.as_ref(), v.firmware_after_blake3.as_ref());
+        if erases {
+            assert_eq!(d.nist_category, NistCategory::Purge, "{d:?}");
+            assert_ne!(before, after);
+        } else {
+            assert_eq!(
+                d.nist_category,
+                NistCategory::Clear,
+                "a firmware status alone gave {:?}",
+                d.nist_category
+            );
+            assert_eq!(before, after, "the samples show nothing changed");
+        }
+        signs(&d);
+    }
+}
+
+/// One zero pass with a full read-back over `dev`, after `firmware`'s prelude.
+fn zero_full_with(dev: &FaultyDevice, t: Transport, firmware: FirmwarePrelude) -> DiskRecord {
+    let spec = WipeSpec {
+        pattern: PatternChoice::Zero,
+        passes: 1,
+        verify: VerifyChoice::Full,
+    };
+    wipe_device_with(dev, &ident(t), &spec, &AtomicBool::new(false), &Quiet, firmware).unwrap()
 }

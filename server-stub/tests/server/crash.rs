@@ -93,4 +93,18 @@ fn sigkill_during_ingest_loses_nothing_that_was_answered() {
     assert_eq!(check_chain(&s).len() as u64, CLIENTS * PER_CLIENT);
     let (code, out, _) = cli(&["verify-log", "--data", dir.path().to_str().unwrap()], "");
     assert_eq!(code, 0, "{out}");
+    // Every donor link carries its own 160 random bits (40 hex digits), none repeated.
+    let conn = rusqlite::Connection::open(dir.path().join("lapterop.sqlite")).unwrap();
+    let tokens: Vec<String> = conn
+        .prepare("SELECT donor_token FROM certificates")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(tokens
+        .iter()
+        .all(|t| t.len() == 40 && t.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())));
+    let distinct: std::collections::BTreeSet<&String> = tokens.iter().collect();
+    assert_eq!(distinct.len(), tokens.len(), "a donor token repeated");
 }
