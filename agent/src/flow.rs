@@ -17,21 +17,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lapterop_certificate::model::{InstallRecord, InstallStatus, StepKind};
+use lapterop_certificate::model::{InstallRecord, InstallStatus};
 use lapterop_certificate::{DiskRecord, OutcomeStatus};
 
-use crate::disk::Refusal;
 use crate::i18n::{Key, Lang};
-use crate::job::{self, Disks, JobResult};
+use crate::job::{self, Ended, Event, Go, JobResult, StopCode};
 use crate::outbox::Sent;
-use crate::preflight::{self, Code, Finding};
+use crate::preflight::Finding;
 use crate::site::Site;
 use crate::sitelog::SiteLog;
 use crate::ui::confirm::{self, Decision, Next};
 use crate::ui::input::{Input, Keys};
 use crate::ui::progress::{Progress, Step, TaskId};
 use crate::ui::screens::{self, AuditView, DiskResult, InstallState, UploadState};
-use crate::ui::{operator, qr, Colour, Exclusion, Health, Method, PlanDisk, Style};
+use crate::ui::{operator, qr, Colour, PlanDisk, Style};
 
 /// Code shown when the station key cannot be used (nothing was done).
 pub const CODE_STATION: &str = "LAP-S01";
@@ -42,24 +41,14 @@ pub const CODE_JOB: &str = "LAP-S03";
 /// Code shown on the console when the keyboard layout could not be loaded.
 pub const CODE_KEYMAP: &str = "LAP-K01";
 
-/// What one interactive run is given.
+/// What one interactive run is given: the job, and where the operators are remembered for the rest of
+/// the boot (a file on a tmpfs; `None` asks every run).
 #[derive(Debug)]
 pub struct Flow<'a> {
-    /// The checked site config.
-    pub site: &'a Site,
-    /// The stick's `lapterop/` directory.
-    pub dir: &'a Path,
-    /// Kernel name of the stick's disk (never a target).
-    pub stick_disk: Option<&'a str>,
-    /// Only these disks instead of every internal one (loop devices allowed, for tests).
-    pub only: &'a [String],
-    /// Set by SIGINT/SIGTERM: the wipe stops and its disks end `not-erased`.
-    pub stop: &'a AtomicBool,
-    /// Where the operators are remembered for the rest of the boot (a file on a tmpfs); `None` asks
-    /// every run.
+    /// The job.
+    pub job: job::Job<'a>,
+    /// Where the operators are remembered.
     pub remember: Option<&'a Path>,
-    /// The trusted OS image key's public half (see [`job::Job::image_key`]).
-    pub image_key: &'a Path,
 }
 
 /// How a run ended.
@@ -120,250 +109,259 @@ impl Screen<'_> {
     }
 }
 
-/// Runs the flow once. Errors only when the screen itself fails (the terminal is gone); every problem
-/// of the job is shown with its code and ends the run with [`Ending::Blocked`] or in the certificate.
-pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: Style) -> io::Result<FlowEnd> {
-    let site = flow.site;
-    let mut s = Screen {
-        input,
-        out,
-        style,
-        lang: site.ui.language,
-    };
-    let end = |ending, next| Ok(FlowEnd { ending, next });
+/// The volunteer at the laptop: the pipeline's questions as screens, its events as lines in the
+/// laptop's log on the stick and as progress on the screen.
+struct Volunteer<'s, 'f> {
+    s: Screen<'s>,
+    flow: &'f Flow<'f>,
+    log: Log,
+    /// The log on the stick could not be opened: the job stops before the first question.
+    log_failed: Option<String>,
+    bars: Option<Arc<Bars>>,
+    ticker: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    install_task: Arc<Mutex<Option<TaskId>>>,
+}
 
-    let station = match job::open_station(site, flow.dir) {
-        Ok(st) => st,
-        Err(e) => {
-            let code = if e.to_string().contains("station key") {
-                CODE_STATION
-            } else {
-                CODE_STICK
-            };
-            println!("lapterop: {code} {e:#}");
-            return s.stop(&mut Log(None), code, &format!("{e:#}"));
+impl job::Frontend for Volunteer<'_, '_> {
+    fn people(&mut self) -> io::Result<Option<job::People>> {
+        // Who does the job: remembered for the boot, from the config, or asked.
+        if let Some(ops) = self.flow.remember.and_then(operator::Operators::recall) {
+            return Ok(Some(ops.people()));
         }
-    };
-
-    // Who does the job: remembered for the boot, from the config, or asked.
-    let recalled = flow.remember.and_then(operator::Operators::recall);
-    let ops = match recalled {
-        Some(ops) => ops,
-        None => match operator::ask(s.input, s.out, &mut s.lang, style, &site.ui)? {
-            Some(ops) => {
-                if let Some(path) = flow.remember {
+        let site = self.flow.job.site;
+        Ok(
+            operator::ask(self.s.input, self.s.out, &mut self.s.lang, self.s.style, &site.ui)?.map(|ops| {
+                if let Some(path) = self.flow.remember {
                     let _ = ops.remember(path);
                 }
-                ops
+                ops.people()
+            }),
+        )
+    }
+
+    fn preflight(&mut self, findings: &[Finding]) -> io::Result<Go> {
+        if let Some(e) = self.log_failed.take() {
+            return Ok(Go::Stop(StopCode::Stick, e));
+        }
+        let style = self.s.style;
+        let shown = confirm::show_and_wait(self.s.input, self.s.out, &mut self.s.lang, &|l: Lang| {
+            screens::preflight(l, style, findings)
+        })?;
+        Ok(if shown { Go::On } else { Go::Left })
+    }
+
+    fn audit(&mut self, audited: &job::Audited) -> io::Result<Go> {
+        let style = self.s.style;
+        let view = AuditView::from_audit(&audited.audit);
+        let shown = confirm::show_and_wait(self.s.input, self.s.out, &mut self.s.lang, &|l: Lang| {
+            screens::audit(l, style, &view)
+        })?;
+        Ok(if shown { Go::On } else { Go::Left })
+    }
+
+    fn confirm(&mut self, plan: &[PlanDisk], claimed: usize) -> io::Result<Decision> {
+        let (site, style) = (self.flow.job.site, self.s.style);
+        match site.ui.unattended_countdown_secs {
+            Some(secs) if claimed > 0 => {
+                write!(self.s.out, "{}", screens::plan(self.s.lang, style, plan))?;
+                confirm::countdown(self.s.input, self.s.out, self.s.lang, style, secs)
             }
-            None => return end(Ending::Closed, Next::PowerOff),
-        },
-    };
-
-    let audited = job::audit_step(site);
-    let mut log = match SiteLog::open(&flow.dir.join("logs"), &audited.host.device_id) {
-        Ok(l) => Log(Some(l)),
-        Err(e) => {
-            println!("lapterop: {CODE_STICK} the log on the stick: {e}");
-            return s.stop(&mut Log(None), CODE_STICK, &format!("the log on the stick: {e}"));
-        }
-    };
-    log.line(
-        None,
-        &format!(
-            "interactive flow by {}{}; laptop {} {} serial {}",
-            ops.operator,
-            ops.verifier
-                .as_deref()
-                .map(|v| format!(", checked by {v}"))
-                .unwrap_or_default(),
-            audited.host.system.vendor.as_deref().unwrap_or("?"),
-            audited.host.system.product.as_deref().unwrap_or("?"),
-            audited.host.system.serial.as_deref().unwrap_or("?"),
-        ),
-    );
-
-    let disks = match job::claim_disks(flow.only, flow.stick_disk) {
-        Ok(d) => d,
-        Err(e) => {
-            return s.stop(&mut log, CODE_JOB, &format!("{e:#}"));
-        }
-    };
-    let plans = match job::plan_step(site, &disks.claimed) {
-        Ok(p) => p,
-        Err(e) => {
-            return s.stop(&mut log, CODE_JOB, &format!("{e:#}"));
-        }
-    };
-    let chosen: Vec<Option<StepKind>> = plans.iter().map(|p| p.chosen).collect();
-    let plan = plan_disks(&disks, &chosen, &audited.audit, flow.stick_disk);
-
-    // Pre-flight.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    let findings = relevant(
-        preflight::check(&preflight::Input {
-            root: Path::new("/"),
-            disks: &plan,
-            now,
-            battery_min_percent: site.ui.battery_min_percent,
-        }),
-        !flow.only.is_empty(),
-    );
-    for f in &findings {
-        log.line(Some(f.code.as_str()), &f.found(Lang::En));
-    }
-    let preflight_screen = |l: Lang| screens::preflight(l, style, &findings);
-    if preflight::blocked(&findings) {
-        log.line(None, "stopped at pre-flight; nothing was written");
-        let next = s.next(&|l: Lang| format!("{}{}\n", preflight_screen(l), l.t(Key::NextMachine)))?;
-        return end(Ending::Blocked, next);
-    }
-    if !confirm::show_and_wait(s.input, s.out, &mut s.lang, &preflight_screen)? {
-        return end(Ending::Closed, Next::PowerOff);
-    }
-    let view = AuditView::from_audit(&audited.audit);
-    if !confirm::show_and_wait(s.input, s.out, &mut s.lang, &|l: Lang| screens::audit(l, style, &view))? {
-        return end(Ending::Closed, Next::PowerOff);
-    }
-
-    // The plan and its confirmation.
-    let decision = match site.ui.unattended_countdown_secs {
-        Some(secs) if !disks.claimed.is_empty() => {
-            write!(s.out, "{}", screens::plan(s.lang, style, &plan))?;
-            confirm::countdown(s.input, s.out, s.lang, style, secs)?
-        }
-        _ => confirm::confirm_plan(
-            s.input,
-            s.out,
-            &mut s.lang,
-            style,
-            &plan,
-            site.ui.confirm_word.as_deref(),
-        )?,
-    };
-    // Ctrl-C at a question (see `cli`) counts as cancelling: nothing has been written yet.
-    if decision == Decision::Cancelled || flow.stop.load(Ordering::Relaxed) {
-        log.line(None, "cancelled at the plan; nothing was written");
-        drop(disks);
-        let next = s.next(&|l: Lang| format!("\n{}\n{}\n", l.t(Key::Cancelled), l.t(Key::NextMachine)))?;
-        return end(Ending::Cancelled, next);
-    }
-    for c in &disks.claimed {
-        log.line(
-            None,
-            &format!(
-                "confirmed: wiping {} ({} bytes, model {}, serial {})",
-                c.disk.name,
-                c.capacity_bytes,
-                c.disk.model.as_deref().unwrap_or("?"),
-                c.disk.serial.as_deref().unwrap_or("?")
+            _ => confirm::confirm_plan(
+                self.s.input,
+                self.s.out,
+                &mut self.s.lang,
+                style,
+                plan,
+                site.ui.confirm_word.as_deref(),
             ),
-        );
-    }
-
-    // Erasing, with progress for every disk.
-    writeln!(s.out, "\n{}", style.fg(Colour::Cyan, s.lang.t(Key::ProgressTitle)))?;
-    s.out.flush()?;
-    let bars = Bars::new(s.lang, style);
-    let make = |name: &str| -> Box<dyn crate::wipe::Progress + Send> { Box::new(bars.disk(name)) };
-    let wiped = bars.ticking(|| job::wipe_step(site, &disks.claimed, plans, flow.stop, Some(&make)));
-    let mut records = match wiped {
-        Ok(r) => r,
-        Err(e) => {
-            return s.stop(&mut log, CODE_JOB, &format!("{e:#}"));
         }
-    };
-    for r in &records {
-        log.line(
-            outcome_code(r.outcome.status),
-            &format!("{}: {}", r.device, crate::wipe::outcome_words(&r.outcome)),
-        );
     }
 
-    let install = if site.install.is_some() {
-        writeln!(s.out, "\n{}", style.fg(Colour::Cyan, s.lang.t(Key::InstallingTitle)))?;
-        s.out.flush()?;
-        let task: Mutex<Option<TaskId>> = Mutex::new(None);
-        let report = |p: lapterop_osimage::install::Progress| {
+    fn event(&mut self, event: Event<'_>) {
+        // The screen is best effort here: a terminal that is gone shows at the next question.
+        let _ = self.show(event);
+    }
+
+    fn disk_progress(&mut self, name: &str) -> Box<dyn crate::wipe::Progress + Send> {
+        let bars = Arc::clone(
+            self.bars
+                .get_or_insert_with(|| Arc::new(Bars::new(self.s.lang, self.s.style))),
+        );
+        Box::new(bars.disk(name))
+    }
+
+    fn install_progress(&mut self) -> Box<dyn Fn(lapterop_osimage::install::Progress) + Send + Sync> {
+        let bars = Arc::clone(
+            self.bars
+                .get_or_insert_with(|| Arc::new(Bars::new(self.s.lang, self.s.style))),
+        );
+        let task = Arc::clone(&self.install_task);
+        Box::new(move |p: lapterop_osimage::install::Progress| {
             let Ok(mut ui) = bars.ui.lock() else { return };
             let Ok(mut task) = task.lock() else { return };
             let id = *task.get_or_insert_with(|| ui.start("image", Step::Install, Some(p.total)));
             ui.set(id, p.written);
-        };
-        let install = job::install_step(site, flow.dir, flow.image_key, &disks.claimed, &records, &report);
-        if let (Ok(mut ui), Ok(Some(id))) = (bars.ui.lock(), task.lock().map(|t| *t)) {
-            ui.finish(id, if install_ok(install.as_ref()) { "OK" } else { "X" });
-        }
-        install
-    } else {
-        None
-    };
-    if let Some(line) = job::install_line(site, install.as_ref()) {
-        log.line(
-            (!install_ok(install.as_ref())).then_some(screens::CODE_INSTALL_FAILED),
-            line.trim_start_matches("lapterop: ")
-                .trim_start_matches(screens::CODE_INSTALL_FAILED)
-                .trim_start(),
-        );
+        })
+    }
+}
+
+impl Volunteer<'_, '_> {
+    /// A stage's heading on the screen.
+    fn heading(&mut self, key: Key) -> io::Result<()> {
+        writeln!(self.s.out, "\n{}", self.s.style.fg(Colour::Cyan, self.s.lang.t(key)))?;
+        self.s.out.flush()
     }
 
-    // The certificate: signed and in the outbox before any upload is tried.
-    let refused = disks.refused_records();
-    for r in &refused {
-        log.line(
-            outcome_code(r.outcome.status),
-            &format!("{}: {}", r.device, crate::wipe::outcome_words(&r.outcome)),
-        );
-    }
-    records.extend(refused);
-    let untouched = disks.untouched(flow.stick_disk);
-    drop(disks);
-    let people = ops.people();
-    let (certificate, certificate_file) =
-        match job::certify_and_store(site, &station, &audited, people, (records, untouched), install) {
-            Ok(c) => c,
-            Err(e) => {
-                return s.stop(&mut log, CODE_STICK, &format!("{e:#}"));
+    /// What the volunteer sees of an event, and what the log on the stick keeps of it.
+    fn show(&mut self, event: Event<'_>) -> io::Result<()> {
+        let (site, style) = (self.flow.job.site, self.s.style);
+        match event {
+            Event::Audited { audited, people } => {
+                match SiteLog::open(&self.flow.job.dir.join("logs"), &audited.host.device_id) {
+                    Ok(l) => self.log = Log(Some(l)),
+                    Err(e) => {
+                        println!("lapterop: {CODE_STICK} the log on the stick: {e}");
+                        self.log_failed = Some(format!("the log on the stick: {e}"));
+                    }
+                }
+                let s = &audited.host.system;
+                self.log.line(
+                    None,
+                    &format!(
+                        "interactive flow by {}{}; laptop {} {} serial {}",
+                        people.0.name,
+                        people
+                            .1
+                            .as_ref()
+                            .map(|v| format!(", checked by {}", v.name))
+                            .unwrap_or_default(),
+                        s.vendor.as_deref().unwrap_or("?"),
+                        s.product.as_deref().unwrap_or("?"),
+                        s.serial.as_deref().unwrap_or("?"),
+                    ),
+                );
             }
-        };
-    log.line(None, &format!("certificate {} saved in the outbox", certificate.id));
-    writeln!(
-        s.out,
-        "\n{}",
-        s.lang.fill(Key::CertificateSaved, &[("id", &certificate.id)])
-    )?;
-    if site.server.is_some() {
-        writeln!(s.out, "{}", s.lang.t(Key::UploadSending))?;
+            Event::Finding(f) => self.log.line(Some(f.code.as_str()), &f.found(Lang::En)),
+            Event::Wiping(c) => self.log.line(
+                None,
+                &format!(
+                    "confirmed: wiping {} ({} bytes, model {}, serial {})",
+                    c.disk.name,
+                    c.capacity_bytes,
+                    c.disk.model.as_deref().unwrap_or("?"),
+                    c.disk.serial.as_deref().unwrap_or("?")
+                ),
+            ),
+            Event::WipeStarted => {
+                self.heading(Key::ProgressTitle)?;
+                let bars = Arc::clone(self.bars.get_or_insert_with(|| Arc::new(Bars::new(self.s.lang, style))));
+                self.ticker = Some(bars.tick());
+            }
+            Event::WipeFinished => {
+                if let Some((done, handle)) = self.ticker.take() {
+                    done.store(true, Ordering::Relaxed);
+                    let _ = handle.join();
+                }
+            }
+            Event::DiskOutcome(r) => self.log.line(
+                outcome_code(r.outcome.status),
+                &format!("{}: {}", r.device, crate::wipe::outcome_words(&r.outcome)),
+            ),
+            Event::InstallStarting { .. } => self.heading(Key::InstallingTitle)?,
+            Event::InstallDone(record) => {
+                let ok = install_ok(record);
+                if let (Some(bars), Ok(Some(id))) = (&self.bars, self.install_task.lock().map(|t| *t)) {
+                    if let Ok(mut ui) = bars.ui.lock() {
+                        ui.finish(id, if ok { "OK" } else { "X" });
+                    }
+                }
+                if let Some(line) = job::install_line(site, record) {
+                    self.log.line(
+                        (!ok).then_some(screens::CODE_INSTALL_FAILED),
+                        line.trim_start_matches("lapterop: ")
+                            .trim_start_matches(screens::CODE_INSTALL_FAILED)
+                            .trim_start(),
+                    );
+                }
+            }
+            Event::CertificateStored { certificate, .. } => {
+                self.log
+                    .line(None, &format!("certificate {} saved in the outbox", certificate.id));
+                writeln!(
+                    self.s.out,
+                    "\n{}",
+                    self.s.lang.fill(Key::CertificateSaved, &[("id", &certificate.id)])
+                )?;
+                self.s.out.flush()?;
+            }
+            Event::UploadSending => {
+                writeln!(self.s.out, "{}", self.s.lang.t(Key::UploadSending))?;
+                self.s.out.flush()?;
+            }
+            Event::UploadDone(upload) => match upload_state(upload) {
+                UploadState::Uploaded => self.log.line(None, "certificate sent; receipt stored beside it"),
+                UploadState::Waiting => self
+                    .log
+                    .line(Some(screens::CODE_UPLOAD_WAITING), "certificate waits in the outbox"),
+                UploadState::Refused(why) => self.log.line(Some(screens::CODE_UPLOAD_REFUSED), &why),
+            },
+            // The rest is for the console of an unattended run.
+            _ => {}
+        }
+        Ok(())
     }
-    s.out.flush()?;
-    let (upload, donor_url) = match job::upload_step(site, &station, &certificate.id) {
-        Ok(u) => u,
-        Err(e) => (
-            Some(Sent::Failed(crate::outbox::UploadError::Unreachable(format!("{e:#}")))),
-            None,
-        ),
-    };
-    let upload_state = match &upload {
+}
+
+/// What the result screen says about the upload.
+fn upload_state(upload: Option<&Sent>) -> UploadState {
+    match upload {
         // Without a server the certificate stays on the stick for a lead to send by hand.
         None => UploadState::Waiting,
         Some(Sent::Uploaded | Sent::AlreadyDone) => UploadState::Uploaded,
         Some(Sent::Failed(e)) if e.retryable() => UploadState::Waiting,
         Some(Sent::Failed(e)) => UploadState::Refused(e.to_string()),
-    };
-    match &upload_state {
-        UploadState::Uploaded => log.line(None, "certificate sent; receipt stored beside it"),
-        UploadState::Waiting => log.line(Some(screens::CODE_UPLOAD_WAITING), "certificate waits in the outbox"),
-        UploadState::Refused(why) => log.line(Some(screens::CODE_UPLOAD_REFUSED), why),
     }
-    let result = JobResult {
-        certificate,
-        certificate_file,
-        upload,
-        donor_url,
-        stages: Vec::new(),
+}
+
+/// Runs the flow once. Errors only when the screen itself fails (the terminal is gone); every problem
+/// of the job is shown with its code and ends the run with [`Ending::Blocked`] or in the certificate.
+pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: Style) -> io::Result<FlowEnd> {
+    let site = flow.job.site;
+    let mut v = Volunteer {
+        s: Screen {
+            input,
+            out,
+            style,
+            lang: site.ui.language,
+        },
+        flow,
+        log: Log(None),
+        log_failed: None,
+        bars: None,
+        ticker: None,
+        install_task: Arc::new(Mutex::new(None)),
+    };
+    let ended = job::run(&flow.job, &job::System, &mut v)?;
+    let end = |ending, next| Ok(FlowEnd { ending, next });
+    let Volunteer { mut s, mut log, .. } = v;
+    let result = match ended {
+        Ended::Done(r) => r,
+        Ended::Stopped { code, detail } => {
+            println!("lapterop: {} {detail}", code.code());
+            return s.stop(&mut log, code.code(), &detail);
+        }
+        Ended::Preflight(findings) => {
+            log.line(None, "stopped at pre-flight; nothing was written");
+            let next =
+                s.next(&|l: Lang| format!("{}{}\n", screens::preflight(l, style, &findings), l.t(Key::NextMachine)))?;
+            return end(Ending::Blocked, next);
+        }
+        Ended::Cancelled => {
+            log.line(None, "cancelled at the plan; nothing was written");
+            let next = s.next(&|l: Lang| format!("\n{}\n{}\n", l.t(Key::Cancelled), l.t(Key::NextMachine)))?;
+            return end(Ending::Cancelled, next);
+        }
+        Ended::Closed => return end(Ending::Closed, Next::PowerOff),
     };
     println!("{}", result.marker());
 
@@ -380,6 +378,7 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
         Some(r) if r.status == InstallStatus::Installed => InstallState::Installed(r.image_label()),
         Some(r) => InstallState::Failed(r.reason.clone().unwrap_or_default()),
     };
+    let upload_state = upload_state(result.upload.as_ref());
     let drawing = result
         .donor_url
         .as_deref()
@@ -397,7 +396,7 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
             Next::PowerOff => "volunteer chose power off",
         },
     );
-    end(Ending::Done(Box::new(result)), next)
+    end(Ending::Done(result), next)
 }
 
 fn install_ok(r: Option<&InstallRecord>) -> bool {
@@ -425,122 +424,6 @@ impl Log {
             }
         }
     }
-}
-
-/// Pre-flight findings that apply: with disks named on the command line (`--only`) the checks for a
-/// missing internal disk (`LAP-P01`, `LAP-P02`, `LAP-P08`) do not, as the volunteer chose the disks.
-fn relevant(findings: Vec<Finding>, named_disks: bool) -> Vec<Finding> {
-    findings
-        .into_iter()
-        .filter(|f| !(named_disks && matches!(f.code, Code::P01 | Code::P02 | Code::P08)))
-        .collect()
-}
-
-/// The purge's name as the plan shows it.
-pub fn purge_name(kind: StepKind) -> &'static str {
-    match kind {
-        StepKind::NvmeSanitizeCrypto => "NVMe Sanitize crypto",
-        StepKind::NvmeSanitizeBlock => "NVMe Sanitize block",
-        StepKind::NvmeSanitizeOverwrite => "NVMe Sanitize overwrite",
-        StepKind::NvmeFormatCrypto => "NVMe Format crypto",
-        StepKind::NvmeFormatUser => "NVMe Format user data",
-        StepKind::AtaSanitizeCrypto => "ATA SANITIZE crypto",
-        StepKind::AtaSanitizeBlock => "ATA SANITIZE block",
-        StepKind::AtaSanitizeOverwrite => "ATA SANITIZE overwrite",
-        StepKind::AtaSecurityErase => "ATA SECURITY ERASE",
-        StepKind::AtaSecurityEraseEnhanced => "ATA SECURITY ERASE enhanced",
-        StepKind::Overwrite
-        | StepKind::HpaExpose
-        | StepKind::HpaRestore
-        | StepKind::DcoRestore
-        | StepKind::Unfreeze => "overwrite",
-    }
-}
-
-/// Disk health in brief from the audit's firmware reports.
-fn health(audit: &crate::audit::Audit, name: &str) -> Health {
-    let Some(d) = audit.disks.iter().flatten().find(|d| d.name == name) else {
-        return Health::Unknown;
-    };
-    if let Some(n) = &d.nvme {
-        if n.critical_warning != 0 || n.media_errors > 0 {
-            return Health::Failing(format!(
-                "critical warning {:#x}, {} media errors",
-                n.critical_warning, n.media_errors
-            ));
-        }
-        if n.percentage_used >= 80 {
-            return Health::Worn(format!("{}% of rated life used", n.percentage_used));
-        }
-        return Health::Good;
-    }
-    if let Some(a) = &d.ata {
-        let pending = a.pending_sectors.unwrap_or(0) + a.reported_uncorrectable.unwrap_or(0);
-        if pending > 0 {
-            return Health::Failing(format!("{pending} pending or uncorrectable sectors"));
-        }
-        if let Some(n) = a.reallocated_sectors.filter(|n| *n > 0) {
-            return Health::Worn(format!("{n} reallocated sectors"));
-        }
-        return Health::Good;
-    }
-    Health::Unknown
-}
-
-/// The plan screen's disks: the claimed ones with their method, the refused ones and the ones left
-/// alone marked as not touched.
-fn plan_disks(
-    disks: &Disks,
-    chosen: &[Option<StepKind>],
-    audit: &crate::audit::Audit,
-    stick_disk: Option<&str>,
-) -> Vec<PlanDisk> {
-    let row = |d: &crate::disk::Disk, size: u64, method: Option<Method>, excluded: Option<Exclusion>| PlanDisk {
-        name: d.name.clone(),
-        model: d.model.clone(),
-        serial: d.serial.clone(),
-        size_bytes: size,
-        transport: d.transport,
-        rotational: d.rotational,
-        removable: d.removable,
-        health: health(audit, &d.name),
-        method,
-        excluded,
-        frozen: false,
-    };
-    let mut out: Vec<PlanDisk> = disks
-        .claimed
-        .iter()
-        .zip(chosen)
-        .map(|(c, kind)| {
-            let method = match kind {
-                Some(k) if k.is_purge() => Method::FirmwareThenOverwrite(purge_name(*k).to_string()),
-                _ => Method::Overwrite,
-            };
-            row(&c.disk, c.capacity_bytes, Some(method), None)
-        })
-        .collect();
-    for (d, why) in &disks.refused {
-        let exclusion = if why.iter().any(|r| matches!(r, Refusal::BootStick { .. })) {
-            Exclusion::BootStick
-        } else if why.iter().any(|r| matches!(r, Refusal::ReadOnly)) {
-            Exclusion::ReadOnly
-        } else {
-            Exclusion::InUse
-        };
-        out.push(row(d, d.capacity_bytes, None, Some(exclusion)));
-    }
-    for d in disks.left_alone.iter().filter(|d| d.capacity_bytes > 0) {
-        let exclusion = if Some(d.name.as_str()) == stick_disk {
-            Exclusion::BootStick
-        } else if job::is_internal(d, stick_disk) {
-            Exclusion::NotChosen
-        } else {
-            Exclusion::External
-        };
-        out.push(row(d, d.capacity_bytes, None, Some(exclusion)));
-    }
-    out
 }
 
 /// The result screen's disks from the certificate.
@@ -589,23 +472,20 @@ impl Bars {
         }
     }
 
-    /// Runs `work` while a thread prints the elapsed time of steps that report no progress (plain
-    /// lines; the bars tick by themselves).
-    fn ticking<T>(&self, work: impl FnOnce() -> T) -> T {
-        let done = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                while !done.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(250));
-                    if let Ok(mut ui) = self.ui.lock() {
-                        ui.tick_at(Instant::now());
-                    }
+    /// Starts a thread that prints the elapsed time of steps that report no progress (plain lines; the
+    /// bars tick by themselves) until the flag is set.
+    fn tick(self: &Arc<Self>) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+        let done = Arc::new(AtomicBool::new(false));
+        let (flag, bars) = (Arc::clone(&done), Arc::clone(self));
+        let handle = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                if let Ok(mut ui) = bars.ui.lock() {
+                    ui.tick_at(Instant::now());
                 }
-            });
-            let out = work();
-            done.store(true, Ordering::Relaxed);
-            out
-        })
+            }
+        });
+        (done, handle)
     }
 }
 
@@ -721,23 +601,16 @@ pub fn load_keymap(name: &str, stick_dir: &Path) -> Result<String, String> {
 /// Arguments of `lapterop-agent flow`.
 #[derive(Debug, clap::Args)]
 pub struct FlowArgs {
-    /// The stick's `lapterop/` directory (site.toml, station.key, images/, outbox/, logs/).
-    #[arg(long, value_name = "DIR")]
-    pub stick: PathBuf,
-    /// Only these disks instead of every internal one (repeatable; loop devices allowed, for tests).
-    #[arg(long, value_name = "DEVICE")]
-    pub only: Vec<String>,
-    /// The trusted OS image key's public half (default: the one baked into the live image). A key file on
-    /// the stick is never trusted.
-    #[arg(long, value_name = "FILE", default_value = crate::site::BAKED_IMAGE_KEY)]
-    pub image_key: std::path::PathBuf,
+    /// The stick, the disks and the image key.
+    #[command(flatten)]
+    pub on: job::cli::StickArgs,
 }
 
 /// `lapterop-agent flow`: the volunteer's screens on this terminal, once. Exit codes as `run` (0 erased,
 /// installed and sent; 1 a lead must look; 3 only the upload waits), and 2 when nothing was done
 /// (cancelled, stopped at pre-flight, bad config).
 pub fn cli(args: &FlowArgs) -> ExitCode {
-    let site = match Site::load(&args.stick) {
+    let site = match args.on.site() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("lapterop-agent flow: {e}");
@@ -752,13 +625,8 @@ pub fn cli(args: &FlowArgs) -> ExitCode {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
     let flow = Flow {
-        site: &site,
-        dir: &args.stick,
-        stick_disk: None,
-        only: &args.only,
-        stop: &stop,
+        job: args.on.job(&site, &stop),
         remember: None,
-        image_key: &args.image_key,
     };
     let mut keys = Keys::stdin();
     let mut out = io::stdout();
@@ -787,13 +655,15 @@ pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>, image_key: &Pa
     }
     let stop = AtomicBool::new(false);
     let flow = Flow {
-        site,
-        dir,
-        stick_disk,
-        only: &[],
-        stop: &stop,
+        job: job::Job {
+            site,
+            dir,
+            stick_disk,
+            only: &[],
+            stop: &stop,
+            image_key,
+        },
         remember: Some(Path::new("/run/lapterop/operators.json")),
-        image_key,
     };
     let mut keys = Keys::stdin();
     let mut out = io::stdout();
@@ -820,18 +690,6 @@ mod tests {
             step_of("firmware erase (the drive reports its own progress)"),
             Step::Firmware
         );
-    }
-
-    #[test]
-    fn named_disks_drop_the_missing_disk_findings_only() {
-        let all = vec![
-            Finding::new(Code::P01, &[("controller", "x".into())]),
-            Finding::new(Code::P06, &[]),
-            Finding::new(Code::P08, &[]),
-        ];
-        let kept: Vec<Code> = relevant(all.clone(), true).iter().map(|f| f.code).collect();
-        assert_eq!(kept, [Code::P06]);
-        assert_eq!(relevant(all, false).len(), 3);
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn main() -> ExitCode {
         }
         Command::Audit(args) => lapterop_agent::audit::cli(&args),
         Command::Disks { json, devices } => lapterop_agent::disk::list_command(json, &devices),
-        Command::Run(args) => lapterop_agent::job::cli(&args),
+        Command::Run(args) => lapterop_agent::job::cli::cli(&args),
         Command::Flow(args) => lapterop_agent::flow::cli(&args),
         Command::Wipe(args) => lapterop_agent::wipe::run(args),
         Command::Preflight(args) => lapterop_agent::preflight::cli(&args),

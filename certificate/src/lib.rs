@@ -71,6 +71,54 @@ impl InstallRecord {
     }
 }
 
+/// Everything a new certificate says, before it gets its time and signature: the one way the agent
+/// assembles a certificate (the whole-laptop job and the `wipe` command alike).
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// The agent that ran.
+    pub agent: AgentInfo,
+    /// The signing station (its `key_id` is set when signing).
+    pub station: StationInfo,
+    /// Who ran the job.
+    pub operator: Person,
+    /// Who checked it.
+    pub verifier: Option<Person>,
+    /// Donor reference, lot, asset tag.
+    pub donor: Option<DonorInfo>,
+    /// The laptop; `None` for a disk-only run.
+    pub host: Option<Host>,
+    /// Every disk considered.
+    pub disks: Vec<DiskRecord>,
+    /// Disks left alone on purpose.
+    pub not_touched: Vec<UntouchedDisk>,
+    /// The OS install.
+    pub install: Option<InstallRecord>,
+}
+
+impl Draft {
+    /// The certificate `id` of this draft, issued now and signed with `key`; refused (never signed)
+    /// when it breaks a rule.
+    pub fn sign(self, id: String, key: &SigningKey) -> Result<Certificate, SignError> {
+        let mut c = Certificate {
+            schema: SCHEMA_V1.to_owned(),
+            id,
+            issued_at: now_utc(),
+            agent: self.agent,
+            station: self.station,
+            operator: self.operator,
+            verifier: self.verifier,
+            donor: self.donor,
+            host: self.host,
+            disks: self.disks,
+            not_touched: self.not_touched,
+            install: self.install,
+            signature: None,
+        };
+        c.sign(key)?;
+        Ok(c)
+    }
+}
+
 impl Certificate {
     /// The document as JSON.
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {

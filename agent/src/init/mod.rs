@@ -238,7 +238,12 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
         .unwrap_or(0);
     if let (Some(server), Ok(outbox), true) = (&site.server, &outbox, pending > 0 && opts.network) {
         println!("lapterop: {pending} certificate(s) from earlier runs wait in the outbox; sending them");
-        if let Err(e) = crate::job::send_outbox(outbox, server, "") {
+        let mut say = |e: crate::job::Event<'_>| {
+            if let Some(line) = crate::job::console::line(&site, &e) {
+                println!("{line}");
+            }
+        };
+        if let Err(e) = crate::job::send_outbox(outbox, server, "", &mut std::thread::sleep, &mut say) {
             println!("lapterop: sending the outbox: {e:#}");
         }
         println!("LAPTEROP-UPLOAD-DONE");
@@ -262,27 +267,26 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
                 dir: &dir,
                 stick_disk: Some(stick_disk),
                 only: &[],
-                operator: lapterop_certificate::Person {
-                    name: site.ui.operator.clone().unwrap_or_else(|| "unattended".into()),
-                    role: None,
-                },
-                verifier: None,
                 stop: &stop,
                 image_key: Path::new(crate::site::BAKED_IMAGE_KEY),
             };
-            match crate::job::run(&job) {
-                Ok(r) => {
+            let operator = lapterop_certificate::Person {
+                name: site.ui.operator.clone().unwrap_or_else(|| "unattended".into()),
+                role: None,
+            };
+            let ui = &mut crate::job::console::Unattended::new(&site, operator);
+            // Unattended benches have nobody at the screen: the reason is on the console and in the log.
+            let reason = match crate::job::run(&job, &crate::job::System, ui) {
+                Ok(crate::job::Ended::Done(r)) => {
                     let _ = crate::job::exit_code(&r);
-                    Ending {
-                        reason: "job finished".into(),
-                        power_off: site.flow.power_off,
-                    }
+                    "job finished".to_owned()
                 }
-                // Unattended benches have nobody at the screen: the reason is on the console and in the log.
-                Err(e) => Ending {
-                    reason: format!("the job could not run: {e:#}"),
-                    power_off: site.flow.power_off,
-                },
+                Ok(ended) => format!("the job stopped: {}", crate::job::cli::stopped_line(&ended)),
+                Err(e) => format!("the job could not run: {e}"),
+            };
+            Ending {
+                reason,
+                power_off: site.flow.power_off,
             }
         }
         "interactive" => Ending {

@@ -17,7 +17,7 @@
 pub mod engine;
 pub mod pattern;
 pub mod plan;
-mod progress;
+pub mod progress;
 pub mod tail;
 
 pub use crate::outbox::write_atomically;
@@ -29,9 +29,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use lapterop_certificate::{
-    self as cert, AgentInfo, Certificate, DiskOutcome, DiskRecord, ErrorRange, Exception, ExceptionKind,
-    HiddenAreaCheck, HiddenAreas, NistCategory, OutcomeStatus, PassInfo, Person, RangeOp, StationInfo, Step, StepKind,
-    StepOutcome, Transport, Verification, VerifyMode,
+    self as cert, AgentInfo, DiskOutcome, DiskRecord, ErrorRange, Exception, ExceptionKind, HiddenAreaCheck,
+    HiddenAreas, NistCategory, OutcomeStatus, PassInfo, Person, RangeOp, StationInfo, Step, StepKind, StepOutcome,
+    Transport, Verification, VerifyMode,
 };
 
 use crate::disk::{self, Discovery, SafetyConfig};
@@ -98,8 +98,8 @@ pub struct DiskIdentity {
 }
 
 impl DiskIdentity {
-    fn of(c: &disk::Claimed) -> Self {
-        let d = &c.disk;
+    /// The identity of a discovered disk.
+    pub fn from_disk(d: &disk::Disk) -> Self {
         Self {
             device: d.name.clone(),
             model: d.model.clone(),
@@ -108,9 +108,55 @@ impl DiskIdentity {
             wwn: d.wwn.clone(),
             transport: d.transport,
             rotational: d.rotational,
-            physical_sector_size: c.physical_sector_size,
+            physical_sector_size: d.physical_sector_size,
         }
     }
+
+    fn of(c: &disk::Claimed) -> Self {
+        Self {
+            physical_sector_size: c.physical_sector_size,
+            ..Self::from_disk(&c.disk)
+        }
+    }
+
+    /// The record of this disk with what was (or was not) done to it.
+    pub fn record(
+        &self,
+        geometry: (u64, u32),
+        hidden_areas: HiddenAreas,
+        nist: NistCategory,
+        done: Done,
+    ) -> DiskRecord {
+        let (capacity_bytes, logical_sector_size) = geometry;
+        DiskRecord {
+            device: self.device.clone(),
+            model: self.model.clone(),
+            serial: self.serial.clone(),
+            firmware: self.firmware.clone(),
+            wwn: self.wwn.clone(),
+            transport: self.transport,
+            rotational: self.rotational,
+            capacity_bytes,
+            logical_sector_size,
+            physical_sector_size: self.physical_sector_size.max(logical_sector_size),
+            hidden_areas,
+            nist_category: nist,
+            steps: done.steps,
+            verification: done.verification,
+            outcome: done.outcome,
+        }
+    }
+}
+
+/// What a disk's record says was done: the steps, the read-back and the outcome.
+#[derive(Debug, Clone)]
+pub struct Done {
+    /// Every step, in order.
+    pub steps: Vec<Step>,
+    /// The read-back.
+    pub verification: Option<Verification>,
+    /// The outcome.
+    pub outcome: DiskOutcome,
 }
 
 /// Progress callbacks for one disk.
@@ -401,29 +447,23 @@ pub fn wipe_device_with(
         }
     }
     progress.finish(&outcome);
-    Ok(DiskRecord {
-        device: id.device.clone(),
-        model: id.model.clone(),
-        serial: id.serial.clone(),
-        firmware: id.firmware.clone(),
-        wwn: id.wwn.clone(),
-        transport: id.transport,
-        rotational: id.rotational,
-        capacity_bytes: cap,
-        logical_sector_size: ss,
-        physical_sector_size: id.physical_sector_size.max(ss),
+    let nist = if outcome.status == OutcomeStatus::NotErased {
+        NistCategory::None
+    } else if purge_verified {
+        NistCategory::Purge
+    } else {
+        NistCategory::Clear
+    };
+    Ok(id.record(
+        (cap, ss),
         hidden_areas,
-        nist_category: if outcome.status == OutcomeStatus::NotErased {
-            NistCategory::None
-        } else if purge_verified {
-            NistCategory::Purge
-        } else {
-            NistCategory::Clear
+        nist,
+        Done {
+            steps,
+            verification,
+            outcome,
         },
-        steps,
-        verification,
-        outcome,
-    })
+    ))
 }
 
 fn kind_name(p: PatternChoice) -> &'static str {
@@ -641,10 +681,7 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
     };
     let interrupted = stop.load(Ordering::Relaxed);
 
-    let mut certificate = Certificate {
-        schema: cert::SCHEMA_V1.to_string(),
-        id,
-        issued_at: cert::now_utc(),
+    let certificate = cert::Draft {
         agent: agent_info(binary_blake3),
         station: StationInfo {
             key_id: String::new(),
@@ -662,9 +699,9 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
         disks,
         not_touched: Vec::new(),
         install: None,
-        signature: None,
-    };
-    certificate.sign(&key).context("signing the certificate")?;
+    }
+    .sign(id, &key)
+    .context("signing the certificate")?;
     write_atomically(&cert_path, certificate.to_pretty_json()?.as_bytes())
         .with_context(|| format!("writing the certificate {}", cert_path.display()))?;
     for d in &certificate.disks {
@@ -707,10 +744,6 @@ pub fn plan_claimed(
         .collect()
 }
 
-/// Makes one disk's progress reporter (by kernel name); `None` in [`wipe_planned`] uses the built-in
-/// bars or plain lines on standard error.
-pub type ProgressFactory<'a> = &'a (dyn Fn(&str) -> Box<dyn Progress + Send> + Sync);
-
 /// Wipes claimed disks in parallel, one thread each: the firmware purge the plan picks for `method`,
 /// then the overwrite and read-back of `spec`. Returns one record per disk, in order. The firmware plan
 /// for every disk is made before anything is written, so a [`WipeError::Plan`] leaves all disks as they
@@ -727,13 +760,14 @@ pub fn wipe_claimed(
 }
 
 /// [`wipe_claimed`] with the plans made already by [`plan_claimed`] (one per disk, in order) and the
-/// progress reported through `progress`.
+/// progress reported through `progress` (one per disk, in order; `None`: bars or plain lines on
+/// standard error).
 pub fn wipe_planned(
     claimed: &[disk::Claimed],
     preludes: Vec<FirmwarePrelude>,
     spec: &WipeSpec,
     stop: &AtomicBool,
-    progress: Option<ProgressFactory<'_>>,
+    progress: Option<Vec<Box<dyn Progress + Send>>>,
 ) -> Result<Vec<DiskRecord>, WipeError> {
     if preludes.len() != claimed.len() {
         return Err(WipeError::Plan(format!(
@@ -742,18 +776,31 @@ pub fn wipe_planned(
             claimed.len()
         )));
     }
-    let ui = progress::Ui::new();
+    // The default bars live until every disk is done.
+    let default_ui = progress.is_none().then(progress::Ui::new);
+    let progress = match (progress, &default_ui) {
+        (Some(p), _) => p,
+        (None, ui) => claimed
+            .iter()
+            .filter_map(|c| {
+                ui.as_ref()
+                    .map(|ui| Box::new(ui.disk(&c.disk.name)) as Box<dyn Progress + Send>)
+            })
+            .collect(),
+    };
+    if progress.len() != claimed.len() {
+        return Err(WipeError::Plan(format!(
+            "{} progress reporters for {} disks",
+            progress.len(),
+            claimed.len()
+        )));
+    }
     let records: Vec<anyhow::Result<DiskRecord>> = std::thread::scope(|s| {
         let handles: Vec<_> = claimed
             .iter()
             .zip(preludes)
-            .map(|(c, fw)| {
-                let p: Box<dyn Progress + Send> = match progress {
-                    Some(make) => make(&c.disk.name),
-                    None => Box::new(ui.disk(&c.disk.name)),
-                };
-                s.spawn(move || wipe_device_with(c, &DiskIdentity::of(c), spec, stop, p.as_ref(), fw))
-            })
+            .zip(progress)
+            .map(|((c, fw), p)| s.spawn(move || wipe_device_with(c, &DiskIdentity::of(c), spec, stop, p.as_ref(), fw)))
             .collect();
         handles
             .into_iter()

@@ -7,18 +7,27 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// All disks' progress.
-pub(super) struct Ui {
+#[derive(Debug)]
+pub struct Ui {
     multi: Option<MultiProgress>,
 }
 
+impl Default for Ui {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Ui {
-    pub(super) fn new() -> Self {
+    /// Bars on a terminal standard error, plain lines otherwise.
+    pub fn new() -> Self {
         // Bars on a terminal, but never on a serial /dev/console (the live image's unattended mode).
         let multi = crate::ui::bars_on_stderr().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Self { multi }
     }
 
-    pub(super) fn disk(&self, name: &str) -> DiskProgress {
+    /// The progress of disk `name`.
+    pub fn disk(&self, name: &str) -> DiskProgress {
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new(0));
             let style = ProgressStyle::with_template(
@@ -43,6 +52,7 @@ impl Ui {
     }
 }
 
+#[derive(Debug)]
 struct Plain {
     label: String,
     total: u64,
@@ -51,7 +61,8 @@ struct Plain {
 }
 
 /// One disk's progress.
-pub(super) struct DiskProgress {
+#[derive(Debug)]
+pub struct DiskProgress {
     name: String,
     bar: Option<ProgressBar>,
     plain: Mutex<Plain>,

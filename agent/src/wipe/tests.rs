@@ -100,11 +100,8 @@ fn wipe(dev: &FaultyDevice, t: Transport, pattern: PatternChoice, verify: Verify
 }
 
 /// Signs a certificate holding `d`: the certificate crate refuses anything that breaks a rule.
-fn signs(d: &DiskRecord) -> Certificate {
-    let mut c = Certificate {
-        schema: cert::SCHEMA_V1.into(),
-        id: cert::new_id().unwrap(),
-        issued_at: cert::now_utc(),
+fn signs(d: &DiskRecord) -> cert::Certificate {
+    cert::Draft {
         agent: AgentInfo {
             version: "0.1.0".into(),
             binary_blake3: "0".repeat(64),
@@ -126,10 +123,9 @@ fn signs(d: &DiskRecord) -> Certificate {
         disks: vec![d.clone()],
         not_touched: Vec::new(),
         install: None,
-        signature: None,
-    };
-    c.sign(&keys::fixture_key("wipe-tests")).unwrap();
-    c
+    }
+    .sign(cert::new_id().unwrap(), &keys::fixture_key("wipe-tests"))
+    .unwrap()
 }
 
 const SIZE: usize = 9 << 20; // not a multiple of the 4 MiB chunk
