@@ -9,15 +9,13 @@
 //! and the image's source: a file on the stick, or an HTTP(S) URL read by range requests ([`http`]).
 
 use std::io;
-use std::path::PathBuf;
-use std::process::ExitCode;
 
 use lapterop_certificate::model::{InstallRecord, InstallStatus};
 use lapterop_certificate::VerifyingKey;
 use lapterop_osimage::install::{self, InstallOptions, Target};
 use lapterop_osimage::reader::{ChunkSource, Image, SeekSource};
 
-use crate::disk::{self, Claimed, Discovery, SafetyConfig};
+use crate::disk::Claimed;
 use crate::wipe::engine::AlignedBuf;
 
 pub mod http;
@@ -76,29 +74,6 @@ fn aligned_span(offset: u64, len: usize) -> (u64, usize) {
     let start = offset / A * A;
     let end = (offset + len as u64).div_ceil(A) * A;
     (start, usize::try_from(end - start).unwrap_or(usize::MAX))
-}
-
-/// `lapterop-agent install` arguments.
-#[derive(Debug, clap::Args)]
-pub struct InstallArgs {
-    /// The OS image (`lapterop-image-builder os-image pack`): a file, or an http:// or https:// URL
-    /// on a server that answers range requests.
-    #[arg(long)]
-    pub image: String,
-    /// The image key's public half: the image must be signed by it.
-    #[arg(long)]
-    pub trust: PathBuf,
-    /// Do not ask for the typed confirmation.
-    #[arg(long)]
-    pub yes: bool,
-    /// Skip the read-back of every data extent (not recommended).
-    #[arg(long)]
-    pub no_read_back: bool,
-    /// Partition UUID of the boot stick, never written (repeatable; also LAPTEROP_STICK_PARTUUIDS).
-    #[arg(long, value_name = "UUID")]
-    pub stick_partuuid: Vec<String>,
-    /// The disk to install onto.
-    pub device: String,
 }
 
 /// Writes the image at `location` onto a claimed disk and reports it the way the certificate records
@@ -169,7 +144,7 @@ pub fn failed_record(claimed: &Claimed, reason: String) -> InstallRecord {
 
 /// Opens and checks an image (header, signature, manifest) before any disk is touched: a file, or an
 /// HTTP(S) URL read by range requests. Both go through the same [`Image::open`] checks.
-fn open_image(location: &str, trusted: &VerifyingKey) -> Result<Image<Box<dyn ChunkSource>>, String> {
+pub(crate) fn open_image(location: &str, trusted: &VerifyingKey) -> Result<Image<Box<dyn ChunkSource>>, String> {
     let source: Box<dyn ChunkSource> = if http::is_url(location) {
         Box::new(http::HttpSource::new(location, http::HttpPolicy::default()))
     } else {
@@ -177,96 +152,4 @@ fn open_image(location: &str, trusted: &VerifyingKey) -> Result<Image<Box<dyn Ch
         Box::new(SeekSource(file))
     };
     Image::open(source, trusted).map_err(|e| format!("{location}: {e}"))
-}
-
-/// Runs `lapterop-agent install`. Exit 0 installed and read back, 1 the install failed (the disk's
-/// partition table was wiped again), 2 nothing was written (bad image, refused disk, cancelled).
-pub fn run(args: &InstallArgs) -> ExitCode {
-    let fail = |msg: String| {
-        eprintln!("lapterop-agent install: {msg}");
-        ExitCode::from(2)
-    };
-    let trusted = match lapterop_certificate::keys::read_public_key(&args.trust) {
-        Ok(k) => k,
-        Err(e) => return fail(e.to_string()),
-    };
-    // Everything about the image is checked before the disk is touched.
-    let image = match open_image(&args.image, &trusted) {
-        Ok(i) => i,
-        Err(e) => return fail(format!("{e}; nothing was written")),
-    };
-    let discovery = Discovery::system();
-    let disk = match discovery.find(&args.device) {
-        Ok(d) => d,
-        Err(e) => return fail(format!("{e:#}")),
-    };
-    let claimed = match disk::claim(&disk, &SafetyConfig::from_env(&args.stick_partuuid)) {
-        Ok(c) => c,
-        Err(reasons) => {
-            for r in reasons {
-                eprintln!("refusing {}: {r}", disk.path.display());
-            }
-            return fail("nothing was written".into());
-        }
-    };
-    let m = image.manifest();
-    println!(
-        "image {} {} (root {}), signed by {}; target {} ({} bytes, {}-byte sectors)",
-        m.image.name,
-        m.image.version,
-        m.root,
-        image.signer_key_id(),
-        disk.path.display(),
-        claimed.capacity_bytes,
-        claimed.logical_sector_size
-    );
-    drop(image);
-    if !args.yes {
-        eprintln!(
-            "Everything on {} will be replaced. Type INSTALL to go on:",
-            disk.path.display()
-        );
-        let mut line = String::new();
-        if std::io::stdin().read_line(&mut line).is_err() || line.trim() != "INSTALL" {
-            return fail("cancelled; nothing was written".into());
-        }
-    }
-    let options = InstallOptions {
-        read_back: !args.no_read_back,
-        ..InstallOptions::default()
-    };
-    // Plain lines at most once a second: fetched vs decoded vs written tells a slow server or stick
-    // from a slow disk.
-    let last = std::sync::Mutex::new(std::time::Instant::now());
-    let progress = |p: install::Progress| {
-        let Ok(mut last) = last.lock() else { return };
-        if last.elapsed() >= std::time::Duration::from_secs(1) {
-            *last = std::time::Instant::now();
-            eprintln!(
-                "fetched {} MiB, decoded {} MiB, written {} of {} MiB, read back {} MiB",
-                p.read >> 20,
-                p.decoded >> 20,
-                p.written >> 20,
-                p.total >> 20,
-                p.verified >> 20
-            );
-        }
-    };
-    let record = install_onto(&claimed, &args.image, &trusted, &options, &progress);
-    match record.status {
-        InstallStatus::Installed => {
-            println!(
-                "installed: {} bytes written, {} chunks read back and matching",
-                record.bytes_written, record.chunks_verified
-            );
-            ExitCode::SUCCESS
-        }
-        InstallStatus::Failed => {
-            eprintln!(
-                "lapterop-agent install: FAILED: {}; install again",
-                record.reason.as_deref().unwrap_or("unknown reason")
-            );
-            ExitCode::from(1)
-        }
-    }
 }

@@ -9,6 +9,7 @@
 //! `main.rs` only parses arguments and dispatches here.
 
 pub mod audit;
+pub mod cli;
 pub mod command;
 pub mod disk;
 pub mod drive;

@@ -19,7 +19,7 @@ enum Command {
     Version,
     /// Install the standard OS image onto a disk: checked before writing, read back after, partition
     /// table last. Exit 0 installed, 1 failed (table wiped again), 2 nothing written.
-    Install(lapterop_agent::install::InstallArgs),
+    Install(lapterop_agent::cli::install::InstallArgs),
     /// Show what a drive's firmware reports: capabilities, security state, hidden areas, health, and
     /// the purge `--method auto` would choose (JSON).
     Probe {
@@ -48,11 +48,11 @@ enum Command {
     /// The whole job for this laptop from the stick's site config: audit, wipe every internal disk,
     /// install the OS image, certificate into the outbox, upload. Exit 0 done, 1 a lead must look,
     /// 2 nothing done, 3 only the upload waits for the network.
-    Run(lapterop_agent::job::RunArgs),
+    Run(lapterop_agent::cli::run::RunArgs),
     /// The volunteer's screens for this laptop from the stick's site config: pre-flight, audit, plan and
     /// confirmation, wipe, install, certificate into the outbox, upload, result. Exit codes as `run`;
     /// 2 also when cancelled or stopped at pre-flight.
-    Flow(lapterop_agent::flow::FlowArgs),
+    Flow(lapterop_agent::cli::flow::FlowArgs),
     /// Run as PID 1 of the live image: mount, coldplug, network, find the stick, run the flow.
     Init {
         /// Run even when not PID 1 (inside a VM's shell, for tests).
@@ -73,7 +73,7 @@ enum Command {
         server_key: Option<std::path::PathBuf>,
     },
     /// Audit this laptop's hardware and give the refurbishment verdict.
-    Audit(lapterop_agent::audit::AuditArgs),
+    Audit(lapterop_agent::cli::audit::AuditArgs),
     /// List the disks with their identity, geometry and whether they may be wiped.
     Disks {
         /// Print JSON instead of a table.
@@ -84,10 +84,10 @@ enum Command {
         devices: Vec<String>,
     },
     /// Overwrite disks, read them back, and write a signed certificate (exit 0 only if all are erased).
-    Wipe(lapterop_agent::wipe::WipeArgs),
+    Wipe(lapterop_agent::cli::wipe::WipeArgs),
     /// Check what blocks the job (RAID/VMD mode, eMMC driver, USB bridge, frozen drive, clock, network,
     /// battery). Exit 0 nothing blocks, 1 something does, 2 usage error.
-    Preflight(lapterop_agent::preflight::PreflightArgs),
+    Preflight(lapterop_agent::cli::preflight::PreflightArgs),
     /// Show one workbench screen with sample data (for looking at the screens and for tests).
     #[command(hide = true)]
     UiDemo(lapterop_agent::ui::demo::DemoArgs),
@@ -105,24 +105,24 @@ fn main() -> ExitCode {
             println!("lapterop-agent {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Install(args) => lapterop_agent::install::run(&args),
+        Command::Install(args) => lapterop_agent::cli::install::run(&args),
         Command::Upload {
             server,
             outbox,
             server_key,
-        } => lapterop_agent::outbox::upload_command(&server, &outbox, server_key.as_deref()),
+        } => lapterop_agent::cli::upload::upload_command(&server, &outbox, server_key.as_deref()),
         Command::Init { force } => run_init(force),
-        Command::Probe { device } => lapterop_agent::drive::probe_command(&device),
-        Command::Suspend { wake_after } => lapterop_agent::unfreeze::suspend_command(wake_after),
+        Command::Probe { device } => lapterop_agent::cli::firmware::probe_command(&device),
+        Command::Suspend { wake_after } => lapterop_agent::cli::suspend::suspend_command(wake_after),
         Command::FirmwareErase { device, method, yes } => {
-            lapterop_agent::drive::firmware_erase_command(&device, method, yes)
+            lapterop_agent::cli::firmware::firmware_erase_command(&device, method, yes)
         }
-        Command::Audit(args) => lapterop_agent::audit::cli(&args),
-        Command::Disks { json, devices } => lapterop_agent::disk::list_command(json, &devices),
-        Command::Run(args) => lapterop_agent::job::cli::cli(&args),
-        Command::Flow(args) => lapterop_agent::flow::cli(&args),
-        Command::Wipe(args) => lapterop_agent::wipe::run(args),
-        Command::Preflight(args) => lapterop_agent::preflight::cli(&args),
+        Command::Audit(args) => lapterop_agent::cli::audit::cli(&args),
+        Command::Disks { json, devices } => lapterop_agent::cli::disks::list_command(json, &devices),
+        Command::Run(args) => lapterop_agent::cli::run::cli(&args),
+        Command::Flow(args) => lapterop_agent::cli::flow::cli(&args),
+        Command::Wipe(args) => lapterop_agent::cli::wipe::run(args),
+        Command::Preflight(args) => lapterop_agent::cli::preflight::cli(&args),
         Command::UiDemo(args) => lapterop_agent::ui::demo::run(&args),
     }
 }

@@ -278,10 +278,10 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
             // Unattended benches have nobody at the screen: the reason is on the console and in the log.
             let reason = match crate::job::run(&job, &crate::job::System, ui) {
                 Ok(crate::job::Ended::Done(r)) => {
-                    let _ = crate::job::exit_code(&r);
+                    let _ = crate::cli::run::exit_code(&r);
                     "job finished".to_owned()
                 }
-                Ok(ended) => format!("the job stopped: {}", crate::job::cli::stopped_line(&ended)),
+                Ok(ended) => format!("the job stopped: {}", crate::job::stopped_line(&ended)),
                 Err(e) => format!("the job could not run: {e}"),
             };
             Ending {

@@ -77,6 +77,7 @@ pub fn line(site: &Site, event: &Event<'_>) -> Option<String> {
         }
         Event::Refused { disk, why } => format!("lapterop: refusing {}: {why}", disk.name),
         Event::LeftAlone { disk } => format!("lapterop: leaving {} alone (the stick, USB or removable)", disk.name),
+        Event::PlanNote { disk, note } => format!("lapterop: {disk}: {note}"),
         Event::PlanFallback { why } => format!("lapterop: {why}; using the automatic plan instead"),
         Event::Suspending { frozen, seconds } => format!(
             "lapterop: {frozen} disk(s) frozen by the BIOS; suspending to RAM for {seconds} s to lift it (the \

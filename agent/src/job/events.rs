@@ -76,6 +76,13 @@ pub enum Event<'a> {
         /// Why.
         why: &'a str,
     },
+    /// Planning a disk's firmware erase found something a person should read.
+    PlanNote {
+        /// The disk.
+        disk: &'a str,
+        /// What.
+        note: &'a str,
+    },
     /// Drives are frozen by the BIOS: the laptop is suspended to RAM to lift it.
     Suspending {
         /// How many disks are frozen.

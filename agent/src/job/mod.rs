@@ -23,10 +23,9 @@
 //! | [`certify`] | the one place the laptop's certificate is assembled, signed and stored |
 //! | [`events`] | what the pipeline reports |
 //! | [`console`] | the unattended front end |
-//! | [`cli`] | `lapterop-agent run` |
 
 pub mod certify;
-pub mod cli;
+
 pub mod console;
 pub mod events;
 pub mod plan;
@@ -36,6 +35,7 @@ mod tests;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ use lapterop_certificate::model::InstallStatus;
 use lapterop_certificate::{Certificate, OutcomeStatus, Person};
 
 pub use certify::{certify_and_store, Covered};
-pub use cli::{code_of, exit_code, RunArgs};
+
 pub use events::{Event, Stage};
 pub use steps::{
     audit_step, claim_disks, donor_url, install_line, install_step, is_internal, open_station, plan_step, refusal_text,
@@ -405,4 +405,40 @@ pub fn run(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend) -> io::Resul
         donor_url,
         stages: clock.stages,
     })))
+}
+
+/// Why a job that did not get to its certificate ended, in one line.
+pub fn stopped_line(ended: &Ended) -> String {
+    match ended {
+        Ended::Done(r) => r.marker(),
+        Ended::Stopped { code, detail } => format!("{} {detail}", code.code()),
+        Ended::Preflight(findings) => {
+            let codes: Vec<String> = findings
+                .iter()
+                .filter(|f| f.code.severity() == crate::preflight::Severity::Stop)
+                .map(|f| format!("{} {}", f.code.as_str(), f.found(crate::i18n::Lang::En)))
+                .collect();
+            format!("stopped at pre-flight, nothing was written: {}", codes.join("; "))
+        }
+        Ended::Cancelled => "cancelled at the plan; nothing was written".into(),
+        Ended::Closed => "the input closed before the job started; nothing was written".into(),
+    }
+}
+
+/// The exit code of a finished job (see [`cli`]).
+pub fn code_of(r: &JobResult) -> ExitCode {
+    let erased = r.certificate.overall_outcome() != OutcomeStatus::NotErased;
+    let installed = r
+        .certificate
+        .install
+        .as_ref()
+        .is_none_or(|i| i.status == InstallStatus::Installed);
+    if !erased || !installed {
+        return ExitCode::from(1);
+    }
+    match &r.upload {
+        Some(Sent::Failed(e)) if !e.retryable() => ExitCode::from(1),
+        Some(Sent::Failed(_)) => ExitCode::from(3),
+        _ => ExitCode::SUCCESS,
+    }
 }

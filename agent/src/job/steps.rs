@@ -214,6 +214,14 @@ pub fn plan_step(
         Err(e) => Err(anyhow::anyhow!("{e}")),
     };
     let plans = plan(say)?;
+    for (c, p) in claimed.iter().zip(&plans) {
+        for note in &p.notes {
+            say(Event::PlanNote {
+                disk: &c.disk.name,
+                note,
+            });
+        }
+    }
     let frozen: Vec<bool> = plans.iter().map(crate::unfreeze::is_frozen).collect();
     if site.wipe.unfreeze != crate::site::UnfreezeChoice::Suspend || !frozen.contains(&true) {
         return Ok(plans);

@@ -21,20 +21,16 @@ pub mod progress;
 pub mod tail;
 
 pub use crate::outbox::write_atomically;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use lapterop_certificate::{
     self as cert, AgentInfo, DiskOutcome, DiskRecord, ErrorRange, Exception, ExceptionKind, HiddenAreaCheck,
-    HiddenAreas, NistCategory, OutcomeStatus, PassInfo, Person, RangeOp, StationInfo, Step, StepKind, StepOutcome,
-    Transport, Verification, VerifyMode,
+    HiddenAreas, NistCategory, OutcomeStatus, PassInfo, RangeOp, Step, StepKind, StepOutcome, Transport, Verification,
+    VerifyMode,
 };
 
-use crate::disk::{self, Discovery, SafetyConfig};
+use crate::disk::{self};
 use engine::BlockDevice;
 use pattern::Fill;
 
@@ -195,6 +191,8 @@ pub struct FirmwarePrelude {
     pub chosen: Option<StepKind>,
     /// A hidden area (ATA HPA) to open for the wipe and close afterwards; `hidden` lists it.
     pub tail: Option<Box<dyn tail::HiddenTail>>,
+    /// What planning did or found that a person should read (a password cleared, no firmware path).
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Debug for FirmwarePrelude {
@@ -205,6 +203,7 @@ impl std::fmt::Debug for FirmwarePrelude {
             .field("hidden", &self.hidden)
             .field("chosen", &self.chosen)
             .field("tail", &self.tail.is_some())
+            .field("notes", &self.notes)
             .finish()
     }
 }
@@ -553,171 +552,7 @@ pub fn outcome_words(o: &DiskOutcome) -> String {
     }
 }
 
-/// Arguments of `lapterop-agent wipe`.
-#[derive(Debug, clap::Args)]
-pub struct WipeArgs {
-    /// Overwrite pattern.
-    #[arg(long, value_enum, default_value_t = PatternChoice::Random)]
-    pub pattern: PatternChoice,
-    /// Number of overwrite passes (the last one is verified).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
-    pub passes: u32,
-    /// How the last pass is read back.
-    #[arg(long, value_enum, default_value_t = VerifyChoice::Full)]
-    pub verify: VerifyChoice,
-    /// Firmware erase before the overwrite: auto = the strongest purge the drive really supports
-    /// (docs/firmware-erase.md); overwrite = none; or one named method (an error if unsupported).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub method: crate::firmware::Method,
-    /// Allow ATA Security Erase (off by default: only a Clear for flash, risky behind USB bridges).
-    #[arg(long)]
-    pub allow_security_erase: bool,
-    /// Leave an ATA Host Protected Area in place instead of opening it for the wipe (the disk is then
-    /// at best erased with exceptions).
-    #[arg(long)]
-    pub keep_hpa: bool,
-    /// Do not ask for a typed confirmation.
-    #[arg(long)]
-    pub yes: bool,
-    /// Station secret key that signs the certificate (PREFIX.key from `lapterop-cert keygen`).
-    #[arg(long, value_name = "FILE")]
-    pub station_key: Option<PathBuf>,
-    /// Name or volunteer code of the person running the wipe.
-    #[arg(long, default_value = "unnamed operator")]
-    pub operator: String,
-    /// Organisation running the workshop.
-    #[arg(long, default_value = "Lapterop workshop")]
-    pub organisation: String,
-    /// Workshop site.
-    #[arg(long, default_value = "unspecified site")]
-    pub site: String,
-    /// Where to write the signed certificate (must not exist yet) [default: lapterop-certificate-ID.json].
-    #[arg(long, value_name = "FILE")]
-    pub certificate: Option<PathBuf>,
-    /// Partition UUID of the boot stick, never wiped (repeatable; also read from LAPTEROP_STICK_PARTUUIDS).
-    #[arg(long, value_name = "UUID")]
-    pub stick_partuuid: Vec<String>,
-    /// Whole disks to wipe (/dev/sdb, /dev/nvme0n1, /dev/disk/by-id/...).
-    #[arg(required = true, value_name = "DEVICE")]
-    pub devices: Vec<String>,
-}
-
-/// Runs `lapterop-agent wipe`; see the exit codes above and in `docs/wiping.md`.
-pub fn run(args: WipeArgs) -> ExitCode {
-    match run_inner(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("lapterop-agent wipe: {e:#}");
-            ExitCode::from(EXIT_NOTHING_DONE)
-        }
-    }
-}
-
-fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
-    let key_path = args
-        .station_key
-        .as_ref()
-        .context("no station key: pass --station-key FILE (made by `lapterop-cert keygen`)")?;
-    let key = cert::keys::read_signing_key(key_path).with_context(|| format!("reading {}", key_path.display()))?;
-    let id = cert::new_id().context("drawing a certificate id from the kernel's random numbers")?;
-    let cert_path = args
-        .certificate
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("lapterop-certificate-{id}.json")));
-    if cert_path.exists() {
-        bail!("{} already exists; choose another --certificate", cert_path.display());
-    }
-    let binary_blake3 = self_blake3().context("hashing the agent binary (/proc/self/exe)")?;
-
-    let discovery = Discovery::system();
-    let cfg = SafetyConfig::from_env(&args.stick_partuuid);
-    let mut claimed = Vec::new();
-    let mut refused = false;
-    for dev in &args.devices {
-        let d = discovery.find(dev)?;
-        if claimed.iter().any(|c: &disk::Claimed| c.disk.name == d.name) {
-            bail!("{dev} is listed twice");
-        }
-        match disk::claim(&d, &cfg) {
-            Ok(c) => claimed.push(c),
-            Err(reasons) => {
-                refused = true;
-                for r in reasons {
-                    eprintln!("refusing {}: {r}", d.path.display());
-                }
-            }
-        }
-    }
-    if refused {
-        eprintln!("lapterop-agent wipe: nothing was written; fix the reasons above and try again");
-        return Ok(ExitCode::from(EXIT_NOTHING_DONE));
-    }
-    if !args.yes && !confirm(&claimed)? {
-        eprintln!("lapterop-agent wipe: cancelled; nothing was written");
-        return Ok(ExitCode::from(EXIT_NOTHING_DONE));
-    }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing the signal handler")?;
-    }
-    let spec = WipeSpec {
-        pattern: args.pattern,
-        passes: args.passes,
-        verify: args.verify,
-    };
-    let policy = crate::firmware::Policy {
-        allow_security_erase: args.allow_security_erase || args.method == crate::firmware::Method::AtaSecurityErase,
-        expose_hpa: !args.keep_hpa,
-        ..Default::default()
-    };
-    let disks = match wipe_claimed(&claimed, &spec, args.method, &policy, &stop) {
-        Ok(d) => d,
-        Err(WipeError::Plan(e)) => {
-            eprintln!("lapterop-agent wipe: {e}; nothing was written");
-            return Ok(ExitCode::from(EXIT_NOTHING_DONE));
-        }
-        Err(WipeError::Failed(e)) => return Err(e),
-    };
-    let interrupted = stop.load(Ordering::Relaxed);
-
-    let certificate = cert::Draft {
-        agent: agent_info(binary_blake3),
-        station: StationInfo {
-            key_id: String::new(),
-            organisation: args.organisation.clone(),
-            site: args.site.clone(),
-            name: None,
-        },
-        operator: Person {
-            name: args.operator.clone(),
-            role: None,
-        },
-        verifier: None,
-        donor: None,
-        host: None,
-        disks,
-        not_touched: Vec::new(),
-        install: None,
-    }
-    .sign(id, &key)
-    .context("signing the certificate")?;
-    write_atomically(&cert_path, certificate.to_pretty_json()?.as_bytes())
-        .with_context(|| format!("writing the certificate {}", cert_path.display()))?;
-    for d in &certificate.disks {
-        println!("{}: {}", d.device, outcome_words(&d.outcome));
-    }
-    println!("certificate: {}", cert_path.display());
-    Ok(if interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else if certificate.overall_outcome() == OutcomeStatus::Erased {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_NOT_ERASED)
-    })
-}
-
-/// Why [`wipe_claimed`] did not produce records.
+/// Why [`wipe_planned`] did not produce records.
 #[derive(Debug, thiserror::Error)]
 pub enum WipeError {
     /// The firmware plan failed before anything was written (a named method the drive lacks).
@@ -744,22 +579,10 @@ pub fn plan_claimed(
         .collect()
 }
 
-/// Wipes claimed disks in parallel, one thread each: the firmware purge the plan picks for `method`,
-/// then the overwrite and read-back of `spec`. Returns one record per disk, in order. The firmware plan
-/// for every disk is made before anything is written, so a [`WipeError::Plan`] leaves all disks as they
-/// were. Afterwards the kernel is asked to forget the old partitions.
-pub fn wipe_claimed(
-    claimed: &[disk::Claimed],
-    spec: &WipeSpec,
-    method: crate::firmware::Method,
-    policy: &crate::firmware::Policy,
-    stop: &AtomicBool,
-) -> Result<Vec<DiskRecord>, WipeError> {
-    let preludes = plan_claimed(claimed, method, policy)?;
-    wipe_planned(claimed, preludes, spec, stop, None)
-}
-
-/// [`wipe_claimed`] with the plans made already by [`plan_claimed`] (one per disk, in order) and the
+/// Wipes claimed disks in parallel, one thread each, with the plans made already by [`plan_claimed`]
+/// (one per disk, in order): the firmware purge the plan picked, then the overwrite and read-back of
+/// `spec`. The firmware plan for every disk is made before anything is written. Afterwards the kernel
+/// is asked to forget the old partitions. Progress is reported through
 /// progress reported through `progress` (one per disk, in order; `None`: bars or plain lines on
 /// standard error).
 pub fn wipe_planned(
@@ -829,27 +652,6 @@ pub fn agent_info(binary_blake3: String) -> AgentInfo {
         binary_blake3,
         live_image_build: std::env::var("LAPTEROP_IMAGE_BUILD").ok().filter(|s| !s.is_empty()),
     }
-}
-
-/// Shows what will be destroyed and asks for the word ERASE.
-fn confirm(claimed: &[disk::Claimed]) -> anyhow::Result<bool> {
-    eprintln!("These disks will be overwritten; everything on them will be lost:");
-    for c in claimed {
-        let d = &c.disk;
-        eprintln!(
-            "  {}  {:.1} GB  {:?}  model {}  serial {}",
-            d.path.display(),
-            c.capacity_bytes as f64 / 1e9,
-            d.transport,
-            d.model.as_deref().unwrap_or("?"),
-            d.serial.as_deref().unwrap_or("?"),
-        );
-    }
-    eprint!("Type ERASE to continue: ");
-    std::io::stderr().flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(line.trim() == "ERASE")
 }
 
 /// blake3 of the running agent binary (`/proc/self/exe`), lower-case hex.

@@ -107,13 +107,13 @@ fn signs(d: &DiskRecord) -> cert::Certificate {
             binary_blake3: "0".repeat(64),
             live_image_build: None,
         },
-        station: StationInfo {
+        station: cert::StationInfo {
             key_id: String::new(),
             organisation: "o".into(),
             site: "s".into(),
             name: None,
         },
-        operator: Person {
+        operator: cert::Person {
             name: "t".into(),
             role: None,
         },

@@ -4,12 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
-use lapterop_certificate::model::InstallStatus;
-use lapterop_certificate::{OutcomeStatus, Person};
+use lapterop_certificate::Person;
 
-use super::console::Unattended;
-use super::{run, Ended, Job, JobResult, System};
-use crate::outbox::Sent;
+use crate::job::console::Unattended;
+use crate::job::{run, Ended, Job, JobResult, System};
 use crate::site::Site;
 
 /// Where a job on this machine runs from: the stick directory, the disks, the trusted image key
@@ -94,7 +92,7 @@ pub fn cli(args: &RunArgs) -> ExitCode {
     match run(&job, &System, &mut Unattended::new(&site, operator)) {
         Ok(Ended::Done(r)) => exit_code(&r),
         Ok(ended) => {
-            eprintln!("lapterop-agent run: {}", stopped_line(&ended));
+            eprintln!("lapterop-agent run: {}", crate::job::stopped_line(&ended));
             ExitCode::from(2)
         }
         Err(e) => {
@@ -104,47 +102,11 @@ pub fn cli(args: &RunArgs) -> ExitCode {
     }
 }
 
-/// Why a job that did not get to its certificate ended, in one line.
-pub fn stopped_line(ended: &Ended) -> String {
-    match ended {
-        Ended::Done(r) => r.marker(),
-        Ended::Stopped { code, detail } => format!("{} {detail}", code.code()),
-        Ended::Preflight(findings) => {
-            let codes: Vec<String> = findings
-                .iter()
-                .filter(|f| f.code.severity() == crate::preflight::Severity::Stop)
-                .map(|f| format!("{} {}", f.code.as_str(), f.found(crate::i18n::Lang::En)))
-                .collect();
-            format!("stopped at pre-flight, nothing was written: {}", codes.join("; "))
-        }
-        Ended::Cancelled => "cancelled at the plan; nothing was written".into(),
-        Ended::Closed => "the input closed before the job started; nothing was written".into(),
-    }
-}
-
 /// Prints the job's marker line and donor page, and gives its exit code (see [`cli`]).
 pub fn exit_code(r: &JobResult) -> ExitCode {
     println!("{}", r.marker());
     if let Some(url) = &r.donor_url {
         println!("lapterop: donor page {url}");
     }
-    code_of(r)
-}
-
-/// The exit code of a finished job (see [`cli`]).
-pub fn code_of(r: &JobResult) -> ExitCode {
-    let erased = r.certificate.overall_outcome() != OutcomeStatus::NotErased;
-    let installed = r
-        .certificate
-        .install
-        .as_ref()
-        .is_none_or(|i| i.status == InstallStatus::Installed);
-    if !erased || !installed {
-        return ExitCode::from(1);
-    }
-    match &r.upload {
-        Some(Sent::Failed(e)) if !e.retryable() => ExitCode::from(1),
-        Some(Sent::Failed(_)) => ExitCode::from(3),
-        _ => ExitCode::SUCCESS,
-    }
+    crate::job::code_of(r)
 }
