@@ -29,6 +29,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use crate::io::{io_err, IoError};
+
 /// The packages a lock list pins, as (role, apt package to resolve). A root ending in a metapackage
 /// (`linux-image-amd64`) is resolved to the versioned package it depends on.
 pub const ROOTS: &[(&str, &str)] = &[
@@ -86,12 +88,8 @@ pub enum DebianError {
     #[error("{what} failed: {detail}")]
     Command { what: String, detail: String },
     /// Cache I/O failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// apt's answer could not be understood while refreshing.
     #[error("refreshing the lock: {0}")]
     Refresh(String),
@@ -265,11 +263,7 @@ impl Cache {
     /// cached. A cached file is re-hashed every time: the lock, not the cache, is trusted.
     pub fn fetch(&self, entry: &LockEntry) -> Result<PathBuf> {
         let debs = self.dir.join("debs");
-        fs::create_dir_all(&debs).map_err(|source| DebianError::Io {
-            what: "creating",
-            path: debs.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&debs).map_err(io_err("creating", &debs))?;
         let path = debs.join(entry.deb_file_name());
         if !path.exists() {
             // Each download goes to its own directory and is renamed into place, so builds running
@@ -277,19 +271,12 @@ impl Cache {
             let private = tempfile::Builder::new()
                 .prefix(".download-")
                 .tempdir_in(&debs)
-                .map_err(|source| DebianError::Io {
-                    what: "creating a download directory in",
-                    path: debs.clone(),
-                    source,
-                })?;
+                .map_err(io_err("creating a download directory in", &debs))?;
             let got = download(entry, private.path());
             if !path.exists() {
                 got?;
-                fs::rename(private.path().join(entry.deb_file_name()), &path).map_err(|source| DebianError::Io {
-                    what: "moving the download into",
-                    path: path.clone(),
-                    source,
-                })?;
+                fs::rename(private.path().join(entry.deb_file_name()), &path)
+                    .map_err(io_err("moving the download into", &path))?;
             }
         }
         let actual = sha256_file(&path)?;
@@ -323,18 +310,10 @@ impl Cache {
             .join(format!(".tmp-{}-{}", std::process::id(), &entry.sha256[..16]));
         for dir in [&tmp, &root] {
             if dir.exists() {
-                fs::remove_dir_all(dir).map_err(|source| DebianError::Io {
-                    what: "removing",
-                    path: dir.clone(),
-                    source,
-                })?;
+                fs::remove_dir_all(dir).map_err(io_err("removing", dir))?;
             }
         }
-        fs::create_dir_all(&tmp).map_err(|source| DebianError::Io {
-            what: "creating",
-            path: tmp.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&tmp).map_err(io_err("creating", &tmp))?;
         let output = Command::new("dpkg-deb")
             .arg("-x")
             .arg(&deb)
@@ -352,20 +331,12 @@ impl Cache {
             });
         }
         let tmp_stamp = tmp.join(".lapterop-unpacked");
-        fs::write(&tmp_stamp, &entry.sha256).map_err(|source| DebianError::Io {
-            what: "writing",
-            path: tmp_stamp,
-            source,
-        })?;
+        fs::write(&tmp_stamp, &entry.sha256).map_err(io_err("writing", &tmp_stamp))?;
         if let Err(source) = fs::rename(&tmp, &root) {
             // Another process finished first: use its tree.
             let _ = fs::remove_dir_all(&tmp);
             if !stamp.exists() {
-                return Err(DebianError::Io {
-                    what: "renaming into",
-                    path: root,
-                    source,
-                });
+                return Err(io_err("renaming into", &root)(source).into());
             }
         }
         Ok(root)
@@ -374,11 +345,7 @@ impl Cache {
 
 /// Lower-case hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let io = |source| DebianError::Io {
-        what: "hashing",
-        path: path.to_owned(),
-        source,
-    };
+    let io = io_err("hashing", path);
     let mut file = fs::File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

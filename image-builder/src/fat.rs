@@ -18,6 +18,8 @@ use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::io::{io_err, IoError};
+
 /// Errors while writing the FAT partition.
 #[derive(Debug, thiserror::Error)]
 pub enum FatError {
@@ -28,12 +30,8 @@ pub enum FatError {
     #[error("the files need more room than the {size} MiB FAT partition has: {source}")]
     Full { size: u64, source: io::Error },
     /// Reading a source file or writing the image failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 type Result<T> = std::result::Result<T, FatError>;
@@ -52,11 +50,7 @@ impl Content {
     pub fn size(&self) -> Result<u64> {
         match self {
             Content::Bytes(b) => Ok(b.len() as u64),
-            Content::Path(p) => fs::metadata(p).map(|m| m.len()).map_err(|source| FatError::Io {
-                what: "reading",
-                path: p.clone(),
-                source,
-            }),
+            Content::Path(p) => Ok(fs::metadata(p).map_err(io_err("reading", p))?.len()),
         }
     }
 }
@@ -293,10 +287,7 @@ pub struct Written {
 
 /// Zeroes the partition's region of `image`, formats it FAT32 and writes `tree` into it.
 pub fn write_partition(image: &fs::File, path: &Path, format: &Format, tree: &Tree) -> Result<Written> {
-    let io = |what: &'static str| {
-        let path = path.to_owned();
-        move |source| FatError::Io { what, path, source }
-    };
+    let io = |what| io_err(what, path);
     let sectors = u32::try_from(format.size / 512).map_err(|_| {
         io("formatting")(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -338,18 +329,11 @@ pub fn write_partition(image: &fs::File, path: &Path, format: &Format, tree: &Tr
             match content {
                 Content::Bytes(b) => file.write_all(b).map_err(full)?,
                 Content::Path(p) => {
-                    let mut src = fs::File::open(p).map_err(|source| FatError::Io {
-                        what: "reading",
-                        path: p.clone(),
-                        source,
-                    })?;
+                    let reading = io_err("reading", p);
+                    let mut src = fs::File::open(p).map_err(reading)?;
                     let mut buf = vec![0u8; 1 << 20];
                     loop {
-                        let n = src.read(&mut buf).map_err(|source| FatError::Io {
-                            what: "reading",
-                            path: p.clone(),
-                            source,
-                        })?;
+                        let n = src.read(&mut buf).map_err(reading)?;
                         if n == 0 {
                             break;
                         }

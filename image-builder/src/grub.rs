@@ -23,6 +23,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::io::{io_err, IoError};
+
 /// `core.img`'s prefix: the first MBR partition of the drive the BIOS booted from. GRUB puts the boot
 /// drive in front of the comma itself (`(hd0,msdos1)`), and `$root` starts as that partition.
 pub const CORE_PREFIX: &str = "(,msdos1)/boot/grub";
@@ -83,12 +85,8 @@ pub enum GrubError {
     #[error("{0} is not GRUB's 512-byte boot.img")]
     BadBootImg(PathBuf),
     /// File I/O failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// The kernel command line of one menu entry.
@@ -173,12 +171,8 @@ pub fn menu(o: &MenuOptions) -> String {
 /// Builds `core.img` with `grub-mkimage -O i386-pc` from the modules in `module_dir` (the pinned
 /// `grub-pc-bin`'s `usr/lib/grub/i386-pc`), with [`CORE_PREFIX`] and [`EARLY_CFG_BIOS`] embedded.
 pub fn core_img(module_dir: &Path, work: &Path) -> Result<Vec<u8>, GrubError> {
-    let io = |what, path: &Path| {
-        let path = path.to_owned();
-        move |source| GrubError::Io { what, path, source }
-    };
     let early = work.join("early.cfg");
-    std::fs::write(&early, EARLY_CFG_BIOS).map_err(io("writing", &early))?;
+    std::fs::write(&early, EARLY_CFG_BIOS).map_err(io_err("writing", &early))?;
     let out = work.join("core.img");
     let output = Command::new("grub-mkimage")
         .args(["-O", "i386-pc", "-p", CORE_PREFIX])
@@ -196,7 +190,7 @@ pub fn core_img(module_dir: &Path, work: &Path) -> Result<Vec<u8>, GrubError> {
             String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         ));
     }
-    let core = std::fs::read(&out).map_err(io("reading", &out))?;
+    let core = std::fs::read(&out).map_err(io_err("reading", &out))?;
     if core.len() as u64 > CORE_MAX {
         return Err(GrubError::TooLarge(core.len() as u64));
     }
@@ -206,11 +200,7 @@ pub fn core_img(module_dir: &Path, work: &Path) -> Result<Vec<u8>, GrubError> {
 /// Reads GRUB's `boot.img` (512 bytes ending in 0x55AA) from `module_dir`.
 pub fn boot_img(module_dir: &Path) -> Result<[u8; 512], GrubError> {
     let path = module_dir.join("boot.img");
-    let data = std::fs::read(&path).map_err(|source| GrubError::Io {
-        what: "reading",
-        path: path.clone(),
-        source,
-    })?;
+    let data = std::fs::read(&path).map_err(io_err("reading", &path))?;
     let sector: [u8; 512] = data.try_into().map_err(|_| GrubError::BadBootImg(path.clone()))?;
     if sector[510..] != [0x55, 0xAA] {
         return Err(GrubError::BadBootImg(path));

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use cpio::newc::Builder;
 
+use crate::io::{io_err, IoError};
+
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
 const S_IFLNK: u32 = 0o120_000;
@@ -46,12 +48,8 @@ pub enum InitramfsError {
     #[error("{0} changed while it was being archived; retry")]
     Changed(PathBuf),
     /// Reading a source or writing the output failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 type Result<T> = std::result::Result<T, InitramfsError>;
@@ -158,11 +156,7 @@ impl Initramfs {
 
     /// Adds a host file; it is `0o755` if the host file has any execute bit, else `0o644`.
     pub fn file(&mut self, path: &str, source: &Path) -> Result<()> {
-        let meta = fs::metadata(source).map_err(|e| InitramfsError::Io {
-            what: "reading",
-            path: source.to_owned(),
-            source: e,
-        })?;
+        let meta = fs::metadata(source).map_err(io_err("reading", source))?;
         let perm = if meta.permissions().mode() & 0o111 != 0 {
             0o755
         } else {
@@ -179,11 +173,7 @@ impl Initramfs {
     /// Adds a whole host directory under `prefix`: directories, regular files and symlinks, in
     /// sorted order. Other file types are an error.
     pub fn tree(&mut self, prefix: &str, source: &Path) -> Result<()> {
-        let io = |e| InitramfsError::Io {
-            what: "listing",
-            path: source.to_owned(),
-            source: e,
-        };
+        let io = io_err("listing", source);
         let mut names: Vec<_> = fs::read_dir(source)
             .map_err(io)?
             .collect::<io::Result<Vec<_>>>()
@@ -215,11 +205,7 @@ impl Initramfs {
 
     /// Writes the uncompressed cpio archive (with its trailer) to `out`.
     pub fn write_cpio<W: Write>(&self, mut out: W, mtime: u32) -> Result<W> {
-        let wio = |e| InitramfsError::Io {
-            what: "writing",
-            path: PathBuf::from("<initramfs>"),
-            source: e,
-        };
+        let wio = io_err("writing", Path::new("<initramfs>"));
         for (index, (path, (perm, node))) in self.entries.iter().enumerate() {
             let ino = u32::try_from(index + 1).map_err(|_| InitramfsError::TooLarge(PathBuf::from(path)))?;
             let header = Builder::new(path).ino(ino).uid(0).gid(0).nlink(1).mtime(mtime);
@@ -236,11 +222,7 @@ impl Initramfs {
             }
             out = match node {
                 Node::File(Source::Path(src)) => {
-                    let rio = |e| InitramfsError::Io {
-                        what: "reading",
-                        path: src.clone(),
-                        source: e,
-                    };
+                    let rio = io_err("reading", src);
                     let file = fs::File::open(src).map_err(rio)?;
                     let len = file.metadata().map_err(rio)?.len();
                     let size = u32::try_from(len).map_err(|_| InitramfsError::TooLarge(src.clone()))?;
@@ -258,17 +240,13 @@ impl Initramfs {
                 }
             };
         }
-        cpio::newc::trailer(out).map_err(wio)
+        Ok(cpio::newc::trailer(out).map_err(wio)?)
     }
 
     /// Writes the archive compressed with zstd at `level` (single-threaded, so the bytes depend only
     /// on the tree, the epoch and the level) to the file `out`.
     pub fn write_zstd(&self, out: &Path, mtime: u32, level: i32) -> Result<()> {
-        let wio = |e| InitramfsError::Io {
-            what: "writing",
-            path: out.to_owned(),
-            source: e,
-        };
+        let wio = io_err("writing", out);
         let file = fs::File::create(out).map_err(wio)?;
         let mut encoder =
             zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, file), level).map_err(wio)?;
@@ -281,7 +259,8 @@ impl Initramfs {
             .into_inner()
             .map_err(|e| wio(e.into_error()))?
             .sync_all()
-            .map_err(wio)
+            .map_err(wio)?;
+        Ok(())
     }
 }
 

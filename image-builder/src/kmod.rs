@@ -23,6 +23,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::io::{io_err, IoError};
+
 /// Named module sets. A request names modules or these sets.
 pub const SETS: &[(&str, &[&str])] = &[
     (
@@ -92,26 +94,14 @@ pub enum KmodError {
     #[error("depmod -b {root}: {detail}; install Debian's kmod package")]
     Depmod { root: PathBuf, detail: String },
     /// File I/O failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// A compressed module could not be unpacked.
     #[error("decompressing {path}: {source}")]
     Decompress { path: PathBuf, source: io::Error },
 }
 
 type Result<T> = std::result::Result<T, KmodError>;
-
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> KmodError + 'a {
-    move |source| KmodError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
-}
 
 /// `nvme-core`, `nvme_core` and `nvme_core.ko.xz` all name the module `nvme_core`.
 pub fn module_name(file_or_name: &str) -> String {
@@ -304,7 +294,8 @@ fn copy_module(src: &Path, out: &Path) -> Result<()> {
         source,
     })?;
     let mut f = fs::File::create(out).map_err(io_err("creating", out))?;
-    f.write_all(&data).map_err(io_err("writing", out))
+    f.write_all(&data).map_err(io_err("writing", out))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //!   `/init`);
 //! - [`live`]: the bootable stick image (MBR, GRUB for BIOS, shim + GRUB for UEFI, one FAT32
 //!   partition with the kernel, the initramfs and the site's data), built from [`mbr`], [`grub`] and
-//!   [`fat`].
+//!   [`fat`];
+//! - [`io`]: the error all of them give when an I/O step on a path fails.
 //!
 //! `xtask` uses them to boot test VMs.
 
@@ -15,6 +16,7 @@ pub mod debian;
 pub mod fat;
 pub mod grub;
 pub mod initramfs;
+pub mod io;
 pub mod kmod;
 pub mod live;
 pub mod mbr;
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use initramfs::{Initramfs, Node};
+use io::{io_err, IoError};
 use kmod::KernelTree;
 
 /// The busybox `/init` used when no other is given: mounts the pseudo-filesystems, loads the staged
@@ -42,6 +45,9 @@ pub enum BuildError {
     /// Writing the archive failed.
     #[error(transparent)]
     Initramfs(#[from] initramfs::InitramfsError),
+    /// Emptying or creating the stage directory failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// busybox could not list its applets.
     #[error("running {0} --list-full: {1}")]
     Busybox(PathBuf, String),
@@ -112,14 +118,10 @@ pub struct Built {
 /// a symlink to the agent), `dev/console`, and
 /// empty `proc`, `sys`, `dev`, `run`, `tmp`, `mnt`.
 pub fn build_initramfs(spec: &InitramfsSpec, stage_dir: &Path, out: &Path, mtime: u32) -> Result<Built, BuildError> {
-    let io = |what, path: &Path| {
-        let path = path.to_owned();
-        move |source| BuildError::Initramfs(initramfs::InitramfsError::Io { what, path, source })
-    };
     if stage_dir.exists() {
-        std::fs::remove_dir_all(stage_dir).map_err(io("removing", stage_dir))?;
+        std::fs::remove_dir_all(stage_dir).map_err(io_err("removing", stage_dir))?;
     }
-    std::fs::create_dir_all(stage_dir).map_err(io("creating", stage_dir))?;
+    std::fs::create_dir_all(stage_dir).map_err(io_err("creating", stage_dir))?;
     let names: BTreeSet<String> = kmod::expand_request(&spec.modules);
     let modules = spec.kernel.stage(&names, stage_dir)?;
 

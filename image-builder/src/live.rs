@@ -23,7 +23,7 @@
 //! order, and the initramfs is a deterministic cpio compressed single-threaded.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,7 @@ use lapterop_certificate::lead_password::LeadHash;
 use crate::debian::{self, Cache, Lock};
 use crate::fat::{self, Content, Tree};
 use crate::grub::{self, MenuOptions};
+use crate::io::{io_err, IoError};
 use crate::kmod::{self, KernelTree};
 use crate::mbr::{self, Partition};
 use crate::{build_initramfs, BuildError, Init, InitramfsSpec};
@@ -71,23 +72,11 @@ pub enum LiveError {
     )]
     MissingFile { package: String, path: PathBuf },
     /// File I/O failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 type Result<T> = std::result::Result<T, LiveError>;
-
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LiveError + 'a {
-    move |source| LiveError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
-}
 
 /// The unpacked Debian packages a stick is made of.
 #[derive(Debug, Clone)]

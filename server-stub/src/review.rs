@@ -22,12 +22,11 @@ use axum::Router;
 use lapterop_certificate as cert;
 use minijinja::context;
 
-use crate::donor::{language, remember, LangQuery};
 use crate::limits;
 use crate::store::{self, Filter, Session};
 use crate::throttle::{Blocked, Refusal};
 use crate::views::{self, Lang};
-use crate::web::{self, blocking, App, AppState};
+use crate::web::{self, Answer, App, AppState, OrInternal, OrNotFound, PageLang};
 
 const SESSION_COOKIE: &str = "lapterop_session";
 const LOGIN_COOKIE: &str = "lapterop_login";
@@ -139,9 +138,8 @@ pub(crate) async fn session(app: &AppState, headers: &HeaderMap) -> Result<(Stri
     let Some(token) = web::cookie(headers, SESSION_COOKIE) else {
         return Err(Redirect::to("/login").into_response());
     };
-    let app = app.clone();
     let t = token.clone();
-    match blocking(move || app.pool.with(|c| store::session(c, &t, now_secs()))).await {
+    match web::db(app, move |_, c| store::session(c, &t, now_secs())).await {
         Ok(Some(s)) => Ok((token, s)),
         Ok(None) => Err(Redirect::to("/login").into_response()),
         Err(e) => Err(web::internal(&e)),
@@ -158,10 +156,8 @@ fn forbidden(text: &str) -> Response {
     )
 }
 
-async fn login_form(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
-    let (lang, chosen) = language(&headers, &q);
-    let resp = login_page(&app, None, lang);
-    remember(&app, resp, chosen)
+async fn login_form(State(app): State<AppState>, page: PageLang) -> Response {
+    page.remember(&app, login_page(&app, None, page.lang))
 }
 
 fn login_page(app: &App, error: Option<&str>, lang: Lang) -> Response {
@@ -199,7 +195,7 @@ async fn login(
     if cookie.is_empty() || !same(&cookie, &f.csrf) {
         return forbidden("The login form expired or came from another site. Reload the login page.");
     }
-    let (lang, _) = language(&headers, &LangQuery { lang: None });
+    let lang = PageLang::from_headers(&headers).lang;
     let typed = audit_name(&f.user);
     let address = peer.ip();
     let ticket = match app.login.admit(&f.user, address) {
@@ -250,11 +246,8 @@ async fn login(
                      {address}",
                     limits::LOGIN_WINDOW.as_secs() / 60
                 );
-                let app2 = app.clone();
-                let audited = blocking(move || {
-                    app2.pool.with(|c| {
-                        store::audit_with_note(c, &typed, "login blocked (rate limit)", &note, &cert::now_utc())
-                    })
+                let audited = web::db(&app, move |_, c| {
+                    store::audit_with_note(c, &typed, "login blocked (rate limit)", &note, &cert::now_utc())
                 })
                 .await;
                 if let Err(e) = audited {
@@ -360,42 +353,30 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    let (token, s) = match session(&app, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+async fn logout(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Answer {
+    let (token, s) = session(&app, &headers).await?;
     if !same(&s.csrf, &f.csrf) {
-        return forbidden("Missing or wrong form token.");
+        return Err(forbidden("Missing or wrong form token."));
     }
-    let app2 = app.clone();
-    if let Err(e) = blocking(move || {
-        app2.pool.with(|c| {
-            store::delete_session(c, &token)?;
-            store::audit(c, &s.user, "logout", &cert::now_utc())
-        })
+    web::db(&app, move |_, c| {
+        store::delete_session(c, &token)?;
+        store::audit(c, &s.user, "logout", &cert::now_utc())
     })
     .await
-    {
-        return web::internal(&e);
-    }
+    .or_500()?;
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut()
         .append(header::SET_COOKIE, web::set_cookie(&app, SESSION_COOKIE, "", 0));
-    resp
+    Ok(resp)
 }
 
 async fn queue(
     State(app): State<AppState>,
     headers: HeaderMap,
     Query(mut filter): Query<Filter>,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let (lang, chosen) = language(&headers, &q);
-    let (_, s) = match session(&app, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    page: PageLang,
+) -> Answer {
+    let (_, s) = session(&app, &headers).await?;
     // The queue shows new certificates unless another status (or "all") is asked for.
     if filter.status.is_empty() {
         filter.status = "new".into();
@@ -404,16 +385,11 @@ async fn queue(
     if query.status == "all" {
         query.status.clear();
     }
-    let app2 = app.clone();
-    let found = blocking(move || {
-        app2.pool
-            .with(|c| Ok((store::certs(c, &query, 500)?, store::station_names(c)?)))
+    let (rows, stations) = web::db(&app, move |_, c| {
+        Ok((store::certs(c, &query, 500)?, store::station_names(c)?))
     })
-    .await;
-    let (rows, stations) = match found {
-        Ok(x) => x,
-        Err(e) => return web::internal(&e),
-    };
+    .await
+    .or_500()?;
     let export = format!(
         "/review/export.csv?{}",
         serde_urlencoded_filter(&Filter {
@@ -425,13 +401,11 @@ async fn queue(
             ..filter.clone()
         })
     );
-    let resp = web::render(
+    Ok(page.render(
         &app,
         "queue.html",
         context! {
-            title => lang.t("Review queue", "Na te kijken"),
-            lang => lang.code(),
-            nl => lang == Lang::Nl,
+            title => page.lang.t("Review queue", "Na te kijken"),
             user => s.user,
             csrf => s.csrf,
             rows => rows,
@@ -439,8 +413,7 @@ async fn queue(
             f => filter,
             export => export,
         },
-    );
-    remember(&app, resp, chosen)
+    ))
 }
 
 /// The filter as a query string (values percent-encoded).
@@ -471,52 +444,34 @@ fn serde_urlencoded_filter(f: &Filter) -> String {
     .join("&")
 }
 
-async fn detail(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let (lang, chosen) = language(&headers, &q);
-    let (_, s) = match session(&app, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let app2 = app.clone();
-    let found = blocking(move || {
-        app2.pool.with(|c| {
-            let Some(cert) = store::cert_by_id(c, &id)? else {
-                return Ok(None);
-            };
-            let station = store::station_by_key_id(c, &cert.key_id)?;
-            let view = views::cert_view(&cert, station.as_ref(), &app2.server_key.verifying_key(), lang)?;
-            let history = store::audit_entries(c, Some(&cert.id), 100)?;
-            let mut batches = Vec::new();
-            for (kind, value) in [("reference", &cert.donor_reference), ("lot", &cert.lot)] {
-                if let Some(v) = value {
-                    if let Some(t) = store::batch_token(c, kind, v)? {
-                        batches
-                            .push(context! { kind => kind, value => v, url => format!("{}/b/{t}", app2.public_url) });
-                    }
+async fn detail(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>, page: PageLang) -> Answer {
+    let (_, s) = session(&app, &headers).await?;
+    let lang = page.lang;
+    let (view, history, batches, donor_url) = web::db(&app, move |app, c| {
+        let Some(cert) = store::cert_by_id(c, &id)? else {
+            return Ok(None);
+        };
+        let station = store::station_by_key_id(c, &cert.key_id)?;
+        let view = views::cert_view(&cert, station.as_ref(), &app.server_key.verifying_key(), lang)?;
+        let history = store::audit_entries(c, Some(&cert.id), 100)?;
+        let mut batches = Vec::new();
+        for (kind, value) in [("reference", &cert.donor_reference), ("lot", &cert.lot)] {
+            if let Some(v) = value {
+                if let Some(t) = store::batch_token(c, kind, v)? {
+                    batches.push(context! { kind => kind, value => v, url => format!("{}/b/{t}", app.public_url) });
                 }
             }
-            let donor_url = crate::donor::donor_url(&app2, &cert.donor_token);
-            Ok(Some((view, history, batches, donor_url)))
-        })
+        }
+        let donor_url = crate::donor::donor_url(app, &cert.donor_token);
+        Ok(Some((view, history, batches, donor_url)))
     })
-    .await;
-    let (view, history, batches, donor_url) = match found {
-        Ok(Some(x)) => x,
-        Ok(None) => return web::not_found(),
-        Err(e) => return web::internal(&e),
-    };
-    let resp = web::render(
+    .await
+    .or_404()?;
+    Ok(page.render(
         &app,
         "detail.html",
         context! {
             title => lang.t("Certificate", "Certificaat"),
-            lang => lang.code(),
-            nl => lang == Lang::Nl,
             user => s.user,
             csrf => s.csrf,
             c => view,
@@ -524,8 +479,7 @@ async fn detail(
             batches => batches,
             donor_url => donor_url,
         },
-    );
-    remember(&app, resp, chosen)
+    ))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -541,86 +495,59 @@ async fn decide(
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(d): Form<Decision>,
-) -> Response {
-    let (_, s) = match session(&app, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let (_, s) = session(&app, &headers).await?;
     if !same(&s.csrf, &d.csrf) {
-        return forbidden("Missing or wrong form token; reload the page and try again.");
+        return Err(forbidden("Missing or wrong form token; reload the page and try again."));
     }
     let status = match d.action.as_str() {
         "approve" => "approved",
         "rewipe" => "rewipe",
         "reject" => "rejected",
-        _ => return forbidden("Unknown action."),
+        _ => return Err(forbidden("Unknown action.")),
     };
     if status != "approved" && d.note.trim().is_empty() {
-        return forbidden("Say why in the note when you flag or reject a certificate.");
+        return Err(forbidden("Say why in the note when you flag or reject a certificate."));
     }
     if d.note.len() > 4000 {
-        return forbidden("The note is too long (at most 4000 bytes).");
+        return Err(forbidden("The note is too long (at most 4000 bytes)."));
     }
-    let app2 = app.clone();
     let id2 = id.clone();
-    let user = s.user.clone();
-    match blocking(move || {
-        app2.pool
-            .with(|c| store::review(c, &id2, status, d.note.trim(), &user, &cert::now_utc()))
+    let reviewed = web::db(&app, move |_, c| {
+        store::review(c, &id2, status, d.note.trim(), &s.user, &cert::now_utc())
     })
     .await
-    {
-        Ok(true) => Redirect::to(&format!("/review/certificates/{id}")).into_response(),
-        Ok(false) => web::not_found(),
-        Err(e) => web::internal(&e),
+    .or_500()?;
+    if !reviewed {
+        return Err(web::not_found());
     }
+    Ok(Redirect::to(&format!("/review/certificates/{id}")).into_response())
 }
 
-async fn audit(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
-    let (lang, chosen) = language(&headers, &q);
-    let (_, s) = match session(&app, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
+async fn audit(State(app): State<AppState>, headers: HeaderMap, page: PageLang) -> Answer {
+    let (_, s) = session(&app, &headers).await?;
+    let entries = web::db(&app, |_, c| store::audit_entries(c, None, 1000))
+        .await
+        .or_500()?;
+    let ctx = context! {
+        title => page.lang.t("Audit log", "Logboek"),
+        user => s.user,
+        csrf => s.csrf,
+        entries => entries,
     };
-    let app2 = app.clone();
-    match blocking(move || app2.pool.with(|c| store::audit_entries(c, None, 1000))).await {
-        Ok(entries) => {
-            let ctx = context! {
-                title => lang.t("Audit log", "Logboek"),
-                lang => lang.code(),
-                nl => lang == Lang::Nl,
-                user => s.user,
-                csrf => s.csrf,
-                entries => entries,
-            };
-            remember(&app, web::render(&app, "audit.html", ctx), chosen)
-        }
-        Err(e) => web::internal(&e),
-    }
+    Ok(page.render(&app, "audit.html", ctx))
 }
 
-async fn export(State(app): State<AppState>, headers: HeaderMap, Query(filter): Query<Filter>) -> Response {
-    if let Err(r) = session(&app, &headers).await {
-        return r;
-    }
-    let app2 = app.clone();
-    match blocking(move || app2.pool.with(|c| store::certs(c, &filter, 1 << 40))).await {
-        Ok(rows) => (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/csv; charset=utf-8"),
-                ),
-                (
-                    header::CONTENT_DISPOSITION,
-                    HeaderValue::from_static("attachment; filename=\"lapterop-certificates.csv\""),
-                ),
-            ],
-            crate::report::csv(&rows),
-        )
-            .into_response(),
-        Err(e) => web::internal(&e),
-    }
+async fn export(State(app): State<AppState>, headers: HeaderMap, Query(filter): Query<Filter>) -> Answer {
+    session(&app, &headers).await?;
+    let rows = web::db(&app, move |_, c| store::certs(c, &filter, 1 << 40))
+        .await
+        .or_500()?;
+    Ok(web::attachment(
+        "text/csv; charset=utf-8",
+        "lapterop-certificates.csv",
+        crate::report::csv(&rows),
+    ))
 }
 
 #[cfg(test)]

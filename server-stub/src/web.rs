@@ -16,17 +16,21 @@ use std::sync::{mpsc, Arc};
 
 use anyhow::Context;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use lapterop_certificate::validate::MAX_DOCUMENT_BYTES;
 use lapterop_certificate::SigningKey;
+use minijinja::context;
 use serde_json::json;
 
 use crate::ingest::{self, Job, Rejection, Stored};
 use crate::store::{self, Pool};
+use crate::views::Lang;
 
 /// What `serve` needs.
 #[derive(Debug)]
@@ -137,6 +141,46 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> +
     tokio::task::spawn_blocking(f).await.context("worker task failed")?
 }
 
+/// Runs `f` with a pooled database connection off the async threads; `f` also gets the app (for the
+/// server key and the public URL).
+pub async fn db<T: Send + 'static>(
+    app: &AppState,
+    f: impl FnOnce(&App, &mut rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let app = app.clone();
+    blocking(move || app.pool.with(|c| f(&app, c))).await
+}
+
+/// What a page or file handler answers. `Err` is an answer that ends the handler early: a 404, a 500,
+/// a refusal, a redirect to the login.
+pub type Answer = Result<Response, Response>;
+
+/// Ends a handler with a 500 answer when a step failed (see [`Answer`]).
+pub trait OrInternal<T> {
+    /// The value, or the 500 answer (the failure logged).
+    #[allow(clippy::result_large_err)] // the error is the answer, handed to axum at once
+    fn or_500(self) -> Result<T, Response>;
+}
+
+impl<T> OrInternal<T> for anyhow::Result<T> {
+    fn or_500(self) -> Result<T, Response> {
+        self.map_err(|e| internal(&e))
+    }
+}
+
+/// Ends a handler with a 404 page when a lookup found nothing (see [`Answer`]).
+pub trait OrNotFound<T> {
+    /// The value found; the 404 page if there is none; the 500 answer if the lookup failed.
+    #[allow(clippy::result_large_err)] // the error is the answer, handed to axum at once
+    fn or_404(self) -> Result<T, Response>;
+}
+
+impl<T> OrNotFound<T> for anyhow::Result<Option<T>> {
+    fn or_404(self) -> Result<T, Response> {
+        self.or_500()?.ok_or_else(not_found)
+    }
+}
+
 /// A JSON error answer.
 pub fn json_error(status: u16, message: &str, field: Option<&str>, violations: &[(String, String)]) -> Response {
     let mut body = json!({ "error": message });
@@ -229,11 +273,10 @@ async fn reader(app: &AppState, headers: &HeaderMap, path: &str) -> Result<Optio
     else {
         return Ok(None);
     };
-    let app2 = app.clone();
     let key_id = signed.key_id.clone();
-    let station = blocking(move || app2.pool.with(|c| store::station_by_key_id(c, &key_id)))
+    let station = db(app, move |_, c| store::station_by_key_id(c, &key_id))
         .await
-        .map_err(|e| internal(&e))?;
+        .or_500()?;
     let Some(station) = station.filter(|s| s.revoked_at.is_none()) else {
         return Ok(None);
     };
@@ -261,8 +304,7 @@ async fn get_certificate(State(app): State<AppState>, headers: HeaderMap, Path(i
         }
         Err(response) => return response,
     };
-    let app2 = app.clone();
-    let found = blocking(move || app2.pool.with(|c| store::cert_by_id(c, &id))).await;
+    let found = db(&app, move |_, c| store::cert_by_id(c, &id)).await;
     // A station reads only its own certificates; another's answers exactly like a missing one.
     let found = found.map(|c| {
         c.filter(|c| match &reader {
@@ -303,9 +345,8 @@ struct LogQuery {
 async fn get_log(State(app): State<AppState>, Query(q): Query<LogQuery>) -> Response {
     let from = q.from.unwrap_or(1).max(1);
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let result = blocking(move || {
-        app.pool
-            .with(|c| Ok((store::log_entries(c, from, limit)?, store::log_head(c)?)))
+    let result = db(&app, move |_, c| {
+        Ok((store::log_entries(c, from, limit)?, store::log_head(c)?))
     })
     .await;
     match result {
@@ -325,20 +366,102 @@ async fn server_key(State(app): State<AppState>) -> Response {
 /// The server public key as a `.pub` file.
 pub fn server_key_text(app: &App) -> Response {
     let text = format!("{}\n", hex::encode(app.server_key.verifying_key().as_bytes()));
+    attachment("text/plain; charset=utf-8", "server.pub", text)
+}
+
+/// A file to save: `Content-Type` and `Content-Disposition: attachment; filename="…"`.
+pub fn attachment(content_type: &'static str, filename: &str, body: impl IntoResponse) -> Response {
+    file(content_type, "attachment", filename, body)
+}
+
+/// A file to show in the browser: `Content-Disposition: inline; filename="…"`.
+pub fn inline(content_type: &'static str, filename: &str, body: impl IntoResponse) -> Response {
+    file(content_type, "inline", filename, body)
+}
+
+fn file(content_type: &'static str, disposition: &'static str, filename: &str, body: impl IntoResponse) -> Response {
+    let value = format!("{disposition}; filename=\"{filename}\"");
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (
                 header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"server.pub\""),
+                HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(disposition)),
             ),
         ],
-        text,
+        body,
     )
         .into_response()
+}
+
+/// `?lang=nl|en` on a page.
+#[derive(Debug, serde::Deserialize)]
+struct LangQuery {
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// The language of a page: `?lang=nl|en` (remembered in a cookie), else the cookie, else
+/// `Accept-Language`. A handler takes it as an extractor; a malformed query string is refused as
+/// `Query` refuses it.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLang {
+    /// The language to answer in.
+    pub lang: Lang,
+    /// Chosen with `?lang=`: to remember.
+    chosen: Option<Lang>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PageLang {
+    type Rejection = QueryRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(q) = Query::<LangQuery>::from_request_parts(parts, state).await?;
+        Ok(match q.lang.as_deref().and_then(Lang::from_code) {
+            Some(l) => PageLang {
+                lang: l,
+                chosen: Some(l),
+            },
+            None => PageLang::from_headers(&parts.headers),
+        })
+    }
+}
+
+impl PageLang {
+    /// The language from the cookie, else `Accept-Language` (for a form post, which has no `?lang=`).
+    pub fn from_headers(headers: &HeaderMap) -> PageLang {
+        let lang = match cookie(headers, "lang").as_deref().and_then(Lang::from_code) {
+            Some(l) => l,
+            None => Lang::from_accept_language(
+                headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            ),
+        };
+        PageLang { lang, chosen: None }
+    }
+
+    /// Adds the cookie that remembers a language chosen with `?lang=` to `resp`.
+    pub fn remember(self, app: &App, mut resp: Response) -> Response {
+        if let Some(l) = self.chosen {
+            resp.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(app, "lang", l.code(), 365 * 86400));
+        }
+        resp
+    }
+
+    /// Renders template `name` with `ctx` and the page language (`lang`, and `nl` for Dutch), and
+    /// remembers a chosen language.
+    pub fn render(self, app: &App, name: &str, ctx: minijinja::Value) -> Response {
+        let lang = self.lang;
+        let resp = render(
+            app,
+            name,
+            context! { lang => lang.code(), nl => lang == Lang::Nl, ..ctx },
+        );
+        self.remember(app, resp)
+    }
 }
 
 /// The value of a cookie in the request.

@@ -115,14 +115,15 @@ fn reviewer_approves_and_donor_reads_both_languages() {
     assert_eq!(b.count("img"), 0);
     let conn = rusqlite::Connection::open(d.join("lapterop.sqlite")).unwrap();
     assert_eq!(count(d, "certificates"), 3, "the SQL-looking text changed nothing");
-    let st: String = conn
-        .query_row(
+    let evil_status = || -> String {
+        conn.query_row(
             "SELECT review_status FROM certificates WHERE id = ?1",
             [&evil_id],
             |r| r.get(0),
         )
-        .unwrap();
-    assert_eq!(st, "new");
+        .unwrap()
+    };
+    assert_eq!(evil_status(), "new");
 
     // Audit log shows who approved what.
     b.goto(&format!("{}/review/audit", s.url));
@@ -145,14 +146,7 @@ fn reviewer_approves_and_donor_reads_both_languages() {
         };
         assert_eq!(status, 403);
     }
-    let st: String = conn
-        .query_row(
-            "SELECT review_status FROM certificates WHERE id = ?1",
-            [&evil_id],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(st, "new");
+    assert_eq!(evil_status(), "new");
 
     // CSV export with the session.
     let csv = ureq::get(&format!("{}/review/export.csv?status=approved", s.url))
