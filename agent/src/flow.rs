@@ -21,7 +21,7 @@ use lapterop_certificate::model::{InstallRecord, InstallStatus, StepKind};
 use lapterop_certificate::{DiskRecord, OutcomeStatus};
 
 use crate::disk::Refusal;
-use crate::i18n::{Key, Lang};
+use crate::i18n::{Key, Lang, Word};
 use crate::job::{self, Disks, JobResult};
 use crate::outbox::Sent;
 use crate::preflight::{self, Code, Finding};
@@ -655,14 +655,15 @@ impl crate::wipe::Progress for DiskBar {
         let (Ok(mut ui), Ok(mut task)) = (self.ui.lock(), self.task.lock()) else {
             return;
         };
-        // The outcome in the volunteer's language; the reason is on the result screen.
+        // The outcome in the volunteer's language, in capitals as on the banners; the reason is on the
+        // result screen.
         let word = self.lang.t(match outcome.status {
-            OutcomeStatus::Erased => Key::OutcomeErased,
-            OutcomeStatus::ErasedWithExceptions => Key::OutcomeExceptions,
-            OutcomeStatus::NotErased => Key::OutcomeNotErased,
+            OutcomeStatus::Erased => Word::Erased,
+            OutcomeStatus::ErasedWithExceptions => Word::ErasedWithExceptions,
+            OutcomeStatus::NotErased => Word::NotErased,
         });
         if let Some(id) = task.take() {
-            ui.finish(id, word);
+            ui.finish(id, &word.to_uppercase());
         }
     }
 }
