@@ -35,10 +35,10 @@ pub struct LangQuery {
 
 /// The page language, and whether to remember an explicit choice.
 pub fn language(headers: &HeaderMap, q: &LangQuery) -> (Lang, Option<Lang>) {
-    if let Some(l) = q.lang.as_deref().and_then(Lang::from_code) {
+    if let Some(l) = q.lang.as_deref().and_then(Lang::parse) {
         return (l, Some(l));
     }
-    if let Some(l) = web::cookie(headers, "lang").as_deref().and_then(Lang::from_code) {
+    if let Some(l) = web::cookie(headers, "lang").as_deref().and_then(Lang::parse) {
         return (l, None);
     }
     let accept = headers
@@ -134,7 +134,7 @@ async fn page(
             url => url,
             token => token,
             qr => minijinja::Value::from_safe_string(qr),
-            title => lang.t("Proof of data erasure", "Bewijs van gegevenswissing"),
+            title => lang.pick("Proof of data erasure", "Bewijs van gegevenswissing"),
         },
     );
     remember(&app, resp, chosen)
@@ -261,7 +261,7 @@ async fn batch(
             kind => kind,
             value => value,
             rows => rows,
-            title => lang.t("Proof of data erasure: batch", "Bewijs van gegevenswissing: partij"),
+            title => lang.pick("Proof of data erasure: batch", "Bewijs van gegevenswissing: partij"),
         },
     );
     remember(&app, resp, chosen)

@@ -172,7 +172,7 @@ fn login_page(app: &App, error: Option<&str>, lang: Lang) -> Response {
     let ctx = context! {
         csrf => token,
         error => error,
-        title => lang.t("Log in", "Aanmelden"),
+        title => lang.pick("Log in", "Aanmelden"),
         lang => lang.code(),
         nl => lang == Lang::Nl,
     };
@@ -205,7 +205,7 @@ async fn login(
     let ticket = match app.login.admit(&f.user, address) {
         Ok(t) => t,
         Err(Refusal::Busy) => {
-            let message = lang.t(
+            let message = lang.pick(
                 "The server is busy checking other logins; try again in a few seconds.",
                 "De server controleert nu veel andere aanmeldingen; probeer het over enkele seconden opnieuw.",
             );
@@ -216,7 +216,7 @@ async fn login(
             let minutes = whole_seconds(retry_after).div_ceil(60);
             let (message, why) = match by {
                 Blocked::Name => (
-                    lang.t(
+                    lang.pick(
                         &format!(
                             "Too many failed logins for this name; try again in {} or ask another lead.",
                             in_minutes(minutes, Lang::En)
@@ -230,7 +230,7 @@ async fn login(
                     format!("{} failed logins for this name", limits::LOGIN_FAILURES_PER_NAME),
                 ),
                 Blocked::Address => (
-                    lang.t(
+                    lang.pick(
                         &format!(
                             "Too many failed logins from your network; try again in {}.",
                             in_minutes(minutes, Lang::En)
@@ -307,7 +307,7 @@ async fn login(
             resp
         }
         Ok(None) => {
-            let message = lang.t("Wrong name or password.", "Verkeerde naam of wachtwoord.");
+            let message = lang.pick("Wrong name or password.", "Verkeerde naam of wachtwoord.");
             let mut resp = login_page(&app, Some(&message), lang);
             *resp.status_mut() = StatusCode::UNAUTHORIZED;
             resp
@@ -429,7 +429,7 @@ async fn queue(
         &app,
         "queue.html",
         context! {
-            title => lang.t("Review queue", "Na te kijken"),
+            title => lang.pick("Review queue", "Na te kijken"),
             lang => lang.code(),
             nl => lang == Lang::Nl,
             user => s.user,
@@ -514,7 +514,7 @@ async fn detail(
         &app,
         "detail.html",
         context! {
-            title => lang.t("Certificate", "Certificaat"),
+            title => lang.pick("Certificate", "Certificaat"),
             lang => lang.code(),
             nl => lang == Lang::Nl,
             user => s.user,
@@ -586,7 +586,7 @@ async fn audit(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<
     match blocking(move || app2.pool.with(|c| store::audit_entries(c, None, 1000))).await {
         Ok(entries) => {
             let ctx = context! {
-                title => lang.t("Audit log", "Logboek"),
+                title => lang.pick("Audit log", "Logboek"),
                 lang => lang.code(),
                 nl => lang == Lang::Nl,
                 user => s.user,
