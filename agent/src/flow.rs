@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use lapterop_certificate::model::{InstallRecord, InstallStatus};
 use lapterop_certificate::{DiskRecord, OutcomeStatus};
 
-use crate::i18n::{Key, Lang};
+use crate::i18n::{Key, Lang, Word};
 use crate::job::{self, Ended, Event, Go, JobResult, StopCode};
 use crate::outbox::Sent;
 use crate::preflight::Finding;
@@ -534,14 +534,15 @@ impl crate::wipe::Progress for DiskBar {
         let (Ok(mut ui), Ok(mut task)) = (self.ui.lock(), self.task.lock()) else {
             return;
         };
-        // The outcome in the volunteer's language; the reason is on the result screen.
+        // The outcome in the volunteer's language, in capitals as on the banners; the reason is on the
+        // result screen.
         let word = self.lang.t(match outcome.status {
-            OutcomeStatus::Erased => Key::OutcomeErased,
-            OutcomeStatus::ErasedWithExceptions => Key::OutcomeExceptions,
-            OutcomeStatus::NotErased => Key::OutcomeNotErased,
+            OutcomeStatus::Erased => Word::Erased,
+            OutcomeStatus::ErasedWithExceptions => Word::ErasedWithExceptions,
+            OutcomeStatus::NotErased => Word::NotErased,
         });
         if let Some(id) = task.take() {
-            ui.finish(id, word);
+            ui.finish(id, &word.to_uppercase());
         }
     }
 }

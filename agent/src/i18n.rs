@@ -1,106 +1,27 @@
 //! Every string a volunteer reads, in Dutch and in English, from one catalogue compiled in.
 //!
-//! The catalogue is a macro table: each [`Key`] carries its English and its Dutch text side by side, so a
-//! key without both languages does not compile. Texts may hold named placeholders (`{model}`) that
-//! [`Lang::fill`] replaces; the tests check that both languages use the same placeholders and that no
-//! English text shows up on a Dutch screen. The site config picks the language ([`Lang::parse`]); the
-//! volunteer switches it at any prompt with one key ([`SWITCH_KEY`]).
+//! The catalogue is a table of [`Key`]s declared with [`lapterop_words::catalogue!`]: each key carries its
+//! English and its Dutch text side by side, so a key without both languages does not compile. Texts may
+//! hold named placeholders (`{model}`) that [`Lang::fill`] replaces; the tests check that both languages
+//! use the same placeholders and that no English text shows up on a Dutch screen. The words the donor's
+//! page shows too (a disk's outcome, the verdict, the parts, "unknown", "not touched") are not here but
+//! in the shared [`Word`] catalogue, and sizes read as [`lapterop_words::size`] says, so the screen and
+//! the page agree. The site config picks the language ([`Lang::parse`]); the volunteer switches it at any
+//! prompt with one key ([`SWITCH_KEY`]).
 
-use serde::{Deserialize, Serialize};
+pub use lapterop_words::{Lang, Word};
 
 /// The key a volunteer types at any prompt to switch between Dutch and English.
 pub const SWITCH_KEY: &str = "l";
 
-/// A language of the workbench screens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    /// Dutch (the default: most volunteers work in Dutch).
-    #[default]
-    Nl,
-    /// English.
-    En,
-}
-
-impl Lang {
-    /// Both languages, Dutch first.
-    pub const ALL: [Lang; 2] = [Lang::Nl, Lang::En];
-
-    /// `nl` / `en` (also `nl-BE`, `en_GB`, `NL`); `None` for anything else.
-    pub fn parse(code: &str) -> Option<Lang> {
-        let base = code.trim().get(..2)?.to_ascii_lowercase();
-        match base.as_str() {
-            "nl" => Some(Lang::Nl),
-            "en" => Some(Lang::En),
-            _ => None,
-        }
-    }
-
-    /// The other language (what [`SWITCH_KEY`] switches to).
-    pub fn other(self) -> Lang {
-        match self {
-            Lang::Nl => Lang::En,
-            Lang::En => Lang::Nl,
-        }
-    }
-
-    /// Two-letter code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::Nl => "nl",
-            Lang::En => "en",
-        }
-    }
-
-    /// The text of `key` in this language.
-    pub fn t(self, key: Key) -> &'static str {
-        match self {
-            Lang::Nl => key.nl(),
-            Lang::En => key.en(),
-        }
-    }
-
-    /// The text of `key` with each `{name}` replaced by its value.
-    pub fn fill(self, key: Key, args: &[(&str, &str)]) -> String {
-        let mut text = self.t(key).to_string();
-        for (name, value) in args {
-            text = text.replace(&format!("{{{name}}}"), value);
-        }
-        text
-    }
-}
-
-macro_rules! catalogue {
-    ($($key:ident => $en:literal, $nl:literal;)+) => {
-        /// A volunteer-facing text.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[allow(missing_docs)]
-        pub enum Key { $($key,)+ }
-
-        impl Key {
-            /// Every key, in catalogue order.
-            pub const ALL: &'static [Key] = &[$(Key::$key,)+];
-
-            /// English text.
-            pub fn en(self) -> &'static str {
-                match self { $(Key::$key => $en,)+ }
-            }
-
-            /// Dutch text.
-            pub fn nl(self) -> &'static str {
-                match self { $(Key::$key => $nl,)+ }
-            }
-        }
-    };
-}
-
-catalogue! {
+lapterop_words::catalogue! {
+/// A volunteer-facing text.
+pub enum Key {
     // Common prompts.
     SwitchHint => "Type L and Enter to switch to Nederlands.", "Typ L en Enter voor English.";
     PressEnter => "Press Enter to continue.", "Druk op Enter om verder te gaan.";
     Yes => "yes", "ja";
     No => "no", "nee";
-    Unknown => "unknown", "onbekend";
     WhatToDo => "What to do", "Wat te doen";
     Code => "code", "code";
 
@@ -157,18 +78,9 @@ catalogue! {
     AuditNetwork => "Network", "Netwerk";
     AuditGaps => "Could not be read (check by hand)", "Niet leesbaar (controleer met de hand)";
     AuditVerdict => "Verdict", "Oordeel";
-    VerdictReady => "READY to hand out", "KLAAR om uit te delen";
-    VerdictNeedsParts => "NEEDS PARTS: {parts}", "HEEFT ONDERDELEN NODIG: {parts}";
-    PartRam => "memory", "geheugen";
-    PartDisk => "disk", "schijf";
-    PartBattery => "battery", "batterij";
-    PartCharger => "charger", "lader";
-    PartScreen => "screen", "scherm";
-    PartInspection => "a check by hand", "een controle met de hand";
     NetWired => "wired", "kabel";
     NetWireless => "wireless", "wifi";
     AuditNone => "none", "geen";
-    VerdictPartsOnly => "PARTS ONLY: not worth refurbishing", "ALLEEN ONDERDELEN: herstellen loont niet";
 
     // Plan and confirmation.
     PlanTitle => "Plan: these disks will be ERASED", "Plan: deze schijven worden GEWIST";
@@ -177,7 +89,6 @@ catalogue! {
     PlanSize => "Size", "Grootte";
     PlanHealth => "Health", "Gezondheid";
     PlanMethod => "Method", "Methode";
-    PlanExcluded => "NOT touched", "NIET aangeraakt";
     PlanBootStick => "this is the boot stick", "dit is de opstartstick";
     PlanInUse => "in use (mounted or busy)", "in gebruik (aangekoppeld of bezet)";
     PlanReadOnly => "read-only", "alleen-lezen";
@@ -227,9 +138,6 @@ catalogue! {
     // Result.
     ResultDisk => "Disk", "Schijf";
     ResultTitle => "Result", "Resultaat";
-    OutcomeErased => "ERASED", "GEWIST";
-    OutcomeExceptions => "ERASED WITH EXCEPTIONS", "GEWIST MET UITZONDERINGEN";
-    OutcomeNotErased => "NOT ERASED", "NIET GEWIST";
     ErasedDo => "Nothing to do for this disk.", "Niets te doen voor deze schijf.";
     ExceptionsDo => "The data is gone except where listed. Show this screen to the workshop lead before the laptop goes out.",
         "De gegevens zijn weg behalve waar vermeld. Toon dit scherm aan de werkplaatsleider voor de laptop vertrekt.";
@@ -262,57 +170,44 @@ catalogue! {
     S03Do => "Do NOT hand out this laptop: its disks may be half erased. Put a red sticker on it and give it to the workshop lead.",
         "Geef deze laptop NIET mee: de schijven kunnen half gewist zijn. Kleef een rode sticker op de laptop en geef hem aan de werkplaatsleider.";
 }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The `{name}` placeholders of a text, sorted.
-    fn placeholders(text: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find('{') {
-            let Some(len) = rest[start..].find('}') else { break };
-            out.push(rest[start + 1..start + len].to_string());
-            rest = &rest[start + len..];
-        }
-        out.sort();
-        out
-    }
-
-    #[test]
-    fn every_key_has_both_languages_with_the_same_placeholders() {
-        for key in Key::ALL {
-            assert!(!key.en().trim().is_empty(), "{key:?} has no English text");
-            assert!(!key.nl().trim().is_empty(), "{key:?} has no Dutch text");
-            assert_eq!(
-                placeholders(key.en()),
-                placeholders(key.nl()),
-                "{key:?}: placeholders differ"
-            );
-        }
-    }
-
     /// Texts that are the same word in both languages.
     const SAME_IN_BOTH: &[Key] = &[Key::Code, Key::SeverityStop, Key::AuditCpu, Key::PlanModel];
 
+    /// Every key has both languages by construction (the macro takes no key with one); this checks that
+    /// both use the same placeholders and that no Dutch text is English.
     #[test]
-    fn dutch_texts_are_translated() {
-        for key in Key::ALL {
-            if !SAME_IN_BOTH.contains(key) {
-                assert_ne!(key.en(), key.nl(), "{key:?} is not translated");
-            }
+    fn every_key_has_both_languages_with_the_same_placeholders_and_dutch_is_dutch() {
+        let problems = lapterop_words::check(SAME_IN_BOTH);
+        assert!(problems.is_empty(), "{problems:#?}");
+        let shared = lapterop_words::check::<Word>(&[]);
+        assert!(shared.is_empty(), "{shared:#?}");
+    }
+
+    #[test]
+    fn every_part_the_audit_policy_names_has_a_shared_word() {
+        for part in [
+            "ram",
+            "disk",
+            "battery",
+            "charger",
+            "screen",
+            crate::audit::policy::INSPECTION,
+        ] {
+            assert!(Word::part(part).is_some(), "{part} has no word");
         }
     }
 
     #[test]
-    fn fill_replaces_every_placeholder_and_parse_accepts_locales() {
+    fn fill_replaces_every_placeholder() {
         let text = Lang::Nl.fill(Key::P07Found, &[("percent", "12")]);
         assert_eq!(text, "De batterij staat op 12% en laadt niet op.");
-        assert_eq!(Lang::parse("nl-BE"), Some(Lang::Nl));
-        assert_eq!(Lang::parse("EN_gb"), Some(Lang::En));
-        assert_eq!(Lang::parse("fr"), None);
-        assert_eq!(Lang::parse("e"), None);
-        assert_eq!(Lang::Nl.other(), Lang::En);
+        let text = Lang::En.fill(Key::AuditSlots, &[("used", "1"), ("slots", "2")]);
+        assert_eq!(text, "1 of 2 slots used");
     }
 }

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use lapterop_agent::i18n::{Key, Lang};
+use lapterop_agent::i18n::{Key, Lang, Word};
 use lapterop_agent::ui::screens::{InstallState, UploadState};
 use lapterop_agent::ui::{demo, qr, screens, Style};
+use lapterop_words::Text;
 use support::{root, Loop, MIB};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lapterop-agent");
@@ -77,23 +78,32 @@ fn fragments(text: &str) -> Vec<String> {
     out
 }
 
+/// The long literal pieces of every text of catalogue `K` in `lang`, with the key's name, leaving out
+/// texts that are the same in both languages. Short pieces ("disk", "Model") may be part of a model name
+/// or a shared word.
+fn long_pieces<K: Text>(lang: Lang) -> Vec<(String, String)> {
+    K::ALL
+        .iter()
+        .filter(|key| key.en() != key.nl())
+        .flat_map(|key| {
+            fragments(lang.t(*key))
+                .into_iter()
+                .map(move |p| (format!("{key:?}"), p))
+        })
+        .filter(|(_, piece)| piece.chars().count() >= 10)
+        .collect()
+}
+
 #[test]
 fn no_english_text_on_dutch_screens_and_the_reverse() {
     for (lang, other) in [(Lang::Nl, Lang::En), (Lang::En, Lang::Nl)] {
+        let pieces = [long_pieces::<Key>(other), long_pieces::<Word>(other)].concat();
         for (name, screen) in all_screens(lang) {
-            for key in Key::ALL {
-                if key.en() == key.nl() {
-                    continue;
-                }
-                for piece in fragments(other.t(*key)) {
-                    // Short pieces ("disk", "Model") may be part of a model name or a shared word.
-                    if piece.chars().count() >= 10 {
-                        assert!(
-                            !screen.contains(&piece),
-                            "{name} in {lang:?} shows {other:?} text of {key:?}: {piece:?}\n{screen}"
-                        );
-                    }
-                }
+            for (key, piece) in &pieces {
+                assert!(
+                    !screen.contains(piece),
+                    "{name} in {lang:?} shows {other:?} text of {key}: {piece:?}\n{screen}"
+                );
             }
         }
     }

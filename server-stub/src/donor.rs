@@ -89,7 +89,7 @@ async fn page(State(app): State<AppState>, Path(token): Path<String>, page: Page
             url => url,
             token => token,
             qr => minijinja::Value::from_safe_string(qr),
-            title => page.lang.t("Proof of data erasure", "Bewijs van gegevenswissing"),
+            title => page.lang.pick("Proof of data erasure", "Bewijs van gegevenswissing"),
         },
     ))
 }
@@ -160,7 +160,7 @@ async fn batch(State(app): State<AppState>, Path(token): Path<String>, page: Pag
             kind => kind,
             value => value,
             rows => rows,
-            title => lang.t("Proof of data erasure: batch", "Bewijs van gegevenswissing: partij"),
+            title => lang.pick("Proof of data erasure: batch", "Bewijs van gegevenswissing: partij"),
         },
     ))
 }

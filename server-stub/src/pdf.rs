@@ -88,7 +88,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// The PDF bytes for a certificate view.
 pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Vec<u8>> {
-    let title = lang.t("Proof of data erasure", "Bewijs van gegevenswissing");
+    let title = lang.pick("Proof of data erasure", "Bewijs van gegevenswissing");
     let (doc, page, layer) = PdfDocument::new(&title, Mm(PAGE_W), Mm(PAGE_H), "page 1");
     let font = doc
         .add_external_font(FONT)
@@ -105,34 +105,34 @@ pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Ve
     qr(&w.layer, url, PAGE_W - MARGIN - 40.0, PAGE_H - MARGIN - 40.0, 40.0);
     w.text(18, 0, &title);
     w.gap(2.0);
-    w.text(12, 0, &format!("{}: {}", lang.t("Result", "Resultaat"), c.outcome));
+    w.text(12, 0, &format!("{}: {}", lang.pick("Result", "Resultaat"), c.outcome));
     w.text(10, 0, &c.summary);
     w.gap(2.0);
-    w.field(lang.t("Certificate", "Certificaat").as_str(), &c.id);
+    w.field(lang.pick("Certificate", "Certificaat").as_str(), &c.id);
     if let Some(d) = &c.device {
-        w.field(lang.t("Device", "Toestel").as_str(), d);
+        w.field(lang.pick("Device", "Toestel").as_str(), d);
     }
     if let Some(s) = &c.device_serial {
-        w.field(lang.t("Device serial", "Serienummer toestel").as_str(), s);
+        w.field(lang.pick("Device serial", "Serienummer toestel").as_str(), s);
     }
-    w.field(lang.t("Erased on", "Gewist op").as_str(), &c.issued_at);
+    w.field(lang.pick("Erased on", "Gewist op").as_str(), &c.issued_at);
     w.field(
-        lang.t("By", "Door").as_str(),
+        lang.pick("By", "Door").as_str(),
         &format!("{}, {} ({})", c.operator, c.organisation, c.site),
     );
     if let Some(v) = &c.verifier {
-        w.field(lang.t("Checked by", "Nagekeken door").as_str(), v);
+        w.field(lang.pick("Checked by", "Nagekeken door").as_str(), v);
     }
     if let Some(r) = &c.donor_reference {
-        w.field(lang.t("Your reference", "Uw referentie").as_str(), r);
+        w.field(lang.pick("Your reference", "Uw referentie").as_str(), r);
     }
     if let Some(l) = &c.lot {
-        w.field(lang.t("Lot", "Partij").as_str(), l);
+        w.field(lang.pick("Lot", "Partij").as_str(), l);
     }
     if let Some(a) = &c.asset_tag {
-        w.field(lang.t("Asset tag", "Inventarisnummer").as_str(), a);
+        w.field(lang.pick("Asset tag", "Inventarisnummer").as_str(), a);
     }
-    w.field(lang.t("Review", "Nazicht").as_str(), &c.review);
+    w.field(lang.pick("Review", "Nazicht").as_str(), &c.review);
     // Keep the text clear of the QR code before the disks start.
     w.y = w.y.min(PAGE_H - MARGIN - 44.0);
     w.gap(3.0);
@@ -140,17 +140,17 @@ pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Ve
         w.text(
             12,
             0,
-            &format!("{} {}: {} — {}", lang.t("Disk", "Schijf"), i + 1, d.model, d.outcome),
+            &format!("{} {}: {} — {}", lang.pick("Disk", "Schijf"), i + 1, d.model, d.outcome),
         );
-        w.field(lang.t("Serial number", "Serienummer").as_str(), &d.serial);
+        w.field(lang.pick("Serial number", "Serienummer").as_str(), &d.serial);
         w.field(
-            lang.t("Capacity", "Capaciteit").as_str(),
+            lang.pick("Capacity", "Capaciteit").as_str(),
             &format!("{} ({}, {})", d.capacity, d.transport, d.device),
         );
-        w.field(lang.t("Method", "Methode").as_str(), &d.method);
-        w.field(lang.t("Level reached", "Bereikt niveau").as_str(), &d.nist);
-        w.field(lang.t("Check", "Controle").as_str(), &d.verification);
-        w.field(lang.t("Hidden areas", "Verborgen zones").as_str(), &d.hidden);
+        w.field(lang.pick("Method", "Methode").as_str(), &d.method);
+        w.field(lang.pick("Level reached", "Bereikt niveau").as_str(), &d.nist);
+        w.field(lang.pick("Check", "Controle").as_str(), &d.verification);
+        w.field(lang.pick("Hidden areas", "Verborgen zones").as_str(), &d.hidden);
         for n in &d.notes {
             w.text(10, 4, &format!("• {n}"));
         }
@@ -163,18 +163,18 @@ pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Ve
         w.gap(2.0);
     }
     if let Some(i) = &c.install {
-        w.field(lang.t("Software", "Software").as_str(), i);
+        w.field(lang.pick("Software", "Software").as_str(), i);
         w.gap(2.0);
     }
-    w.text(12, 0, &lang.t("Signatures", "Handtekeningen"));
-    w.field(lang.t("Station", "Station").as_str(), &c.station_check.text);
-    w.field(lang.t("Server", "Server").as_str(), &c.receipt_check.text);
+    w.text(12, 0, &lang.pick("Signatures", "Handtekeningen"));
+    w.field(lang.pick("Station", "Station").as_str(), &c.station_check.text);
+    w.field(lang.pick("Server", "Server").as_str(), &c.receipt_check.text);
     w.gap(2.0);
-    w.text(12, 0, &lang.t("Check it yourself", "Zelf nakijken"));
+    w.text(12, 0, &lang.pick("Check it yourself", "Zelf nakijken"));
     w.text(
         10,
         0,
-        &lang.t(
+        &lang.pick(
             &format!("Open {url} and download certificate.json, station.pub, receipt.json and server.pub. Then run:"),
             &format!("Open {url} en download certificate.json, station.pub, receipt.json en server.pub. Voer dan uit:"),
         ),

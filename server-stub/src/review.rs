@@ -168,7 +168,7 @@ fn login_page(app: &App, error: Option<&str>, lang: Lang) -> Response {
     let ctx = context! {
         csrf => token,
         error => error,
-        title => lang.t("Log in", "Aanmelden"),
+        title => lang.pick("Log in", "Aanmelden"),
         lang => lang.code(),
         nl => lang == Lang::Nl,
     };
@@ -201,7 +201,7 @@ async fn login(
     let ticket = match app.login.admit(&f.user, address) {
         Ok(t) => t,
         Err(Refusal::Busy) => {
-            let message = lang.t(
+            let message = lang.pick(
                 "The server is busy checking other logins; try again in a few seconds.",
                 "De server controleert nu veel andere aanmeldingen; probeer het over enkele seconden opnieuw.",
             );
@@ -212,7 +212,7 @@ async fn login(
             let minutes = whole_seconds(retry_after).div_ceil(60);
             let (message, why) = match by {
                 Blocked::Name => (
-                    lang.t(
+                    lang.pick(
                         &format!(
                             "Too many failed logins for this name; try again in {} or ask another lead.",
                             in_minutes(minutes, Lang::En)
@@ -226,7 +226,7 @@ async fn login(
                     format!("{} failed logins for this name", limits::LOGIN_FAILURES_PER_NAME),
                 ),
                 Blocked::Address => (
-                    lang.t(
+                    lang.pick(
                         &format!(
                             "Too many failed logins from your network; try again in {}.",
                             in_minutes(minutes, Lang::En)
@@ -300,7 +300,7 @@ async fn login(
             resp
         }
         Ok(None) => {
-            let message = lang.t("Wrong name or password.", "Verkeerde naam of wachtwoord.");
+            let message = lang.pick("Wrong name or password.", "Verkeerde naam of wachtwoord.");
             let mut resp = login_page(&app, Some(&message), lang);
             *resp.status_mut() = StatusCode::UNAUTHORIZED;
             resp
@@ -405,7 +405,7 @@ async fn queue(
         &app,
         "queue.html",
         context! {
-            title => page.lang.t("Review queue", "Na te kijken"),
+            title => page.lang.pick("Review queue", "Na te kijken"),
             user => s.user,
             csrf => s.csrf,
             rows => rows,
@@ -471,7 +471,7 @@ async fn detail(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<
         &app,
         "detail.html",
         context! {
-            title => lang.t("Certificate", "Certificaat"),
+            title => lang.pick("Certificate", "Certificaat"),
             user => s.user,
             csrf => s.csrf,
             c => view,
@@ -530,7 +530,7 @@ async fn audit(State(app): State<AppState>, headers: HeaderMap, page: PageLang) 
         .await
         .or_500()?;
     let ctx = context! {
-        title => page.lang.t("Audit log", "Logboek"),
+        title => page.lang.pick("Audit log", "Logboek"),
         user => s.user,
         csrf => s.csrf,
         entries => entries,

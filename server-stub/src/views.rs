@@ -3,73 +3,23 @@
 //!
 //! Every page and the PDF render the same [`CertView`], so what the donor reads on screen and on paper
 //! is the same. Signatures are checked when the view is built, never taken from a stored flag.
+//!
+//! The words the volunteer's screen shows too (a disk's outcome, the verdict and the parts, "unknown",
+//! "not touched") come from the shared catalogue [`Word`], and sizes, memory and percentages read as
+//! `lapterop-words` says, so the page and the screen agree; texts only the pages show are written in
+//! place with [`Lang::pick`].
 
 use lapterop_certificate::{
     self as cert, chain, keys, Capability, Certificate, DiskRecord, ExceptionKind, HiddenAreaAction, HiddenAreaCheck,
     NistCategory, OutcomeStatus, PatternKind, Step, StepKind, StepOutcome, Transport, VerdictStatus, VerifyMode,
 };
+use lapterop_words::{memory, percent, size, Word};
 use serde::Serialize;
 
 use crate::store::StoredCert;
 
-/// Page language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    /// Dutch.
-    Nl,
-    /// English.
-    En,
-}
-
-impl Lang {
-    /// `nl` or `en`.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Nl => "nl",
-            Self::En => "en",
-        }
-    }
-
-    /// Parses `nl` / `en`.
-    pub fn from_code(s: &str) -> Option<Self> {
-        match s {
-            "nl" => Some(Self::Nl),
-            "en" => Some(Self::En),
-            _ => None,
-        }
-    }
-
-    /// The first of Dutch or English in an Accept-Language header (by q-value), Dutch if neither.
-    pub fn from_accept_language(header: &str) -> Self {
-        let mut best: Option<(f32, Self)> = None;
-        for part in header.split(',') {
-            let mut it = part.trim().split(';');
-            let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = it
-                .find_map(|p| p.trim().strip_prefix("q="))
-                .and_then(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
-            let lang = match tag.split('-').next() {
-                Some("nl") => Self::Nl,
-                Some("en") => Self::En,
-                _ => continue,
-            };
-            if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
-                best = Some((q, lang));
-            }
-        }
-        best.map_or(Self::Nl, |(_, l)| l)
-    }
-
-    /// English or Dutch text.
-    pub fn t(self, en: &str, nl: &str) -> String {
-        match self {
-            Self::En => en.to_owned(),
-            Self::Nl => nl.to_owned(),
-        }
-    }
-}
+/// Page language: the one the agent speaks too (re-exported here for the pages' code).
+pub use lapterop_words::Lang;
 
 /// One disk in words.
 #[derive(Debug, Clone, Serialize)]
@@ -187,7 +137,7 @@ pub fn cert_view(
     let station_check = match station.and_then(|s| keys::public_key_from_hex(&s.public_key)) {
         None => Check {
             ok: false,
-            text: lang.t("the station key is not known", "de sleutel van het station is onbekend"),
+            text: lang.pick("the station key is not known", "de sleutel van het station is onbekend"),
         },
         Some(k) => match cert::verify(&stored.body, &k) {
             // The station was revoked later (a lost stick): what it signed before still stands, but the
@@ -198,7 +148,7 @@ pub fn cert_view(
                 let before = stored.received_at.as_str() < when;
                 Check {
                     ok: before,
-                    text: lang.t(
+                    text: lang.pick(
                         &format!(
                             "signed by station “{}” (key {}), which was revoked on {when}; this certificate was \
                              received on {}, {} the revocation",
@@ -220,7 +170,7 @@ pub fn cert_view(
             }
             Ok(_) => Check {
                 ok: true,
-                text: lang.t(
+                text: lang.pick(
                     &format!(
                         "valid: signed by station “{}” (key {})",
                         stored.station_name, stored.key_id
@@ -233,7 +183,7 @@ pub fn cert_view(
             },
             Err(e) => Check {
                 ok: false,
-                text: lang.t(&format!("NOT valid: {e}"), &format!("NIET geldig: {e}")),
+                text: lang.pick(&format!("NOT valid: {e}"), &format!("NIET geldig: {e}")),
             },
         },
     };
@@ -242,7 +192,7 @@ pub fn cert_view(
         Ok(r) if r.certificate_blake3 == cert::document_blake3(&serde_json::from_slice(&stored.body)?)? => (
             Check {
                 ok: true,
-                text: lang.t(
+                text: lang.pick(
                     &format!(
                         "valid: received {} and recorded at position {} of the server log",
                         r.received_at, r.position
@@ -259,7 +209,7 @@ pub fn cert_view(
         Ok(r) => (
             Check {
                 ok: false,
-                text: lang.t(
+                text: lang.pick(
                     "NOT valid: the receipt is for other content",
                     "NIET geldig: het ontvangstbewijs hoort bij andere inhoud",
                 ),
@@ -270,7 +220,7 @@ pub fn cert_view(
         Err(e) => (
             Check {
                 ok: false,
-                text: lang.t(&format!("NOT valid: {e}"), &format!("NIET geldig: {e}")),
+                text: lang.pick(&format!("NOT valid: {e}"), &format!("NIET geldig: {e}")),
             },
             0,
             String::new(),
@@ -288,11 +238,11 @@ pub fn cert_view(
             .iter()
             .any(|u| u.reason == cert::UntouchedReason::NotChosen);
     let summary = match outcome_status {
-        OutcomeStatus::Erased if whole_device => lang.t(
+        OutcomeStatus::Erased if whole_device => lang.pick(
             &format!("All data on this device's {n} internal disk(s) was erased and checked."),
             &format!("Alle gegevens op de {n} interne schijf/schijven van dit toestel zijn gewist en nagekeken."),
         ),
-        OutcomeStatus::Erased => lang.t(
+        OutcomeStatus::Erased => lang.pick(
             &format!(
                 "The {n} disk(s) listed below were erased and checked; other disks of this device are not covered \
                  by this certificate."
@@ -302,11 +252,11 @@ pub fn cert_view(
                  niet onder dit certificaat."
             ),
         ),
-        OutcomeStatus::ErasedWithExceptions => lang.t(
+        OutcomeStatus::ErasedWithExceptions => lang.pick(
             "The disks were erased, with exceptions listed below.",
             "De schijven zijn gewist, met de uitzonderingen die hieronder staan.",
         ),
-        OutcomeStatus::NotErased => lang.t(
+        OutcomeStatus::NotErased => lang.pick(
             "At least one disk was NOT erased. See below.",
             "Minstens één schijf is NIET gewist. Zie hieronder.",
         ),
@@ -323,14 +273,14 @@ pub fn cert_view(
                 .serial
                 .clone()
                 .filter(|_| !h.placeholder_fields.iter().any(|f| f == "system.serial"));
+            // The verdict in the words of the agent's audit screen.
             let mut verdict = match h.verdict.status {
-                VerdictStatus::Ready => lang.t("ready to hand out", "klaar om uit te delen"),
-                VerdictStatus::NeedsParts => lang.t("needs parts", "heeft onderdelen nodig"),
-                VerdictStatus::PartsOnly => lang.t("only good for parts", "enkel bruikbaar voor onderdelen"),
+                VerdictStatus::Ready => lang.t(Word::Ready).to_owned(),
+                VerdictStatus::NeedsParts => {
+                    lang.fill(Word::NeedsParts, &[("parts", &Word::parts(lang, &h.verdict.needs))])
+                }
+                VerdictStatus::PartsOnly => lang.t(Word::PartsOnly).to_owned(),
             };
-            if !h.verdict.needs.is_empty() {
-                verdict.push_str(&format!(" ({})", h.verdict.needs.join(", ")));
-            }
             for r in &h.verdict.reasons {
                 verdict.push_str(&format!("; {r}"));
             }
@@ -341,16 +291,20 @@ pub fn cert_view(
             }
             if let Some(m) = a.memory_bytes {
                 // Memory is sold in binary units (8 GiB), drives in decimal ones.
-                hw.push(format!("{}: {} MiB", lang.t("Memory", "Geheugen"), m >> 20));
+                hw.push(format!("{}: {}", lang.pick("Memory", "Geheugen"), memory(m)));
             }
             if let Some(b) = a.battery_health_percent {
-                hw.push(format!("{}: {b} %", lang.t("Battery health", "Batterijgezondheid")));
+                hw.push(format!(
+                    "{}: {}",
+                    lang.pick("Battery health", "Batterijgezondheid"),
+                    percent(b)
+                ));
             }
             if let Some(s) = &a.screen {
-                hw.push(format!("{}: {s}", lang.t("Screen", "Scherm")));
+                hw.push(format!("{}: {s}", lang.pick("Screen", "Scherm")));
             }
             for g in &a.gaps {
-                hw.push(format!("{}: {g}", lang.t("Not read", "Niet gelezen")));
+                hw.push(format!("{}: {g}", lang.pick("Not read", "Niet gelezen")));
             }
             (Some(name).filter(|n| !n.is_empty()), serial, Some(verdict), hw)
         }
@@ -360,16 +314,16 @@ pub fn cert_view(
         (d.reference.clone(), d.lot.clone(), d.asset_tag.clone())
     });
     let review = match stored.review_status.as_str() {
-        "approved" => lang.t(
+        "approved" => lang.pick(
             "approved by the workshop lead",
             "goedgekeurd door de werkplaatsverantwoordelijke",
         ),
-        "rewipe" => lang.t("flagged to be wiped again", "gemarkeerd om opnieuw te wissen"),
-        "rejected" => lang.t(
+        "rewipe" => lang.pick("flagged to be wiped again", "gemarkeerd om opnieuw te wissen"),
+        "rejected" => lang.pick(
             "rejected by the workshop lead",
             "afgewezen door de werkplaatsverantwoordelijke",
         ),
-        _ => lang.t("waiting for review", "wacht op nazicht"),
+        _ => lang.pick("waiting for review", "wacht op nazicht"),
     };
     Ok(CertView {
         id: c.id.clone(),
@@ -411,17 +365,17 @@ fn untouched_words(u: &cert::UntouchedDisk, lang: Lang) -> String {
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
-    let size = gib(u.capacity_bytes);
+    let size = size(u.capacity_bytes);
     let why = match u.reason {
-        cert::UntouchedReason::BootStick => lang.t(
+        cert::UntouchedReason::BootStick => lang.pick(
             "the Lapterop stick it was started from",
             "de Lapterop-stick waarmee het werd gestart",
         ),
-        cert::UntouchedReason::External => lang.t(
+        cert::UntouchedReason::External => lang.pick(
             "a USB or removable disk, not part of the laptop",
             "een USB- of verwijderbare schijf, geen deel van de laptop",
         ),
-        cert::UntouchedReason::NotChosen => lang.t(
+        cert::UntouchedReason::NotChosen => lang.pick(
             "an internal disk this run was not asked to erase: its data is NOT erased",
             "een interne schijf die deze keer niet gewist moest worden: de gegevens erop zijn NIET gewist",
         ),
@@ -431,11 +385,7 @@ fn untouched_words(u: &cert::UntouchedDisk, lang: Lang) -> String {
     } else {
         format!("{what}, {size}")
     };
-    format!(
-        "{} ({label}): {} — {why}",
-        u.device,
-        lang.t("not touched", "niet aangeraakt")
-    )
+    format!("{} ({label}): {} — {why}", u.device, lang.t(Word::NotTouched))
 }
 
 /// Whether the installed image came from a key this server allows for the certificate's site.
@@ -444,7 +394,7 @@ fn image_check(stored: &StoredCert, lang: Lang) -> Option<Check> {
     Some(if stored.image_allowed {
         Check {
             ok: true,
-            text: lang.t(
+            text: lang.pick(
                 &format!("signed by image key {key}, allowed for this site"),
                 &format!("ondertekend met beeldsleutel {key}, toegelaten voor deze locatie"),
             ),
@@ -452,7 +402,7 @@ fn image_check(stored: &StoredCert, lang: Lang) -> Option<Check> {
     } else {
         Check {
             ok: false,
-            text: lang.t(
+            text: lang.pick(
                 &format!(
                     "NOT allowed: the installed image was signed by key {key}, which is not on this server's list \
                      for site “{}”; find out where the image came from, or allow the key with \
@@ -477,44 +427,38 @@ fn person(p: &cert::Person) -> String {
     }
 }
 
-/// Bytes as GB (decimal, as drives are sold) with one decimal.
-pub fn gib(bytes: u64) -> String {
-    if bytes < 1_000_000_000 {
-        return format!("{} MB", bytes / 1_000_000);
-    }
-    let tenths = bytes / 100_000_000;
-    format!("{}.{} GB", tenths / 10, tenths % 10)
-}
-
-/// Outcome in words.
+/// Outcome in words: the words of the agent's result screen.
 pub fn outcome_words(s: OutcomeStatus, lang: Lang) -> String {
-    match s {
-        OutcomeStatus::Erased => lang.t("erased", "gewist"),
-        OutcomeStatus::ErasedWithExceptions => lang.t("erased, with exceptions", "gewist, met uitzonderingen"),
-        OutcomeStatus::NotErased => lang.t("NOT erased", "NIET gewist"),
-    }
+    lang.t(match s {
+        OutcomeStatus::Erased => Word::Erased,
+        OutcomeStatus::ErasedWithExceptions => Word::ErasedWithExceptions,
+        OutcomeStatus::NotErased => Word::NotErased,
+    })
+    .to_owned()
 }
 
 fn step_kind(k: StepKind, lang: Lang) -> String {
     match k {
-        StepKind::Overwrite => lang.t("overwrite of every block", "elke blok overschreven"),
-        StepKind::NvmeSanitizeCrypto => lang.t("NVMe Sanitize (crypto erase)", "NVMe Sanitize (cryptografisch wissen)"),
-        StepKind::NvmeSanitizeBlock => lang.t("NVMe Sanitize (block erase)", "NVMe Sanitize (blokken wissen)"),
-        StepKind::NvmeSanitizeOverwrite => lang.t("NVMe Sanitize (overwrite)", "NVMe Sanitize (overschrijven)"),
-        StepKind::NvmeFormatCrypto => lang.t("NVMe Format (crypto erase)", "NVMe Format (cryptografisch wissen)"),
-        StepKind::NvmeFormatUser => lang.t(
+        StepKind::Overwrite => lang.pick("overwrite of every block", "elke blok overschreven"),
+        StepKind::NvmeSanitizeCrypto => {
+            lang.pick("NVMe Sanitize (crypto erase)", "NVMe Sanitize (cryptografisch wissen)")
+        }
+        StepKind::NvmeSanitizeBlock => lang.pick("NVMe Sanitize (block erase)", "NVMe Sanitize (blokken wissen)"),
+        StepKind::NvmeSanitizeOverwrite => lang.pick("NVMe Sanitize (overwrite)", "NVMe Sanitize (overschrijven)"),
+        StepKind::NvmeFormatCrypto => lang.pick("NVMe Format (crypto erase)", "NVMe Format (cryptografisch wissen)"),
+        StepKind::NvmeFormatUser => lang.pick(
             "NVMe Format (user data erase)",
             "NVMe Format (gebruikersgegevens wissen)",
         ),
-        StepKind::AtaSanitizeCrypto => lang.t("ATA Sanitize (crypto scramble)", "ATA Sanitize (cryptografisch)"),
-        StepKind::AtaSanitizeBlock => lang.t("ATA Sanitize (block erase)", "ATA Sanitize (blokken wissen)"),
-        StepKind::AtaSanitizeOverwrite => lang.t("ATA Sanitize (overwrite)", "ATA Sanitize (overschrijven)"),
-        StepKind::AtaSecurityErase => lang.t("ATA Secure Erase", "ATA Secure Erase"),
-        StepKind::AtaSecurityEraseEnhanced => lang.t("ATA Secure Erase (enhanced)", "ATA Secure Erase (uitgebreid)"),
-        StepKind::HpaExpose => lang.t("hidden area (HPA) opened", "verborgen zone (HPA) geopend"),
-        StepKind::HpaRestore => lang.t("hidden area (HPA) restored", "verborgen zone (HPA) hersteld"),
-        StepKind::DcoRestore => lang.t("DCO reset to factory size", "DCO teruggezet naar fabrieksgrootte"),
-        StepKind::Unfreeze => lang.t(
+        StepKind::AtaSanitizeCrypto => lang.pick("ATA Sanitize (crypto scramble)", "ATA Sanitize (cryptografisch)"),
+        StepKind::AtaSanitizeBlock => lang.pick("ATA Sanitize (block erase)", "ATA Sanitize (blokken wissen)"),
+        StepKind::AtaSanitizeOverwrite => lang.pick("ATA Sanitize (overwrite)", "ATA Sanitize (overschrijven)"),
+        StepKind::AtaSecurityErase => lang.pick("ATA Secure Erase", "ATA Secure Erase"),
+        StepKind::AtaSecurityEraseEnhanced => lang.pick("ATA Secure Erase (enhanced)", "ATA Secure Erase (uitgebreid)"),
+        StepKind::HpaExpose => lang.pick("hidden area (HPA) opened", "verborgen zone (HPA) geopend"),
+        StepKind::HpaRestore => lang.pick("hidden area (HPA) restored", "verborgen zone (HPA) hersteld"),
+        StepKind::DcoRestore => lang.pick("DCO reset to factory size", "DCO teruggezet naar fabrieksgrootte"),
+        StepKind::Unfreeze => lang.pick(
             "suspend and wake to lift the BIOS freeze",
             "slaapstand en wekken om de BIOS-blokkering op te heffen",
         ),
@@ -523,28 +467,28 @@ fn step_kind(k: StepKind, lang: Lang) -> String {
 
 fn capability(c: Capability, lang: Lang) -> String {
     match c {
-        Capability::Supported => lang.t("supported", "ondersteund"),
-        Capability::NotSupported => lang.t("not supported by the drive", "niet ondersteund door de schijf"),
-        Capability::Frozen => lang.t("drive security frozen", "beveiliging van de schijf bevroren"),
-        Capability::Locked => lang.t("drive locked by a password", "schijf vergrendeld met een wachtwoord"),
-        Capability::Refused => lang.t("refused by the drive", "geweigerd door de schijf"),
-        Capability::Unknown => lang.t("support unknown", "ondersteuning onbekend"),
+        Capability::Supported => lang.pick("supported", "ondersteund"),
+        Capability::NotSupported => lang.pick("not supported by the drive", "niet ondersteund door de schijf"),
+        Capability::Frozen => lang.pick("drive security frozen", "beveiliging van de schijf bevroren"),
+        Capability::Locked => lang.pick("drive locked by a password", "schijf vergrendeld met een wachtwoord"),
+        Capability::Refused => lang.pick("refused by the drive", "geweigerd door de schijf"),
+        Capability::Unknown => lang.pick("support unknown", "ondersteuning onbekend"),
     }
 }
 
 fn step_outcome(o: StepOutcome, lang: Lang) -> String {
     match o {
-        StepOutcome::Completed => lang.t("completed", "voltooid"),
-        StepOutcome::Failed => lang.t("FAILED", "MISLUKT"),
-        StepOutcome::Skipped => lang.t("skipped", "overgeslagen"),
-        StepOutcome::Interrupted => lang.t("INTERRUPTED", "ONDERBROKEN"),
+        StepOutcome::Completed => lang.pick("completed", "voltooid"),
+        StepOutcome::Failed => lang.pick("FAILED", "MISLUKT"),
+        StepOutcome::Skipped => lang.pick("skipped", "overgeslagen"),
+        StepOutcome::Interrupted => lang.pick("INTERRUPTED", "ONDERBROKEN"),
     }
 }
 
 fn pattern(k: PatternKind, lang: Lang) -> String {
     match k {
-        PatternKind::Zero => lang.t("zeros", "nullen"),
-        PatternKind::Random => lang.t("random data", "willekeurige gegevens"),
+        PatternKind::Zero => lang.pick("zeros", "nullen"),
+        PatternKind::Random => lang.pick("random data", "willekeurige gegevens"),
     }
 }
 
@@ -556,24 +500,28 @@ fn step_words(s: &Step, lang: Lang) -> String {
         capability(s.capability, lang)
     );
     if let Some(p) = &s.pattern {
-        out.push_str(&format!(", {} {}", lang.t("pattern", "patroon"), pattern(p.kind, lang)));
+        out.push_str(&format!(
+            ", {} {}",
+            lang.pick("pattern", "patroon"),
+            pattern(p.kind, lang)
+        ));
     }
     if let Some(p) = &s.pass {
-        out.push_str(&format!(", {} {}/{}", lang.t("pass", "doorgang"), p.number, p.of));
+        out.push_str(&format!(", {} {}/{}", lang.pick("pass", "doorgang"), p.number, p.of));
     }
     if s.bytes > 0 {
-        out.push_str(&format!(", {}", gib(s.bytes)));
+        out.push_str(&format!(", {}", size(s.bytes)));
     }
     if let (Some(a), Some(b)) = (&s.started_at, &s.finished_at) {
         out.push_str(&format!(", {a} – {b}"));
     }
     if let Some(r) = &s.reason {
-        out.push_str(&format!(". {}: {r}", lang.t("Reason", "Reden")));
+        out.push_str(&format!(". {}: {r}", lang.pick("Reason", "Reden")));
     }
     for r in &s.error_ranges {
         out.push_str(&format!(
             ". {} {:?} LBA {}+{} (errno {})",
-            lang.t("Error range", "Foutbereik"),
+            lang.pick("Error range", "Foutbereik"),
             r.op,
             r.lba,
             r.count,
@@ -583,7 +531,7 @@ fn step_words(s: &Step, lang: Lang) -> String {
     if let Some(f) = &s.firmware {
         out.push_str(&format!(
             ". {}: {} → {}",
-            lang.t("Drive command", "Schijfopdracht"),
+            lang.pick("Drive command", "Schijfopdracht"),
             f.command,
             f.status
         ));
@@ -604,23 +552,23 @@ fn disk_view(d: &DiskRecord, lang: Lang) -> DiskView {
         .map(|s| match (&s.pattern, s.kind) {
             (Some(p), StepKind::Overwrite) => format!(
                 "{} {}",
-                lang.t("overwrite of every block with", "elke blok overschreven met"),
+                lang.pick("overwrite of every block with", "elke blok overschreven met"),
                 pattern(p.kind, lang)
             ),
             _ => step_kind(s.kind, lang),
         })
         .collect();
     let method = if done.is_empty() {
-        lang.t("nothing completed", "niets voltooid")
+        lang.pick("nothing completed", "niets voltooid")
     } else {
-        done.join(lang.t(", then ", ", daarna ").as_str())
+        done.join(lang.pick(", then ", ", daarna ").as_str())
     };
     let verification = match &d.verification {
-        None => lang.t("not read back", "niet teruggelezen"),
+        None => lang.pick("not read back", "niet teruggelezen"),
         Some(v) => {
             let how = match (v.mode, &v.sample) {
-                (VerifyMode::Full, _) => lang.t("every byte read back", "elke byte teruggelezen"),
-                (VerifyMode::Sample, Some(p)) => lang.t(
+                (VerifyMode::Full, _) => lang.pick("every byte read back", "elke byte teruggelezen"),
+                (VerifyMode::Sample, Some(p)) => lang.pick(
                     &format!(
                         "sampled read-back ({} sections × {} samples, NIST SP 800-88)",
                         p.sections, p.samples_per_section
@@ -630,22 +578,26 @@ fn disk_view(d: &DiskRecord, lang: Lang) -> DiskView {
                         p.sections, p.samples_per_section
                     ),
                 ),
-                (VerifyMode::Sample, None) => lang.t("sampled read-back", "steekproef teruggelezen"),
+                (VerifyMode::Sample, None) => lang.pick("sampled read-back", "steekproef teruggelezen"),
             };
             let result = if v.mismatched_blocks == 0 && v.error_ranges.is_empty() {
-                lang.t("no difference found", "geen verschil gevonden")
+                lang.pick("no difference found", "geen verschil gevonden")
             } else {
-                lang.t(
+                lang.pick(
                     &format!("{} blocks differed or could not be read", v.mismatched_blocks),
                     &format!("{} blokken verschilden of waren onleesbaar", v.mismatched_blocks),
                 )
             };
-            format!("{how}: {} {}, {result}", gib(v.bytes_read), lang.t("read", "gelezen"))
+            format!(
+                "{how}: {} {}, {result}",
+                size(v.bytes_read),
+                lang.pick("read", "gelezen")
+            )
         }
     };
     let hidden = match d.hidden_areas.check {
-        HiddenAreaCheck::NotApplicable => lang.t("not applicable", "niet van toepassing"),
-        HiddenAreaCheck::Unavailable => lang.t("could not be checked", "kon niet nagekeken worden"),
+        HiddenAreaCheck::NotApplicable => lang.pick("not applicable", "niet van toepassing"),
+        HiddenAreaCheck::Unavailable => lang.pick("could not be checked", "kon niet nagekeken worden"),
         HiddenAreaCheck::Checked => {
             let areas: Vec<String> = [("HPA", &d.hidden_areas.hpa), ("DCO", &d.hidden_areas.dco)]
                 .iter()
@@ -653,22 +605,22 @@ fn disk_view(d: &DiskRecord, lang: Lang) -> DiskView {
                 .map(|(n, a)| {
                     let act = match a.action {
                         HiddenAreaAction::ExposedAndRestored => {
-                            lang.t("opened, erased, restored", "geopend, gewist, hersteld")
+                            lang.pick("opened, erased, restored", "geopend, gewist, hersteld")
                         }
-                        HiddenAreaAction::ExposedNotRestored => lang.t(
+                        HiddenAreaAction::ExposedNotRestored => lang.pick(
                             "opened and erased; its old size returns when the drive is next powered off",
                             "geopend en gewist; de oude grootte komt terug als de schijf uitgeschakeld wordt",
                         ),
-                        HiddenAreaAction::Removed => lang.t("removed and erased", "verwijderd en gewist"),
+                        HiddenAreaAction::Removed => lang.pick("removed and erased", "verwijderd en gewist"),
                         HiddenAreaAction::LeftInPlace => {
-                            lang.t("LEFT IN PLACE, not erased", "BLIJFT STAAN, niet gewist")
+                            lang.pick("LEFT IN PLACE, not erased", "BLIJFT STAAN, niet gewist")
                         }
                     };
                     format!("{n}: {act}")
                 })
                 .collect();
             if areas.is_empty() {
-                lang.t("checked, none found", "nagekeken, geen gevonden")
+                lang.pick("checked, none found", "nagekeken, geen gevonden")
             } else {
                 areas.join("; ")
             }
@@ -680,15 +632,15 @@ fn disk_view(d: &DiskRecord, lang: Lang) -> DiskView {
         .iter()
         .map(|e| {
             let kind = match e.kind {
-                ExceptionKind::UnwritableRange => lang.t("could not write", "kon niet schrijven"),
-                ExceptionKind::UnreadableRange => lang.t("could not read back", "kon niet teruglezen"),
-                ExceptionKind::MismatchedRange => lang.t("read back different", "anders teruggelezen"),
-                ExceptionKind::HiddenAreaLeft => lang.t("hidden area left", "verborgen zone blijft"),
+                ExceptionKind::UnwritableRange => lang.pick("could not write", "kon niet schrijven"),
+                ExceptionKind::UnreadableRange => lang.pick("could not read back", "kon niet teruglezen"),
+                ExceptionKind::MismatchedRange => lang.pick("read back different", "anders teruggelezen"),
+                ExceptionKind::HiddenAreaLeft => lang.pick("hidden area left", "verborgen zone blijft"),
                 ExceptionKind::HiddenAreaUnchecked => {
-                    lang.t("hidden areas unchecked", "verborgen zones niet nagekeken")
+                    lang.pick("hidden areas unchecked", "verborgen zones niet nagekeken")
                 }
-                ExceptionKind::FirmwarePurgeFailed => lang.t("firmware erase failed", "firmware-wissen mislukt"),
-                ExceptionKind::HiddenAreaNotRestored => lang.t(
+                ExceptionKind::FirmwarePurgeFailed => lang.pick("firmware erase failed", "firmware-wissen mislukt"),
+                ExceptionKind::HiddenAreaNotRestored => lang.pick(
                     "hidden area erased but not closed again",
                     "verborgen zone gewist maar niet opnieuw afgesloten",
                 ),
@@ -697,17 +649,17 @@ fn disk_view(d: &DiskRecord, lang: Lang) -> DiskView {
         })
         .collect();
     if let Some(r) = &d.outcome.reason {
-        notes.push(format!("{}: {r}", lang.t("Reason", "Reden")));
+        notes.push(format!("{}: {r}", lang.pick("Reason", "Reden")));
     }
     DiskView {
         device: d.device.clone(),
-        model: d.model.clone().unwrap_or_else(|| lang.t("unknown", "onbekend")),
-        serial: d.serial.clone().unwrap_or_else(|| lang.t("unknown", "onbekend")),
-        capacity: gib(d.capacity_bytes),
+        model: d.model.clone().unwrap_or_else(|| lang.t(Word::Unknown).to_owned()),
+        serial: d.serial.clone().unwrap_or_else(|| lang.t(Word::Unknown).to_owned()),
+        capacity: size(d.capacity_bytes),
         transport: transport(d.transport, d.rotational, lang),
         method,
         nist: match d.nist_category {
-            NistCategory::None => lang.t("none", "geen"),
+            NistCategory::None => lang.pick("none", "geen"),
             NistCategory::Clear => "NIST SP 800-88 Clear".to_owned(),
             NistCategory::Purge => "NIST SP 800-88 Purge".to_owned(),
         },
@@ -772,9 +724,9 @@ fn evidence(d: &DiskRecord) -> Vec<String> {
 
 fn transport(t: Transport, rotational: bool, lang: Lang) -> String {
     let kind = if rotational {
-        lang.t("hard disk", "harde schijf")
+        lang.pick("hard disk", "harde schijf")
     } else {
-        lang.t("solid-state", "SSD")
+        lang.pick("solid-state", "SSD")
     };
     let bus = match t {
         Transport::Sata => "SATA",
@@ -792,7 +744,7 @@ fn transport(t: Transport, rotational: bool, lang: Lang) -> String {
 fn install_words(c: &Certificate, lang: Lang) -> Option<String> {
     let i = c.install.as_ref()?;
     Some(match i.status {
-        cert::InstallStatus::Installed => lang.t(
+        cert::InstallStatus::Installed => lang.pick(
             &format!(
                 "{} installed on {} and checked ({} chunks)",
                 i.image_label(),
@@ -806,7 +758,7 @@ fn install_words(c: &Certificate, lang: Lang) -> Option<String> {
                 i.chunks_verified
             ),
         ),
-        cert::InstallStatus::Failed => lang.t(
+        cert::InstallStatus::Failed => lang.pick(
             &format!(
                 "installing {} failed: {}",
                 i.image_name.as_deref().unwrap_or("the OS image"),
@@ -849,23 +801,4 @@ pub fn templates() -> anyhow::Result<minijinja::Environment<'static>> {
             .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
     }
     Ok(env)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_language_picks_the_preferred_of_dutch_and_english() {
-        assert_eq!(Lang::from_accept_language("en-GB,en;q=0.9,nl;q=0.8"), Lang::En);
-        assert_eq!(Lang::from_accept_language("fr, nl-BE;q=0.9, en;q=0.5"), Lang::Nl);
-        assert_eq!(Lang::from_accept_language("de"), Lang::Nl);
-        assert_eq!(Lang::from_accept_language("nl;q=0, en;q=0.1"), Lang::En);
-    }
-
-    #[test]
-    fn capacities_read_as_sold() {
-        assert_eq!(gib(256_060_514_304), "256.0 GB");
-        assert_eq!(gib(64 << 20), "67 MB");
-    }
 }

@@ -417,7 +417,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PageLang {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Query(q) = Query::<LangQuery>::from_request_parts(parts, state).await?;
-        Ok(match q.lang.as_deref().and_then(Lang::from_code) {
+        Ok(match q.lang.as_deref().and_then(Lang::parse) {
             Some(l) => PageLang {
                 lang: l,
                 chosen: Some(l),
@@ -430,7 +430,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PageLang {
 impl PageLang {
     /// The language from the cookie, else `Accept-Language` (for a form post, which has no `?lang=`).
     pub fn from_headers(headers: &HeaderMap) -> PageLang {
-        let lang = match cookie(headers, "lang").as_deref().and_then(Lang::from_code) {
+        let lang = match cookie(headers, "lang").as_deref().and_then(Lang::parse) {
             Some(l) => l,
             None => Lang::from_accept_language(
                 headers

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lapterop_agent::i18n::{Key, Lang};
+use lapterop_agent::i18n::{Key, Lang, Word};
 use xtask::console::{site_toml, Console, FlowStick, Volunteer};
 use xtask::stick::{Firmware, StickVm};
 use xtask::vm::{self, Bus, DiskFault, DiskSpec, FaultIo, VmSpec};
@@ -194,8 +194,9 @@ fn drive(script: &Script, stick: &FlowStick, work: &Path) -> (String, Vec<serde_
 
 /// The result screen names both disks with their outcome, the reason of the failed one and what to do.
 fn check_result_screen(screen: &str, l: Lang, console: Console) -> Result<(), String> {
-    let erased = l.t(Key::OutcomeErased);
-    let not_erased = l.t(Key::OutcomeNotErased);
+    // The banners show the shared outcome words in capitals.
+    let erased = &l.t(Word::Erased).to_uppercase();
+    let not_erased = &l.t(Word::NotErased).to_uppercase();
     let spaced = |w: &str| {
         w.split_whitespace()
             .map(|w| w.chars().map(String::from).collect::<Vec<_>>().join(" "))

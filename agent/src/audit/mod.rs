@@ -398,9 +398,9 @@ pub fn render(audit: &Audit) -> String {
             for d in disks {
                 let media = if d.rotational { "HDD" } else { "SSD" };
                 line(format!(
-                    "Disk:     {} {} GB {media} {:?} {}",
+                    "Disk:     {} {} {media} {:?} {}",
                     d.name,
-                    d.size_bytes / 1_000_000_000,
+                    lapterop_words::size(d.size_bytes),
                     d.transport,
                     d.model.as_deref().unwrap_or("")
                 ));

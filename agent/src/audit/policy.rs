@@ -295,7 +295,7 @@ fn disk_rules(audit: &Audit, policy: &Policy, f: &mut Findings) {
         if policy.require_ssd && d.rotational {
             unfit.push(format!("{} is a hard disk", d.name));
         } else if d.size_bytes < policy.min_disk_gb * 1_000_000_000 {
-            unfit.push(format!("{} holds {} GB", d.name, d.size_bytes / 1_000_000_000));
+            unfit.push(format!("{} holds {}", d.name, lapterop_words::size(d.size_bytes)));
         } else {
             good = true;
         }

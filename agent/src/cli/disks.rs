@@ -81,9 +81,9 @@ pub fn list_command(json: bool, only: &[String]) -> std::process::ExitCode {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         println!(
-            "{:<10} {:>7.1} GB {:<8} {:<24} {:<20} {status}",
+            "{:<10} {:>10} {:<8} {:<24} {:<20} {status}",
             d.name,
-            d.capacity_bytes as f64 / 1e9,
+            lapterop_words::size(d.capacity_bytes),
             bus,
             d.model.as_deref().or(d.backing_file.as_deref()).unwrap_or("-"),
             d.serial.as_deref().unwrap_or("-"),

@@ -77,9 +77,9 @@ fn confirm(claimed: &[disk::Claimed]) -> anyhow::Result<bool> {
     for c in claimed {
         let d = &c.disk;
         eprintln!(
-            "  {}  {:.1} GB  {:?}  model {}  serial {}",
+            "  {}  {}  {:?}  model {}  serial {}",
             d.path.display(),
-            c.capacity_bytes as f64 / 1e9,
+            lapterop_words::size(c.capacity_bytes),
             d.transport,
             d.model.as_deref().unwrap_or("?"),
             d.serial.as_deref().unwrap_or("?"),

@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::i18n::Lang;
 
+/// A size as disks are sold (`256.0 GB`): the rule the server's pages use too.
+pub use lapterop_words::size as human_size;
+
 /// One disk as the plan screen and pre-flight see it; the disk layer fills it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanDisk {
@@ -311,25 +314,6 @@ impl UiConfig {
     }
 }
 
-/// `1.0 TB`-style size in decimal units, as printed on disk labels.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut unit = 0;
-    let mut scaled = bytes;
-    while scaled >= 1000 * 1000 && unit + 2 < UNITS.len() {
-        scaled /= 1000;
-        unit += 1;
-    }
-    if scaled >= 1000 {
-        // One decimal: 256060514304 -> 256.1 GB. Whole units at most 999_999, exact in f64.
-        let whole = scaled / 1000;
-        let tenth = (scaled % 1000) / 100;
-        format!("{whole}.{tenth} {}", UNITS[unit + 1])
-    } else {
-        format!("{scaled} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,16 +328,6 @@ mod tests {
         assert!(!console_is_virtual_terminal("hvc0"));
         assert!(!console_is_virtual_terminal("tty"));
         assert!(!console_is_virtual_terminal(""));
-    }
-
-    #[test]
-    fn sizes_read_like_disk_labels() {
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(256_060_514_304), "256.0 GB");
-        assert_eq!(human_size(1_000_204_886_016), "1.0 TB");
-        assert_eq!(human_size(120_034_123_776), "120.0 GB");
-        assert_eq!(human_size(500_107_862_016), "500.1 GB");
-        assert_eq!(human_size(64 << 20), "67.1 MB");
     }
 
     #[test]

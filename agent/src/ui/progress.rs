@@ -3,10 +3,12 @@
 //! no progress (ATA SECURITY ERASE, NVMe Format) shows a spinner and the elapsed time, never a made-up
 //! percentage.
 
+use std::fmt;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use lapterop_words::{percent, percent_of};
 
 use super::human_size;
 use crate::i18n::{Key, Lang};
@@ -63,6 +65,31 @@ pub fn clock(d: Duration) -> String {
     }
 }
 
+/// Bytes a second, the average since the start; 0 before a millisecond has passed.
+pub fn rate(done: u64, elapsed: Duration) -> u64 {
+    let millis = elapsed.as_millis();
+    if millis == 0 {
+        return 0;
+    }
+    u64::try_from(u128::from(done) * 1000 / millis).unwrap_or(u64::MAX)
+}
+
+/// `style` with the keys `{size}`, `{total_size}` and `{rate}`, which read as [`human_size`] (and the
+/// plan screen, and the server's pages) say: indicatif's own `{bytes}` writes `256.06 GB`, its
+/// `{binary_bytes}` GiB.
+pub fn with_sizes(style: ProgressStyle) -> ProgressStyle {
+    style
+        .with_key("size", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = w.write_str(&human_size(s.pos()));
+        })
+        .with_key("total_size", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = w.write_str(&s.len().map(human_size).unwrap_or_default());
+        })
+        .with_key("rate", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = write!(w, "{}/s", human_size(rate(s.pos(), s.elapsed())));
+        })
+}
+
 /// The plain line for a task at `now`.
 fn plain_line(lang: Lang, t: &Task, now: Instant) -> String {
     let elapsed = now.saturating_duration_since(t.started);
@@ -75,16 +102,15 @@ fn plain_line(lang: Lang, t: &Task, now: Instant) -> String {
             clock(elapsed)
         );
     };
-    let percent = if total == 0 {
-        100
-    } else {
-        u128::from(t.done) * 100 / u128::from(total)
-    };
-    let mut line = format!("{head} {} / {}  {percent:>3}%", human_size(t.done), human_size(total));
+    let mut line = format!(
+        "{head} {} / {}  {:>4}",
+        human_size(t.done),
+        human_size(total),
+        percent(percent_of(t.done, total))
+    );
     let millis = elapsed.as_millis();
     if millis > 0 && t.done > 0 {
-        let rate = u128::from(t.done) * 1000 / millis;
-        line.push_str(&format!("  {}/s", human_size(u64::try_from(rate).unwrap_or(u64::MAX))));
+        line.push_str(&format!("  {}/s", human_size(rate(t.done, elapsed))));
         let left_ms = u128::from(total.saturating_sub(t.done)) * millis / u128::from(t.done);
         let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(u64::MAX));
         line.push_str(&format!("  {} {}", lang.t(Key::Eta), clock(left)));
@@ -146,11 +172,11 @@ impl<W: Write> Progress<W> {
                 Some(total) => {
                     let bar = multi.add(ProgressBar::new(total));
                     let template = format!(
-                        "{{prefix:10}} {{msg:18}} [{{wide_bar}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} {} {{eta}}",
+                        "{{prefix:10}} {{msg:18}} [{{wide_bar}}] {{size}}/{{total_size}} {{rate}} {} {{eta}}",
                         lang.t(Key::Eta)
                     );
                     if let Ok(style) = ProgressStyle::with_template(&template) {
-                        bar.set_style(style.progress_chars("=> "));
+                        bar.set_style(with_sizes(style).progress_chars("=> "));
                     }
                     bar
                 }

@@ -7,7 +7,7 @@ use lapterop_certificate::model::{OutcomeStatus, VerdictStatus};
 
 use super::{human_size, Colour, Exclusion, Health, Method, PlanDisk, Style};
 use crate::audit::Audit;
-use crate::i18n::{Key, Lang};
+use crate::i18n::{Key, Lang, Word};
 use crate::preflight::{self, Finding, Severity};
 
 /// Width of the text on screen.
@@ -179,34 +179,10 @@ impl AuditView {
     }
 }
 
-/// Memory in GiB as modules are sold: `8 GiB`, `7.7 GiB` (usable memory below the installed size).
-fn memory_size(bytes: u64) -> String {
-    const GIB: u64 = 1 << 30;
-    let tenths = bytes / (GIB / 10);
-    if tenths % 10 == 0 {
-        format!("{} GiB", tenths / 10)
-    } else {
-        format!("{}.{} GiB", tenths / 10, tenths % 10)
-    }
-}
-
-fn part_name(lang: Lang, part: &str) -> String {
-    let key = match part {
-        "ram" => Key::PartRam,
-        "disk" => Key::PartDisk,
-        "battery" => Key::PartBattery,
-        "charger" => Key::PartCharger,
-        "screen" => Key::PartScreen,
-        crate::audit::policy::INSPECTION => Key::PartInspection,
-        other => return other.to_string(),
-    };
-    lang.t(key).to_string()
-}
-
 /// The audit summary and the verdict on one screen.
 pub fn audit(lang: Lang, style: Style, view: &AuditView) -> String {
     let mut out = String::new();
-    let unknown = lang.t(Key::Unknown);
+    let unknown = lang.t(Word::Unknown);
     title(&mut out, style, lang.t(Key::AuditTitle));
     field(
         &mut out,
@@ -224,7 +200,10 @@ pub fn audit(lang: Lang, style: Style, view: &AuditView) -> String {
         None => unknown.to_string(),
     };
     field(&mut out, lang.t(Key::AuditCpu), &cpu);
-    let mut memory = view.memory.0.map_or_else(|| unknown.to_string(), memory_size);
+    let mut memory = view
+        .memory
+        .0
+        .map_or_else(|| unknown.to_string(), lapterop_words::memory);
     if let (Some(used), Some(slots)) = (view.memory.1, view.memory.2) {
         let (used, slots) = (used.to_string(), slots.to_string());
         memory = format!(
@@ -269,14 +248,11 @@ pub fn audit(lang: Lang, style: Style, view: &AuditView) -> String {
         field(&mut out, lang.t(Key::AuditGaps), &view.gaps.to_string());
     }
     out.push('\n');
-    let parts: Vec<String> = view.verdict.1.iter().map(|p| part_name(lang, p)).collect();
+    let parts = Word::parts(lang, &view.verdict.1);
     let (verdict, colour) = match view.verdict.0 {
-        VerdictStatus::Ready => (lang.t(Key::VerdictReady).to_string(), Colour::Green),
-        VerdictStatus::NeedsParts => (
-            lang.fill(Key::VerdictNeedsParts, &[("parts", &parts.join(", "))]),
-            Colour::Yellow,
-        ),
-        VerdictStatus::PartsOnly => (lang.t(Key::VerdictPartsOnly).to_string(), Colour::Red),
+        VerdictStatus::Ready => (lang.t(Word::Ready).to_string(), Colour::Green),
+        VerdictStatus::NeedsParts => (lang.fill(Word::NeedsParts, &[("parts", &parts)]), Colour::Yellow),
+        VerdictStatus::PartsOnly => (lang.t(Word::PartsOnly).to_string(), Colour::Red),
     };
     field(&mut out, lang.t(Key::AuditVerdict), &style.fg(colour, &verdict));
     footer(&mut out, lang);
@@ -288,7 +264,7 @@ fn health_text(lang: Lang, health: &Health) -> String {
         Health::Good => lang.t(Key::HealthGood).to_string(),
         Health::Worn(d) => lang.fill(Key::HealthWorn, &[("detail", d)]),
         Health::Failing(d) => lang.fill(Key::HealthFailing, &[("detail", d)]),
-        Health::Unknown => lang.t(Key::Unknown).to_string(),
+        Health::Unknown => lang.t(Word::Unknown).to_string(),
     }
 }
 
@@ -297,7 +273,7 @@ fn health_text(lang: Lang, health: &Health) -> String {
 pub fn plan(lang: Lang, style: Style, disks: &[PlanDisk]) -> String {
     let mut out = String::new();
     title(&mut out, style, lang.t(Key::PlanTitle));
-    let unknown = lang.t(Key::Unknown);
+    let unknown = lang.t(Word::Unknown);
     let targets: Vec<&PlanDisk> = disks.iter().filter(|d| d.target()).collect();
     if targets.is_empty() {
         out.push_str(&style.fg(Colour::Yellow, lang.t(Key::PlanNothing)));
@@ -350,7 +326,7 @@ pub fn plan(lang: Lang, style: Style, disks: &[PlanDisk]) -> String {
             Some(Exclusion::NotChosen) => lang.t(Key::PlanNotChosen),
             Some(Exclusion::ReadOnly) | None => lang.t(Key::PlanReadOnly),
         };
-        let label = format!("[{}]", lang.t(Key::PlanExcluded));
+        let label = format!("[{}]", lang.t(Word::NotTouched));
         let line = format!(
             "{} {}",
             d.name,
@@ -476,22 +452,17 @@ fn result_with(
 ) -> String {
     let mut out = String::new();
     title(&mut out, style, lang.t(Key::ResultTitle));
-    let unknown = lang.t(Key::Unknown);
+    let unknown = lang.t(Word::Unknown);
     for d in disks {
         let (word, colour, todo, code) = match d.outcome {
-            OutcomeStatus::Erased => (Key::OutcomeErased, Colour::Green, Key::ErasedDo, None),
+            OutcomeStatus::Erased => (Word::Erased, Colour::Green, Key::ErasedDo, None),
             OutcomeStatus::ErasedWithExceptions => (
-                Key::OutcomeExceptions,
+                Word::ErasedWithExceptions,
                 Colour::Yellow,
                 Key::ExceptionsDo,
                 Some(CODE_EXCEPTIONS),
             ),
-            OutcomeStatus::NotErased => (
-                Key::OutcomeNotErased,
-                Colour::Red,
-                Key::NotErasedDo,
-                Some(CODE_NOT_ERASED),
-            ),
+            OutcomeStatus::NotErased => (Word::NotErased, Colour::Red, Key::NotErasedDo, Some(CODE_NOT_ERASED)),
         };
         let ident = format!(
             "{} {}  {}  {}",
@@ -502,7 +473,8 @@ fn result_with(
         );
         out.push_str(&style.bold(&ident));
         out.push('\n');
-        out.push_str(&banner(style, colour, lang.t(word), size));
+        // The shared outcome word in capitals, to be read across the room.
+        out.push_str(&banner(style, colour, &lang.t(word).to_uppercase(), size));
         out.push('\n');
         if let Some(code) = code {
             out.push_str(&format!("{} {code}\n", lang.t(Key::Code)));
@@ -575,12 +547,6 @@ mod tests {
             }
         }
         assert_eq!(wrapped.split_whitespace().count(), 100);
-    }
-
-    #[test]
-    fn memory_reads_in_gib() {
-        assert_eq!(memory_size(8 << 30), "8 GiB");
-        assert_eq!(memory_size(8_250_000_000), "7.6 GiB");
     }
 
     #[test]

@@ -5,6 +5,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lapterop_words::{percent, percent_of, size};
+
+use crate::ui::progress::{rate, with_sizes};
 
 /// All disks' progress.
 #[derive(Debug)]
@@ -30,11 +33,11 @@ impl Ui {
     pub fn disk(&self, name: &str) -> DiskProgress {
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new(0));
-            let style = ProgressStyle::with_template(
-                "{prefix:>9} {msg:28} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            let style =
+                ProgressStyle::with_template("{prefix:>9} {msg:28} [{bar:30}] {size}/{total_size} {rate} ETA {eta}")
+                    .map(with_sizes)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
             b.set_style(style);
             b.set_prefix(name.to_string());
             b
@@ -81,7 +84,7 @@ impl super::Progress for DiskProgress {
                 started: Instant::now(),
                 last: Instant::now(),
             };
-            eprintln!("{}: {label}: started, {:.1} MB", self.name, total as f64 / 1e6);
+            eprintln!("{}: {label}: started, {}", self.name, size(total));
         }
     }
 
@@ -96,22 +99,16 @@ impl super::Progress for DiskProgress {
             return;
         }
         p.last = Instant::now();
-        let secs = p.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = done as f64 / secs;
-        let eta = if rate > 0.0 {
-            (p.total - done.min(p.total)) as f64 / rate
-        } else {
-            0.0
-        };
+        let rate = rate(done, p.started.elapsed());
+        let eta = p.total.saturating_sub(done).checked_div(rate).unwrap_or(0);
         eprintln!(
-            "{}: {}: {:.1}/{:.1} MB ({:.0}%), {:.0} MB/s, ETA {:.0} s",
+            "{}: {}: {}/{} ({}), {}/s, ETA {eta} s",
             self.name,
             p.label,
-            done as f64 / 1e6,
-            p.total as f64 / 1e6,
-            100.0 * done as f64 / p.total.max(1) as f64,
-            rate / 1e6,
-            eta
+            size(done),
+            size(p.total),
+            percent(percent_of(done, p.total)),
+            size(rate),
         );
     }
 

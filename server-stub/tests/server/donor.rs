@@ -227,14 +227,14 @@ fn only_a_certificate_of_every_internal_disk_says_all_data_on_this_device() {
         "{page}"
     );
     assert!(
-        page.contains("sdb (SanDisk Cruzer Blade 4C530001230915107252, 16.0 GB): not touched — the Lapterop stick"),
+        page.contains("sdb (SanDisk Cruzer Blade 4C530001230915107252, 16.0 GB): NOT touched — the Lapterop stick"),
         "{page}"
     );
     let (_, page) = get_with(&urls[1], "Accept-Language", "en").unwrap();
     assert!(!page.contains("All data on this device"), "{page}");
     assert!(page.contains("other disks of this device are not covered"), "{page}");
     assert!(
-        page.contains("nvme1n1 (WDC PC SN530 21042B800042, 256.0 GB): not touched — an internal disk"),
+        page.contains("nvme1n1 (WDC PC SN530 21042B800042, 256.0 GB): NOT touched — an internal disk"),
         "{page}"
     );
     assert!(page.contains("its data is NOT erased"), "{page}");
@@ -253,4 +253,58 @@ fn only_a_certificate_of_every_internal_disk_says_all_data_on_this_device() {
     let text = String::from_utf8(out.stdout).unwrap().replace('\n', " ");
     assert!(!text.contains("All data on this device"), "{text}");
     assert!(text.contains("nvme1n1") && text.contains("NOT erased"), "{text}");
+}
+
+/// The donor page and the review page say what the volunteer's screen said, in the shared words
+/// (`lapterop-words`): each disk's outcome, the verdict with the parts in words, memory in GiB and
+/// percentages written as on the screen.
+#[test]
+fn the_pages_use_the_words_of_the_volunteers_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = enrol(dir.path(), "bench-1", "words station");
+    add_user(dir.path(), "lead", "correct horse battery");
+    let s = Server::start(dir.path());
+    let mut c = cert::sample::exceptions_laptop(String::new());
+    c.id = cert::new_id().unwrap();
+    c.station.name = Some("bench-1".into());
+    if let Some(h) = &mut c.host {
+        h.verdict = cert::Verdict {
+            status: cert::VerdictStatus::NeedsParts,
+            needs: vec!["ram".into(), "battery".into()],
+            reasons: Vec::new(),
+        };
+    }
+    let id = c.id.clone();
+    let (status, receipt) = s.post(&signed(c, &key));
+    assert_eq!(status, 201, "{receipt}");
+    let donor = chain::verify_receipt(receipt.as_bytes(), &s.server_key())
+        .unwrap()
+        .donor_url;
+    let session = Login::open(&s.url).session("lead", "correct horse battery");
+    for (lang, outcomes, hardware) in [
+        (
+            "nl",
+            ["gewist met uitzonderingen", "NIET gewist"],
+            [
+                "HEEFT ONDERDELEN NODIG: geheugen, batterij",
+                "Geheugen: 8 GiB",
+                "Batterijgezondheid: 81%",
+            ],
+        ),
+        (
+            "en",
+            ["erased with exceptions", "NOT erased"],
+            ["NEEDS PARTS: memory, battery", "Memory: 8 GiB", "Battery health: 81%"],
+        ),
+    ] {
+        let (_, page) = get(&format!("{donor}?lang={lang}")).unwrap();
+        for want in outcomes {
+            assert!(page.contains(&format!("\">{want}</span>")), "{lang}: {want:?}\n{page}");
+        }
+        let detail = get_with_cookie(&format!("{}/review/certificates/{id}?lang={lang}", s.url), &session);
+        assert_eq!(detail.status, 200, "{}", detail.body);
+        for want in outcomes.iter().chain(&hardware) {
+            assert!(detail.body.contains(want), "{lang}: {want:?}\n{}", detail.body);
+        }
+    }
 }
