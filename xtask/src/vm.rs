@@ -446,8 +446,18 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
                     "--guestfwd {fwd}: the host side must be tcp:127.0.0.1:PORT (the guest may reach only loopback)"
                 )));
             }
-            netdev.push_str(",guestfwd=");
-            netdev.push_str(fwd);
+            // QEMU opens a `tcp:` target once, when it starts, and the server would rightly close that
+            // idle connection long before the guest speaks. A small relay spawned per guest connection
+            // (`cmd:`) connects to the same loopback port only when the guest does.
+            let (guest, port) = (
+                fwd.split_once('-').map(|(g, _)| g).unwrap_or(""),
+                host.trim_start_matches("tcp:127.0.0.1:"),
+            );
+            if port.parse::<u16>().is_err() {
+                return Err(VmError::Spec(format!("--guestfwd {fwd}: {port:?} is not a port")));
+            }
+            let relay = guestfwd_relay()?;
+            netdev.push_str(&format!(",guestfwd={guest}-cmd:python3 {} {port}", relay.display()));
         }
         args.extend([
             "-netdev".to_owned(),
@@ -457,6 +467,35 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
         ]);
     }
     Ok(args)
+}
+
+/// The relay QEMU spawns for each guest connection of a `guestfwd`: it connects to
+/// `127.0.0.1:PORT` then, and copies both ways until either side closes (the guest's socket is its
+/// standard input and output).
+const GUESTFWD_RELAY: &str = r#"import os, socket, sys, threading
+host = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def up():
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        host.sendall(data)
+    host.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while True:
+    data = host.recv(65536)
+    if not data:
+        break
+    os.write(1, data)
+"#;
+
+/// Writes [`GUESTFWD_RELAY`] into the target directory (once per build; the same bytes every time).
+fn guestfwd_relay() -> Result<PathBuf, VmError> {
+    let path = target_dir_created()?.join("guestfwd-relay.py");
+    if fs::read_to_string(&path).ok().as_deref() != Some(GUESTFWD_RELAY) {
+        fs::write(&path, GUESTFWD_RELAY).map_err(io_err("writing", &path))?;
+    }
+    Ok(path)
 }
 
 /// Ends QEMU when the harness stops waiting for it, whatever the reason (timeout, error, panic):
@@ -717,7 +756,11 @@ mod tests {
         assert!(args.contains("nvme,drive=disk1,serial=LAPTEROP-D1,logical_block_size=4096,physical_block_size=4096"));
         assert!(args.contains("-device ahci,id=ahci0 -device ide-hd,drive=disk2,bus=ahci0.0"));
         assert!(args.contains("-smbios type=1,serial=S"));
-        assert!(args.contains("user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:8080"));
+        assert!(
+            args.contains("user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:python3 ")
+                && args.contains("guestfwd-relay.py 8080"),
+            "{args}"
+        );
         assert!(args.contains("-device e1000e,netdev=net0"));
         let open = VmSpec {
             guestfwd: vec!["tcp:10.0.2.100:80-tcp:192.0.2.1:80".to_owned()],

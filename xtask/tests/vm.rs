@@ -48,7 +48,7 @@ kill "$nc_pid"
 echo "FWD $(cat /tmp/fwd)"
 exit 7
 "#;
-    // A loopback server the guest reaches through guestfwd (QEMU connects to it when it starts).
+    // A loopback server the guest reaches through guestfwd (the relay connects when the guest does).
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
