@@ -1,12 +1,17 @@
 //! The Lapterop agent: everything that runs on the donated laptop.
 //!
-//! It owns the hardware audit ([`audit`]), disk discovery and the safety rules that keep the boot stick
-//! and busy disks out of reach ([`disk`]), the overwrite and verification engine ([`wipe`]), the
-//! firmware command encodings for NVMe and ATA ([`command`]) and the few `unsafe` system calls behind
-//! them ([`sys`]). The volunteer's side: pre-flight checks ([`preflight`]), the screens and prompts
-//! ([`ui`]) in Dutch and English ([`i18n`]), and the per-machine log on the stick ([`sitelog`]), assembled into the volunteer's flow ([`flow`]) beside the
-//! unattended job ([`job`]).
-//! `main.rs` only parses arguments and dispatches here.
+//! | layer | modules | what |
+//! |---|---|---|
+//! | front ends | [`cli`], [`flow`], [`init`], [`ui`] | each subcommand's arguments, output and exit codes; the volunteer's screens; PID 1 of the live image |
+//! | the job | [`job`] | the one pipeline (station → audit → claim → plan → pre-flight → confirm → wipe → install → certify → upload) over ports and a front end, reporting typed events |
+//! | wiping | [`wipe`] | overwrite, read-back, outcome rules, progress |
+//! | storage | [`disk`], [`drive`], [`firmware`], [`hpa`], [`unfreeze`], [`stickmark`], [`command`], [`sys`] | discovery and the safety rules, the drive's firmware (probe, plan, NVMe/ATA runners, hidden areas, freeze locks), pure command encoders and the few `unsafe` system calls |
+//! | the laptop | [`audit`], [`preflight`] | hardware audit and verdict; the checks before a job |
+//! | the stick | [`site`], [`outbox`], [`sitelog`], [`install`] | the site config, certificates waiting for the server, the per-machine log, the OS image installer |
+//! | words | [`i18n`] | every text a volunteer reads, in Dutch and English (on `lapterop-words`, shared with the server) |
+//!
+//! `main.rs` only parses arguments and dispatches to [`cli`]; the library below the front ends neither
+//! prints nor exits.
 
 pub mod audit;
 pub mod cli;

@@ -425,7 +425,7 @@ pub fn stopped_line(ended: &Ended) -> String {
     }
 }
 
-/// The exit code of a finished job (see [`cli`]).
+/// The exit code of a finished job (see [`crate::cli::run`]).
 pub fn code_of(r: &JobResult) -> ExitCode {
     let erased = r.certificate.overall_outcome() != OutcomeStatus::NotErased;
     let installed = r
