@@ -5,7 +5,7 @@
 //! | front ends | [`cli`], [`flow`], [`init`], [`ui`] | each subcommand's arguments, output and exit codes; the volunteer's screens; PID 1 of the live image |
 //! | the job | [`job`] | the one pipeline (station → audit → claim → plan → pre-flight → confirm → wipe → install → certify → upload) over ports and a front end, reporting typed events |
 //! | wiping | [`wipe`] | overwrite, read-back, outcome rules, progress |
-//! | storage | [`disk`], [`drive`], [`firmware`], [`hpa`], [`unfreeze`], [`stickmark`], [`command`], [`sys`] | discovery and the safety rules, the drive's firmware (probe, plan, NVMe/ATA runners, hidden areas, freeze locks), pure command encoders and the few `unsafe` system calls |
+//! | storage | [`storage`]: [`disk`], [`drive`], [`firmware`], [`hpa`], [`unfreeze`], [`stickmark`], [`command`], [`sys`] | discovery and the safety rules, the drive's firmware (probe, plan, NVMe/ATA runners, hidden areas, freeze locks), pure command encoders and the few `unsafe` system calls |
 //! | the laptop | [`audit`], [`preflight`] | hardware audit and verdict; the checks before a job |
 //! | the stick | [`site`], [`outbox`], [`sitelog`], [`install`] | the site config, certificates waiting for the server, the per-machine log, the OS image installer |
 //! | words | [`i18n`] | every text a volunteer reads, in Dutch and English (on `lapterop-words`, shared with the server) |
@@ -15,12 +15,7 @@
 
 pub mod audit;
 pub mod cli;
-pub mod command;
-pub mod disk;
-pub mod drive;
-pub mod firmware;
 pub mod flow;
-pub mod hpa;
 pub mod i18n;
 pub mod init;
 pub mod install;
@@ -29,9 +24,9 @@ pub mod outbox;
 pub mod preflight;
 pub mod site;
 pub mod sitelog;
-pub mod stickmark;
-#[allow(unsafe_code)]
-pub mod sys;
+pub mod storage;
 pub mod ui;
-pub mod unfreeze;
 pub mod wipe;
+
+// The storage modules under their short names, as the rest of the crate and the tests use them.
+pub use storage::{command, disk, drive, firmware, hpa, stickmark, sys, unfreeze};

@@ -694,8 +694,9 @@ pub fn run(work: &Path, port: Option<u16>) -> anyhow::Result<Scenario> {
     if let Some(why) = &boot.refused {
         bail!("the upload boot failed ({why}):\n{}", boot.tail());
     }
+    // Pre-flight stops the job with its code (the same check as on the volunteer's screen).
     ensure!(
-        boot.console.contains("no internal disk found"),
+        boot.console.contains("LAP-P08") && boot.console.contains("nothing was written"),
         "the diskless laptop did not report its missing disk:\n{}",
         boot.tail()
     );

@@ -470,3 +470,60 @@ pub fn render(audit: &Audit) -> String {
     }
     out
 }
+
+/// The internal disks of this machine for the audit, from the disk layer, with health read from
+/// their firmware (NVMe SMART / Health log, ATA SMART attributes). Loop devices and removable media
+/// (the stick, card readers) are left out.
+pub fn live_disk_summaries() -> Vec<DiskSummary> {
+    use crate::drive::{ata_smart, nvme_health, open_any, AnyDrive};
+    use lapterop_certificate::Transport;
+    let disks = crate::disk::Discovery::system().scan().unwrap_or_default();
+    disks
+        .into_iter()
+        .filter(|d| d.transport != Transport::Loop && !d.removable)
+        .map(|d| {
+            let (mut nvme, mut ata) = (None, None);
+            match open_any(&d.name) {
+                Ok(Some(AnyDrive::Nvme(mut c, _))) => {
+                    nvme = nvme_health(&mut c).ok().map(|h| NvmeHealth {
+                        critical_warning: h.critical_warning,
+                        percentage_used: u32::from(h.percentage_used),
+                        media_errors: h.media_errors.min(lapterop_certificate::validate::MAX_SAFE_INTEGER),
+                        power_on_hours: h.power_on_hours.min(lapterop_certificate::validate::MAX_SAFE_INTEGER),
+                    });
+                }
+                Ok(Some(AnyDrive::Ata(mut a))) => {
+                    ata = ata_smart(&mut a).ok().map(|attrs| {
+                        let raw = |id: u8| attrs.iter().find(|x| x.id == id).map(|x| x.raw);
+                        // Wear: the normalised value of the vendor's life attribute counts down from 100.
+                        let wear = [177u8, 231, 233, 202]
+                            .iter()
+                            .find_map(|id| attrs.iter().find(|x| x.id == *id))
+                            .map(|x| 100u32.saturating_sub(u32::from(x.value.min(100))));
+                        AtaHealth {
+                            reallocated_sectors: raw(5),
+                            power_on_hours: raw(9).map(|h| h & 0xffff_ffff),
+                            reported_uncorrectable: raw(187),
+                            command_timeout: raw(188),
+                            pending_sectors: raw(197),
+                            offline_uncorrectable: raw(198),
+                            crc_errors: raw(199),
+                            wear_percent_used: wear,
+                        }
+                    });
+                }
+                _ => {}
+            }
+            DiskSummary {
+                name: d.name,
+                model: d.model,
+                serial: d.serial,
+                size_bytes: d.capacity_bytes,
+                rotational: d.rotational,
+                transport: d.transport,
+                nvme,
+                ata,
+            }
+        })
+        .collect()
+}

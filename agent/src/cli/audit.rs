@@ -44,7 +44,7 @@ pub fn cli(args: &AuditArgs) -> ExitCode {
     };
     let disks = match &args.disks {
         // The live machine: the disk layer and the drives' own health logs.
-        None if args.root == Path::new("/") => Some(crate::drive::live_disk_summaries()),
+        None if args.root == Path::new("/") => Some(crate::audit::live_disk_summaries()),
         None => None,
         Some(path) => match std::fs::read(path)
             .map_err(|e| e.to_string())

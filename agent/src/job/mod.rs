@@ -225,7 +225,7 @@ impl Ports for System {
     }
 
     fn disk_summaries(&self) -> Option<Vec<crate::audit::DiskSummary>> {
-        Some(crate::drive::live_disk_summaries())
+        Some(crate::audit::live_disk_summaries())
     }
 
     fn claim(&self, only: &[String], stick_disk: Option<&str>) -> anyhow::Result<Disks> {

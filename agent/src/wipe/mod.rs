@@ -18,6 +18,8 @@ pub mod engine;
 pub mod pattern;
 pub mod plan;
 pub mod progress;
+
+pub use crate::drive::FirmwarePrelude;
 pub mod tail;
 
 pub use crate::outbox::write_atomically;
@@ -175,37 +177,6 @@ pub fn wipe_device(
     progress: &dyn Progress,
 ) -> anyhow::Result<DiskRecord> {
     wipe_device_with(dev, id, spec, stop, progress, FirmwarePrelude::default())
-}
-
-/// What the firmware layer prepared for one disk: the primitives not chosen (recorded as skipped with
-/// their capability), the purge to run before the overwrite, and the hidden areas it found.
-#[derive(Default)]
-pub struct FirmwarePrelude {
-    /// Skipped primitives, with capability and reason.
-    pub skipped: Vec<Step>,
-    /// The purge chosen by the plan; runs after the "before" samples are read.
-    pub purge: Option<Box<dyn FnOnce() -> Step + Send>>,
-    /// Hidden areas as probed (ATA); `None` where the transport decides.
-    pub hidden: Option<HiddenAreas>,
-    /// The purge `purge` runs, for the plan shown before anything is written.
-    pub chosen: Option<StepKind>,
-    /// A hidden area (ATA HPA) to open for the wipe and close afterwards; `hidden` lists it.
-    pub tail: Option<Box<dyn tail::HiddenTail>>,
-    /// What planning did or found that a person should read (a password cleared, no firmware path).
-    pub notes: Vec<String>,
-}
-
-impl std::fmt::Debug for FirmwarePrelude {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FirmwarePrelude")
-            .field("skipped", &self.skipped.len())
-            .field("purge", &self.purge.is_some())
-            .field("hidden", &self.hidden)
-            .field("chosen", &self.chosen)
-            .field("tail", &self.tail.is_some())
-            .field("notes", &self.notes)
-            .finish()
-    }
 }
 
 /// [`wipe_device`] with a firmware purge first: the same pseudorandom positions are read just before

@@ -11,26 +11,7 @@ use std::sync::Mutex;
 use lapterop_certificate::Step;
 
 use super::engine::BlockDevice;
-
-/// Sectors past the kernel's capacity that can be opened for the wipe and closed again.
-pub trait HiddenTail: Send {
-    /// Opens the area. The step is `completed` only when the drive now answers up to
-    /// [`HiddenTail::native_bytes`]; otherwise it says why, and nothing else is done to the area.
-    fn expose(&mut self) -> Step;
-    /// Where the tail begins: the capacity the kernel sees, in bytes.
-    fn visible_bytes(&self) -> u64;
-    /// Where it ends: the native capacity, in bytes.
-    fn native_bytes(&self) -> u64;
-    /// Writes all of `buf` at `offset` bytes from the start of the disk (`offset >= visible_bytes`).
-    fn write_at(&mut self, buf: &[u8], offset: u64) -> Result<(), u32>;
-    /// Fills all of `buf` from `offset` bytes from the start of the disk.
-    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), u32>;
-    /// Makes written data durable (the drive's write cache to its media).
-    fn flush(&mut self) -> Result<(), u32>;
-    /// Puts the old visible size back. Called after every expose that completed, whatever happened
-    /// in between (errors, interruption).
-    fn restore(&mut self) -> Step;
-}
+pub use crate::hpa::HiddenTail;
 
 /// The block device followed by its opened tail, as one device of the native capacity.
 pub struct WithTail<'a> {

@@ -370,6 +370,37 @@ pub fn in_use(name: &str) -> bool {
         .any(|l| l.split_whitespace().any(|w| w.starts_with(&dev)))
 }
 
+/// What the firmware layer prepared for one disk: the primitives not chosen (recorded as skipped with
+/// their capability), the purge to run before the overwrite, and the hidden areas it found.
+#[derive(Default)]
+pub struct FirmwarePrelude {
+    /// Skipped primitives, with capability and reason.
+    pub skipped: Vec<lapterop_certificate::Step>,
+    /// The purge chosen by the plan; runs after the "before" samples are read.
+    pub purge: Option<Box<dyn FnOnce() -> lapterop_certificate::Step + Send>>,
+    /// Hidden areas as probed (ATA); `None` where the transport decides.
+    pub hidden: Option<lapterop_certificate::HiddenAreas>,
+    /// The purge `purge` runs, for the plan shown before anything is written.
+    pub chosen: Option<lapterop_certificate::StepKind>,
+    /// A hidden area (ATA HPA) to open for the wipe and close afterwards; `hidden` lists it.
+    pub tail: Option<Box<dyn crate::hpa::HiddenTail>>,
+    /// What planning did or found that a person should read (a password cleared, no firmware path).
+    pub notes: Vec<String>,
+}
+
+impl std::fmt::Debug for FirmwarePrelude {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirmwarePrelude")
+            .field("skipped", &self.skipped.len())
+            .field("purge", &self.purge.is_some())
+            .field("hidden", &self.hidden)
+            .field("chosen", &self.chosen)
+            .field("tail", &self.tail.is_some())
+            .field("notes", &self.notes)
+            .finish()
+    }
+}
+
 /// Probes a disk about to be wiped and prepares its firmware part: the purge `method` chooses (run
 /// later, between the before and after samples), the primitives not chosen, and its hidden areas.
 /// A forced method the drive cannot run is an error; `auto` on a drive without firmware commands is
@@ -380,12 +411,12 @@ pub fn prelude_for(
     capacity: u64,
     method: crate::firmware::Method,
     policy: &crate::firmware::Policy,
-) -> Result<crate::wipe::FirmwarePrelude, String> {
+) -> Result<FirmwarePrelude, String> {
     use crate::firmware::{
         plan, probe_ata, probe_nvme, run_ata_sanitize, run_ata_security_erase, run_nvme, Caps, Method, Sleep,
     };
     use lapterop_certificate::StepKind;
-    let mut prelude = crate::wipe::FirmwarePrelude::default();
+    let mut prelude = FirmwarePrelude::default();
     if method == Method::Overwrite {
         return Ok(prelude);
     }
@@ -521,63 +552,6 @@ fn hpa_not_opened(reason: String, wanted: bool) -> lapterop_certificate::Step {
         Capability::Supported
     };
     crate::firmware::skipped(StepKind::HpaExpose, capability, reason)
-}
-
-/// The internal disks of this machine for the audit, from the disk layer, with health read from
-/// their firmware (NVMe SMART / Health log, ATA SMART attributes). Loop devices and removable media
-/// (the stick, card readers) are left out.
-pub fn live_disk_summaries() -> Vec<crate::audit::DiskSummary> {
-    use crate::audit::{AtaHealth, DiskSummary, NvmeHealth};
-    use lapterop_certificate::Transport;
-    let disks = crate::disk::Discovery::system().scan().unwrap_or_default();
-    disks
-        .into_iter()
-        .filter(|d| d.transport != Transport::Loop && !d.removable)
-        .map(|d| {
-            let (mut nvme, mut ata) = (None, None);
-            match open_any(&d.name) {
-                Ok(Some(AnyDrive::Nvme(mut c, _))) => {
-                    nvme = nvme_health(&mut c).ok().map(|h| NvmeHealth {
-                        critical_warning: h.critical_warning,
-                        percentage_used: u32::from(h.percentage_used),
-                        media_errors: h.media_errors.min(lapterop_certificate::validate::MAX_SAFE_INTEGER),
-                        power_on_hours: h.power_on_hours.min(lapterop_certificate::validate::MAX_SAFE_INTEGER),
-                    });
-                }
-                Ok(Some(AnyDrive::Ata(mut a))) => {
-                    ata = ata_smart(&mut a).ok().map(|attrs| {
-                        let raw = |id: u8| attrs.iter().find(|x| x.id == id).map(|x| x.raw);
-                        // Wear: the normalised value of the vendor's life attribute counts down from 100.
-                        let wear = [177u8, 231, 233, 202]
-                            .iter()
-                            .find_map(|id| attrs.iter().find(|x| x.id == *id))
-                            .map(|x| 100u32.saturating_sub(u32::from(x.value.min(100))));
-                        AtaHealth {
-                            reallocated_sectors: raw(5),
-                            power_on_hours: raw(9).map(|h| h & 0xffff_ffff),
-                            reported_uncorrectable: raw(187),
-                            command_timeout: raw(188),
-                            pending_sectors: raw(197),
-                            offline_uncorrectable: raw(198),
-                            crc_errors: raw(199),
-                            wear_percent_used: wear,
-                        }
-                    });
-                }
-                _ => {}
-            }
-            DiskSummary {
-                name: d.name,
-                model: d.model,
-                serial: d.serial,
-                size_bytes: d.capacity_bytes,
-                rotational: d.rotational,
-                transport: d.transport,
-                nvme,
-                ata,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ impl PowerFiles {
 }
 
 /// A drive whose firmware erase the plan skipped because it is frozen.
-pub fn is_frozen(p: &crate::wipe::FirmwarePrelude) -> bool {
+pub fn is_frozen(p: &crate::drive::FirmwarePrelude) -> bool {
     p.chosen.is_none()
         && p.skipped
             .iter()
