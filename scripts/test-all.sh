@@ -17,6 +17,9 @@ cargo fmt --all --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "module graph"
+python3 scripts/module-cycles.py
+
 step "tests"
 export LAPTEROP_REQUIRE_ROOT_TESTS=1
 # Every skipped test adds a line here (lapterop-testkit); under LAPTEROP_REQUIRE_ROOT_TESTS=1 a skip also
@@ -27,7 +30,10 @@ status=0
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt || status=$?
 skipped=0
 if [ -f "$LAPTEROP_SKIP_LOG" ]; then skipped=$(wc -l < "$LAPTEROP_SKIP_LOG"); fi
-step "skipped tests: $skipped"
+# One line for the whole run, from libtest's own "test result:" lines.
+passed=$(grep -o '[0-9]\+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
+failed=$(grep -o '[0-9]\+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
+step "$passed passed, $failed failed, $skipped skipped"
 if [ "$skipped" -ne 0 ]; then cat "$LAPTEROP_SKIP_LOG"; fi
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 if [ "$skipped" -ne 0 ]; then

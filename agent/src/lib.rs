@@ -6,7 +6,7 @@
 //! | the job | [`job`] | the one pipeline (station → audit → claim → plan → pre-flight → confirm → wipe → install → certify → upload) over ports and a front end, reporting typed events |
 //! | wiping | [`wipe`] | overwrite, read-back, outcome rules, progress |
 //! | storage | [`storage`]: [`disk`], [`drive`], [`firmware`], [`hpa`], [`unfreeze`], [`stickmark`], [`command`], [`sys`] | discovery and the safety rules, the drive's firmware (probe, plan, NVMe/ATA runners, hidden areas, freeze locks), pure command encoders and the few `unsafe` system calls |
-//! | the laptop | [`audit`], [`preflight`] | hardware audit and verdict; the checks before a job |
+//! | the laptop | [`audit`], [`preflight`], [`plan`] | hardware audit and verdict; the checks before a job; each disk as the plan shows it |
 //! | the stick | [`site`], [`outbox`], [`sitelog`], [`install`] | the site config, certificates waiting for the server, the per-machine log, the OS image installer |
 //! | words | [`i18n`] | every text a volunteer reads, in Dutch and English (on `lapterop-words`, shared with the server) |
 //!
@@ -21,6 +21,7 @@ pub mod init;
 pub mod install;
 pub mod job;
 pub mod outbox;
+pub mod plan;
 pub mod preflight;
 pub mod site;
 pub mod sitelog;

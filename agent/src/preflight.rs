@@ -3,7 +3,7 @@
 //! code).
 //!
 //! Every check is a pure function of a root directory (`/` on the laptop, a tree built by a test) and of
-//! facts the disk layer already has ([`crate::ui::PlanDisk`]: transport, frozen, excluded). It reads
+//! facts the disk layer already has ([`crate::plan::PlanDisk`]: transport, frozen, excluded). It reads
 //! `sys/bus/pci/devices` (RAID / Intel VMD / SD host controllers), `sys/bus/platform/devices` (ACPI eMMC
 //! hosts), `sys/block` (`mmcblk*`), `sys/class/net` and `proc/net/route` (a link with an IPv4 route),
 //! `sys/class/power_supply` (battery level, charger). Nothing here waits on hardware.
@@ -15,7 +15,7 @@ use lapterop_certificate::model::Transport;
 use serde::Serialize;
 
 use crate::i18n::{Key, Lang};
-use crate::ui::PlanDisk;
+use crate::plan::PlanDisk;
 
 /// Intel Volume Management Device ids (Linux `drivers/pci/controller/vmd.c`, `vmd_ids`): with VMD on,
 /// NVMe disks sit behind it and do not appear unless the `vmd` driver is loaded and the BIOS allows it.
