@@ -66,11 +66,20 @@ fn laptop(dir: &Path, console: Console) -> (VmSpec, Vec<PathBuf>) {
         nic: None,
         memory_mib: 768,
         vga: console == Console::Vga,
-        faults: vec![DiskFault {
-            disk: 1,
-            sector: 40_000,
-            io: FaultIo::Write,
-        }],
+        // The second disk cannot write sector 40000 and cannot read sector 20000 (QEMU blkdebug): the
+        // certificate must name exactly those sectors.
+        faults: vec![
+            DiskFault {
+                disk: 1,
+                sector: 40_000,
+                io: FaultIo::Write,
+            },
+            DiskFault {
+                disk: 1,
+                sector: 20_000,
+                io: FaultIo::Read,
+            },
+        ],
         ..VmSpec::default()
     };
     (spec, files)
@@ -247,6 +256,33 @@ fn check_certificate(certs: &[serde_json::Value], stick: &FlowStick, operator: &
     };
     assert_eq!(outcome("vda").as_deref(), Some("erased"), "{c:#}");
     assert_eq!(outcome("vdb").as_deref(), Some("not-erased"), "{c:#}");
+    // Exact bad ranges, found by bisecting the failed chunks: the write error, the read error, and the
+    // sector that kept its old bytes because it could not be written.
+    let vdb = disks.iter().find(|d| d["device"] == "vdb").unwrap();
+    let ranges = |v: &serde_json::Value| -> Vec<(String, u64, u64)> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["op"].as_str().unwrap().to_owned(),
+                    r["lba"].as_u64().unwrap(),
+                    r["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let written: Vec<_> = vdb["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| ranges(&s["error_ranges"]))
+        .collect();
+    assert_eq!(written, [("write".to_owned(), 40_000, 1)], "{vdb:#}");
+    let read = ranges(&vdb["verification"]["error_ranges"]);
+    assert!(read.contains(&("read".to_owned(), 20_000, 1)), "{read:?}");
+    assert!(read.contains(&("mismatch".to_owned(), 40_000, 1)), "{read:?}");
+    assert_eq!(read.len(), 2, "{read:?}");
     let serials: Vec<&str> = disks.iter().filter_map(|d| d["serial"].as_str()).collect();
     assert_eq!(
         serials,
