@@ -1287,4 +1287,3 @@ fn find_structure(table: &[u8], ty: u8) -> usize {
         at = s + 2;
     }
 }
-
