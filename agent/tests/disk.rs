@@ -427,13 +427,7 @@ fn run_wipes_installs_and_keeps_the_certificate_when_the_server_is_away() {
     if !root("run") {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let img = support::osimage::Reference::ext4();
-    let stick = work.path().join("stick/lapterop");
-    std::fs::create_dir_all(stick.join("images")).unwrap();
-    std::fs::copy(&img.image, stick.join("images/pupil.osimg")).unwrap();
-    let station = lapterop_certificate::keys::fixture_key("run test station");
-    lapterop_certificate::keys::write_keypair(&stick.join("station"), &station).unwrap();
+    let (_work, img, stick, station) = run_stick("run test station");
     // A closed port on loopback: the upload fails at once and is retried a few times.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -469,11 +463,7 @@ fn run_wipes_installs_and_keeps_the_certificate_when_the_server_is_away() {
         "{stdout}"
     );
     let outbox = stick.join("outbox");
-    let mut certs: Vec<PathBuf> = std::fs::read_dir(&outbox)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".json") && !p.to_string_lossy().contains(".audit."))
-        .collect();
+    let mut certs = outbox_certificates(&stick);
     assert_eq!(certs.len(), 1, "one certificate, no receipt: {certs:?}");
     let bytes = std::fs::read(certs.pop().unwrap()).unwrap();
     let cert = lapterop_certificate::verify(&bytes, &station.verifying_key()).unwrap();
@@ -534,15 +524,9 @@ fn run_never_trusts_an_image_key_on_the_stick() {
     if !root("run_never_trusts_an_image_key_on_the_stick") {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let img = support::osimage::Reference::ext4();
-    let stick = work.path().join("stick/lapterop");
-    std::fs::create_dir_all(stick.join("images")).unwrap();
-    std::fs::copy(&img.image, stick.join("images/pupil.osimg")).unwrap();
+    let (_work, img, stick, station) = run_stick("trust test station");
     // What someone with the stick and a PC would do: put their own key beside their own image.
     std::fs::copy(&img.trust, stick.join("image.pub")).unwrap();
-    let station = lapterop_certificate::keys::fixture_key("trust test station");
-    lapterop_certificate::keys::write_keypair(&stick.join("station"), &station).unwrap();
     std::fs::write(
         stick.join("site.toml"),
         "[station]\nsite = \"test bench\"\n\n[wipe]\npattern = \"zero\"\n\n\
@@ -568,11 +552,7 @@ fn run_never_trusts_an_image_key_on_the_stick() {
         "{stdout}"
     );
     assert!(stdout.contains("outcome=erased install=failed"), "{stdout}");
-    let certs: Vec<PathBuf> = std::fs::read_dir(stick.join("outbox"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".json") && !p.to_string_lossy().contains(".audit."))
-        .collect();
+    let certs = outbox_certificates(&stick);
     let cert = lapterop_certificate::verify(&std::fs::read(&certs[0]).unwrap(), &station.verifying_key()).unwrap();
     let install = cert.install.as_ref().expect("install record");
     assert_eq!(
@@ -650,6 +630,38 @@ fn an_unmounted_lapterop_stick_is_recognised_and_refused() {
     // The file changed under the loop device: drop what its page cache holds of the old contents.
     ok(Command::new("blockdev").args(["--flushbufs", &l.dev]));
     assert!(disk::claim(&disk, &SafetyConfig::default()).is_ok());
+}
+
+/// A stick directory for `run` in a new temporary directory: the reference OS image in `images/` and
+/// a station key pair made from `label`.
+fn run_stick(
+    label: &str,
+) -> (
+    tempfile::TempDir,
+    support::osimage::Reference,
+    PathBuf,
+    lapterop_certificate::SigningKey,
+) {
+    let work = tempfile::tempdir().unwrap();
+    let img = support::osimage::Reference::ext4();
+    let stick = work.path().join("stick/lapterop");
+    std::fs::create_dir_all(stick.join("images")).unwrap();
+    std::fs::copy(&img.image, stick.join("images/pupil.osimg")).unwrap();
+    let station = lapterop_certificate::keys::fixture_key(label);
+    lapterop_certificate::keys::write_keypair(&stick.join("station"), &station).unwrap();
+    (work, img, stick, station)
+}
+
+/// The JSON files of the stick's outbox except the audits beside the certificates (a receipt counts).
+fn outbox_certificates(stick: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(stick.join("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".json") && !name.contains(".audit.")
+        })
+        .collect()
 }
 
 /// Writes the partition table `script` (sfdisk's input format) into the disk image `file`.
