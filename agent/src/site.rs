@@ -4,7 +4,7 @@
 //! `[station]` signs, `[server]` receives, `[wipe]` and `[install]` say what the job does, `[flow]` how
 //! it runs, `[ui]` and `[refurbishment]` are read by the screens and the audit policy. An unknown table
 //! or key, or a value out of range, is refused with one line naming it: a typo must never silently
-//! weaken a wipe.
+//! weaken a wipe. The file is parsed here once, into [`Site`]; no other module reads it.
 
 use std::path::{Path, PathBuf};
 
@@ -150,13 +150,10 @@ struct Raw {
     install: Option<RawInstall>,
     #[serde(default)]
     flow: RawFlow,
-    // Read by their own parsers (below), declared so that a misspelt table name is refused.
-    #[allow(dead_code)]
-    ui: Option<toml::Table>,
-    #[allow(dead_code)]
-    refurbishment: Option<toml::Table>,
-    #[allow(dead_code)]
-    network: Option<toml::Table>,
+    #[serde(default)]
+    ui: crate::ui::UiConfig,
+    #[serde(default)]
+    refurbishment: crate::audit::policy::Policy,
     lead: Option<RawLead>,
 }
 
@@ -211,8 +208,38 @@ struct RawFlow {
     power_off: Option<bool>,
 }
 
+/// Why a site config cannot be used. The message is one line that names the key and what to write.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    /// The file exists but cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// `site.toml`.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A table, key or value is wrong.
+    #[error("{}{problem}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Invalid {
+        /// The file, when it came from one.
+        path: Option<PathBuf>,
+        /// What is wrong, naming the key.
+        problem: String,
+    },
+}
+
+impl SiteError {
+    fn invalid(problem: impl Into<String>) -> SiteError {
+        SiteError::Invalid {
+            path: None,
+            problem: problem.into(),
+        }
+    }
+}
+
 /// Parses one of the agent's choice words (`random`, `full`, `auto`...), naming the key when wrong.
-fn choice<T: ValueEnum>(key: &str, value: Option<&str>, default: T) -> Result<T, String> {
+fn choice<T: ValueEnum>(key: &str, value: Option<&str>, default: T) -> Result<T, SiteError> {
     let Some(v) = value else {
         return Ok(default);
     };
@@ -221,40 +248,47 @@ fn choice<T: ValueEnum>(key: &str, value: Option<&str>, default: T) -> Result<T,
             .iter()
             .filter_map(|x| x.to_possible_value().map(|p| p.get_name().to_owned()))
             .collect();
-        format!("{key} = {v:?}: use one of {}", allowed.join(", "))
+        SiteError::invalid(format!("{key} = {v:?}: use one of {}", allowed.join(", ")))
     })
 }
 
 impl Site {
     /// Parses and checks a site config. Relative paths are resolved against `base` (the stick's
     /// `lapterop/` directory). One line saying what is wrong.
-    pub fn parse(text: &str, base: &Path) -> Result<Site, String> {
-        let raw: Raw = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
-        let ui = crate::ui::UiConfig::from_site_toml(text)?;
-        let policy = crate::audit::policy::Policy::from_site_toml(text)
-            .map_err(|e| format!("[refurbishment]: {}", one_line(&e.to_string())))?;
+    pub fn parse(text: &str, base: &Path) -> Result<Site, SiteError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let table = e.span().and_then(|span| table_at(text, span.start));
+            let problem = one_line(e.message());
+            SiteError::invalid(match table {
+                Some(t) => format!("[{t}]: {problem}"),
+                None => problem,
+            })
+        })?;
+        raw.ui.validate().map_err(SiteError::invalid)?;
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let passes = raw.wipe.passes.unwrap_or(1);
         if !(1..=16).contains(&passes) {
-            return Err(format!("wipe.passes = {passes}: use 1 to 16"));
+            return Err(SiteError::invalid(format!("wipe.passes = {passes}: use 1 to 16")));
         }
         let verify = choice("wipe.verify", raw.wipe.verify.as_deref(), VerifyChoice::Full)?;
         if verify == VerifyChoice::None {
-            return Err(
+            return Err(SiteError::invalid(
                 "wipe.verify = \"none\": a site must verify (full or sample); without a read-back no disk \
-                        can be certified erased"
-                    .into(),
-            );
+                        can be certified erased",
+            ));
         }
         if let Some(lead) = &raw.lead {
             lapterop_certificate::lead_password::LeadHash::parse(&lead.password_hash)
-                .map_err(|e| format!("lead.password_hash: {e}"))?;
+                .map_err(|e| SiteError::invalid(format!("lead.password_hash: {e}")))?;
         }
         let server = match raw.server {
             Some(s) => {
                 let url = s.url.trim_end_matches('/').to_owned();
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(format!("server.url = {:?}: use an http:// or https:// address", s.url));
+                    return Err(SiteError::invalid(format!(
+                        "server.url = {:?}: use an http:// or https:// address",
+                        s.url
+                    )));
                 }
                 Some(Server {
                     url,
@@ -297,20 +331,26 @@ impl Site {
                 mode: choice("flow.mode", raw.flow.mode.as_deref(), Mode::Interactive)?,
                 power_off: raw.flow.power_off.unwrap_or(true),
             },
-            ui,
-            policy,
+            ui: raw.ui,
+            policy: raw.refurbishment,
         })
     }
 
     /// Reads `site.toml` from the stick's `lapterop/` directory; a missing file gives the defaults.
-    pub fn load(dir: &Path) -> Result<Site, String> {
+    pub fn load(dir: &Path) -> Result<Site, SiteError> {
         let path = dir.join("site.toml");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+            Err(source) => return Err(SiteError::Read { path, source }),
         };
-        Site::parse(&text, dir).map_err(|e| format!("{}: {e}", path.display()))
+        Site::parse(&text, dir).map_err(|e| match e {
+            SiteError::Invalid { problem, .. } => SiteError::Invalid {
+                path: Some(path),
+                problem,
+            },
+            other => other,
+        })
     }
 
     /// Where the image lives: an URL as it is, a file relative to `base`.
@@ -328,6 +368,17 @@ impl Site {
     }
 }
 
+/// The name of the table whose header comes last before byte `offset` of `text` (`None` before the
+/// first header).
+fn table_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    before.lines().rev().find_map(|line| {
+        let l = line.trim();
+        let name = l.strip_prefix('[')?.split(']').next()?.trim_matches(['[', ' ']);
+        (!name.is_empty()).then(|| name.to_owned())
+    })
+}
+
 fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
@@ -339,6 +390,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::policy::Policy;
 
     const FULL: &str = r#"
 [station]
@@ -392,6 +444,23 @@ min_ram_mib = 4096
         assert_eq!(s.flow.mode, Mode::Unattended);
         assert!(!s.flow.power_off);
         assert_eq!(s.policy.min_ram_mib, 4096);
+        assert_eq!(s.policy.max_parts, Policy::default().max_parts);
+        assert_eq!(s.ui.language, lapterop_words::Lang::En);
+    }
+
+    #[test]
+    fn the_screen_settings_come_from_the_ui_table() {
+        let text = "[refurbishment]\nmin_ram_mib = 4096\n\n[ui]\nlanguage = \"en\"\nunattended_countdown_secs = 10\n\
+                    keymap = \"be-latin1\"\n";
+        let ui = Site::parse(text, Path::new("/x")).unwrap().ui;
+        assert_eq!(ui.unattended_countdown_secs, Some(10));
+        assert_eq!(ui.battery_min_percent, 30);
+        assert_eq!(ui.keymap.as_deref(), Some("be-latin1"));
+        assert_eq!(
+            Site::parse("", Path::new("/x")).unwrap().ui,
+            crate::ui::UiConfig::default()
+        );
+        assert_eq!(Site::parse("", Path::new("/x")).unwrap().policy, Policy::default());
     }
 
     #[test]
@@ -434,8 +503,17 @@ min_ram_mib = 4096
             ("[refurbishment]\nmin_ram_mb = 1\n", "min_ram_mb"),
             ("[lead]\npassword_hash = \"lapterop\"\n", "lead.password_hash"),
             ("[lead]\npassword = \"lapterop\"\n", "password"),
+            ("[network]\nwifi = \"x\"\n", "network"),
+            ("[ui]\nlanguge = \"en\"\n", "[ui]: unknown field `languge`"),
+            ("[ui]\nconfirm_word = \"q\"\n", "ui.confirm_word"),
+            ("[ui]\nkeymap = \"../be\"\n", "ui.keymap"),
+            ("[ui]\nbattery_min_percent = 101\n", "ui.battery_min_percent"),
+            (
+                "[station]\nsite = \"x\"\n[refurbishment]\nmin_ram_mb = 1\n",
+                "[refurbishment]",
+            ),
         ] {
-            let e = Site::parse(text, Path::new("/x")).unwrap_err();
+            let e = Site::parse(text, Path::new("/x")).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
             assert!(!e.contains('\n'), "{e}");
         }

@@ -72,23 +72,6 @@ impl Default for Policy {
     }
 }
 
-/// A site config document: the policy is its `[refurbishment]` table; other tables belong to other
-/// parts of the agent and are not read here.
-#[derive(Debug, Deserialize)]
-struct SiteConfig {
-    #[serde(default)]
-    refurbishment: Policy,
-}
-
-impl Policy {
-    /// Parses the `[refurbishment]` table of a site config (the defaults when the table is absent;
-    /// unknown keys inside it are refused so a typo never silently relaxes the policy).
-    pub fn from_site_toml(text: &str) -> Result<Self, toml::de::Error> {
-        let site: SiteConfig = toml::from_str(text)?;
-        Ok(site.refurbishment)
-    }
-}
-
 /// Collects the verdict.
 #[derive(Default)]
 struct Findings {
@@ -391,20 +374,5 @@ fn screen_rules(audit: &Audit, policy: &Policy, f: &mut Findings) {
                 ));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn site_config_takes_the_refurbishment_table_and_refuses_typos() {
-        let p = Policy::from_site_toml("[network]\nwifi = 'x'\n[refurbishment]\nmin_ram_mib = 8192\n").unwrap();
-        assert_eq!(p.min_ram_mib, 8192);
-        assert_eq!(p.max_parts, Policy::default().max_parts);
-        assert_eq!(Policy::from_site_toml("").unwrap(), Policy::default());
-        let err = Policy::from_site_toml("[refurbishment]\nmin_ram_mb = 1\n").unwrap_err();
-        assert!(err.to_string().contains("min_ram_mb"), "{err}");
     }
 }

@@ -1,9 +1,8 @@
 //! `lapterop-agent audit`: the hardware audit and verdict.
 
+use crate::audit::{render, run, to_json, DiskSummary, Policy};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-use crate::audit::*;
 
 /// Arguments of `lapterop-agent audit`.
 #[derive(Debug, clap::Args)]
@@ -30,7 +29,10 @@ pub fn cli(args: &AuditArgs) -> ExitCode {
         Some(path) => match std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
             .and_then(|text| {
-                Policy::from_site_toml(&text).map_err(|e| e.to_string().lines().collect::<Vec<_>>().join(" "))
+                let base = path.parent().unwrap_or(std::path::Path::new("."));
+                crate::site::Site::parse(&text, base)
+                    .map(|site| site.policy)
+                    .map_err(|e| e.to_string())
             }) {
             Ok(p) => p,
             Err(err) => {

@@ -1,9 +1,8 @@
 //! `lapterop-agent disks`: every disk and whether it may be wiped.
 
+use crate::disk::{probe_exclusive, refusals, Discovery, Disk, Refusal, SafetyConfig};
 use lapterop_certificate::Transport;
 use serde::Serialize;
-
-use crate::disk::*;
 
 /// `lapterop-agent disks [--json]`: every disk and whether it may be wiped. Exit 0, or 2 when sysfs
 /// cannot be read.

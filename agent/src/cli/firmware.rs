@@ -1,6 +1,6 @@
 //! `lapterop-agent probe` and `firmware-erase`: one drive's firmware, by hand.
 
-use crate::drive::*;
+use crate::drive::{capacity_bytes, in_use, open_any, probe_json, AnyDrive};
 
 /// `lapterop-agent probe DEVICE`: what the drive's firmware says, as JSON.
 pub fn probe_command(device: &str) -> std::process::ExitCode {

@@ -1,14 +1,13 @@
 //! `lapterop-agent flow`: the volunteer's screens on this terminal.
 
-use crate::job::{self};
+use crate::flow::{run, Ending, Flow, FlowEnd};
+use crate::job;
 use crate::ui::input::Keys;
 use crate::ui::Style;
 use std::io::{self};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-
-use crate::flow::*;
 
 /// Arguments of `lapterop-agent flow`.
 #[derive(Debug, clap::Args)]

@@ -1,12 +1,11 @@
 //! `lapterop-agent install`: the OS image onto one disk, by hand.
 
 use crate::disk::{self, Discovery, SafetyConfig};
+use crate::install::{install_onto, open_image};
 use lapterop_certificate::model::InstallStatus;
 use lapterop_osimage::install::{self, InstallOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-use crate::install::*;
 
 /// `lapterop-agent install` arguments.
 #[derive(Debug, clap::Args)]

@@ -1,12 +1,11 @@
 //! `lapterop-agent preflight`: the checks before a job, on this machine.
 
 use crate::i18n::Lang;
+use crate::preflight::{blocked, check, Input};
 use crate::ui::PlanDisk;
 use std::fs;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-use crate::preflight::*;
 
 /// Arguments of `lapterop-agent preflight`.
 #[derive(Debug, clap::Args)]

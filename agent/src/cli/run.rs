@@ -28,7 +28,7 @@ pub struct StickArgs {
 
 impl StickArgs {
     /// The site config on the stick, or the line that says why not.
-    pub fn site(&self) -> Result<Site, String> {
+    pub fn site(&self) -> Result<Site, crate::site::SiteError> {
         Site::load(&self.stick)
     }
 

@@ -1,6 +1,6 @@
 //! `lapterop-agent suspend`: try the suspend-and-wake that lifts a freeze lock.
 
-use crate::unfreeze::*;
+use crate::unfreeze::{PowerFiles, Sleep};
 
 /// `lapterop-agent suspend --wake-after N`: tries the suspend and RTC wake on this laptop.
 pub fn suspend_command(seconds: u32) -> std::process::ExitCode {

@@ -1,9 +1,8 @@
 //! `lapterop-agent upload`: send the outbox.
 
+use crate::outbox::{upload_with_backoff, Outbox, Sent, Uploader};
 use std::path::Path;
 use std::time::Duration;
-
-use crate::outbox::*;
 
 /// `lapterop-agent upload`: pushes every pending certificate of `dir` to `server`. Exit code 0 when
 /// every certificate has a receipt, 1 when the server refused one (a lead must look), 3 when some

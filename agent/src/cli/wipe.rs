@@ -1,6 +1,10 @@
 //! `lapterop-agent wipe`: wipe disks by hand and write their certificate.
 
 use crate::disk::{self, Discovery, SafetyConfig};
+use crate::wipe::{
+    agent_info, outcome_words, plan_claimed, self_blake3, wipe_planned, write_atomically, PatternChoice, VerifyChoice,
+    WipeError, WipeSpec, EXIT_INTERRUPTED, EXIT_NOTHING_DONE, EXIT_NOT_ERASED,
+};
 use anyhow::{bail, Context};
 use lapterop_certificate::{self as cert, OutcomeStatus, Person, StationInfo};
 use std::io::Write;
@@ -8,8 +12,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use crate::wipe::*;
 
 /// Arguments of `lapterop-agent wipe`.
 #[derive(Debug, clap::Args)]

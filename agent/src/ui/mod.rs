@@ -187,31 +187,7 @@ pub fn terminal_rows() -> Option<usize> {
         .filter(|r| *r > 0)
 }
 
-/// The site config document, for its `[ui]` table only.
-#[derive(Debug, Deserialize)]
-struct SiteConfig {
-    #[serde(default)]
-    ui: UiConfig,
-}
-
 impl UiConfig {
-    /// Parses and checks the `[ui]` table of a site config (the defaults when absent; unknown keys inside
-    /// it are refused so a typo is noticed); one line saying what is wrong.
-    pub fn from_site_toml(text: &str) -> Result<Self, String> {
-        let site: SiteConfig = toml::from_str(text).map_err(|e| {
-            // One line: the TOML error's own layout (source line, caret) does not fit a console message.
-            let text = e.to_string();
-            let words: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && *l != "|")
-                .collect();
-            format!("site config [ui]: {}", words.join(" "))
-        })?;
-        site.ui.validate()?;
-        Ok(site.ui)
-    }
-
     /// Checks the values a person wrote; one line saying what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(word) = &self.confirm_word {
@@ -274,17 +250,5 @@ mod tests {
         assert!(c.validate().is_err());
         c.confirm_word = Some("wissen".into());
         assert!(c.validate().is_ok());
-        let site = "[refurbishment]\nmin_ram_mib = 4096\n\n[ui]\nlanguage = \"en\"\nunattended_countdown_secs = 10\n";
-        let parsed = UiConfig::from_site_toml(site).unwrap();
-        assert_eq!(parsed.language, Lang::En);
-        assert_eq!(parsed.unattended_countdown_secs, Some(10));
-        assert_eq!(parsed.battery_min_percent, 30);
-        assert_eq!(UiConfig::from_site_toml("").unwrap(), UiConfig::default());
-        assert!(UiConfig::from_site_toml("[ui]\nlanguge = \"en\"\n").is_err());
-        assert!(UiConfig::from_site_toml("[ui]\nlanguage = \"fr\"\n").is_err());
-        assert!(UiConfig::from_site_toml("[ui]\nconfirm_word = \"q\"\n").is_err());
-        assert!(UiConfig::from_site_toml("[ui]\nkeymap = \"../be\"\n").is_err());
-        let be = UiConfig::from_site_toml("[ui]\nkeymap = \"be-latin1\"\n").unwrap();
-        assert_eq!(be.keymap.as_deref(), Some("be-latin1"));
     }
 }
