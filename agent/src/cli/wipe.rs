@@ -164,12 +164,19 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{}: {note}", c.disk.name);
         }
     }
-    let disks = match wipe_planned(&claimed, preludes, &spec, &stop, None) {
+    // The bars live until every disk is done.
+    let bars = crate::ui::disk_bars::Ui::new();
+    let progress = claimed
+        .iter()
+        .map(|c| Box::new(bars.disk(&c.disk.name)) as Box<dyn crate::wipe::Progress + Send>)
+        .collect();
+    let disks = match wipe_planned(&claimed, preludes, &spec, &stop, progress) {
         Ok(d) => d,
         Err(WipeError::Plan(e)) => {
             eprintln!("lapterop-agent wipe: {e}; nothing was written");
             return Ok(ExitCode::from(EXIT_NOTHING_DONE));
         }
+        Err(e @ WipeError::Mismatch { .. }) => return Err(e.into()),
         Err(WipeError::Failed(e)) => return Err(e),
     };
     let interrupted = stop.load(Ordering::Relaxed);

@@ -19,7 +19,7 @@ use crate::wipe;
 pub struct Unattended<'a> {
     site: &'a Site,
     operator: Person,
-    bars: wipe::progress::Ui,
+    bars: crate::ui::disk_bars::Ui,
 }
 
 impl<'a> Unattended<'a> {
@@ -28,7 +28,7 @@ impl<'a> Unattended<'a> {
         Self {
             site,
             operator,
-            bars: wipe::progress::Ui::new(),
+            bars: crate::ui::disk_bars::Ui::new(),
         }
     }
 }

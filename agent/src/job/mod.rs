@@ -203,7 +203,7 @@ pub trait Ports {
     /// Every disk, claimed (held exclusively), refused with reasons, or left alone.
     fn claim(&self, only: &[String], stick_disk: Option<&str>) -> anyhow::Result<Disks>;
     /// Suspends to RAM for `seconds` with an RTC wake alarm (lifts a BIOS freeze lock).
-    fn suspend_for(&self, seconds: u32) -> Result<Duration, String>;
+    fn suspend_for(&self, seconds: u32) -> Result<Duration, crate::unfreeze::SuspendError>;
     /// Waits between upload retries.
     fn sleep(&self, pause: Duration);
 }
@@ -232,7 +232,7 @@ impl Ports for System {
         claim_disks(only, stick_disk)
     }
 
-    fn suspend_for(&self, seconds: u32) -> Result<Duration, String> {
+    fn suspend_for(&self, seconds: u32) -> Result<Duration, crate::unfreeze::SuspendError> {
         crate::unfreeze::PowerFiles::system().suspend_for(seconds)
     }
 

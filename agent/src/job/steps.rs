@@ -208,7 +208,7 @@ pub fn plan_step(
     let plan = |say: &mut dyn FnMut(Event<'_>)| match wipe::plan_claimed(claimed, site.wipe.method, &policy) {
         Ok(p) => Ok(p),
         Err(wipe::WipeError::Plan(e)) => {
-            say(Event::PlanFallback { why: &e });
+            say(Event::PlanFallback { why: &e.to_string() });
             wipe::plan_claimed(claimed, crate::firmware::Method::Auto, &policy).map_err(|e| anyhow::anyhow!("{e}"))
         }
         Err(e) => Err(anyhow::anyhow!("{e}")),
@@ -253,7 +253,7 @@ pub fn wipe_step(
     progress: Vec<Box<dyn wipe::Progress + Send>>,
 ) -> anyhow::Result<Vec<DiskRecord>> {
     let (spec, _) = wipe_spec(site);
-    wipe::wipe_planned(claimed, plans, &spec, stop, Some(progress)).map_err(|e| anyhow::anyhow!("{e}"))
+    wipe::wipe_planned(claimed, plans, &spec, stop, progress).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Installs the site's OS image onto the chosen erased disk; `None` when the site installs nothing or

@@ -85,8 +85,8 @@ impl Ports for FakePorts {
         }
         Ok(disks)
     }
-    fn suspend_for(&self, _: u32) -> Result<Duration, String> {
-        Err("no suspend in tests".into())
+    fn suspend_for(&self, _: u32) -> Result<Duration, crate::unfreeze::SuspendError> {
+        Err(crate::unfreeze::SuspendError::NoWakeAlarm)
     }
     fn sleep(&self, pause: Duration) {
         self.slept.lock().unwrap().push(pause);

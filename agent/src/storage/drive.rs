@@ -401,6 +401,28 @@ impl std::fmt::Debug for FirmwarePrelude {
     }
 }
 
+/// Why a disk's firmware part could not be prepared for the method asked for. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum PreludeError {
+    /// A firmware method was named but the disk has no firmware command path (a USB bridge, a VM).
+    #[error("{name} takes no firmware commands; use --method auto or overwrite")]
+    NoFirmwarePath {
+        /// The kernel name.
+        name: String,
+    },
+    /// The pass-through device would not open.
+    #[error("opening the firmware path of {name}: {source}")]
+    Open {
+        /// The kernel name.
+        name: String,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The drive lacks the named method (or the site forbids it).
+    #[error(transparent)]
+    Plan(#[from] crate::firmware::PlanError),
+}
+
 /// Probes a disk about to be wiped and prepares its firmware part: the purge `method` chooses (run
 /// later, between the before and after samples), the primitives not chosen, and its hidden areas.
 /// A forced method the drive cannot run is an error; `auto` on a drive without firmware commands is
@@ -411,7 +433,7 @@ pub fn prelude_for(
     capacity: u64,
     method: crate::firmware::Method,
     policy: &crate::firmware::Policy,
-) -> Result<FirmwarePrelude, String> {
+) -> Result<FirmwarePrelude, PreludeError> {
     use crate::firmware::{
         plan, probe_ata, probe_nvme, run_ata_sanitize, run_ata_security_erase, run_nvme, Caps, Method, Sleep,
     };
@@ -423,24 +445,25 @@ pub fn prelude_for(
     let drive = match open_any(name) {
         Ok(Some(d)) => d,
         Ok(None) if method == Method::Auto => return Ok(prelude),
-        Ok(None) => {
-            return Err(format!(
-                "{name} takes no firmware commands; use --method auto or overwrite"
-            ))
-        }
+        Ok(None) => return Err(PreludeError::NoFirmwarePath { name: name.to_owned() }),
         Err(e) if method == Method::Auto => {
             prelude
                 .notes
                 .push(format!("firmware commands unavailable ({e}); overwrite only"));
             return Ok(prelude);
         }
-        Err(e) => return Err(format!("opening the firmware path of {name}: {e}")),
+        Err(source) => {
+            return Err(PreludeError::Open {
+                name: name.to_owned(),
+                source,
+            })
+        }
     };
     let policy = policy.clone();
     match drive {
         AnyDrive::Nvme(mut c, ns) => {
             let caps = probe_nvme(&mut c, ns).sharing_controller_with(other_namespaces(Path::new("/sys/block"), name));
-            let p = plan(method, &caps, rotational, &policy).map_err(|e| e.to_string())?;
+            let p = plan(method, &caps, rotational, &policy)?;
             prelude.skipped = p.skipped_steps();
             prelude.chosen = p.chosen;
             if let Some(kind) = p.chosen {
@@ -453,7 +476,7 @@ pub fn prelude_for(
             let probed = probe_ata(&mut d);
             let (caps, cleared) = crate::firmware::clear_our_password(&mut d, probed);
             prelude.notes.extend(cleared);
-            let p = plan(method, &caps, rotational, &policy).map_err(|e| e.to_string())?;
+            let p = plan(method, &caps, rotational, &policy)?;
             prelude.skipped = p.skipped_steps();
             prelude.chosen = p.chosen;
             if let Caps::Ata(id) = &caps {

@@ -14,6 +14,30 @@ use std::time::Duration;
 /// Seconds the job sleeps to lift a freeze.
 pub const UNFREEZE_SECONDS: u32 = 10;
 
+/// Why this laptop cannot be suspended and woken by its RTC.
+#[derive(Debug, thiserror::Error)]
+pub enum SuspendError {
+    /// `/sys/power/state` has no `mem`.
+    #[error("the kernel offers no suspend to RAM (/sys/power/state: {states:?})")]
+    NoSuspendToRam {
+        /// What the file offers.
+        states: String,
+    },
+    /// No `/sys/class/rtc/rtc0/wakealarm`.
+    #[error("the machine has no RTC wake alarm (/sys/class/rtc/rtc0/wakealarm)")]
+    NoWakeAlarm,
+    /// A power file refused a value (a driver that refuses to suspend makes `state` fail).
+    #[error("writing {value:?} to {file}: {source}")]
+    Write {
+        /// What was written.
+        value: String,
+        /// The file, from `/`.
+        file: String,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+}
+
 /// The kernel's power and RTC files under a root (`/` on a laptop; a test tree in tests).
 #[derive(Debug, Clone)]
 pub struct PowerFiles {
@@ -49,21 +73,24 @@ impl PowerFiles {
         std::fs::read_to_string(self.file(rel)).ok()
     }
 
-    fn write(&self, rel: &str, value: &str) -> Result<(), String> {
-        std::fs::write(self.file(rel), value).map_err(|e| format!("writing {value:?} to /{rel}: {e}"))
+    fn write(&self, rel: &str, value: &str) -> Result<(), SuspendError> {
+        std::fs::write(self.file(rel), value).map_err(|source| SuspendError::Write {
+            value: value.to_owned(),
+            file: format!("/{rel}"),
+            source,
+        })
     }
 
     /// Whether this machine can suspend to RAM and be woken by its RTC, and how deeply it sleeps.
-    pub fn check(&self) -> Result<Sleep, String> {
+    pub fn check(&self) -> Result<Sleep, SuspendError> {
         let states = self.read("sys/power/state").unwrap_or_default();
         if !states.split_whitespace().any(|s| s == "mem") {
-            return Err(format!(
-                "the kernel offers no suspend to RAM (/sys/power/state: {:?})",
-                states.trim()
-            ));
+            return Err(SuspendError::NoSuspendToRam {
+                states: states.trim().to_owned(),
+            });
         }
         if !self.file("sys/class/rtc/rtc0/wakealarm").exists() {
-            return Err("the machine has no RTC wake alarm (/sys/class/rtc/rtc0/wakealarm)".into());
+            return Err(SuspendError::NoWakeAlarm);
         }
         // mem_sleep lists the variants, the chosen one in brackets: "s2idle [deep]".
         let variants = self.read("sys/power/mem_sleep").unwrap_or_else(|| "[deep]".into());
@@ -81,7 +108,7 @@ impl PowerFiles {
 
     /// Suspends to RAM with the RTC alarm set `seconds` ahead and returns once the machine is awake
     /// again, with the time it was away. Filesystems are synced first (the stick stays mounted).
-    pub fn suspend_for(&self, seconds: u32) -> Result<Duration, String> {
+    pub fn suspend_for(&self, seconds: u32) -> Result<Duration, SuspendError> {
         let sleep = self.check()?;
         nix::unistd::sync();
         // The RTC must be allowed to wake the machine (ACPI RTC_EN); rtc-cmos usually is already.
@@ -119,7 +146,7 @@ pub fn is_frozen(p: &crate::drive::FirmwarePrelude) -> bool {
 
 /// The certificate's record of a suspend-to-RAM that was to lift a freeze.
 pub fn step(
-    slept: &Result<std::time::Duration, String>,
+    slept: &Result<std::time::Duration, SuspendError>,
     still_frozen: bool,
     started: String,
     seconds: u32,
@@ -179,9 +206,14 @@ mod tests {
         assert!(PowerFiles::at(t.path())
             .check()
             .unwrap_err()
+            .to_string()
             .contains("no suspend to RAM"));
         let t = tree("freeze mem disk\n", Some("[s2idle] deep\n"), false);
-        assert!(PowerFiles::at(t.path()).check().unwrap_err().contains("RTC"));
+        assert!(PowerFiles::at(t.path())
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("RTC"));
         let t = tree("freeze mem\n", Some("[s2idle]\n"), true);
         assert_eq!(PowerFiles::at(t.path()).check().unwrap(), Sleep::Idle);
         let t = tree("freeze mem\n", Some("s2idle [deep]\n"), true);

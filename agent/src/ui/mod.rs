@@ -12,6 +12,7 @@
 
 pub mod confirm;
 pub mod demo;
+pub mod disk_bars;
 pub mod input;
 pub mod operator;
 pub mod progress;

@@ -17,7 +17,6 @@
 pub mod engine;
 pub mod pattern;
 pub mod plan;
-pub mod progress;
 
 pub use crate::drive::FirmwarePrelude;
 pub mod tail;
@@ -202,43 +201,16 @@ pub fn wipe_device_with(
         Some(t) => t,
         None => dev,
     };
-    let cap = dev.capacity();
-    let ss = dev.sector_size();
-    let mut interrupted = false;
-    let mut firmware_digests = None;
-    let mut purge_verified = false;
-    let mut purge_failed = None;
-    if let Some(purge) = firmware.purge {
-        let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed).context("getting a random seed for the firmware check")?;
-        let p = plan::sample_plan(cap, ss, seed);
-        progress.phase("reading samples before the firmware erase", p.planned_bytes());
-        let before = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
-        progress.phase("firmware erase (the drive reports its own progress)", 0);
-        let step = purge();
-        progress.phase("reading samples after the firmware erase", p.planned_bytes());
-        let after = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
-        interrupted |= before.interrupted || after.interrupted;
-        let changed = crate::firmware::content_changed(&before.blake3, &after.blake3)
-            && before.errors.is_empty()
-            && after.errors.is_empty();
-        match step.outcome {
-            StepOutcome::Completed if changed => purge_verified = true,
-            StepOutcome::Completed => {}
-            _ => {
-                purge_failed = Some(
-                    step.reason
-                        .clone()
-                        .unwrap_or_else(|| "the firmware erase failed".into()),
-                )
-            }
+    let (cap, ss) = (dev.capacity(), dev.sector_size());
+    let purge = match firmware.purge {
+        Some(run) => {
+            let p = purge_checked(dev, run, stop, progress)?;
+            steps.push(p.step.clone());
+            Some(p)
         }
-        firmware_digests = Some((before.blake3, after.blake3));
-        steps.push(step);
-    }
-    let mut failed_writes = 0u64;
-    let mut sync_failed = false;
-
+        None => None,
+    };
+    let mut interrupted = purge.as_ref().is_some_and(|p| p.interrupted);
     let sample = match spec.verify {
         VerifyChoice::Sample => {
             let mut seed = [0u8; 32];
@@ -251,10 +223,163 @@ pub fn wipe_device_with(
         }
         _ => None,
     };
+    let passes = if interrupted {
+        Passes::none()
+    } else {
+        overwrite(dev, spec, stop, progress)?
+    };
+    interrupted |= passes.interrupted;
+    steps.extend(passes.steps.iter().cloned());
+    let verification = if !interrupted && spec.verify != VerifyChoice::None {
+        let firmware_digests = purge.as_ref().map(|p| (p.before.clone(), p.after.clone()));
+        let v = read_back(
+            dev,
+            &passes.last_fill,
+            sample.as_ref(),
+            firmware_digests,
+            stop,
+            progress,
+        );
+        interrupted |= v.is_none();
+        v
+    } else {
+        None
+    };
+    let mut hidden_areas = firmware.hidden.unwrap_or_else(|| no_hidden_area_probe(id.transport));
+    let mut not_restored = None;
+    if let Some(t) = &with_tail {
+        let step = t.restore();
+        let restored = step.outcome == StepOutcome::Completed;
+        if !restored {
+            not_restored = step.reason.clone();
+        }
+        if let Some(hpa) = hidden_areas.hpa.as_mut() {
+            hpa.action = if restored {
+                cert::HiddenAreaAction::ExposedAndRestored
+            } else {
+                cert::HiddenAreaAction::ExposedNotRestored
+            };
+        }
+        steps.push(step);
+    }
+    let mut outcome = decide(
+        interrupted,
+        passes.failed_writes,
+        passes.sync_failed,
+        verification.as_ref(),
+        hidden_areas.check,
+    );
+    if outcome.status != OutcomeStatus::NotErased {
+        let purge_failed = purge.as_ref().and_then(|p| p.failed.clone());
+        let extra = exceptions(&hidden_areas, not_restored, purge_failed);
+        if !extra.is_empty() {
+            outcome.status = OutcomeStatus::ErasedWithExceptions;
+            outcome.exceptions.extend(extra);
+        }
+    }
+    progress.finish(&outcome);
+    let nist = if outcome.status == OutcomeStatus::NotErased {
+        NistCategory::None
+    } else if purge.is_some_and(|p| p.verified) {
+        NistCategory::Purge
+    } else {
+        NistCategory::Clear
+    };
+    Ok(id.record(
+        (cap, ss),
+        hidden_areas,
+        nist,
+        Done {
+            steps,
+            verification,
+            outcome,
+        },
+    ))
+}
 
-    let mut last_fill = Fill::Zero;
+/// A firmware purge and the samples read around it.
+struct Purged {
+    step: Step,
+    /// The samples before and after, digested.
+    before: String,
+    after: String,
+    /// The command completed and the content changed.
+    verified: bool,
+    /// Why the command failed, if it did.
+    failed: Option<String>,
+    interrupted: bool,
+}
+
+/// Runs the firmware purge between two reads of the same pseudorandom sample positions.
+fn purge_checked(
+    dev: &dyn BlockDevice,
+    purge: Box<dyn FnOnce() -> Step + Send + '_>,
+    stop: &AtomicBool,
+    progress: &dyn Progress,
+) -> anyhow::Result<Purged> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).context("getting a random seed for the firmware check")?;
+    let p = plan::sample_plan(dev.capacity(), dev.sector_size(), seed);
+    progress.phase("reading samples before the firmware erase", p.planned_bytes());
+    let before = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
+    progress.phase("firmware erase (the drive reports its own progress)", 0);
+    let step = purge();
+    progress.phase("reading samples after the firmware erase", p.planned_bytes());
+    let after = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
+    let changed = crate::firmware::content_changed(&before.blake3, &after.blake3)
+        && before.errors.is_empty()
+        && after.errors.is_empty();
+    let completed = step.outcome == StepOutcome::Completed;
+    let failed = (!completed).then(|| {
+        step.reason
+            .clone()
+            .unwrap_or_else(|| "the firmware erase failed".into())
+    });
+    Ok(Purged {
+        verified: completed && changed,
+        failed,
+        interrupted: before.interrupted || after.interrupted,
+        before: before.blake3,
+        after: after.blake3,
+        step,
+    })
+}
+
+/// The overwrite passes.
+struct Passes {
+    steps: Vec<Step>,
+    /// What the last pass wrote (what the read-back expects).
+    last_fill: Fill,
+    failed_writes: u64,
+    sync_failed: bool,
+    interrupted: bool,
+}
+
+impl Passes {
+    fn none() -> Self {
+        Passes {
+            steps: Vec::new(),
+            last_fill: Fill::Zero,
+            failed_writes: 0,
+            sync_failed: false,
+            interrupted: true,
+        }
+    }
+}
+
+/// Runs `spec.passes` overwrite passes, stopping after one that was interrupted.
+fn overwrite(
+    dev: &dyn BlockDevice,
+    spec: &WipeSpec,
+    stop: &AtomicBool,
+    progress: &dyn Progress,
+) -> anyhow::Result<Passes> {
+    let mut passes = Passes {
+        interrupted: false,
+        ..Passes::none()
+    };
     for number in 1..=spec.passes {
-        if interrupted {
+        if passes.interrupted {
             break;
         }
         let fill = match spec.pattern {
@@ -262,13 +387,13 @@ pub fn wipe_device_with(
             PatternChoice::Random => Fill::fresh_random().context("getting a random seed for the pattern")?,
         };
         let label = format!("pass {number}/{} {}", spec.passes, kind_name(spec.pattern));
-        progress.phase(&label, cap);
+        progress.phase(&label, dev.capacity());
         let started = cert::now_utc();
         let r = engine::write_pass(dev, &fill, stop, &|d| progress.update(d));
         let bad: u64 = r.errors.iter().map(|e| e.count).sum();
-        failed_writes += bad;
-        interrupted |= r.interrupted;
-        sync_failed |= r.sync_errno.is_some();
+        passes.failed_writes += bad;
+        passes.interrupted |= r.interrupted;
+        passes.sync_failed |= r.sync_errno.is_some();
         let (outcome, reason) = if r.interrupted {
             (
                 StepOutcome::Interrupted,
@@ -289,7 +414,7 @@ pub fn wipe_device_with(
         } else {
             (StepOutcome::Completed, None)
         };
-        steps.push(Step {
+        passes.steps.push(Step {
             kind: StepKind::Overwrite,
             capability: cert::Capability::Supported,
             outcome,
@@ -305,135 +430,113 @@ pub fn wipe_device_with(
             error_ranges: r.errors,
             firmware: None,
         });
-        last_fill = fill;
+        passes.last_fill = fill;
     }
+    Ok(passes)
+}
 
-    let mut verification = None;
-    if !interrupted && spec.verify != VerifyChoice::None {
-        let (mode, regions, plan_rec, pre) = match &sample {
-            Some((p, pre)) => (
-                VerifyMode::Sample,
-                p.byte_regions(),
-                Some(p.describe()),
-                Some(pre.clone()),
-            ),
-            None => (VerifyMode::Full, vec![(0, cap)], None, None),
-        };
-        let total = regions.iter().map(|r| r.1).sum();
-        progress.phase(
-            &format!("verify {}", if mode == VerifyMode::Full { "full" } else { "sample" }),
-            total,
-        );
-        let started = cert::now_utc();
-        let r = engine::read_back(dev, &regions, Some(&last_fill), stop, &|d| progress.update(d));
-        interrupted |= r.interrupted;
-        if !r.interrupted {
-            let mismatched_blocks = r
-                .errors
-                .iter()
-                .filter(|e| e.op == RangeOp::Mismatch)
-                .map(|e| e.count)
-                .sum();
-            verification = Some(Verification {
-                mode,
-                expected: last_fill.describe(),
-                sample: plan_rec,
-                bytes_read: r.bytes_read,
-                mismatched_blocks,
-                error_ranges: r.errors,
-                readback_blake3: r.blake3,
-                pre_wipe_sample_blake3: pre,
-                firmware_before_blake3: firmware_digests.as_ref().map(|d| d.0.clone()),
-                firmware_after_blake3: firmware_digests.as_ref().map(|d| d.1.clone()),
-                started_at: started,
-                finished_at: cert::now_utc(),
-            });
-        }
+/// Reads back the whole device, or the sample when `sample` is given, against what the last pass
+/// wrote. `None` when the read-back was interrupted.
+fn read_back(
+    dev: &dyn BlockDevice,
+    last_fill: &Fill,
+    sample: Option<&(plan::Plan, String)>,
+    firmware_digests: Option<(String, String)>,
+    stop: &AtomicBool,
+    progress: &dyn Progress,
+) -> Option<Verification> {
+    let (mode, regions, plan_rec, pre) = match sample {
+        Some((p, pre)) => (
+            VerifyMode::Sample,
+            p.byte_regions(),
+            Some(p.describe()),
+            Some(pre.clone()),
+        ),
+        None => (VerifyMode::Full, vec![(0, dev.capacity())], None, None),
+    };
+    let total = regions.iter().map(|r| r.1).sum();
+    progress.phase(
+        &format!("verify {}", if mode == VerifyMode::Full { "full" } else { "sample" }),
+        total,
+    );
+    let started = cert::now_utc();
+    let r = engine::read_back(dev, &regions, Some(last_fill), stop, &|d| progress.update(d));
+    if r.interrupted {
+        return None;
     }
+    let mismatched_blocks = r
+        .errors
+        .iter()
+        .filter(|e| e.op == RangeOp::Mismatch)
+        .map(|e| e.count)
+        .sum();
+    let (firmware_before_blake3, firmware_after_blake3) = firmware_digests.unzip();
+    Some(Verification {
+        mode,
+        expected: last_fill.describe(),
+        sample: plan_rec,
+        bytes_read: r.bytes_read,
+        mismatched_blocks,
+        error_ranges: r.errors,
+        readback_blake3: r.blake3,
+        pre_wipe_sample_blake3: pre,
+        firmware_before_blake3,
+        firmware_after_blake3,
+        started_at: started,
+        finished_at: cert::now_utc(),
+    })
+}
 
-    let mut hidden_areas = firmware.hidden.unwrap_or(HiddenAreas {
-        check: match id.transport {
+/// The hidden-area record of a disk whose firmware was not probed: nothing to hide on transports
+/// without HPA/DCO, unknown on the others.
+fn no_hidden_area_probe(transport: Transport) -> HiddenAreas {
+    HiddenAreas {
+        check: match transport {
             Transport::Nvme | Transport::Virtio | Transport::Mmc | Transport::Loop => HiddenAreaCheck::NotApplicable,
             _ => HiddenAreaCheck::Unavailable,
         },
         hpa: None,
         dco: None,
-    });
-    let mut not_restored = None;
-    if let Some(t) = &with_tail {
-        let step = t.restore();
-        let restored = step.outcome == StepOutcome::Completed;
-        if !restored {
-            not_restored = step.reason.clone();
-        }
-        if let Some(hpa) = hidden_areas.hpa.as_mut() {
-            hpa.action = if restored {
-                cert::HiddenAreaAction::ExposedAndRestored
-            } else {
-                cert::HiddenAreaAction::ExposedNotRestored
-            };
-        }
-        steps.push(step);
     }
-    let hidden = hidden_areas.check;
-    let mut outcome = decide(interrupted, failed_writes, sync_failed, verification.as_ref(), hidden);
-    if outcome.status != OutcomeStatus::NotErased {
-        let mut extra = Vec::new();
-        for (name, area) in [
-            ("Host Protected Area", &hidden_areas.hpa),
-            ("Device Configuration Overlay", &hidden_areas.dco),
-        ] {
-            if let Some(a) = area
-                .as_ref()
-                .filter(|a| a.action == cert::HiddenAreaAction::LeftInPlace)
-            {
-                extra.push(Exception {
-                    kind: ExceptionKind::HiddenAreaLeft,
-                    detail: format!(
-                        "a {name} of {} sectors was left in place; its content was not erased",
-                        a.native_sectors - a.visible_sectors
-                    ),
-                    range: None,
-                });
-            }
-        }
-        if let Some(why) = not_restored {
+}
+
+/// What keeps an otherwise erased disk from a clean "erased": hidden areas left in place, an HPA not
+/// closed again, a firmware erase that failed before the overwrite succeeded.
+fn exceptions(hidden: &HiddenAreas, not_restored: Option<String>, purge_failed: Option<String>) -> Vec<Exception> {
+    let mut extra = Vec::new();
+    for (name, area) in [
+        ("Host Protected Area", &hidden.hpa),
+        ("Device Configuration Overlay", &hidden.dco),
+    ] {
+        if let Some(a) = area
+            .as_ref()
+            .filter(|a| a.action == cert::HiddenAreaAction::LeftInPlace)
+        {
             extra.push(Exception {
-                kind: ExceptionKind::HiddenAreaNotRestored,
-                detail: format!("the Host Protected Area was opened and erased, but closing it again failed ({why})"),
+                kind: ExceptionKind::HiddenAreaLeft,
+                detail: format!(
+                    "a {name} of {} sectors was left in place; its content was not erased",
+                    a.native_sectors - a.visible_sectors
+                ),
                 range: None,
             });
         }
-        if let Some(why) = purge_failed {
-            extra.push(Exception {
-                kind: ExceptionKind::FirmwarePurgeFailed,
-                detail: format!("the firmware erase failed ({why}); the overwrite and read-back still succeeded"),
-                range: None,
-            });
-        }
-        if !extra.is_empty() {
-            outcome.status = OutcomeStatus::ErasedWithExceptions;
-            outcome.exceptions.extend(extra);
-        }
     }
-    progress.finish(&outcome);
-    let nist = if outcome.status == OutcomeStatus::NotErased {
-        NistCategory::None
-    } else if purge_verified {
-        NistCategory::Purge
-    } else {
-        NistCategory::Clear
-    };
-    Ok(id.record(
-        (cap, ss),
-        hidden_areas,
-        nist,
-        Done {
-            steps,
-            verification,
-            outcome,
-        },
-    ))
+    if let Some(why) = not_restored {
+        extra.push(Exception {
+            kind: ExceptionKind::HiddenAreaNotRestored,
+            detail: format!("the Host Protected Area was opened and erased, but closing it again failed ({why})"),
+            range: None,
+        });
+    }
+    if let Some(why) = purge_failed {
+        extra.push(Exception {
+            kind: ExceptionKind::FirmwarePurgeFailed,
+            detail: format!("the firmware erase failed ({why}); the overwrite and read-back still succeeded"),
+            range: None,
+        });
+    }
+    extra
 }
 
 fn kind_name(p: PatternChoice) -> &'static str {
@@ -527,8 +630,18 @@ pub fn outcome_words(o: &DiskOutcome) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum WipeError {
     /// The firmware plan failed before anything was written (a named method the drive lacks).
-    #[error("{0}")]
-    Plan(String),
+    #[error(transparent)]
+    Plan(#[from] crate::drive::PreludeError),
+    /// The caller passed a different number of plans or reporters than disks (a bug of the caller).
+    #[error("{what}: {got} for {disks} disks")]
+    Mismatch {
+        /// Plans or progress reporters.
+        what: &'static str,
+        /// How many came.
+        got: usize,
+        /// How many disks.
+        disks: usize,
+    },
     /// A wipe thread failed outright.
     #[error(transparent)]
     Failed(anyhow::Error),
@@ -553,41 +666,28 @@ pub fn plan_claimed(
 /// Wipes claimed disks in parallel, one thread each, with the plans made already by [`plan_claimed`]
 /// (one per disk, in order): the firmware purge the plan picked, then the overwrite and read-back of
 /// `spec`. The firmware plan for every disk is made before anything is written. Afterwards the kernel
-/// is asked to forget the old partitions. Progress is reported through
-/// progress reported through `progress` (one per disk, in order; `None`: bars or plain lines on
-/// standard error).
+/// is asked to forget the old partitions. Progress is reported through `progress` (one per disk, in
+/// order).
 pub fn wipe_planned(
     claimed: &[disk::Claimed],
     preludes: Vec<FirmwarePrelude>,
     spec: &WipeSpec,
     stop: &AtomicBool,
-    progress: Option<Vec<Box<dyn Progress + Send>>>,
+    progress: Vec<Box<dyn Progress + Send>>,
 ) -> Result<Vec<DiskRecord>, WipeError> {
     if preludes.len() != claimed.len() {
-        return Err(WipeError::Plan(format!(
-            "{} firmware plans for {} disks",
-            preludes.len(),
-            claimed.len()
-        )));
+        return Err(WipeError::Mismatch {
+            what: "firmware plans",
+            got: preludes.len(),
+            disks: claimed.len(),
+        });
     }
-    // The default bars live until every disk is done.
-    let default_ui = progress.is_none().then(progress::Ui::new);
-    let progress = match (progress, &default_ui) {
-        (Some(p), _) => p,
-        (None, ui) => claimed
-            .iter()
-            .filter_map(|c| {
-                ui.as_ref()
-                    .map(|ui| Box::new(ui.disk(&c.disk.name)) as Box<dyn Progress + Send>)
-            })
-            .collect(),
-    };
     if progress.len() != claimed.len() {
-        return Err(WipeError::Plan(format!(
-            "{} progress reporters for {} disks",
-            progress.len(),
-            claimed.len()
-        )));
+        return Err(WipeError::Mismatch {
+            what: "progress reporters",
+            got: progress.len(),
+            disks: claimed.len(),
+        });
     }
     let records: Vec<anyhow::Result<DiskRecord>> = std::thread::scope(|s| {
         let handles: Vec<_> = claimed

@@ -465,7 +465,11 @@ mod hidden_area {
 fn an_unfreeze_that_did_not_help_is_recorded_and_the_overwrite_still_erases() {
     let dev = FaultyDevice::new(SIZE, 512);
     for slept in [
-        Err("writing \"mem\" to /sys/power/state: EBUSY".to_owned()),
+        Err(crate::unfreeze::SuspendError::Write {
+            value: "mem".into(),
+            file: "/sys/power/state".into(),
+            source: std::io::Error::from_raw_os_error(16),
+        }),
         Ok(std::time::Duration::from_secs(11)),
     ] {
         let frozen = crate::firmware::skipped(
@@ -490,11 +494,11 @@ fn an_unfreeze_that_did_not_help_is_recorded_and_the_overwrite_still_erases() {
             (d.steps[0].kind, d.steps[0].outcome),
             (StepKind::Unfreeze, StepOutcome::Failed)
         );
-        assert!(d.steps[0]
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains(if slept.is_ok() { "still frozen" } else { "EBUSY" }));
+        assert!(d.steps[0].reason.as_deref().unwrap().contains(if slept.is_ok() {
+            "still frozen"
+        } else {
+            "Device or resource busy"
+        }));
         signs(&d);
     }
 }

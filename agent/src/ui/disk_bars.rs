@@ -1,5 +1,6 @@
-//! Progress per disk: `indicatif` bars on a terminal, plain lines at most once a second otherwise
-//! (serial console, log file).
+//! The wipe's progress per disk on standard error, for the command-line front-ends (`wipe`, `run`):
+//! `indicatif` bars on a terminal, plain lines at most once a second otherwise (serial console, log
+//! file). The volunteer's screens draw their own ([`super::progress`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lapterop_words::{percent, percent_of, size};
 
-use crate::ui::progress::{rate, with_sizes};
+use super::progress::{rate, with_sizes};
 
 /// All disks' progress.
 #[derive(Debug)]
@@ -25,7 +26,7 @@ impl Ui {
     /// Bars on a terminal standard error, plain lines otherwise.
     pub fn new() -> Self {
         // Bars on a terminal, but never on a serial /dev/console (the live image's unattended mode).
-        let multi = crate::ui::bars_on_stderr().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let multi = super::bars_on_stderr().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Self { multi }
     }
 
@@ -71,7 +72,7 @@ pub struct DiskProgress {
     plain: Mutex<Plain>,
 }
 
-impl super::Progress for DiskProgress {
+impl crate::wipe::Progress for DiskProgress {
     fn phase(&self, label: &str, total: u64) {
         if let Some(b) = &self.bar {
             b.reset();
@@ -113,7 +114,7 @@ impl super::Progress for DiskProgress {
     }
 
     fn finish(&self, outcome: &lapterop_certificate::DiskOutcome) {
-        let outcome = super::outcome_words(outcome);
+        let outcome = crate::wipe::outcome_words(outcome);
         if let Some(b) = &self.bar {
             b.finish_with_message(outcome.chars().take(28).collect::<String>());
         }
