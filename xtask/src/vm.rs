@@ -48,21 +48,39 @@ pub enum VmError {
     QemuMissing(String, io::Error),
     /// The guest did not finish in time.
     #[error("the VM did not power off within {timeout:?}; last console lines:\n{tail}")]
-    Timeout { timeout: Duration, tail: String },
+    Timeout {
+        /// How long it was given.
+        timeout: Duration,
+        /// The last console lines.
+        tail: String,
+    },
     /// The guest stopped without the end marker.
     #[error("the VM stopped without printing its end marker (QEMU {status}); last console lines:\n{tail}")]
-    NoMarker { status: String, tail: String },
+    NoMarker {
+        /// QEMU's exit status.
+        status: String,
+        /// The last console lines.
+        tail: String,
+    },
     /// The firmware refused to boot, or the guest crashed (a line of [`crate::stick::FATAL`]).
     #[error("the boot stopped: `{what}` on the console; last console lines:\n{tail}")]
-    Refused { what: String, tail: String },
+    Refused {
+        /// The fatal line.
+        what: String,
+        /// The last console lines.
+        tail: String,
+    },
     /// The stick image could not be built.
     #[error("building the stick image: {0}")]
     Stick(String),
     /// Local file I/O failed.
     #[error("{what} {path}: {source}")]
     Io {
+        /// What was being done ("reading", "creating").
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: io::Error,
     },
 }

@@ -46,11 +46,22 @@ const SG_DXFER_TO_DEV: i32 = -2;
 const SG_DXFER_FROM_DEV: i32 = -3;
 
 // include/scsi/sg.h: #define SG_IO 0x2285 — a "bad" ioctl number (no size/direction encoded).
-nix::ioctl_readwrite_bad!(sg_io_raw, 0x2285, SgIoHdr);
+nix::ioctl_readwrite_bad!(
+    /// `SG_IO` on a SCSI generic or block device: one command with its data phase and sense buffer.
+    sg_io_raw,
+    0x2285,
+    SgIoHdr
+);
 
 // include/uapi/linux/nvme_ioctl.h:
 // #define NVME_IOCTL_ADMIN_CMD _IOWR('N', 0x41, struct nvme_admin_cmd)   (= 0xC0484E41)
-nix::ioctl_readwrite!(nvme_admin_raw, b'N', 0x41, PassthruCmd);
+nix::ioctl_readwrite!(
+    /// `NVME_IOCTL_ADMIN_CMD` on an NVMe controller or namespace node: one admin command.
+    nvme_admin_raw,
+    b'N',
+    0x41,
+    PassthruCmd
+);
 
 /// Sends an ATA command through SG_IO. `data` must be exactly the command's data phase
 /// (512 bytes per block) or empty for non-data commands.
