@@ -417,7 +417,8 @@ pub(super) fn refused_record(d: &Disk, why: &str) -> DiskRecord {
             reason: Some(format!("not wiped: {why}")),
         },
     };
-    wipe::DiskIdentity::from_disk(d).record(
+    wipe::record(
+        d,
         (d.capacity_bytes, d.logical_sector_size),
         unchecked,
         NistCategory::None,

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use lapterop_certificate::model::InstallStatus;
-use lapterop_certificate::{keys, OutcomeStatus, Person, Transport};
+use lapterop_certificate::{keys, OutcomeStatus, Person};
 
 use super::*;
 use crate::disk::{Claimed, Disk, Refusal};
@@ -19,24 +19,9 @@ const MIB: u64 = 1 << 20;
 /// A disk as discovery would report it.
 fn disk(name: &str, path: &Path, bytes: u64) -> Disk {
     Disk {
-        name: name.into(),
-        path: path.to_owned(),
         model: Some(format!("Fake {name}")),
         serial: Some(format!("SN-{name}")),
-        firmware: None,
-        wwn: None,
-        transport: Transport::Virtio,
-        rotational: false,
-        removable: false,
-        read_only: false,
-        capacity_bytes: bytes,
-        logical_sector_size: 512,
-        physical_sector_size: 512,
-        backing_file: None,
-        mounts: Vec::new(),
-        swap: false,
-        holders: Vec::new(),
-        partitions: Vec::new(),
+        ..Disk::for_tests(name, path, bytes)
     }
 }
 

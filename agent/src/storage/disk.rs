@@ -79,6 +79,33 @@ pub struct Disk {
     pub partitions: Vec<Partition>,
 }
 
+#[cfg(test)]
+impl Disk {
+    /// A plain internal SSD on virtio with no identity, partitions or users, for tests to adjust.
+    pub fn for_tests(name: &str, path: &Path, capacity_bytes: u64) -> Disk {
+        Disk {
+            name: name.into(),
+            path: path.to_owned(),
+            model: None,
+            serial: None,
+            firmware: None,
+            wwn: None,
+            transport: Transport::Virtio,
+            rotational: false,
+            removable: false,
+            read_only: false,
+            capacity_bytes,
+            logical_sector_size: 512,
+            physical_sector_size: 512,
+            backing_file: None,
+            mounts: Vec::new(),
+            swap: false,
+            holders: Vec::new(),
+            partitions: Vec::new(),
+        }
+    }
+}
+
 /// Why a disk must not be written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {

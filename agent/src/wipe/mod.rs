@@ -73,75 +73,32 @@ pub struct WipeSpec {
     pub verify: VerifyChoice,
 }
 
-/// Identity of a disk for its certificate record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskIdentity {
-    /// Kernel name.
-    pub device: String,
-    /// Model.
-    pub model: Option<String>,
-    /// Serial.
-    pub serial: Option<String>,
-    /// Firmware.
-    pub firmware: Option<String>,
-    /// WWN.
-    pub wwn: Option<String>,
-    /// Transport.
-    pub transport: Transport,
-    /// Rotational.
-    pub rotational: bool,
-    /// Physical sector size.
-    pub physical_sector_size: u32,
-}
-
-impl DiskIdentity {
-    /// The identity of a discovered disk.
-    pub fn from_disk(d: &disk::Disk) -> Self {
-        Self {
-            device: d.name.clone(),
-            model: d.model.clone(),
-            serial: d.serial.clone(),
-            firmware: d.firmware.clone(),
-            wwn: d.wwn.clone(),
-            transport: d.transport,
-            rotational: d.rotational,
-            physical_sector_size: d.physical_sector_size,
-        }
-    }
-
-    fn of(c: &disk::Claimed) -> Self {
-        Self {
-            physical_sector_size: c.physical_sector_size,
-            ..Self::from_disk(&c.disk)
-        }
-    }
-
-    /// The record of this disk with what was (or was not) done to it.
-    pub fn record(
-        &self,
-        geometry: (u64, u32),
-        hidden_areas: HiddenAreas,
-        nist: NistCategory,
-        done: Done,
-    ) -> DiskRecord {
-        let (capacity_bytes, logical_sector_size) = geometry;
-        DiskRecord {
-            device: self.device.clone(),
-            model: self.model.clone(),
-            serial: self.serial.clone(),
-            firmware: self.firmware.clone(),
-            wwn: self.wwn.clone(),
-            transport: self.transport,
-            rotational: self.rotational,
-            capacity_bytes,
-            logical_sector_size,
-            physical_sector_size: self.physical_sector_size.max(logical_sector_size),
-            hidden_areas,
-            nist_category: nist,
-            steps: done.steps,
-            verification: done.verification,
-            outcome: done.outcome,
-        }
+/// The certificate record of `disk` with what was (or was not) done to it. `geometry` is the
+/// capacity and logical sector size the wipe saw (an opened HPA makes it larger than discovery's).
+pub fn record(
+    disk: &disk::Disk,
+    geometry: (u64, u32),
+    hidden_areas: HiddenAreas,
+    nist: NistCategory,
+    done: Done,
+) -> DiskRecord {
+    let (capacity_bytes, logical_sector_size) = geometry;
+    DiskRecord {
+        device: disk.name.clone(),
+        model: disk.model.clone(),
+        serial: disk.serial.clone(),
+        firmware: disk.firmware.clone(),
+        wwn: disk.wwn.clone(),
+        transport: disk.transport,
+        rotational: disk.rotational,
+        capacity_bytes,
+        logical_sector_size,
+        physical_sector_size: disk.physical_sector_size.max(logical_sector_size),
+        hidden_areas,
+        nist_category: nist,
+        steps: done.steps,
+        verification: done.verification,
+        outcome: done.outcome,
     }
 }
 
@@ -170,12 +127,12 @@ pub trait Progress: Sync {
 /// error ranges. `stop` is checked between chunks.
 pub fn wipe_device(
     dev: &dyn BlockDevice,
-    id: &DiskIdentity,
+    disk: &disk::Disk,
     spec: &WipeSpec,
     stop: &AtomicBool,
     progress: &dyn Progress,
 ) -> anyhow::Result<DiskRecord> {
-    wipe_device_with(dev, id, spec, stop, progress, FirmwarePrelude::default())
+    wipe_device_with(dev, disk, spec, stop, progress, FirmwarePrelude::default())
 }
 
 /// [`wipe_device`] with a firmware purge first: the same pseudorandom positions are read just before
@@ -183,7 +140,7 @@ pub fn wipe_device(
 /// always. `purge` is reached only when the command completed *and* the content changed.
 pub fn wipe_device_with(
     dev: &dyn BlockDevice,
-    id: &DiskIdentity,
+    disk: &disk::Disk,
     spec: &WipeSpec,
     stop: &AtomicBool,
     progress: &dyn Progress,
@@ -245,7 +202,7 @@ pub fn wipe_device_with(
     } else {
         None
     };
-    let mut hidden_areas = firmware.hidden.unwrap_or_else(|| no_hidden_area_probe(id.transport));
+    let mut hidden_areas = firmware.hidden.unwrap_or_else(|| no_hidden_area_probe(disk.transport));
     let mut not_restored = None;
     if let Some(t) = &with_tail {
         let step = t.restore();
@@ -285,7 +242,8 @@ pub fn wipe_device_with(
     } else {
         NistCategory::Clear
     };
-    Ok(id.record(
+    Ok(record(
+        disk,
         (cap, ss),
         hidden_areas,
         nist,
@@ -694,7 +652,14 @@ pub fn wipe_planned(
             .iter()
             .zip(preludes)
             .zip(progress)
-            .map(|((c, fw), p)| s.spawn(move || wipe_device_with(c, &DiskIdentity::of(c), spec, stop, p.as_ref(), fw)))
+            .map(|((c, fw), p)| {
+                // The claimed handle's sector size is the one the kernel reports for the open device.
+                let disk = disk::Disk {
+                    physical_sector_size: c.physical_sector_size,
+                    ..c.disk.clone()
+                };
+                s.spawn(move || wipe_device_with(c, &disk, spec, stop, p.as_ref(), fw))
+            })
             .collect();
         handles
             .into_iter()

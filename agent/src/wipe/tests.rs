@@ -76,16 +76,12 @@ impl Progress for Quiet {
     fn finish(&self, _: &lapterop_certificate::DiskOutcome) {}
 }
 
-fn ident(transport: Transport) -> DiskIdentity {
-    DiskIdentity {
-        device: "fake0".into(),
+fn ident(transport: Transport) -> crate::disk::Disk {
+    crate::disk::Disk {
         model: Some("Fault Injector".into()),
         serial: Some("F1".into()),
-        firmware: None,
-        wwn: None,
         transport,
-        rotational: false,
-        physical_sector_size: 512,
+        ..crate::disk::Disk::for_tests("fake0", std::path::Path::new("/dev/fake0"), SIZE as u64)
     }
 }
 
