@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
+use crate::io::io_err;
 use crate::model::SignatureBlock;
 
 /// The only signature algorithm of v1.
@@ -20,15 +21,8 @@ pub const ALGORITHM: &str = "ed25519";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The key file could not be read or written.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io::IoError),
     /// The key file does not hold 64 hex digits.
     #[error("{path} is not a Lapterop key file (expected one line of 64 hex digits)")]
     Malformed {
@@ -74,25 +68,12 @@ pub fn write_keypair(prefix: &Path, key: &SigningKey) -> Result<(PathBuf, PathBu
         .create_new(true)
         .mode(0o600)
         .open(&key_path)
-        .map_err(|source| KeyError::Io {
-            action: "creating",
-            path: key_path.clone(),
-            source,
-        })?;
+        .map_err(io_err("creating", &key_path))?;
     writeln!(file, "{}", hex::encode(key.to_bytes()))
         .and_then(|()| file.sync_all())
-        .map_err(|source| KeyError::Io {
-            action: "writing",
-            path: key_path.clone(),
-            source,
-        })?;
-    fs::write(&pub_path, format!("{}\n", hex::encode(key.verifying_key().as_bytes()))).map_err(|source| {
-        KeyError::Io {
-            action: "writing",
-            path: pub_path.clone(),
-            source,
-        }
-    })?;
+        .map_err(io_err("writing", &key_path))?;
+    fs::write(&pub_path, format!("{}\n", hex::encode(key.verifying_key().as_bytes())))
+        .map_err(io_err("writing", &pub_path))?;
     Ok((key_path, pub_path))
 }
 
@@ -104,11 +85,7 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 }
 
 fn read_32(path: &Path) -> Result<[u8; 32], KeyError> {
-    let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = fs::read_to_string(path).map_err(io_err("reading", path))?;
     parse_hex_32(text.trim()).ok_or_else(|| KeyError::Malformed { path: path.to_owned() })
 }
 

@@ -12,6 +12,7 @@
 
 pub mod canonical;
 pub mod chain;
+pub mod io;
 pub mod keys;
 pub mod lead_password;
 pub mod model;

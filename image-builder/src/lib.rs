@@ -16,7 +16,8 @@ pub mod debian;
 pub mod fat;
 pub mod grub;
 pub mod initramfs;
-pub mod io;
+/// The workspace's one I/O error (what, path, cause), from the certificate crate.
+pub use lapterop_certificate::io;
 pub mod kmod;
 pub mod live;
 pub mod mbr;

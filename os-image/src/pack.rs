@@ -1,5 +1,6 @@
 //! Packing a captured GPT disk image into an OS image file.
 
+use lapterop_certificate::io::io_err;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -58,15 +59,8 @@ impl PackOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
     /// Reading the input or writing the output failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] lapterop_certificate::io::IoError),
     /// The input has no readable GPT.
     #[error("{path} has no readable GPT partition table ({reason}); capture the whole disk, not a partition")]
     NoGpt {
@@ -188,16 +182,10 @@ impl FrameWriter<'_> {
                 .collect();
         });
         for (job, frame) in batch.iter().zip(frames) {
-            let frame = frame.map_err(|source| PackError::Io {
-                action: "compressing for",
-                path: self.path.to_owned(),
-                source,
-            })?;
-            self.out.write_all(&frame).map_err(|source| PackError::Io {
-                action: "writing frames of",
-                path: self.path.to_owned(),
-                source,
-            })?;
+            let frame = frame.map_err(io_err("compressing for", self.path))?;
+            self.out
+                .write_all(&frame)
+                .map_err(io_err("writing frames of", self.path))?;
             self.placed
                 .push((job.part, job.extent, self.written, frame.len() as u64));
             self.written += frame.len() as u64;
@@ -241,15 +229,11 @@ fn push_block<E>(
 
 /// Packs the GPT disk image `input` into the signed OS image `out`.
 pub fn pack(input: &Path, out: &Path, key: &SigningKey, opts: &PackOptions) -> Result<PackSummary, PackError> {
-    let io_at = |action: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| PackError::Io { action, path, source }
-    };
     let unsupported = |reason: String| PackError::Unsupported {
         path: input.to_owned(),
         reason,
     };
-    let mut file = File::open(input).map_err(io_at("opening", input))?;
+    let mut file = File::open(input).map_err(io_err("opening", input))?;
     let gpt = gptman::GPT::find_from(&mut file).map_err(|e| PackError::NoGpt {
         path: input.to_owned(),
         reason: e.to_string(),
@@ -266,7 +250,7 @@ pub fn pack(input: &Path, out: &Path, key: &SigningKey, opts: &PackOptions) -> R
     }
 
     let frames_path = out.with_extension("frames.partial");
-    let frames_file = File::create(&frames_path).map_err(io_at("creating", &frames_path))?;
+    let frames_file = File::create(&frames_path).map_err(io_err("creating", &frames_path))?;
     let mut frames = FrameWriter {
         out: BufWriter::with_capacity(1 << 20, frames_file),
         path: &frames_path,
@@ -286,7 +270,7 @@ pub fn pack(input: &Path, out: &Path, key: &SigningKey, opts: &PackOptions) -> R
     };
     let finish = (|| {
         frames.flush()?;
-        frames.out.flush().map_err(io_at("writing", &frames_path))?;
+        frames.out.flush().map_err(io_err("writing", &frames_path))?;
         for &(part, extent, offset, length) in &frames.placed {
             if let Some(e) = parts.get_mut(part).and_then(|p| p.extents.get_mut(extent)) {
                 e.frame_offset = Some(offset);
@@ -318,11 +302,7 @@ fn pack_partitions(
             });
         }
         let part = PartFile { file, base, len };
-        let read_err = |source| PackError::Io {
-            action: "reading the allocation map of",
-            path: input.to_owned(),
-            source,
-        };
+        let read_err = io_err("reading the allocation map of", input);
         let (filesystem, free, forced_data, fs_sector_size, sector_sizes) = if alloc::is_ext4(&part) {
             (
                 Filesystem::Ext4,
@@ -387,11 +367,7 @@ fn pack_partitions(
         while pos < len {
             let n_bytes = (len - pos).min(MAX_CHUNK);
             let buf = &mut window[..usize::try_from(n_bytes).unwrap_or(0)];
-            part.read_at(pos, buf).map_err(|source| PackError::Io {
-                action: "reading",
-                path: input.to_owned(),
-                source,
-            })?;
+            part.read_at(pos, buf).map_err(io_err("reading", input))?;
             for (i, block) in buf.chunks(4096).enumerate() {
                 let off = pos + i as u64 * BLOCK;
                 let kind = if off >= forced_data && free.is_free(off / BLOCK) {
@@ -449,15 +425,8 @@ fn write_image(
     key: &SigningKey,
     opts: &PackOptions,
 ) -> Result<PackSummary, PackError> {
-    let io_at = |action: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| PackError::Io { action, path, source }
-    };
-    let json_err = |e: serde_json::Error| PackError::Io {
-        action: "serialising the manifest for",
-        path: out.to_owned(),
-        source: io::Error::other(e),
-    };
+    let json_err =
+        |e: serde_json::Error| PackError::from(io_err("serialising the manifest for", out)(io::Error::other(e)));
     let mut manifest = Manifest {
         format: FORMAT_VERSION,
         image: ImageInfo {
@@ -496,7 +465,7 @@ fn write_image(
         data_len,
     };
     let partial = out.with_extension("partial");
-    let mut f = File::create(&partial).map_err(io_at("creating", &partial))?;
+    let mut f = File::create(&partial).map_err(io_err("creating", &partial))?;
     let written = (|| {
         f.write_all(&header.encode())?;
         f.write_all(&manifest_bytes)?;
@@ -508,13 +477,9 @@ fn write_image(
     })();
     if let Err(source) = written {
         let _ = fs::remove_file(&partial);
-        return Err(PackError::Io {
-            action: "writing",
-            path: partial,
-            source,
-        });
+        return Err(io_err("writing", &partial)(source).into());
     }
-    fs::rename(&partial, out).map_err(io_at("renaming to", out))?;
+    fs::rename(&partial, out).map_err(io_err("renaming to", out))?;
     Ok(PackSummary {
         root: manifest.root.clone(),
         data_bytes: manifest.bytes_of(ExtentKind::Data),

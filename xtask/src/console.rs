@@ -12,6 +12,7 @@
 //! [`Volunteer`] waits for a text, types an answer, and keeps every screen it looked at (VGA: the
 //! decoded text of each picture) for the failure message and the docs.
 
+use lapterop_certificate::io::io_err;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -268,10 +269,7 @@ pub fn site_toml(language: &str, confirm_word: Option<&str>, mode: &str) -> Stri
 /// Builds a stick in `dir` with `agent`, a fresh station key and `site` (the text of site.toml), for
 /// `console`.
 pub fn build_flow_stick(agent: &Path, dir: &Path, console: Console, site: &str) -> Result<FlowStick, VmError> {
-    let io = |what: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| VmError::Io { what, path, source }
-    };
+    let io = io_err;
     let key = lapterop_certificate::keys::generate().map_err(|e| VmError::Stick(e.to_string()))?;
     let prefix = dir.join("station");
     lapterop_certificate::keys::write_keypair(&prefix, &key).map_err(|e| VmError::Stick(e.to_string()))?;
@@ -309,11 +307,7 @@ pub fn whole_laptop_seconds(stick: &FlowStick, interactive: bool, work: &Path) -
     };
     let files = crate::vm::create_disk_files(&spec, work)?;
     let stick_copy = work.join("stick.img");
-    std::fs::copy(&stick.image, &stick_copy).map_err(|source| VmError::Io {
-        what: "copying",
-        path: stick.image.clone(),
-        source,
-    })?;
+    std::fs::copy(&stick.image, &stick_copy).map_err(io_err("copying", &stick.image))?;
     let mut vm = StickVm::start(&stick_copy, crate::stick::Firmware::Bios, &spec, &files)?;
     if interactive {
         let mut v = Volunteer::new(&mut vm, Console::Serial)?;

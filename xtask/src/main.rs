@@ -16,6 +16,7 @@
 //!   emulated USB stick through that firmware, waits for the agent's ready line (or the firmware's
 //!   refusal), prints the stage timings and the agent's lines, and stops QEMU.
 
+use lapterop_certificate::io::io_err;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -152,11 +153,7 @@ fn flow_bench(rounds: u32) -> Result<ExitCode, vm::VmError> {
     let mut sticks = Vec::new();
     for mode in ["interactive", "unattended"] {
         let dir = work.path().join(mode);
-        std::fs::create_dir_all(&dir).map_err(|source| vm::VmError::Io {
-            what: "creating",
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         let stick = build_flow_stick(&agent, &dir, Console::Serial, &site_toml("en", None, mode))?;
         sticks.push((mode, stick));
     }
@@ -166,11 +163,7 @@ fn flow_bench(rounds: u32) -> Result<ExitCode, vm::VmError> {
     for round in 1..=rounds {
         for (mode, stick) in &sticks {
             let dir = work.path().join(format!("{mode}-{round}"));
-            std::fs::create_dir_all(&dir).map_err(|source| vm::VmError::Io {
-                what: "creating",
-                path: dir.clone(),
-                source,
-            })?;
+            std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
             let secs = whole_laptop_seconds(stick, *mode == "interactive", &dir)?;
             println!("{mode:<12} round {round}: boot to power-off {secs:.1} s");
             times.push((mode, secs));
@@ -206,11 +199,7 @@ fn stick_boot(image: &std::path::Path, firmware: &str, timeout: u64) -> Result<E
     };
     let dir = vm::temp_dir("lapterop-stick-boot-")?;
     let copy = dir.path().join("stick.img");
-    std::fs::copy(image, &copy).map_err(|source| vm::VmError::Io {
-        what: "copying",
-        path: image.to_owned(),
-        source,
-    })?;
+    std::fs::copy(image, &copy).map_err(io_err("copying", image))?;
     let devices = VmSpec {
         nic: Some("e1000e".to_owned()),
         ..VmSpec::default()

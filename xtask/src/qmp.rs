@@ -9,6 +9,7 @@
 //! on the screen, cell for cell. A cell that matches no glyph (the blinking cursor, a picture) reads as
 //! `?`.
 
+use lapterop_certificate::io::io_err;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -116,11 +117,7 @@ impl Qmp {
     /// The text on the laptop's screen now: a screendump to `file`, read back with `font`.
     pub fn screen_text(&mut self, font: &VgaFont, file: &Path) -> Result<String, VmError> {
         self.screendump(file)?;
-        let ppm = std::fs::read(file).map_err(|source| VmError::Io {
-            what: "reading",
-            path: file.to_owned(),
-            source,
-        })?;
+        let ppm = std::fs::read(file).map_err(io_err("reading", file))?;
         let picture = Ppm::parse(&ppm).ok_or_else(|| qmp_err(format!("{} is not a P6 picture", file.display())))?;
         Ok(font.decode(&picture))
     }
@@ -237,11 +234,7 @@ impl VgaFont {
     /// The font of [`VGA_ROM`]; fails with what to install when it is missing.
     pub fn system() -> Result<VgaFont, VmError> {
         let path = PathBuf::from(VGA_ROM);
-        let rom = std::fs::read(&path).map_err(|source| VmError::Io {
-            what: "reading QEMU's VGA BIOS (Debian package seabios)",
-            path: path.clone(),
-            source,
-        })?;
+        let rom = std::fs::read(&path).map_err(io_err("reading QEMU's VGA BIOS (Debian package seabios)", &path))?;
         VgaFont::from_rom(&rom).ok_or_else(|| VmError::Spec(format!("no 8x16 VGA font found in {}", path.display())))
     }
 

@@ -14,6 +14,7 @@
 //! Microsoft's 2011 keys enrolled and Secure Boot on; `.snakeoil` trusts only a test key, so shim must
 //! be refused), `-global driver=cfi.pflash01,property=secure,value=on`, `-global ICH9-LPC.disable_s3=1`.
 
+use lapterop_certificate::io::io_err;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -220,31 +221,19 @@ impl StickVm {
         let work = tempfile::Builder::new()
             .prefix("lapterop-stick-")
             .tempdir_in(vm::target_dir_created()?)
-            .map_err(|source| VmError::Io {
-                what: "creating a temporary directory in",
-                path: vm::target_dir(),
-                source,
-            })?;
+            .map_err(io_err("creating a temporary directory in", &vm::target_dir()))?;
         let vars = match firmware.ovmf_files() {
             Some((_, store)) => {
                 let copy = work.path().join("OVMF_VARS.fd");
                 let src = Path::new(OVMF_DIR).join(store);
-                fs::copy(&src, &copy).map_err(|source| VmError::Io {
-                    what: "copying",
-                    path: src,
-                    source,
-                })?;
+                fs::copy(&src, &copy).map_err(io_err("copying", &src))?;
                 Some(copy)
             }
             None => None,
         };
         let console = work.path().join("console.log");
         let qmp_socket = work.path().join("qmp.sock");
-        let out = fs::File::create(&console).map_err(|source| VmError::Io {
-            what: "creating",
-            path: console.clone(),
-            source,
-        })?;
+        let out = fs::File::create(&console).map_err(io_err("creating", &console))?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(firmware_and_stick_args(firmware, stick, vars.as_deref()))
             .args(extra)
@@ -332,11 +321,11 @@ impl StickVm {
                     tail: tail(&text, 30),
                 });
             }
-            if let Some(status) = self.child.try_wait().map_err(|source| VmError::Io {
-                what: "waiting for",
-                path: PathBuf::from("qemu-system-x86_64"),
-                source,
-            })? {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(io_err("waiting for", std::path::Path::new("qemu-system-x86_64")))?
+            {
                 return Err(VmError::NoMarker {
                     status: format!("{status} before `{}` appeared{}", needles.join("` or `"), self.stderr()),
                     tail: tail(&text, 30),
@@ -354,17 +343,16 @@ impl StickVm {
 
     /// Types `text` on the serial console.
     pub fn send(&mut self, text: &str) -> Result<(), VmError> {
-        let io = |source| VmError::Io {
-            what: "writing to the serial console of",
-            path: PathBuf::from("qemu-system-x86_64"),
-            source,
-        };
+        let io = io_err(
+            "writing to the serial console of",
+            std::path::Path::new("qemu-system-x86_64"),
+        );
         let stdin = self
             .stdin
             .as_mut()
             .ok_or_else(|| VmError::Spec("the serial console is closed".into()))?;
         stdin.write_all(text.as_bytes()).map_err(io)?;
-        stdin.flush().map_err(io)
+        Ok(stdin.flush().map_err(io)?)
     }
 
     /// Waits for QEMU to exit (the guest powered off; `-no-reboot` turns a reboot into an exit too);
@@ -372,11 +360,11 @@ impl StickVm {
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<(ExitStatus, Duration), VmError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().map_err(|source| VmError::Io {
-                what: "waiting for",
-                path: PathBuf::from("qemu-system-x86_64"),
-                source,
-            })? {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(io_err("waiting for", std::path::Path::new("qemu-system-x86_64")))?
+            {
                 return Ok((status, self.started.elapsed()));
             }
             if Instant::now() > deadline {
@@ -391,11 +379,10 @@ impl StickVm {
 
     /// QEMU's exit status if it has exited (the guest powered off), without waiting.
     pub fn exited(&mut self) -> Result<Option<ExitStatus>, VmError> {
-        self.child.try_wait().map_err(|source| VmError::Io {
-            what: "waiting for",
-            path: PathBuf::from("qemu-system-x86_64"),
-            source,
-        })
+        Ok(self
+            .child
+            .try_wait()
+            .map_err(io_err("waiting for", std::path::Path::new("qemu-system-x86_64")))?)
     }
 
     /// QEMU's own error output, if it has exited (for error messages).
@@ -574,11 +561,7 @@ pub fn read_boot_files(stick: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), V
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-        fs::write(to, out.stdout).map_err(|source| VmError::Io {
-            what: "writing",
-            path: to.clone(),
-            source,
-        })?;
+        fs::write(to, out.stdout).map_err(io_err("writing", to))?;
     }
     Ok((kernel, initrd))
 }

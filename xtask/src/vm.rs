@@ -10,6 +10,7 @@
 //! Disks are sparse raw files in a temporary directory (never a host disk); the NIC is on QEMU user
 //! networking with `restrict=on`, so the guest can reach only what `guestfwd` forwards to 127.0.0.1.
 
+use lapterop_certificate::io::io_err;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -74,23 +75,8 @@ pub enum VmError {
     #[error("building the stick image: {0}")]
     Stick(String),
     /// Local file I/O failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done ("reading", "creating").
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What the system said.
-        source: io::Error,
-    },
-}
-
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> VmError + 'a {
-    move |source| VmError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] lapterop_certificate::io::IoError),
 }
 
 /// How a disk is attached.
@@ -686,14 +672,10 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
 
 /// A new temporary directory `PREFIX*` in the target directory (removed when dropped).
 pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir, VmError> {
-    tempfile::Builder::new()
+    Ok(tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in(target_dir_created()?)
-        .map_err(|source| VmError::Io {
-            what: "creating a temporary directory in",
-            path: target_dir(),
-            source,
-        })
+        .map_err(io_err("creating a temporary directory in", &target_dir()))?)
 }
 
 /// [`target_dir`], created if needed.

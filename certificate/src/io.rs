@@ -1,7 +1,8 @@
 //! The one error every step has: an I/O operation on a path failed.
 //!
-//! Each module's error enum carries it as a transparent `Io` variant, so the message is the same
-//! everywhere: what was being done, the path, the cause (`creating /tmp/x: Permission denied`).
+//! Each error enum of the workspace (keys, the OS image packer, the image builder, the test VMs)
+//! carries it as a transparent `Io` variant, so the message is the same everywhere: what was being
+//! done, the path, the cause (`creating /tmp/x: Permission denied`).
 
 use std::io;
 use std::path::{Path, PathBuf};
