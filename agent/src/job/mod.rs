@@ -259,15 +259,34 @@ impl Clock {
 /// Runs the whole job through `ui`. Errors only when the front end fails (the terminal is gone); every
 /// problem of the job itself is in the [`Ended`] or in the certificate.
 pub fn run(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend) -> io::Result<Ended> {
+    match prepare(job, ports, ui)? {
+        Ok(ready) => carry_out(job, ports, ui, ready),
+        Err(ended) => Ok(ended),
+    }
+}
+
+/// Everything the confirmation decides over, gathered before anything is written.
+struct Ready {
+    station: Station,
+    people: People,
+    audited: Audited,
+    disks: Disks,
+    plans: Vec<wipe::FirmwarePrelude>,
+    clock: Clock,
+}
+
+/// The stages up to the confirmation: open the station, audit, claim, plan, pre-flight, the
+/// questions. Nothing is written; an ending here leaves every disk as it was.
+fn prepare(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend) -> io::Result<Result<Ready, Ended>> {
     let site = job.site;
-    let stopped = |code: StopCode, detail: String| Ok(Ended::Stopped { code, detail });
+    let stopped = |code: StopCode, detail: String| Ok(Err(Ended::Stopped { code, detail }));
     let station = match open_station(site, job.dir) {
         Ok(s) => s,
         Err(e @ StationError::Key { .. }) => return stopped(StopCode::Station, e.to_string()),
         Err(e) => return stopped(StopCode::Stick, e.to_string()),
     };
     let Some(people) = ui.people()? else {
-        return Ok(Ended::Closed);
+        return Ok(Err(Ended::Closed));
     };
     let mut clock = Clock {
         since: Instant::now(),
@@ -314,7 +333,7 @@ pub fn run(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend) -> io::Resul
         ui.event(Event::Finding(f));
     }
     if preflight::blocked(&findings) {
-        return Ok(Ended::Preflight(findings));
+        return Ok(Err(Ended::Preflight(findings)));
     }
     let gone = |go: Go| match go {
         Go::On => None,
@@ -322,17 +341,38 @@ pub fn run(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend) -> io::Resul
         Go::Stop(code, detail) => Some(Ended::Stopped { code, detail }),
     };
     if let Some(ended) = gone(ui.preflight(&findings)?) {
-        return Ok(ended);
+        return Ok(Err(ended));
     }
     if let Some(ended) = gone(ui.audit(&audited)?) {
-        return Ok(ended);
+        return Ok(Err(ended));
     }
     // Ctrl-C at a question counts as cancelling: nothing has been written yet.
     let decision = ui.confirm(&plan, disks.claimed.len())?;
     if decision == Decision::Cancelled || job.stop.load(Ordering::Relaxed) {
-        return Ok(Ended::Cancelled);
+        return Ok(Err(Ended::Cancelled));
     }
+    Ok(Ok(Ready {
+        station,
+        people,
+        audited,
+        disks,
+        plans,
+        clock,
+    }))
+}
 
+/// The stages after the confirmation: wipe, install, certify, store, upload.
+fn carry_out(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend, ready: Ready) -> io::Result<Ended> {
+    let site = job.site;
+    let stopped = |code: StopCode, detail: String| Ok(Ended::Stopped { code, detail });
+    let Ready {
+        station,
+        people,
+        audited,
+        disks,
+        plans,
+        mut clock,
+    } = ready;
     for c in &disks.claimed {
         ui.event(Event::Wiping(c));
     }
