@@ -110,6 +110,13 @@ fn refresh_resolves_the_kernel_metapackage_to_a_versioned_package() {
     );
     assert_ne!(kernel.package, "linux-image-amd64");
     assert!(kernel.sha256.len() == 64 && !kernel.suite.is_empty());
+    // The same package name for two architectures: two roots, each resolved in its own archive.
+    assert_eq!(lock.get("shim").unwrap().arch, "amd64");
+    for role in ["shim-ia32", "helpers-ia32", "grub-ia32"] {
+        let e = lock.get(role).unwrap();
+        assert!(e.arch == "i386" && e.sha256.len() == 64 && !e.suite.is_empty(), "{e:?}");
+    }
+    assert_ne!(lock.get("shim").unwrap().sha256, lock.get("shim-ia32").unwrap().sha256);
     // What refresh writes, the parser reads back.
     assert_eq!(Lock::parse(&lock.render(), Path::new("refreshed")).unwrap(), lock);
 }
