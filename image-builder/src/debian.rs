@@ -20,12 +20,21 @@
 //! pinned version that apt no longer offers is a [`DebianError::NotDownloadable`] that says to run
 //! `lapterop-image-builder lock refresh`, which rewrites the lock from what apt offers now
 //! ([`refresh`]).
+//!
+//! Each root names its architecture the way apt does (`shim-signed:i386`; no suffix means
+//! [`ARCH`]). The 32-bit UEFI boot chain comes from Debian's i386 archive, which a build host's apt
+//! usually does not list (that takes `dpkg --add-architecture i386`, a change to the host). For an
+//! architecture the host's apt does not list, the builder keeps a private apt state in the cache
+//! (`<cache>/apt-<arch>/`): the host's sources and keys, with package lists of its own that it
+//! fetches with `apt-get update` on first use, on `lock refresh`, and when a pinned version is not in
+//! them. The host's configuration and lists are never changed, and no root is needed.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -42,10 +51,24 @@ pub const ROOTS: &[(&str, &str)] = &[
     ("grub-efi", "grub-efi-amd64-signed"),
     // GRUB for BIOS: boot.img and the i386-pc modules core.img is made from.
     ("grub-pc", "grub-pc-bin"),
+    // 32-bit UEFI (Bay Trail and Cherry Trail laptops and tablets): the same chain built for ia32,
+    // from Debian's i386 archive (shimia32, mmia32, grubia32); it boots the amd64 kernel in EFI mixed mode.
+    ("shim-ia32", "shim-signed:i386"),
+    ("helpers-ia32", "shim-helpers-i386-signed:i386"),
+    ("grub-ia32", "grub-efi-ia32-signed:i386"),
 ];
 
-/// The architecture every pinned package is for.
+/// The architecture of a root that names none: the kernel's, and that of every program on the stick.
 pub const ARCH: &str = "amd64";
+
+/// A root's package name and architecture, in apt's notation: `shim-signed:i386` is
+/// (`shim-signed`, `i386`); `busybox-static` is (`busybox-static`, [`ARCH`]).
+pub fn split_root(root: &str) -> (&str, &str) {
+    match root.split_once(':') {
+        Some((package, arch)) if !arch.is_empty() => (package, arch),
+        _ => (root.trim_end_matches(':'), ARCH),
+    }
+}
 
 /// Errors of the Debian package layer. Each message says what failed and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +116,13 @@ pub enum DebianError {
     /// apt's answer could not be understood while refreshing.
     #[error("refreshing the lock: {0}")]
     Refresh(String),
+    /// The host's apt sources offer no packages for an architecture a root needs.
+    #[error(
+        "the apt sources of this host list no {arch} packages (apt-get update with {arch} added fetched none into \
+         {lists}); check that no `Architectures:` line in /etc/apt/sources.list.d/*.sources (or `[arch=...]` in \
+         /etc/apt/sources.list) leaves {arch} out"
+    )]
+    NoArchitecture { arch: String, lists: PathBuf },
 }
 
 type Result<T> = std::result::Result<T, DebianError>;
@@ -259,6 +289,25 @@ impl Cache {
         &self.dir
     }
 
+    /// How to run apt for packages of `arch`: the host's own apt when it lists that architecture (and
+    /// for `all`), else the newest private state in `<cache>/apt-<arch>/`, fetched now when there is
+    /// none yet or when `fresh` asks for new lists.
+    pub fn apt_for(&self, arch: &str, fresh: bool) -> Result<AptState> {
+        if arch == "all" || host_architectures()?.iter().any(|a| a == arch) {
+            return Ok(AptState::default());
+        }
+        let dir = self.dir.join(format!("apt-{arch}"));
+        let (generation, just_updated) = match newest_generation(&dir) {
+            Some(generation) if !fresh => (generation, false),
+            _ => (update_private_lists(&dir, arch)?, true),
+        };
+        Ok(AptState {
+            options: private_options(&generation, arch),
+            private: true,
+            just_updated,
+        })
+    }
+
     /// Returns the path of the verified `.deb` for `entry`, downloading it with apt if it is not
     /// cached. A cached file is re-hashed every time: the lock, not the cache, is trusted.
     pub fn fetch(&self, entry: &LockEntry) -> Result<PathBuf> {
@@ -272,7 +321,14 @@ impl Cache {
                 .prefix(".download-")
                 .tempdir_in(&debs)
                 .map_err(io_err("creating a download directory in", &debs))?;
-            let got = download(entry, private.path());
+            let apt = self.apt_for(&entry.arch, false)?;
+            let mut got = download(entry, private.path(), &apt.options);
+            // Private lists older than the lock (refreshed since, here or on another machine) are
+            // fetched anew once before the pin counts as gone.
+            if matches!(got, Err(DebianError::NotDownloadable { .. })) && apt.private && !apt.just_updated {
+                let apt = self.apt_for(&entry.arch, true)?;
+                got = download(entry, private.path(), &apt.options);
+            }
             if !path.exists() {
                 got?;
                 fs::rename(private.path().join(entry.deb_file_name()), &path)
@@ -343,6 +399,168 @@ impl Cache {
     }
 }
 
+/// How apt is run for one architecture ([`Cache::apt_for`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AptState {
+    /// `-o` options given to every apt-get and apt-cache run; empty for the host's own state.
+    pub options: Vec<String>,
+    /// Whether the options point at a private state in the cache.
+    pub private: bool,
+    /// Whether that state's lists were fetched by this call.
+    pub just_updated: bool,
+}
+
+/// The architectures the host's apt lists packages for (`APT::Architecture` and
+/// `APT::Architectures`: the host's own and any added with `dpkg --add-architecture`).
+fn host_architectures() -> Result<Vec<String>> {
+    let output = Command::new("apt-config")
+        .args(["dump", "--format", "%f %v%n"])
+        .output()
+        .map_err(|source| DebianError::ToolMissing {
+            tool: "apt-config".into(),
+            package: "apt",
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(DebianError::Command {
+            what: "apt-config dump".into(),
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(architectures_in_config(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// The architectures in `apt-config dump --format '%f %v%n'` output.
+pub fn architectures_in_config(dump: &str) -> Vec<String> {
+    let mut archs: Vec<String> = Vec::new();
+    for line in dump.lines() {
+        let Some((key, value)) = line.split_once(' ') else {
+            continue;
+        };
+        let value = value.trim();
+        let listed = key == "APT::Architecture" || key == "APT::Architectures::";
+        if listed && !value.is_empty() && !archs.iter().any(|a| a == value) {
+            archs.push(value.to_owned());
+        }
+    }
+    archs
+}
+
+/// The options that point apt at the private state `generation` with `arch` added to the host's
+/// architectures: its own lists and cache directory, and no binary cache files (apt builds its cache
+/// in memory, so parallel runs never share a half-written one).
+fn private_options(generation: &Path, arch: &str) -> Vec<String> {
+    [
+        format!("Dir::State::Lists={}", generation.join("lists").display()),
+        format!("Dir::Cache={}", generation.join("cache").display()),
+        "Dir::Cache::pkgcache=".to_owned(),
+        "Dir::Cache::srcpkgcache=".to_owned(),
+        format!("APT::Architectures::={arch}"),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_owned(), o])
+    .collect()
+}
+
+/// The marker of a complete private generation (its `apt-get update` succeeded).
+const GENERATION_DONE: &str = "complete";
+
+/// The newest complete generation in a private apt directory (`gen-<nanoseconds>-<pid>`).
+fn newest_generation(dir: &Path) -> Option<PathBuf> {
+    let mut done: Vec<PathBuf> = generations(dir)
+        .into_iter()
+        .filter(|g| g.join(GENERATION_DONE).is_file())
+        .collect();
+    done.sort();
+    done.pop()
+}
+
+fn generations(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("gen-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Fetches package lists for `arch` (and the host's own architectures) into a new generation in `dir`
+/// with `apt-get update`, and returns it. Each update has its own directory, so parallel builds never
+/// share apt's lock or a half-written list; all but the newest two complete generations are removed,
+/// and so are unfinished ones older than an hour.
+fn update_private_lists(dir: &Path, arch: &str) -> Result<PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let generation = dir.join(format!("gen-{nanos:020}-{}", std::process::id()));
+    for sub in ["lists/partial", "cache/archives/partial"] {
+        let p = generation.join(sub);
+        fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+    }
+    let output = Command::new("apt-get")
+        .arg("-q")
+        .args(private_options(&generation, arch))
+        .arg("update")
+        .output()
+        .map_err(|source| DebianError::ToolMissing {
+            tool: "apt-get".into(),
+            package: "apt",
+            source,
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("E:")).collect();
+        return Err(DebianError::Command {
+            what: format!(
+                "apt-get update of the private {arch} package lists in {} (check the network and the apt sources, then retry)",
+                generation.display()
+            ),
+            detail: if errors.is_empty() { stderr.trim().to_owned() } else { errors.join(" ") },
+        });
+    }
+    let lists = generation.join("lists");
+    let wanted = format!("binary-{arch}_Packages");
+    let has_arch = fs::read_dir(&lists)
+        .map_err(io_err("reading", &lists))?
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains(&wanted));
+    if !has_arch {
+        return Err(DebianError::NoArchitecture {
+            arch: arch.to_owned(),
+            lists,
+        });
+    }
+    let done = generation.join(GENERATION_DONE);
+    fs::write(&done, b"").map_err(io_err("writing", &done))?;
+    prune_generations(dir);
+    Ok(generation)
+}
+
+/// Removes all but the newest two complete generations, and unfinished ones older than an hour (a
+/// run that was stopped); best effort, as a generation in use by another build is at worst re-fetched.
+fn prune_generations(dir: &Path) {
+    let mut all = generations(dir);
+    all.sort();
+    let complete: Vec<&PathBuf> = all.iter().filter(|g| g.join(GENERATION_DONE).is_file()).collect();
+    let old_complete = complete.len().saturating_sub(2);
+    for g in &complete[..old_complete] {
+        let _ = fs::remove_dir_all(g);
+    }
+    let hour_ago = SystemTime::now()
+        .checked_sub(Duration::from_secs(3600))
+        .unwrap_or(UNIX_EPOCH);
+    for g in all.iter().filter(|g| !g.join(GENERATION_DONE).exists()) {
+        let stale = fs::metadata(g).and_then(|m| m.modified()).is_ok_and(|t| t < hour_ago);
+        if stale {
+            let _ = fs::remove_dir_all(g);
+        }
+    }
+}
+
 /// Lower-case hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let io = io_err("hashing", path);
@@ -359,9 +577,10 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn download(entry: &LockEntry, dir: &Path) -> Result<()> {
+fn download(entry: &LockEntry, dir: &Path, apt_options: &[String]) -> Result<()> {
     let spec = format!("{}:{}={}", entry.package, entry.arch, entry.version);
     let output = Command::new("apt-get")
+        .args(apt_options)
         .args(["download", "-q", &spec])
         .current_dir(dir)
         .output()
@@ -396,8 +615,9 @@ fn download(entry: &LockEntry, dir: &Path) -> Result<()> {
     })
 }
 
-fn apt_cache(args: &[&str]) -> Result<String> {
+fn apt_cache(apt_options: &[String], args: &[&str]) -> Result<String> {
     let output = Command::new("apt-cache")
+        .args(apt_options)
         .args(args)
         .output()
         .map_err(|source| DebianError::ToolMissing {
@@ -447,17 +667,29 @@ pub fn madison_suite(madison: &str, version: &str) -> Option<String> {
 }
 
 /// Builds a fresh lock from apt's current candidates for [`ROOTS`] (after the host's `apt-get
-/// update`): the candidate version, its suite, and the sha256 apt's index lists for it.
-pub fn refresh() -> Result<Lock> {
+/// update`): the candidate version, its architecture (`all` for an architecture-independent package),
+/// its suite, and the sha256 apt's index lists for it. Roots of an architecture the host's apt does
+/// not list are resolved in a private state in `cache` whose lists are fetched anew here
+/// ([`Cache::apt_for`]).
+pub fn refresh(cache: &Cache) -> Result<Lock> {
+    let mut states: Vec<(&str, AptState)> = Vec::new();
     let mut entries = Vec::new();
     for (role, root) in ROOTS {
-        let spec = format!("{root}:{ARCH}");
-        let show = apt_cache(&["show", "--no-all-versions", &spec])?;
-        let mut package = (*root).to_owned();
-        let mut stanza = show;
+        let (name, arch) = split_root(root);
+        let apt = match states.iter().find(|(a, _)| *a == arch) {
+            Some((_, state)) => state.clone(),
+            None => {
+                let state = cache.apt_for(arch, true)?;
+                states.push((arch, state.clone()));
+                state
+            }
+        };
+        let o = &apt.options;
+        let mut package = name.to_owned();
+        let mut stanza = apt_cache(o, &["show", "--no-all-versions", &format!("{name}:{arch}")])?;
         if let Some(target) = stanza_field(&stanza, "Depends").and_then(metapackage_target) {
             package = target.to_owned();
-            stanza = apt_cache(&["show", "--no-all-versions", &format!("{package}:{ARCH}")])?;
+            stanza = apt_cache(o, &["show", "--no-all-versions", &format!("{package}:{arch}")])?;
         }
         let version = stanza_field(&stanza, "Version")
             .ok_or_else(|| DebianError::Refresh(format!("apt-cache show {package} gave no Version")))?
@@ -465,14 +697,15 @@ pub fn refresh() -> Result<Lock> {
         let sha256 = stanza_field(&stanza, "SHA256")
             .ok_or_else(|| DebianError::Refresh(format!("apt-cache show {package} gave no SHA256")))?
             .to_ascii_lowercase();
-        let madison = apt_cache(&["madison", &package])?;
+        let deb_arch = stanza_field(&stanza, "Architecture").unwrap_or(arch).to_owned();
+        let madison = apt_cache(o, &["madison", &format!("{package}:{arch}")])?;
         let suite = madison_suite(&madison, &version)
             .ok_or_else(|| DebianError::Refresh(format!("apt-cache madison {package} does not list {version}")))?;
         entries.push(LockEntry {
             role: (*role).to_owned(),
             package,
             version,
-            arch: ARCH.to_owned(),
+            arch: deb_arch,
             suite,
             sha256,
         });
@@ -542,6 +775,58 @@ mod tests {
             Some("bookworm")
         );
         assert_eq!(madison_suite(madison, "9"), None);
+    }
+
+    #[test]
+    fn roots_name_their_architecture_like_apt() {
+        assert_eq!(split_root("shim-signed:i386"), ("shim-signed", "i386"));
+        assert_eq!(split_root("busybox-static"), ("busybox-static", ARCH));
+        assert_eq!(split_root("odd:"), ("odd", ARCH));
+        // Every root is unique as (package, architecture): the amd64 and i386 shim are two roots.
+        let mut seen: Vec<(&str, &str)> = ROOTS.iter().map(|(_, r)| split_root(r)).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), ROOTS.len());
+        assert!(ROOTS.iter().any(|(_, r)| split_root(r) == ("shim-signed", "i386")));
+    }
+
+    #[test]
+    fn host_architectures_come_from_apt_config() {
+        let dump = "APT \nAPT::Architecture amd64\nAPT::Architectures \nAPT::Architectures:: amd64\n\
+                    APT::Architectures:: i386\nAPT::Build-Essential:: build-essential\n";
+        assert_eq!(architectures_in_config(dump), ["amd64", "i386"]);
+        assert_eq!(architectures_in_config("APT::Architecture arm64\n"), ["arm64"]);
+        assert!(architectures_in_config("Dir /\n").is_empty());
+    }
+
+    #[test]
+    fn private_state_options_and_the_newest_complete_generation() {
+        let o = private_options(Path::new("/c/apt-i386/gen-1"), "i386").join(" ");
+        assert_eq!(
+            o,
+            "-o Dir::State::Lists=/c/apt-i386/gen-1/lists -o Dir::Cache=/c/apt-i386/gen-1/cache \
+             -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Architectures::=i386"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(newest_generation(dir.path()), None);
+        for (name, done) in [("gen-001-1", true), ("gen-002-1", true), ("gen-003-1", false)] {
+            fs::create_dir_all(dir.path().join(name)).unwrap();
+            if done {
+                fs::write(dir.path().join(name).join(GENERATION_DONE), b"").unwrap();
+            }
+        }
+        // An update still running (no marker) is never used.
+        assert_eq!(newest_generation(dir.path()), Some(dir.path().join("gen-002-1")));
+        fs::create_dir_all(dir.path().join("gen-000-1")).unwrap();
+        fs::write(dir.path().join("gen-000-1").join(GENERATION_DONE), b"").unwrap();
+        prune_generations(dir.path());
+        assert!(
+            !dir.path().join("gen-000-1").exists(),
+            "the oldest of three complete ones goes"
+        );
+        for kept in ["gen-001-1", "gen-002-1", "gen-003-1"] {
+            assert!(dir.path().join(kept).exists(), "{kept}");
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //!   `core.img` from sector 1, which `grub-mkimage -O i386-pc` builds from the same package's modules
 //!   with the prefix [`CORE_PREFIX`] and an embedded early config ([`EARLY_CFG_BIOS`]). No
 //!   `grub-install`, no loop device: the builder writes both into the image file itself.
-//! - **UEFI:** Debian's signed `grubx64.efi` has its own built-in modules and reads
-//!   `/EFI/debian/grub.cfg` ([`EARLY_CFG_EFI`]) on the partition it was loaded from.
+//! - **UEFI:** Debian's signed `grubx64.efi` (and `grubia32.efi` for 32-bit UEFI, built the same
+//!   way) has its own built-in modules and reads `/EFI/debian/grub.cfg` ([`EARLY_CFG_EFI`]) on the
+//!   partition it was loaded from.
 //!
 //! GRUB is rooted on the device it was loaded from, never found by a file search: a donated laptop's
 //! own disk could carry `lapterop/stick.id` and a `grub.cfg` of its choosing, and a search that found
@@ -38,8 +39,8 @@ else
 fi
 ";
 
-/// `/EFI/debian/grub.cfg` (UEFI): Debian's signed GRUB starts with `$root` on the partition it was
-/// loaded from (the stick's), and reads this file from there.
+/// `/EFI/debian/grub.cfg` (UEFI, x64 and ia32): Debian's signed GRUB starts with `$root` on the
+/// partition it was loaded from (the stick's), and reads this file from there.
 pub const EARLY_CFG_EFI: &str = "\
 if [ -e ($root)/lapterop/stick.id ]; then
   set prefix=($root)/boot/grub

@@ -9,6 +9,9 @@
 //!   EFI/BOOT/BOOTX64.EFI   shim (signed by Microsoft: UEFI CA 2011 and 2023)
 //!   EFI/BOOT/grubx64.efi   Debian's signed GRUB
 //!   EFI/BOOT/mmx64.efi     MokManager
+//!   EFI/BOOT/BOOTIA32.EFI  the same three for 32-bit UEFI (Bay Trail, Cherry Trail), which boot the
+//!   EFI/BOOT/grubia32.efi  64-bit kernel in EFI mixed mode
+//!   EFI/BOOT/mmia32.efi
 //!   EFI/debian/grub.cfg    search the marker, then /boot/grub/grub.cfg
 //!   boot/grub/grub.cfg     the menu (normal, nomodeset, rescue shell)
 //!   boot/vmlinuz           Debian's signed kernel
@@ -91,6 +94,12 @@ pub struct LiveInputs {
     pub mok_manager: PathBuf,
     /// `EFI/BOOT/grubx64.efi`: Debian's signed GRUB.
     pub grub_efi: PathBuf,
+    /// `EFI/BOOT/BOOTIA32.EFI`: shim for 32-bit UEFI.
+    pub shim_ia32: PathBuf,
+    /// `EFI/BOOT/mmia32.efi`: MokManager for 32-bit UEFI.
+    pub mok_manager_ia32: PathBuf,
+    /// `EFI/BOOT/grubia32.efi`: Debian's signed GRUB for 32-bit UEFI.
+    pub grub_efi_ia32: PathBuf,
     /// The i386-pc module directory of grub-pc-bin (boot.img, kernel.img, *.mod).
     pub grub_pc_dir: PathBuf,
     /// busybox's example DHCP script, used as `/etc/udhcpc.script`.
@@ -133,6 +142,9 @@ pub fn fetch_live_inputs(lock: &Lock, cache: &Cache) -> Result<LiveInputs> {
         shim: find("shim", "usr/lib/shim/shimx64.efi.signed")?,
         mok_manager: find("shim-helpers", "usr/lib/shim/mmx64.efi.signed")?,
         grub_efi: find("grub-efi", "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")?,
+        shim_ia32: find("shim-ia32", "usr/lib/shim/shimia32.efi.signed")?,
+        mok_manager_ia32: find("helpers-ia32", "usr/lib/shim/mmia32.efi.signed")?,
+        grub_efi_ia32: find("grub-ia32", "usr/lib/grub/i386-efi-signed/grubia32.efi.signed")?,
         grub_pc_dir,
         udhcpc_script,
         lock_text: lock.render(),
@@ -391,6 +403,11 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
     tree.file("EFI/BOOT/BOOTX64.EFI", Content::Path(inputs.shim.clone()))?;
     tree.file("EFI/BOOT/grubx64.efi", Content::Path(inputs.grub_efi.clone()))?;
     tree.file("EFI/BOOT/mmx64.efi", Content::Path(inputs.mok_manager.clone()))?;
+    // 32-bit UEFI looks for BOOTIA32.EFI; its shim loads grubia32.efi (and mmia32.efi) from the same
+    // directory, and that GRUB reads the same /EFI/debian/grub.cfg.
+    tree.file("EFI/BOOT/BOOTIA32.EFI", Content::Path(inputs.shim_ia32.clone()))?;
+    tree.file("EFI/BOOT/grubia32.efi", Content::Path(inputs.grub_efi_ia32.clone()))?;
+    tree.file("EFI/BOOT/mmia32.efi", Content::Path(inputs.mok_manager_ia32.clone()))?;
     tree.file("EFI/debian/grub.cfg", Content::Bytes(grub::EARLY_CFG_EFI.into()))?;
     let menu = grub::menu(&MenuOptions {
         stick_id: stick_id.clone(),

@@ -145,7 +145,8 @@ enum OsImageCmd {
 
 #[derive(Debug, Subcommand)]
 enum LockCmd {
-    /// Rewrite the lock list from the versions apt offers now (run `apt-get update` first).
+    /// Rewrite the lock list from the versions apt offers now (run `apt-get update` first; the lists
+    /// for an architecture the host's apt does not list, i386, are fetched into the cache).
     Refresh,
     /// Print the lock list.
     Show,
@@ -160,7 +161,7 @@ fn main() -> anyhow::Result<()> {
             action: LockCmd::Refresh,
         } => {
             let old = debian::Lock::read(&lock_path).ok();
-            let lock = debian::refresh()?;
+            let lock = debian::refresh(&cache)?;
             lock.write(&lock_path)?;
             for e in &lock.entries {
                 let before = old.as_ref().and_then(|o| o.get(&e.role).ok());

@@ -49,10 +49,16 @@ fn committed_lock_pins_a_kernel_and_busybox_and_the_binary_shows_it() {
     // The stick's boot chain: every role `lock refresh` knows is pinned.
     for (role, root) in debian::ROOTS {
         let entry = lock.get(role).unwrap();
+        let (package, arch) = debian::split_root(root);
         assert!(
-            root.starts_with("linux-image") || entry.package == *root,
+            package.starts_with("linux-image") || entry.package == package,
             "{role}: {entry:?}"
         );
+        assert!(entry.arch == arch || entry.arch == "all", "{role}: {entry:?}");
+    }
+    // The 32-bit UEFI chain comes from Debian's i386 archive.
+    for role in ["shim-ia32", "helpers-ia32", "grub-ia32"] {
+        assert_eq!(lock.get(role).unwrap().arch, "i386", "{role}");
     }
     assert_eq!(lock.get("shim").unwrap().package, "shim-signed");
     assert_eq!(lock.get("grub-pc").unwrap().package, "grub-pc-bin");
@@ -96,7 +102,7 @@ fn refresh_resolves_the_kernel_metapackage_to_a_versioned_package() {
     if !tools_present() {
         return;
     }
-    let lock = debian::refresh().unwrap();
+    let lock = debian::refresh(&cache()).unwrap();
     let kernel = lock.get("kernel").unwrap();
     assert!(
         kernel.package.starts_with("linux-image-6") || kernel.package.starts_with("linux-image-7"),
@@ -104,8 +110,79 @@ fn refresh_resolves_the_kernel_metapackage_to_a_versioned_package() {
     );
     assert_ne!(kernel.package, "linux-image-amd64");
     assert!(kernel.sha256.len() == 64 && !kernel.suite.is_empty());
+    // The same package name for two architectures: two roots, each resolved in its own archive.
+    assert_eq!(lock.get("shim").unwrap().arch, "amd64");
+    for role in ["shim-ia32", "helpers-ia32", "grub-ia32"] {
+        let e = lock.get(role).unwrap();
+        assert!(e.arch == "i386" && e.sha256.len() == 64 && !e.suite.is_empty(), "{e:?}");
+    }
+    assert_ne!(lock.get("shim").unwrap().sha256, lock.get("shim-ia32").unwrap().sha256);
     // What refresh writes, the parser reads back.
     assert_eq!(Lock::parse(&lock.render(), Path::new("refreshed")).unwrap(), lock);
+}
+
+/// The i386 packages of the 32-bit UEFI chain resolve and download on a host whose apt lists only
+/// amd64 (`dpkg --add-architecture i386` not done), through the private apt state in the cache, and
+/// the host's apt configuration and lists stay as they were.
+#[test]
+fn i386_packages_come_from_a_private_apt_state_that_leaves_the_host_alone() {
+    if !tools_present() {
+        return;
+    }
+    let foreign = || {
+        let out = Command::new("dpkg")
+            .arg("--print-foreign-architectures")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    if foreign().lines().any(|a| a == "i386") {
+        lapterop_testkit::skip(
+            module_path!(),
+            "this host's apt already lists i386 (dpkg --add-architecture i386), so the private state is not used",
+        );
+        return;
+    }
+    let host_lists = || {
+        let mut names: Vec<String> = std::fs::read_dir("/var/lib/apt/lists")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let (lists_before, foreign_before) = (host_lists(), foreign());
+    // A cache of its own: the first use fetches the lists.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let apt = cache.apt_for("i386", false).unwrap();
+    assert!(apt.private && apt.just_updated, "{apt:?}");
+    assert!(
+        cache.apt_for("i386", false).unwrap()
+            == debian::AptState {
+                just_updated: false,
+                ..apt.clone()
+            }
+    );
+    assert!(
+        !cache.apt_for("amd64", false).unwrap().private,
+        "amd64 is the host's own"
+    );
+    let committed = Lock::read(&debian::default_lock_path()).unwrap();
+    let entry = committed.get("helpers-ia32").unwrap();
+    let unpacked = cache.extract(entry).unwrap();
+    assert!(unpacked.join("usr/lib/shim/mmia32.efi.signed").is_file());
+    // A version the lists lack is refused with the refresh advice, after one fresh look.
+    let gone = LockEntry {
+        version: "1+0.0-lapterop-never-existed".into(),
+        sha256: "0".repeat(64),
+        ..entry.clone()
+    };
+    let err = cache.fetch(&gone).unwrap_err();
+    assert!(matches!(err, DebianError::NotDownloadable { .. }), "{err}");
+    assert_eq!(host_lists(), lists_before, "the host's apt lists changed");
+    assert_eq!(foreign(), foreign_before, "the host's dpkg architectures changed");
+    assert!(!host_lists().iter().any(|n| n.contains("binary-i386")));
 }
 
 fn cpio_list(archive: &[u8], verbose: bool) -> String {

@@ -233,6 +233,45 @@ fn independent_readers_see_the_layout_and_the_files() {
         "shim lacks the UEFI CA 2011 signature"
     );
     assert!(has("Microsoft UEFI CA 2023"), "shim lacks the UEFI CA 2023 signature");
+    // 32-bit UEFI: Debian's i386 shim (signed twice too), MokManager and GRUB beside the x64 ones.
+    let unpacked = |role: &str, rel: &str| {
+        let path = Cache::new(debian::default_cache_dir())
+            .extract(lock.get(role).unwrap())
+            .unwrap()
+            .join(rel);
+        std::fs::read(path).unwrap()
+    };
+    let shim_ia32 = unpacked("shim-ia32", "usr/lib/shim/shimia32.efi.signed");
+    assert_eq!(mtype(&img, "/EFI/BOOT/BOOTIA32.EFI"), shim_ia32);
+    // A PE32 image for i386 (machine 0x014c), not a second copy of the x64 shim.
+    let pe = u32::from_le_bytes(shim_ia32[0x3c..0x40].try_into().unwrap()) as usize;
+    assert_eq!(&shim_ia32[pe..pe + 6], b"PE\0\0\x4c\x01");
+    for cn in ["Microsoft Corporation UEFI CA 2011", "Microsoft UEFI CA 2023"] {
+        assert!(
+            shim_ia32.windows(cn.len()).any(|w| w == cn.as_bytes()),
+            "the ia32 shim lacks the {cn} signature"
+        );
+    }
+    let grub_ia32 = unpacked("grub-ia32", "usr/lib/grub/i386-efi-signed/grubia32.efi.signed");
+    assert_eq!(mtype(&img, "/EFI/BOOT/grubia32.efi"), grub_ia32);
+    assert_eq!(
+        mtype(&img, "/EFI/BOOT/mmia32.efi"),
+        unpacked("helpers-ia32", "usr/lib/shim/mmia32.efi.signed")
+    );
+    // Both signed GRUBs carry the prefix /EFI/debian (on the partition they were loaded from), which
+    // is where the stick's early config is: no search, the same decoy protection on ia32 and x64.
+    let grub_x64 = unpacked("grub-efi", "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed");
+    for (name, grub) in [("grubx64", &grub_x64), ("grubia32", &grub_ia32)] {
+        assert!(
+            grub.windows(12).any(|w| w == b"/EFI/debian\0"),
+            "{name}.efi's built-in prefix is not /EFI/debian"
+        );
+        let source = b"source $prefix/grub.cfg";
+        assert!(
+            grub.windows(source.len()).any(|w| w == source),
+            "{name}.efi's embedded config changed"
+        );
+    }
     let early = String::from_utf8(mtype(&img, "/EFI/debian/grub.cfg")).unwrap();
     // Rooted where GRUB was loaded from, never by a search that another disk could answer.
     assert!(!early.contains("search"), "{early}");
@@ -278,6 +317,9 @@ fn independent_readers_see_the_layout_and_the_files() {
         "::/EFI/BOOT/BOOTX64.EFI",
         "::/EFI/BOOT/grubx64.efi",
         "::/EFI/BOOT/mmx64.efi",
+        "::/EFI/BOOT/BOOTIA32.EFI",
+        "::/EFI/BOOT/grubia32.efi",
+        "::/EFI/BOOT/mmia32.efi",
         "::/boot/vmlinuz",
         "::/lapterop/outbox/",
     ] {

@@ -12,9 +12,9 @@
 //!   alternating, and prints both boot-to-marker times (for docs/benchmarks.md).
 //! - `flow-bench [--rounds N]`: one laptop (a 64 MiB virtio disk) from boot to power-off, the
 //!   volunteer's interactive flow on the serial console against the unattended job, alternating.
-//! - `stick-boot --image IMG --firmware bios|uefi|secureboot|snakeoil`: boots a stick image from an
-//!   emulated USB stick through that firmware, waits for the agent's ready line (or the firmware's
-//!   refusal), prints the stage timings and the agent's lines, and stops QEMU.
+//! - `stick-boot --image IMG --firmware bios|uefi|secureboot|snakeoil|ia32|ia32-secureboot|ia32-windows-only`:
+//!   boots a stick image from an emulated USB stick through that firmware, waits for the agent's ready
+//!   line (or the firmware's refusal), prints the stage timings and the agent's lines, and stops QEMU.
 
 use lapterop_certificate::io::io_err;
 use std::path::PathBuf;
@@ -75,8 +75,10 @@ enum Cmd {
         /// The stick image (a copy is booted; the image itself is not changed).
         #[arg(long)]
         image: PathBuf,
-        /// bios (SeaBIOS), uefi (OVMF), secureboot (OVMF, Secure Boot, Microsoft keys) or snakeoil
-        /// (OVMF, Secure Boot, a test key only: must be refused).
+        /// bios (SeaBIOS), uefi (OVMF), secureboot (OVMF, Secure Boot, Microsoft keys), snakeoil
+        /// (OVMF, Secure Boot, a test key only: must be refused), ia32 (32-bit OVMF), ia32-secureboot
+        /// (32-bit OVMF, Secure Boot, Microsoft 2011 keys) or ia32-windows-only (32-bit OVMF, Secure
+        /// Boot, no third-party CA: must be refused).
         #[arg(long, default_value = "bios")]
         firmware: String,
         /// Seconds to wait for each stage.
@@ -186,17 +188,8 @@ fn flow_bench(rounds: u32) -> Result<ExitCode, vm::VmError> {
 
 fn stick_boot(image: &std::path::Path, firmware: &str, timeout: u64) -> Result<ExitCode, vm::VmError> {
     use xtask::stick::{BootTimes, Firmware, StickVm};
-    let firmware = match firmware {
-        "bios" => Firmware::Bios,
-        "uefi" => Firmware::Uefi,
-        "secureboot" => Firmware::UefiSecureBoot,
-        "snakeoil" => Firmware::UefiSnakeoil,
-        other => {
-            return Err(vm::VmError::Spec(format!(
-                "--firmware {other}: use bios, uefi, secureboot or snakeoil"
-            )))
-        }
-    };
+    let firmware = Firmware::from_arg(firmware)
+        .ok_or_else(|| vm::VmError::Spec(format!("--firmware {firmware}: use {}", xtask::stick::FIRMWARE_ARGS)))?;
     let dir = vm::temp_dir("lapterop-stick-boot-")?;
     let copy = dir.path().join("stick.img");
     std::fs::copy(image, &copy).map_err(io_err("copying", image))?;
@@ -207,7 +200,7 @@ fn stick_boot(image: &std::path::Path, firmware: &str, timeout: u64) -> Result<E
     let mut vm = StickVm::start(&copy, firmware, &devices, &[])?;
     let step = Duration::from_secs(timeout);
     let mut t = BootTimes::default();
-    if firmware == Firmware::UefiSnakeoil {
+    if firmware.must_refuse() {
         let (_, at) = vm.wait_for_any(&["Access Denied", "Security Violation"], step)?;
         println!(
             "{}: refused after {:.1} s, as it must be",

@@ -1,6 +1,7 @@
 //! Boots a stick image through real firmware, the way a laptop does: the image is a USB mass-storage
 //! device on an xHCI controller (`-device qemu-xhci -device usb-storage,bootindex=1`), and the
-//! firmware is SeaBIOS, OVMF, or OVMF with Secure Boot enforced.
+//! firmware is SeaBIOS, OVMF, or OVMF with Secure Boot enforced, for x64 or for ia32 (the 32-bit UEFI
+//! of Bay Trail and Cherry Trail laptops and tablets, on the same x86_64 QEMU).
 //!
 //! [`StickVm::start`] starts QEMU with the serial console on its stdin/stdout: the console is written
 //! to a file the harness reads, and [`StickVm::send`] types on it (the rescue shell reads it).
@@ -13,6 +14,12 @@
 //! code read-only on pflash 0, a fresh copy of a variable store on pflash 1 (Debian's `.ms` store has
 //! Microsoft's 2011 keys enrolled and Secure Boot on; `.snakeoil` trusts only a test key, so shim must
 //! be refused), `-global driver=cfi.pflash01,property=secure,value=on`, `-global ICH9-LPC.disable_s3=1`.
+//!
+//! Debian's `ovmf-ia32` has one code image, built with SMM and Secure Boot support
+//! (`OVMF32_CODE_4M.secboot.fd`, so every ia32 machine gets the SMM settings above), and one empty
+//! variable store (`OVMF32_VARS_4M.fd`: no keys, Secure Boot off). For Secure Boot the harness enrols
+//! Microsoft's keys in a fresh copy of it with `virt-fw-vars` (PyPI `virt-firmware`, which ships the
+//! certificates): Microsoft's 2011 KEK and the db a laptop of that age has ([`Firmware::enrolled_db`]).
 
 use lapterop_certificate::io::io_err;
 use std::fs;
@@ -40,25 +47,85 @@ pub enum Firmware {
     /// OVMF with Secure Boot enforced and only a test key enrolled (`OVMF_VARS_4M.snakeoil.fd`): shim
     /// must be refused.
     UefiSnakeoil,
+    /// 32-bit OVMF (`ovmf-ia32`) with its empty variable store, Secure Boot off: runs
+    /// `\EFI\BOOT\BOOTIA32.EFI`, and the 64-bit kernel starts in EFI mixed mode.
+    Ia32Uefi,
+    /// 32-bit OVMF with Secure Boot enforced and Microsoft's 2011 keys enrolled, as such laptops ship:
+    /// KEK "Microsoft Corporation KEK CA 2011"; db "Microsoft Windows Production PCA 2011" and
+    /// "Microsoft Corporation UEFI CA 2011" (the one that signs shim).
+    Ia32SecureBoot,
+    /// 32-bit OVMF with Secure Boot enforced and only Microsoft's Windows key in db (the third-party
+    /// UEFI CA switched off, as on "Secured-core" PCs): shim must be refused.
+    Ia32WindowsOnly,
 }
 
-/// Where Debian's `ovmf` package installs its firmware.
+/// Where Debian's `ovmf` and `ovmf-ia32` packages install their firmware.
 pub const OVMF_DIR: &str = "/usr/share/OVMF";
 
+/// The owner GUID Microsoft's certificates are enrolled under (`MicrosoftVendor` in virt-firmware and
+/// edk2).
+pub const MICROSOFT_OWNER: &str = "77fa9abd-0359-4d32-bd60-28f4e78f784b";
+
 impl Firmware {
-    /// (code, variable store) in [`OVMF_DIR`], or `None` for SeaBIOS.
+    /// (code, variable store) in [`OVMF_DIR`], or `None` for SeaBIOS. For the firmware with
+    /// [`Firmware::enrolled_db`], the store is the empty template the keys are enrolled into.
     pub fn ovmf_files(self) -> Option<(&'static str, &'static str)> {
         match self {
             Firmware::Bios => None,
             Firmware::Uefi => Some(("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd")),
             Firmware::UefiSecureBoot => Some(("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd")),
             Firmware::UefiSnakeoil => Some(("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.snakeoil.fd")),
+            Firmware::Ia32Uefi | Firmware::Ia32SecureBoot | Firmware::Ia32WindowsOnly => {
+                Some(("OVMF32_CODE_4M.secboot.fd", "OVMF32_VARS_4M.fd"))
+            }
         }
+    }
+
+    /// The Debian package that ships [`Firmware::ovmf_files`].
+    pub fn package(self) -> &'static str {
+        if self.ia32() {
+            "ovmf-ia32"
+        } else {
+            "ovmf"
+        }
+    }
+
+    /// Whether this is 32-bit UEFI.
+    pub fn ia32(self) -> bool {
+        matches!(
+            self,
+            Firmware::Ia32Uefi | Firmware::Ia32SecureBoot | Firmware::Ia32WindowsOnly
+        )
     }
 
     /// Whether this firmware enforces Secure Boot.
     pub fn secure_boot(self) -> bool {
-        matches!(self, Firmware::UefiSecureBoot | Firmware::UefiSnakeoil)
+        matches!(
+            self,
+            Firmware::UefiSecureBoot | Firmware::UefiSnakeoil | Firmware::Ia32SecureBoot | Firmware::Ia32WindowsOnly
+        )
+    }
+
+    /// Whether the code image needs SMM (`-machine q35,smm=on` and secure pflash): every Secure Boot
+    /// build, which is the only ia32 one Debian ships.
+    pub fn needs_smm(self) -> bool {
+        self.secure_boot() || self.ia32()
+    }
+
+    /// Whether this firmware must refuse shim (it does not trust the CA that signed it).
+    pub fn must_refuse(self) -> bool {
+        matches!(self, Firmware::UefiSnakeoil | Firmware::Ia32WindowsOnly)
+    }
+
+    /// The certificates enrolled in db (virt-firmware's names under `certs/microsoft.com/`), with
+    /// Microsoft's OEM PK and KEK CA 2011, into a fresh copy of the empty store; `None` when the
+    /// store is used as Debian ships it.
+    pub fn enrolled_db(self) -> Option<&'static [&'static str]> {
+        match self {
+            Firmware::Ia32SecureBoot => Some(&["windows-2011", "ms-uefi-2011"]),
+            Firmware::Ia32WindowsOnly => Some(&["windows-2011"]),
+            _ => None,
+        }
     }
 
     /// A short name for logs.
@@ -68,32 +135,123 @@ impl Firmware {
             Firmware::Uefi => "ovmf",
             Firmware::UefiSecureBoot => "ovmf-secureboot-ms",
             Firmware::UefiSnakeoil => "ovmf-secureboot-snakeoil",
+            Firmware::Ia32Uefi => "ovmf-ia32",
+            Firmware::Ia32SecureBoot => "ovmf-ia32-secureboot-ms2011",
+            Firmware::Ia32WindowsOnly => "ovmf-ia32-secureboot-windows-only",
         }
+    }
+
+    /// The firmware for a `--firmware` name of `cargo xtask stick-boot`.
+    pub fn from_arg(arg: &str) -> Option<Firmware> {
+        Some(match arg {
+            "bios" => Firmware::Bios,
+            "uefi" => Firmware::Uefi,
+            "secureboot" => Firmware::UefiSecureBoot,
+            "snakeoil" => Firmware::UefiSnakeoil,
+            "ia32" => Firmware::Ia32Uefi,
+            "ia32-secureboot" => Firmware::Ia32SecureBoot,
+            "ia32-windows-only" => Firmware::Ia32WindowsOnly,
+            _ => return None,
+        })
     }
 }
 
-/// The firmware files `firmware` needs that are missing (empty when it can run).
-pub fn missing_firmware(firmware: Firmware) -> Vec<PathBuf> {
-    firmware
+/// The names [`Firmware::from_arg`] takes.
+pub const FIRMWARE_ARGS: &str = "bios, uefi, secureboot, snakeoil, ia32, ia32-secureboot or ia32-windows-only";
+
+/// What `firmware` needs that is missing, each with what to install (empty when it can run).
+pub fn missing_firmware(firmware: Firmware) -> Vec<String> {
+    let mut missing: Vec<String> = firmware
         .ovmf_files()
         .map(|(code, vars)| {
             [code, vars]
                 .iter()
                 .map(|f| Path::new(OVMF_DIR).join(f))
                 .filter(|p| !p.is_file())
+                .map(|p| format!("{} (Debian package {})", p.display(), firmware.package()))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if firmware.enrolled_db().is_some() && virt_firmware_certs().is_err() {
+        missing.push(format!(
+            "the Python package virt-firmware for {} (scripts/setup.sh's ensure_python_venv installs it and sets \
+             LAPTEROP_PYTHON)",
+            python().display()
+        ));
+    }
+    missing
+}
+
+/// The Python with virt-firmware: `$LAPTEROP_PYTHON` (the venv scripts/setup.sh makes), else `python3`.
+fn python() -> PathBuf {
+    std::env::var_os("LAPTEROP_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("python3"), PathBuf::from)
+}
+
+/// The directory of the Microsoft certificates virt-firmware ships (`virt/firmware/certs/microsoft.com`).
+fn virt_firmware_certs() -> Result<PathBuf, VmError> {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import pathlib, virt.firmware; print(pathlib.Path(virt.firmware.__file__).parent / 'certs' / 'microsoft.com')",
+        ])
+        .output()
+        .map_err(|e| VmError::Spec(format!("running {}: {e}", python().display())))?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !out.status.success() || !dir.is_dir() {
+        return Err(VmError::Spec(format!(
+            "{} has no virt-firmware package ({}); run scripts/setup.sh's ensure_python_venv, or pip install virt-firmware",
+            python().display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(dir)
+}
+
+/// Writes to `out` the empty variable store `template` with Secure Boot on: Microsoft's OEM PK,
+/// "Microsoft Corporation KEK CA 2011", and `db` (virt-firmware's certificate names), by
+/// `python -m virt.firmware.vars` (`virt-fw-vars`). Nothing else is set, so the firmware starts from
+/// the same state as with Debian's own `.ms` store.
+pub fn enroll_microsoft_keys(template: &Path, out: &Path, db: &[&str]) -> Result<(), VmError> {
+    let certs = virt_firmware_certs()?;
+    let mut cmd = Command::new(python());
+    cmd.args(["-m", "virt.firmware.vars", "--input"])
+        .arg(template)
+        .arg("--output")
+        .arg(out)
+        .args([
+            "--enroll-microsoft",
+            "--microsoft-kek",
+            "2011",
+            "--no-microsoft",
+            "--secure-boot",
+        ]);
+    for cert in db {
+        cmd.args(["--add-db", MICROSOFT_OWNER])
+            .arg(certs.join(format!("{cert}.pem")));
+    }
+    let result = cmd
+        .output()
+        .map_err(|e| VmError::Spec(format!("running {}: {e}", python().display())))?;
+    if !result.status.success() || !out.is_file() {
+        return Err(VmError::Spec(format!(
+            "virt-fw-vars could not enrol the keys into {}: {}",
+            out.display(),
+            String::from_utf8_lossy(&result.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 /// The QEMU arguments that choose the machine, the firmware and the stick (without memory, console
 /// and the extra devices). `vars` is the writable copy of the variable store for OVMF.
 pub fn firmware_and_stick_args(firmware: Firmware, stick: &Path, vars: Option<&Path>) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
-    let machine = if firmware.secure_boot() { "q35,smm=on" } else { "q35" };
+    let machine = if firmware.needs_smm() { "q35,smm=on" } else { "q35" };
     a.extend(["-machine".into(), machine.into()]);
     if let (Some((code, _)), Some(vars)) = (firmware.ovmf_files(), vars) {
-        if firmware.secure_boot() {
+        if firmware.needs_smm() {
             a.extend([
                 "-global".into(),
                 "driver=cfi.pflash01,property=secure,value=on".into(),
@@ -214,8 +372,9 @@ impl StickVm {
         let missing = missing_firmware(firmware);
         if !missing.is_empty() {
             return Err(VmError::Spec(format!(
-                "{} is missing; install Debian's ovmf package",
-                missing[0].display()
+                "{} needs {}; install it and retry",
+                firmware.name(),
+                missing.join(", ")
             )));
         }
         let work = tempfile::Builder::new()
@@ -226,7 +385,12 @@ impl StickVm {
             Some((_, store)) => {
                 let copy = work.path().join("OVMF_VARS.fd");
                 let src = Path::new(OVMF_DIR).join(store);
-                fs::copy(&src, &copy).map_err(io_err("copying", &src))?;
+                match firmware.enrolled_db() {
+                    Some(db) => enroll_microsoft_keys(&src, &copy, db)?,
+                    None => {
+                        fs::copy(&src, &copy).map_err(io_err("copying", &src))?;
+                    }
+                }
                 Some(copy)
             }
             None => None,
@@ -516,6 +680,39 @@ mod tests {
             Firmware::UefiSnakeoil.ovmf_files(),
             Some(("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.snakeoil.fd"))
         );
+    }
+
+    #[test]
+    fn ia32_firmware_is_the_smm_build_with_its_own_store() {
+        // ovmf-ia32 ships only the SMM (secboot) code: even without Secure Boot the machine needs SMM.
+        let plain =
+            firmware_and_stick_args(Firmware::Ia32Uefi, Path::new("/t/s.img"), Some(Path::new("/t/v.fd"))).join(" ");
+        assert!(plain.starts_with("-machine q35,smm=on "), "{plain}");
+        assert!(
+            plain.contains("driver=cfi.pflash01,property=secure,value=on"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("readonly=on,file=/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd"),
+            "{plain}"
+        );
+        assert!(!Firmware::Ia32Uefi.secure_boot() && Firmware::Ia32Uefi.enrolled_db().is_none());
+        // Secure Boot: the shim's CA in db, or (the negative case) only the Windows one.
+        assert_eq!(
+            Firmware::Ia32SecureBoot.enrolled_db(),
+            Some(&["windows-2011", "ms-uefi-2011"][..])
+        );
+        assert!(!Firmware::Ia32WindowsOnly
+            .enrolled_db()
+            .unwrap()
+            .contains(&"ms-uefi-2011"));
+        assert!(Firmware::Ia32WindowsOnly.must_refuse() && !Firmware::Ia32SecureBoot.must_refuse());
+        for f in [Firmware::Ia32Uefi, Firmware::Ia32SecureBoot, Firmware::Ia32WindowsOnly] {
+            assert_eq!(f.ovmf_files().unwrap().1, "OVMF32_VARS_4M.fd");
+            assert_eq!(f.package(), "ovmf-ia32");
+        }
+        assert_eq!(Firmware::from_arg("ia32-secureboot"), Some(Firmware::Ia32SecureBoot));
+        assert_eq!(Firmware::from_arg("amd64"), None);
     }
 }
 

@@ -5,6 +5,9 @@
 //! - OVMF with Secure Boot enforced and Microsoft's keys: shim -> signed GRUB -> signed kernel, which
 //!   must report Secure Boot on and lockdown `[integrity]`;
 //! - OVMF with Secure Boot and only a snake-oil key: the firmware must refuse shim;
+//! - 32-bit OVMF (Bay Trail and Cherry Trail laptops and tablets): `BOOTIA32.EFI` -> GRUB ia32 -> the
+//!   64-bit kernel in EFI mixed mode (`/sys/firmware/efi/fw_platform_size` is 32), without Secure Boot
+//!   and with Secure Boot and Microsoft's 2011 keys; with only the Windows key in db, shim is refused;
 //! - for comparison, the same kernel and initramfs booted directly (`-kernel`/`-initrd`).
 //!
 //! A boot passes when the agent prints `LAPTEROP-AGENT-READY` having mounted the stick (found by its
@@ -12,7 +15,8 @@
 //! opens the rescue shell, where the test reads the marker back through the guest's own mount and
 //! powers off. Each boot prints its stage timings. Boots run one at a time (2 cores).
 //!
-//! Needs qemu-system-x86, ovmf, grub-common (grub-mkimage), mtools, kmod, dpkg and apt with Debian reachable;
+//! Needs qemu-system-x86, ovmf, ovmf-ia32, grub-common (grub-mkimage), mtools, kmod, dpkg and apt with
+//! Debian reachable, and for ia32 Secure Boot the Python package virt-firmware (`LAPTEROP_PYTHON`);
 //! when missing the tests fail under `LAPTEROP_REQUIRE_ROOT_TESTS=1` and otherwise say loudly that they
 //! were skipped.
 
@@ -46,10 +50,7 @@ fn tools_or_skip(firmware: Firmware) -> bool {
     if !xtask::vm_tools_or_skip() {
         return false;
     }
-    let mut missing: Vec<String> = stick::missing_firmware(firmware)
-        .iter()
-        .map(|p| format!("{} (package ovmf)", p.display()))
-        .collect();
+    let mut missing = stick::missing_firmware(firmware);
     let on_path = |tool: &str| {
         std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
     };
@@ -239,8 +240,11 @@ fn boot_and_check(name: &str, grub: bool, start: impl FnOnce(&Path) -> StickVm) 
     vm.send(&format!("{LEAD_PASSWORD}\n")).unwrap();
     wait(&mut vm, "rescue shell (type", Duration::from_secs(60));
     // The shell computes the end marker, so the terminal's echo of the typed line cannot match it.
+    // FW is the firmware's word size as the kernel saw it (32 for ia32 UEFI: EFI mixed mode), or
+    // `none` after a BIOS boot.
     vm.send(
         "echo \"MARKER=$(cat /stick/lapterop/stick.id) LOCKDOWN=$(cat /sys/kernel/security/lockdown)\"; \
+         echo \"FW=$(cat /sys/firmware/efi/fw_platform_size 2>/dev/null || echo none)\"; \
          ls /stick/lapterop; echo CHECKS-$((40+2))\n",
     )
     .unwrap();
@@ -311,6 +315,7 @@ fn seabios_boots_grub_from_the_mbr_and_the_agent_mounts_the_stick() {
         "{}",
         tail(&console)
     );
+    assert!(console.contains("FW=none"), "{}", tail(&console));
 }
 
 #[test]
@@ -328,6 +333,62 @@ fn ovmf_secure_boot_with_microsoft_keys_boots_shim_grub_kernel_in_lockdown() {
         console.contains("LOCKDOWN=none [integrity] confidentiality"),
         "{}",
         tail(&console)
+    );
+    assert!(console.contains("FW=64"), "{}", tail(&console));
+}
+
+/// 32-bit UEFI without Secure Boot: the firmware runs `BOOTIA32.EFI` (shim ia32), which runs
+/// `grubia32.efi`; GRUB finds its menu on the stick, not on the decoy disk, with the lead password
+/// locking its editor; the 64-bit kernel starts from the 32-bit firmware through the EFI handover
+/// protocol (mixed mode), and the agent reaches user space and mounts the stick.
+#[test]
+fn ovmf_ia32_boots_bootia32_and_the_64_bit_kernel_in_efi_mixed_mode() {
+    if !tools_or_skip(Firmware::Ia32Uefi) {
+        return;
+    }
+    let (console, _) = boot_to_agent(Firmware::Ia32Uefi);
+    assert!(console.contains("FW=32"), "not a 32-bit UEFI boot:\n{}", tail(&console));
+    assert!(
+        console.contains("secureboot: Secure boot disabled"),
+        "{}",
+        tail(&console)
+    );
+    assert!(
+        console.contains("LOCKDOWN=[none] integrity confidentiality"),
+        "{}",
+        tail(&console)
+    );
+}
+
+/// 32-bit UEFI with Secure Boot and only Microsoft's 2011 keys, as a Bay Trail tablet ships: the
+/// firmware accepts the ia32 shim's UEFI CA 2011 signature, shim accepts Debian's GRUB ia32, GRUB the
+/// kernel, which runs in mixed mode and in lockdown; its db (as the kernel logs it) has the 2011 CA and
+/// not the 2023 one.
+#[test]
+fn ovmf_ia32_secure_boot_with_microsoft_2011_keys_boots_shim_grub_kernel_in_lockdown() {
+    if !tools_or_skip(Firmware::Ia32SecureBoot) {
+        return;
+    }
+    let (console, _) = boot_to_agent(Firmware::Ia32SecureBoot);
+    assert!(console.contains("FW=32"), "not a 32-bit UEFI boot:\n{}", tail(&console));
+    assert!(
+        console.contains("secureboot: Secure boot enabled"),
+        "{}",
+        tail(&console)
+    );
+    assert!(
+        console.contains("LOCKDOWN=none [integrity] confidentiality"),
+        "{}",
+        tail(&console)
+    );
+    assert!(
+        console.contains("Loaded X.509 cert 'Microsoft Corporation UEFI CA 2011"),
+        "the kernel did not see the 2011 CA in db:\n{}",
+        tail(&console)
+    );
+    assert!(
+        !console.contains("Microsoft UEFI CA 2023"),
+        "db has the 2023 CA, so this boot does not prove the 2011 signature"
     );
 }
 
@@ -358,22 +419,20 @@ fn direct_kernel_boot_of_the_same_kernel_and_initrd_for_comparison() {
     });
 }
 
-#[test]
-fn ovmf_with_snakeoil_keys_refuses_shim() {
-    if !tools_or_skip(Firmware::UefiSnakeoil) {
-        return;
-    }
+/// Boots `firmware`, which does not trust shim's CA: it must refuse shim at once, and GRUB never runs.
+fn refuses_shim(firmware: Firmware) {
     let built = stick();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (_dir, image) = copy_of_stick("stick.img");
-    let mut vm = StickVm::start(&image, Firmware::UefiSnakeoil, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let mut vm = StickVm::start(&image, firmware, &devices(), &[]).unwrap_or_else(|e| panic!("{e}"));
     let (which, at) = vm
         .wait_for_any(&["Access Denied", "Security Violation"], Duration::from_secs(90))
         .unwrap_or_else(|e| panic!("{e}"));
     let console = vm.console();
     drop(vm);
     eprintln!(
-        "ovmf-secureboot-snakeoil: refused after {:.1} s ({}); stick {}",
+        "{}: refused after {:.1} s ({}); stick {}",
+        firmware.name(),
         at.as_secs_f64(),
         ["Access Denied", "Security Violation"][which],
         built.stick_id
@@ -381,4 +440,22 @@ fn ovmf_with_snakeoil_keys_refuses_shim() {
     assert!(!console.contains("GNU GRUB"), "GRUB ran although shim is not trusted");
     assert!(!console.contains("LAPTEROP-AGENT-READY"));
     assert!(Path::new(&image).exists());
+}
+
+#[test]
+fn ovmf_with_snakeoil_keys_refuses_shim() {
+    if !tools_or_skip(Firmware::UefiSnakeoil) {
+        return;
+    }
+    refuses_shim(Firmware::UefiSnakeoil);
+}
+
+/// 32-bit UEFI with Secure Boot whose db has Microsoft's Windows key but not the third-party UEFI CA
+/// (switched off, as on "Secured-core" PCs): the ia32 firmware really checks, and refuses shim.
+#[test]
+fn ovmf_ia32_without_the_third_party_ca_refuses_shim() {
+    if !tools_or_skip(Firmware::Ia32WindowsOnly) {
+        return;
+    }
+    refuses_shim(Firmware::Ia32WindowsOnly);
 }
