@@ -3,6 +3,12 @@
 //! server's receipt is kept beside the certificate (`ID.receipt.json`). A certificate without a
 //! receipt is pending; uploading it again duplicates nothing (the server answers 200 with the same
 //! receipt for the same certificate).
+//!
+//! The full audit stored beside a certificate (`ID.audit.json`) goes to the server right after the
+//! certificate is accepted (`PUT /api/v1/certificates/ID/audit`; the server keeps it only when its
+//! blake3 is the certificate's signed `host.audit_blake3`), and the receipt is written only once the
+//! server holds both: a certificate whose audit did not get through stays pending and both are sent
+//! again, which the server answers as already stored.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -47,10 +53,14 @@ pub struct Outbox {
 /// One certificate in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The certificate id (the file's name without `.json`).
+    pub id: String,
     /// The certificate file.
     pub certificate: PathBuf,
     /// Where its receipt is (or will be) kept.
     pub receipt: PathBuf,
+    /// The full audit stored beside it (`ID.audit.json`); a disk-only run has none.
+    pub audit: PathBuf,
 }
 
 impl Outbox {
@@ -73,19 +83,21 @@ impl Outbox {
                 "refusing to store an unsigned certificate",
             ));
         }
+        let entry = self.entry(&cert.id);
         if let Some(audit) = audit_json {
-            write_atomically(&self.dir.join(format!("{}.audit.json", cert.id)), audit)?;
+            write_atomically(&entry.audit, audit)?;
         }
         let text = cert.to_pretty_json().map_err(io::Error::other)?;
-        let entry = self.entry(&cert.id);
         write_atomically(&entry.certificate, text.as_bytes())?;
         Ok(entry)
     }
 
     fn entry(&self, id: &str) -> Entry {
         Entry {
+            id: id.to_owned(),
             certificate: self.dir.join(format!("{id}.json")),
             receipt: self.dir.join(format!("{id}.receipt.json")),
+            audit: self.dir.join(format!("{id}.audit.json")),
         }
     }
 
@@ -133,6 +145,18 @@ pub enum UploadError {
     /// The answer was not a valid receipt for this certificate.
     #[error("the server's receipt is not valid: {0}")]
     BadReceipt(String),
+    /// The server took the certificate but refused the full audit stored beside it (4xx): retrying
+    /// will not help; a lead must look.
+    #[error(
+        "the server took the certificate but refused its full audit ({status}): {body}; a lead must compare \
+         ID.audit.json on the stick with the certificate's host.audit_blake3"
+    )]
+    AuditRefused {
+        /// HTTP status.
+        status: u16,
+        /// What it said.
+        body: String,
+    },
 }
 
 impl UploadError {
@@ -142,12 +166,28 @@ impl UploadError {
     }
 }
 
+/// At most this much of a server's error answer is kept (characters).
+const ANSWER_CHARS: usize = 300;
+
+fn answer_text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(ANSWER_CHARS).collect()
+}
+
 /// Uploads certificates to one collection server.
 #[derive(Debug, Clone)]
 pub struct Uploader {
     agent: ureq::Agent,
     url: String,
     server_key: Option<VerifyingKey>,
+}
+
+/// Reads `path`, `None` when it does not exist.
+fn read_if_there(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl Uploader {
@@ -184,11 +224,40 @@ impl Uploader {
             200 | 201 => self.check_receipt(certificate, body),
             408 | 429 | 500..=599 => Err(UploadError::ServerError {
                 status,
-                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+                body: answer_text(&body),
             }),
             _ => Err(UploadError::Refused {
                 status,
-                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+                body: answer_text(&body),
+            }),
+        }
+    }
+
+    /// Puts the full audit of certificate `id` (the bytes stored beside it) on the server, after the
+    /// certificate itself was accepted.
+    pub fn upload_audit(&self, id: &str, audit: &[u8]) -> Result<(), UploadError> {
+        let mut response = self
+            .agent
+            .put(&format!("{}/{id}/audit", self.url))
+            .header("content-type", "application/json")
+            .send(audit)
+            .map_err(|e| UploadError::Unreachable(format!("sending the full audit: {e}")))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| UploadError::Unreachable(format!("sending the full audit: {e}")))?;
+        match status {
+            200 | 201 => Ok(()),
+            408 | 429 | 500..=599 => Err(UploadError::ServerError {
+                status,
+                body: format!("sending the full audit: {}", answer_text(&body)),
+            }),
+            _ => Err(UploadError::AuditRefused {
+                status,
+                body: answer_text(&body),
             }),
         }
     }
@@ -239,8 +308,18 @@ pub fn upload_pending(outbox: &Outbox, uploader: &Uploader) -> io::Result<Vec<(E
         let bytes = fs::read(&entry.certificate)?;
         let sent = match uploader.upload(&bytes) {
             Ok(receipt) => {
-                write_atomically(&entry.receipt, &receipt)?;
-                Sent::Uploaded
+                // The receipt is kept only once the server holds the audit too (see the module docs).
+                let audit = match read_if_there(&entry.audit)? {
+                    Some(audit) => uploader.upload_audit(&entry.id, &audit),
+                    None => Ok(()),
+                };
+                match audit {
+                    Ok(()) => {
+                        write_atomically(&entry.receipt, &receipt)?;
+                        Sent::Uploaded
+                    }
+                    Err(e) => Sent::Failed(e),
+                }
             }
             Err(e) => Sent::Failed(e),
         };
@@ -383,6 +462,131 @@ mod tests {
         assert_eq!(fs::read(&entry.certificate).unwrap(), before);
         assert!(!entry.receipt.exists());
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Requests a test server saw: (method and path, body).
+    type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+    /// A server on 127.0.0.1 that answers a certificate POST with a receipt signed by `key` and the
+    /// n-th audit PUT with `audit_answers[n]` (201 once they run out); it records every request.
+    fn script_server(key: lapterop_certificate::SigningKey, audit_answers: Vec<u16>) -> (String, Requests) {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut audits = audit_answers.into_iter();
+            for (position, stream) in (1u64..).zip(listener.incoming()) {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let what = request.split(' ').take(2).collect::<Vec<_>>().join(" ");
+                let (status, answer) = if what.starts_with("PUT ") {
+                    (audits.next().unwrap_or(201), b"{}".to_vec())
+                } else {
+                    let (cert, doc) = lapterop_certificate::parse(&body).unwrap();
+                    let blake3 = lapterop_certificate::document_blake3(&doc).unwrap();
+                    let at = lapterop_certificate::now_utc();
+                    let mut r = lapterop_certificate::model::Receipt {
+                        schema: lapterop_certificate::model::RECEIPT_SCHEMA_V1.to_string(),
+                        certificate_id: cert.id.clone(),
+                        entry_hash: chain::entry_hash(chain::GENESIS, position, &blake3, &at),
+                        certificate_blake3: blake3,
+                        received_at: at,
+                        position,
+                        previous_hash: chain::GENESIS.to_string(),
+                        donor_url: format!("http://127.0.0.1/d/{}", cert.id),
+                        signature: None,
+                    };
+                    chain::sign_receipt(&mut r, &key).unwrap();
+                    (201, serde_json::to_vec(&r).unwrap())
+                };
+                record.lock().unwrap().push((what, body));
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&answer);
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn the_audit_follows_the_certificate_and_the_receipt_waits_for_both() {
+        let dir = tempdir("audit");
+        let outbox = Outbox::open(&dir).unwrap();
+        let with_audit = outbox.store(&signed("06"), Some(b"{\"audit\":6}\n")).unwrap();
+        let disk_only = outbox.store(&signed("07"), None).unwrap();
+        let server_key = keys::fixture_key("outbox test server");
+        // The first audit PUT meets a busy server (503), the second goes through.
+        let (url, seen) = script_server(server_key.clone(), vec![503]);
+        let up = Uploader::new(&url, Some(server_key.verifying_key()), Duration::from_secs(10));
+        let first = upload_pending(&outbox, &up).unwrap();
+        assert!(matches!(&first[0].1, Sent::Failed(e) if e.retryable()), "{first:?}");
+        assert!(
+            !with_audit.receipt.exists(),
+            "no receipt while the server lacks the audit"
+        );
+        assert_eq!(first[1].1, Sent::Uploaded);
+        assert!(disk_only.receipt.exists());
+        let again = upload_pending(&outbox, &up).unwrap();
+        assert_eq!(again[0].1, Sent::Uploaded);
+        assert_eq!(again[1].1, Sent::AlreadyDone);
+        assert!(with_audit.receipt.exists());
+        let seen = seen.lock().unwrap();
+        let what: Vec<&str> = seen.iter().map(|(w, _)| w.as_str()).collect();
+        let put = format!("PUT /api/v1/certificates/{}/audit", with_audit.id);
+        assert_eq!(
+            what,
+            [
+                "POST /api/v1/certificates",
+                put.as_str(),
+                "POST /api/v1/certificates",
+                "POST /api/v1/certificates",
+                put.as_str()
+            ],
+            "the disk-only certificate has no audit to send"
+        );
+        assert_eq!(seen[1].1, b"{\"audit\":6}\n", "the audit goes as stored");
+        assert_eq!(seen[4].1, seen[1].1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_refused_audit_keeps_the_certificate_pending_and_says_what_to_check() {
+        let dir = tempdir("audit-refused");
+        let outbox = Outbox::open(&dir).unwrap();
+        let entry = outbox.store(&signed("08"), Some(b"{\"changed\":true}")).unwrap();
+        let server_key = keys::fixture_key("outbox test server");
+        let (url, _) = script_server(server_key.clone(), vec![422, 422]);
+        let up = Uploader::new(&url, Some(server_key.verifying_key()), Duration::from_secs(10));
+        let result = upload_with_backoff(&outbox, &up, 3, Duration::ZERO, Duration::ZERO, &mut |_| {}).unwrap();
+        match &result[0].1 {
+            Sent::Failed(e @ UploadError::AuditRefused { status: 422, .. }) => {
+                assert!(!e.retryable());
+                assert!(e.to_string().contains("host.audit_blake3"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(outbox.pending().unwrap(), vec![entry]);
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -6,7 +6,8 @@
 //! facts the disk layer already has ([`crate::plan::PlanDisk`]: transport, frozen, excluded). It reads
 //! `sys/bus/pci/devices` (RAID / Intel VMD / SD host controllers), `sys/bus/platform/devices` (ACPI eMMC
 //! hosts), `sys/block` (`mmcblk*`), `sys/class/net` and `proc/net/route` (a link with an IPv4 route),
-//! `sys/class/power_supply` (battery level, charger). Nothing here waits on hardware.
+//! `sys/class/power_supply` (battery level, charger: read by the audit's own reader). Nothing here
+//! waits on hardware.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -355,31 +356,12 @@ impl Sys {
         })
     }
 
-    /// The lowest system battery level when it is below `min` and no power comes in.
+    /// The charge left in the laptop's batteries together when it is below `min` and no power comes in,
+    /// read exactly as the audit reads them ([`crate::audit::battery`]): a mouse or a graphics card's
+    /// USB-C port is not the laptop's, and two batteries count together.
     fn battery_low(&self, min: u32) -> Option<u32> {
-        let mut lowest: Option<u32> = None;
-        for name in self.list("sys/class/power_supply") {
-            let at = |a: &str| format!("sys/class/power_supply/{name}/{a}");
-            match self.attr(&at("type")).as_deref() {
-                Some("Mains" | "USB") if self.attr(&at("online")).as_deref() == Some("1") => return None,
-                Some("Battery") => {
-                    let device_scope = self.attr(&at("scope")).as_deref() == Some("Device");
-                    let absent = self.attr(&at("present")).as_deref() == Some("0");
-                    let charging = matches!(self.attr(&at("status")).as_deref(), Some("Charging" | "Full"));
-                    if device_scope || absent {
-                        continue;
-                    }
-                    if charging {
-                        return None;
-                    }
-                    if let Some(level) = self.attr(&at("capacity")).and_then(|c| c.parse::<u32>().ok()) {
-                        lowest = Some(lowest.map_or(level, |l| l.min(level)));
-                    }
-                }
-                _ => {}
-            }
-        }
-        lowest.filter(|l| *l < min)
+        let (batteries, chargers) = crate::audit::battery::read_root(&self.0);
+        crate::audit::battery::low(&batteries, &chargers, min)
     }
 }
 

@@ -1287,3 +1287,338 @@ fn find_structure(table: &[u8], ty: u8) -> usize {
         at = s + 2;
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// power_supply trees of real laptops (tests/fixtures/power; where each value comes from: its README)
+// ---------------------------------------------------------------------------------------------------
+
+fn power_tree(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/power")
+        .join(name)
+}
+
+/// The real binary's `audit --json` of `root`, and its summary text.
+fn audit_root(root: &Path) -> (Audit, String) {
+    let (a, _, text) = audit_root_json(root);
+    (a, text)
+}
+
+/// [`audit_root`] with the JSON as printed.
+fn audit_root_json(root: &Path) -> (Audit, String, String) {
+    let run = |json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lapterop-agent"));
+        cmd.arg("audit").arg("--root").arg(root);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = run(true);
+    (serde_json::from_str(&json).unwrap(), json, run(false))
+}
+
+/// The real binary's pre-flight finding `LAP-P07` on `root` with a minimum of `min` percent: the
+/// English "found" text, or `None` when the battery does not stop the job.
+fn low_battery_finding(root: &Path, min: u32) -> Option<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = Command::new(env!("CARGO_BIN_EXE_lapterop-agent"))
+        .args(["preflight", "--json", "--lang", "en", "--root"])
+        .arg(root)
+        .args(["--battery-min", &min.to_string(), "--now", &now.to_string()])
+        .output()
+        .unwrap();
+    // Exit 1: the tree has no disk and no network, which stop the job too; only P07 is looked at here.
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    findings
+        .iter()
+        .find(|f| f["code"] == "LAP-P07")
+        .map(|f| f["found"].as_str().unwrap().to_string())
+}
+
+fn power_gaps(a: &Audit) -> Vec<String> {
+    let mut g = gaps_in(a, "battery");
+    g.extend(gaps_in(a, "power_supply"));
+    g
+}
+
+/// Copies a recorded tree into a temporary one (to change one attribute for a rule's other side).
+fn copy_tree(from: &Path, to: &Tree) {
+    for entry in fs::read_dir(from.join("sys/class/power_supply")).unwrap() {
+        let entry = entry.unwrap();
+        for attr in fs::read_dir(entry.path()).unwrap() {
+            let attr = attr.unwrap();
+            let rel = format!(
+                "sys/class/power_supply/{}/{}",
+                entry.file_name().to_str().unwrap(),
+                attr.file_name().to_str().unwrap()
+            );
+            to.file(&rel, fs::read(attr.path()).unwrap());
+        }
+    }
+}
+
+#[test]
+fn power_of_real_laptops_thinkpad_with_two_batteries() {
+    let root = power_tree("thinkpad-t480");
+    let (a, text) = audit_root(&root);
+    let b: Vec<(&str, Option<u32>, Option<u32>)> = a
+        .batteries
+        .iter()
+        .map(|b| (b.name.as_str(), b.health_percent, b.cycle_count))
+        .collect();
+    // 13.6 of 24.0 Wh and 10.1 of 23.9 Wh, each with its own cycles.
+    assert_eq!(b, [("BAT0", Some(56), Some(965)), ("BAT1", Some(42), Some(156))]);
+    assert!(power_gaps(&a).is_empty(), "{:?}", a.gaps);
+    assert_eq!(audit::battery::level(&a.batteries), Some(52));
+    // Both batteries are worn and named; no battery is missing.
+    assert!(a.verdict.needs.contains(&"battery".to_string()), "{:?}", a.verdict);
+    for want in [
+        "battery BAT0 holds 56% of its design capacity (minimum 60%)",
+        "battery BAT1 holds 42% of its design capacity (minimum 60%)",
+    ] {
+        assert!(
+            a.verdict.reasons.iter().any(|r| r == want),
+            "{want}: {:?}",
+            a.verdict.reasons
+        );
+    }
+    assert!(
+        !a.verdict.reasons.iter().any(|r| r.contains("no battery")),
+        "{:?}",
+        a.verdict
+    );
+    // The AC adapter is there; the figures were read on battery, so it gives no power.
+    assert_eq!(a.chargers.len(), 1);
+    assert_eq!(
+        (
+            a.chargers[0].name.as_str(),
+            a.chargers[0].kind.as_str(),
+            a.chargers[0].online
+        ),
+        ("AC", "Mains", Some(false))
+    );
+    assert!(a.verdict.needs.contains(&"charger".to_string()), "{:?}", a.verdict);
+    // The certificate's summary carries the worn one of the two, whichever the kernel lists first.
+    let s = audit::summary(&a);
+    assert_eq!((s.battery_health_percent, s.battery_cycles), (Some(42), Some(156)));
+    assert!(
+        text.contains("Battery:  BAT0 56% health, 965 cycles, design 24.0 Wh (SMP 01AV421)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Battery:  BAT1 42% health, 156 cycles, design 23.9 Wh (LGC 01AV490)"),
+        "{text}"
+    );
+    assert!(text.contains("Charger:  AC AC adapter, no power"), "{text}");
+    // Pre-flight counts both batteries: 12.451 of 23.7 Wh is 52%, not the inner pack's 21%.
+    assert_eq!(low_battery_finding(&root, 30), None);
+    assert_eq!(
+        low_battery_finding(&root, 60).as_deref(),
+        Some("The battery is at 52% and not charging.")
+    );
+}
+
+#[test]
+fn power_of_real_laptops_dell_in_charge_units() {
+    let root = power_tree("dell-xps15-9560");
+    let (a, text) = audit_root(&root);
+    assert_eq!(a.batteries.len(), 1);
+    let b = &a.batteries[0];
+    assert_eq!(
+        (b.charge_full_design_uah, b.charge_full_uah, b.charge_now_uah),
+        (Some(8_509_000), Some(2_871_000), Some(2_713_000))
+    );
+    assert_eq!((b.energy_full_design_uwh, b.energy_full_uwh), (None, None));
+    assert_eq!(b.health_percent, Some(33), "2.871 of 8.509 Ah");
+    assert_eq!(
+        b.cycle_count, None,
+        "cycle_count 0 is 'not available', not a new battery"
+    );
+    // 8.509 Ah at 11.4 V: the 97 Wh pack of this model.
+    assert_eq!(b.voltage_min_design_uv, Some(11_400_000));
+    assert_eq!(b.design_uwh(), Some(97_002_600));
+    assert!(
+        text.contains("Battery:  BAT0 33% health, design 97.0 Wh (SMP DELL GPM0365)"),
+        "{text}"
+    );
+    assert!(power_gaps(&a).is_empty(), "{:?}", a.gaps);
+    assert_eq!(audit::summary(&a).battery_cycles, None);
+    assert!(
+        a.verdict
+            .reasons
+            .iter()
+            .any(|r| r == "battery BAT0 holds 33% of its design capacity (minimum 60%)"),
+        "{:?}",
+        a.verdict
+    );
+    // The AC adapter is online ("Not charging" is the battery holding still on AC): no charger needed,
+    // and no low-battery stop however high the minimum.
+    assert_eq!(a.chargers[0].online, Some(true));
+    assert!(!a.verdict.needs.contains(&"charger".to_string()), "{:?}", a.verdict);
+    assert_eq!(low_battery_finding(&root, 99), None);
+}
+
+#[test]
+fn power_of_real_laptops_usb_c_source_is_a_charger_not_a_battery() {
+    let root = power_tree("lenovo-usbc-dock");
+    let (a, text) = audit_root(&root);
+    let names: Vec<&str> = a.batteries.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["BAT0"], "the UCSI source is not a battery");
+    assert_eq!(
+        (a.batteries[0].health_percent, a.batteries[0].cycle_count),
+        (Some(95), Some(9))
+    );
+    assert_eq!(a.chargers.len(), 1);
+    let c = &a.chargers[0];
+    assert_eq!(
+        (c.name.as_str(), c.kind.as_str(), c.online),
+        ("ucsi-source-psy-USBC000:001", "USB", Some(true))
+    );
+    assert!(power_gaps(&a).is_empty(), "{:?}", a.gaps);
+    assert!(
+        !a.verdict.needs.iter().any(|n| n == "battery" || n == "charger"),
+        "{:?}",
+        a.verdict
+    );
+    assert!(
+        text.contains("Charger:  ucsi-source-psy-USBC000:001 USB-C/USB power, power in"),
+        "{text}"
+    );
+    // Power comes in through USB-C: no stop even at a 99% minimum. The same laptop with the dock
+    // unplugged (the one attribute changed in a copy) stops at 99%, on its battery's own 96%.
+    assert_eq!(low_battery_finding(&root, 99), None);
+    let unplugged = Tree::new("usbc-unplugged");
+    copy_tree(&root, &unplugged);
+    unplugged.file("sys/class/power_supply/ucsi-source-psy-USBC000:001/online", "0\n");
+    assert_eq!(
+        low_battery_finding(&unplugged.root, 99).as_deref(),
+        Some("The battery is at 96% and not charging.")
+    );
+}
+
+#[test]
+fn power_sources_of_a_graphics_card_and_usb_c_power_with_the_ac_device_off() {
+    // The Dell tree with its AC adapter device reading 0.
+    let t = Tree::new("power-rules");
+    copy_tree(&power_tree("dell-xps15-9560"), &t);
+    t.file("sys/class/power_supply/AC/online", "0\n");
+    // A graphics card's USB-C port (the kernel marks its UCSI source `scope` Device) powers nothing in
+    // the laptop, even when something is plugged in.
+    t.power_supply(
+        "ucsi-source-psy-1-0008",
+        &[("type", "USB"), ("scope", "Device"), ("online", "1")],
+    );
+    let a = audit::run(&t.root, None, &Policy::default());
+    assert_eq!(a.chargers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["AC"]);
+    assert!(a.verdict.needs.contains(&"charger".to_string()), "{:?}", a.verdict);
+    assert_eq!(
+        low_battery_finding(&t.root, 99).as_deref(),
+        Some("The battery is at 94% and not charging.")
+    );
+    // The laptop's own USB-C source online: power comes in although the AC device says 0.
+    t.power_supply(
+        "ucsi-source-psy-USBC000:001",
+        &[("type", "USB"), ("scope", "System"), ("online", "1")],
+    );
+    let a = audit::run(&t.root, None, &Policy::default());
+    assert!(!a.verdict.needs.contains(&"charger".to_string()), "{:?}", a.verdict);
+    assert_eq!(low_battery_finding(&t.root, 99), None);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hardware no driver took (tests/fixtures/undriven; sources in its README)
+// ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn undriven_hardware_of_a_real_thinkpad() {
+    use lapterop_certificate::hardware::Bus;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/undriven/thinkpad-t480");
+    let (a, json, text) = audit_root_json(&root);
+    // Pinned: the collection server's tests upload this very document as a T480's audit.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit/undriven-t480.json");
+    if std::env::var_os("LAPTEROP_UPDATE_GOLDEN").is_some() {
+        fs::write(&path, &json).unwrap();
+    }
+    assert_eq!(
+        json,
+        fs::read_to_string(&path).unwrap(),
+        "the audit differs from {}",
+        path.display()
+    );
+    let listed: Vec<(Bus, &str, String, &str)> = a
+        .undriven
+        .iter()
+        .map(|d| {
+            (
+                d.bus,
+                d.address.as_str(),
+                format!("{}:{}", d.vendor_id, d.device_id),
+                d.class.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (Bus::Pci, "0000:00:02.0", "8086:5917".to_string(), "030000"),
+            (Bus::Pci, "0000:00:04.0", "8086:1903".to_string(), "118000"),
+            (Bus::Pci, "0000:00:08.0", "8086:1911".to_string(), "088000"),
+            (Bus::Pci, "0000:00:14.2", "8086:9d31".to_string(), "118000"),
+            (Bus::Pci, "0000:00:16.0", "8086:9d3a".to_string(), "078000"),
+            (Bus::Pci, "0000:00:1f.0", "8086:9d4e".to_string(), "060100"),
+            (Bus::Pci, "0000:00:1f.2", "8086:9d21".to_string(), "058000"),
+            (Bus::Pci, "0000:00:1f.3", "8086:9d71".to_string(), "040300"),
+            (Bus::Pci, "0000:00:1f.4", "8086:9d23".to_string(), "0c0500"),
+            (Bus::Pci, "0000:03:00.0", "8086:24fd".to_string(), "028000"),
+            (Bus::Usb, "1-8:1.0", "04f2:b604".to_string(), "0e:01:00"),
+            (Bus::Usb, "1-8:1.1", "04f2:b604".to_string(), "0e:02:00"),
+        ],
+        "driven functions (xhci, pcieport, e1000e, nvme, hub, usb-storage) are not listed"
+    );
+    assert!(a.undriven.iter().all(|d| d.well_formed()), "{:?}", a.undriven);
+    let wifi = a.undriven.iter().find(|d| d.address == "0000:03:00.0").unwrap();
+    // Names from the pci.ids compiled into the agent; the subsystem is the card's, not the laptop's.
+    assert_eq!(wifi.vendor.as_deref(), Some("Intel Corporation"));
+    assert_eq!(wifi.name.as_deref(), Some("Wireless 8265 / 8275"));
+    assert_eq!(wifi.class_name.as_deref(), Some("Network controller"));
+    assert_eq!(
+        (wifi.subsystem_vendor_id.as_deref(), wifi.subsystem_device_id.as_deref()),
+        (Some("8086"), Some("0010"))
+    );
+    let smbus = a.undriven.iter().find(|d| d.address == "0000:00:1f.4").unwrap();
+    assert_eq!(smbus.class_name.as_deref(), Some("SMBus"));
+    assert_eq!(smbus.subsystem_vendor_id.as_deref(), Some("17aa"));
+    // USB: named after the device (usb.ids), classed by the interface.
+    let camera: Vec<_> = a.undriven.iter().filter(|d| d.bus == Bus::Usb).collect();
+    assert_eq!(camera[0].vendor.as_deref(), Some("Chicony Electronics Co., Ltd"));
+    assert_eq!(camera[0].name.as_deref(), Some("Integrated Camera (1280x720@30)"));
+    assert_eq!(
+        camera.iter().map(|d| d.class_name.as_deref()).collect::<Vec<_>>(),
+        [Some("Video / Video Control"), Some("Video / Video Streaming")]
+    );
+    assert_eq!(
+        (
+            camera[0].subsystem_vendor_id.as_ref(),
+            camera[0].subsystem_device_id.as_ref()
+        ),
+        (None, None)
+    );
+    // The PCI list still carries every function, with its subsystem ids.
+    assert_eq!(a.pci.len(), 18);
+    assert!(a.pci.iter().all(|d| d.subsystem_vendor_id.is_some()));
+    assert!(
+        text.contains("No driver: 0000:03:00.0 8086:24fd Intel Corporation Wireless 8265 / 8275 (Network controller)"),
+        "{text}"
+    );
+    // The list is part of the stored audit and reads back as the server reads it.
+    let digest: lapterop_certificate::hardware::AuditDigest = serde_json::from_slice(&audit::to_json(&a)).unwrap();
+    assert_eq!(digest.schema, audit::AUDIT_SCHEMA);
+    assert_eq!(digest.undriven, a.undriven);
+}

@@ -588,6 +588,9 @@ struct Seen {
     ids: Vec<String>,
     /// For each: the same bytes were already in the outbox when the request came.
     in_outbox_first: Vec<bool>,
+    /// Full audits received (`PUT /api/v1/certificates/ID/audit`): the id and whether the bytes were
+    /// the ones stored beside the certificate.
+    audits: Vec<(String, bool)>,
 }
 
 /// A collection server on 127.0.0.1 that answers each certificate upload with a receipt signed by
@@ -606,6 +609,10 @@ fn receipt_server(
         for (position, stream) in (1u64..).zip(listener.incoming()) {
             let Ok(stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                continue;
+            }
             let mut length = 0usize;
             loop {
                 let mut line = String::new();
@@ -622,6 +629,25 @@ fn receipt_server(
             }
             let mut body = vec![0u8; length];
             reader.read_exact(&mut body).unwrap();
+            // The full audit follows the certificate: PUT /api/v1/certificates/ID/audit.
+            if let Some(id) = request
+                .strip_prefix("PUT /api/v1/certificates/")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|p| p.strip_suffix("/audit"))
+            {
+                let stored = std::fs::read(outbox.join(format!("{id}.audit.json"))).ok();
+                record
+                    .lock()
+                    .unwrap()
+                    .audits
+                    .push((id.to_string(), stored.as_deref() == Some(&body[..])));
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                );
+                continue;
+            }
             let (cert, doc) = lapterop_certificate::parse(&body).unwrap();
             let stored = std::fs::read(outbox.join(format!("{}.json", cert.id))).ok();
             {
@@ -749,6 +775,11 @@ fn tmux_flow_on_loop_devices_in_dutch_with_a_busy_disk() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.ids, std::slice::from_ref(&cert.id));
     assert_eq!(seen.in_outbox_first, [true]);
+    assert_eq!(
+        seen.audits,
+        [(cert.id.clone(), true)],
+        "the full audit went up as stored"
+    );
     assert!(s.contains(&format!("{url}/d/{}", cert.id)), "{s}");
     // The disks: the confirmed one reads back as zeros, the busy one is untouched.
     assert!(std::fs::read(&good.file).unwrap().iter().all(|b| *b == 0));

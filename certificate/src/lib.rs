@@ -5,13 +5,16 @@
 //! 8785), the keys ([`keys`], Ed25519 with a blake3 key id), the parsing limits and invariants
 //! ([`validate`]: an `erased` disk can never carry a failed step, a mismatch or a hidden area left
 //! behind) and the server's receipt and append-only log ([`chain`]). The JSON Schema in `docs/` is
-//! generated from these types by [`schema_json`].
+//! generated from these types by [`schema_json`]. One part of the full audit stored beside the
+//! certificate is shared too: the hardware the stick had no driver for ([`hardware`]), which the agent
+//! writes and the server gathers.
 //!
 //! Programs use [`Certificate::sign`] to issue and [`verify`] to check. Verification always works on
 //! the document exactly as received, so a checker written in another language gets the same bytes.
 
 pub mod canonical;
 pub mod chain;
+pub mod hardware;
 pub mod io;
 pub mod keys;
 pub mod lead_password;

@@ -222,10 +222,11 @@ pub struct AuditSummary {
     /// Memory slots holding a module.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_slots_used: Option<u32>,
-    /// Battery full-charge capacity as a percentage of design capacity.
+    /// Battery full-charge capacity as a percentage of design capacity; of the most worn battery when
+    /// the laptop has two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub battery_health_percent: Option<u32>,
-    /// Battery charge cycles.
+    /// Charge cycles of that battery (absent when it does not count them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub battery_cycles: Option<u32>,
     /// Internal screen, in words (size and native resolution).

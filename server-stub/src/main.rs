@@ -7,6 +7,7 @@
 //! Exit codes: 0 done; 1 a check failed (`verify-log`); 2 usage error or the command could not run.
 
 mod donor;
+mod hardware;
 mod ingest;
 mod limits;
 mod listen;

@@ -1,5 +1,6 @@
 //! The SQLite store in the data directory: stations, reviewers, certificates, the append-only log,
-//! review sessions and the audit trail.
+//! the full hardware audits stored beside certificates (`audits`, and the `undriven` rows taken from
+//! them for the hardware page), review sessions and the audit trail of reviewers' actions (`audit`).
 //!
 //! One file, `DIR/lapterop.sqlite`, in WAL mode with `synchronous=FULL`: a transaction that returned
 //! from COMMIT survives a crash or power loss. Certificates are kept exactly as received (the bytes the
@@ -85,6 +86,27 @@ CREATE TABLE IF NOT EXISTS image_keys (
     added_at   TEXT NOT NULL,
     PRIMARY KEY (site, key_id)
 );
+CREATE TABLE IF NOT EXISTS audits (
+    certificate_id TEXT PRIMARY KEY REFERENCES certificates(id),
+    body           BLOB NOT NULL,
+    received_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS undriven (
+    certificate_id      TEXT NOT NULL REFERENCES certificates(id),
+    machine_id          TEXT NOT NULL,
+    model               TEXT NOT NULL,
+    bus                 TEXT NOT NULL,
+    address             TEXT NOT NULL,
+    vendor_id           TEXT NOT NULL,
+    device_id           TEXT NOT NULL,
+    subsystem_vendor_id TEXT,
+    subsystem_device_id TEXT,
+    class               TEXT NOT NULL,
+    vendor              TEXT,
+    name                TEXT,
+    class_name          TEXT
+);
+CREATE INDEX IF NOT EXISTS undriven_device ON undriven(bus, vendor_id, device_id, class);
 CREATE TABLE IF NOT EXISTS audit (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     at             TEXT NOT NULL,

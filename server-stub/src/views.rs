@@ -795,6 +795,7 @@ pub fn templates() -> anyhow::Result<minijinja::Environment<'static>> {
         ("queue.html", include_str!("templates/queue.html")),
         ("detail.html", include_str!("templates/detail.html")),
         ("audit.html", include_str!("templates/audit.html")),
+        ("hardware.html", include_str!("templates/hardware.html")),
         ("nav.html", include_str!("templates/nav.html")),
     ] {
         env.add_template(name, source)

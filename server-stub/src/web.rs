@@ -3,12 +3,13 @@
 //! | route | who | what |
 //! |---|---|---|
 //! | `POST /api/v1/certificates` | stations | submit a signed certificate, get a receipt |
+//! | `PUT /api/v1/certificates/{id}/audit` | stations | the full audit stored beside that certificate (kept when its blake3 is the certificate's `host.audit_blake3`) |
 //! | `GET /api/v1/certificates/{id}` | stations, auditors | the stored certificate, receipt and review state |
 //! | `GET /api/v1/log` | auditors | the append-only log (`?from=N&limit=M`) |
 //! | `GET /api/v1/server-key` | everyone | the server's public key (`.pub` file format) |
 //! | `GET /healthz` | monitoring | `ok` |
 //! | `/d/{token}`, `/b/{token}` | donors | proof pages, PDF, files to verify offline |
-//! | `/login`, `/review/...` | reviewers | review queue, detail, decisions, audit log, CSV |
+//! | `/login`, `/review/...` | reviewers | review queue, detail, decisions, audit log, CSV, hardware the stick did not drive |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -133,6 +134,7 @@ fn router(app: AppState) -> Router {
         .route("/api/v1/server-key", get(server_key))
         .merge(crate::donor::routes())
         .merge(crate::review::routes())
+        .merge(crate::hardware::routes())
         .with_state(app)
 }
 

@@ -4,9 +4,9 @@
 //! SMBIOS from `sys/firmware/dmi/tables` ([`smbios`]), CPU and memory size from `proc` ([`cpu`]),
 //! batteries and chargers from `sys/class/power_supply` ([`battery`]), screens from the EDID of
 //! `sys/class/drm` connectors ([`edid`]), network interfaces ([`net`]), PCI and USB devices with names
-//! from databases compiled in ([`pci`]). Disks come from the disk layer as [`DiskSummary`] values.
-//! No external tool runs, nothing waits on hardware, and a file that is missing or garbage becomes a
-//! named [`Gap`] in a partial report, never a failure.
+//! from databases compiled in, and those no driver took ([`pci`]). Disks come from the disk layer as
+//! [`DiskSummary`] values. No external tool runs, nothing waits on hardware, and a file that is missing
+//! or garbage becomes a named [`Gap`] in a partial report, never a failure.
 //!
 //! The result is the full [`Audit`] (stored as JSON beside the certificate), the stable device identity
 //! ([`identity`]), and the verdict against the site's [`Policy`]; [`host_section`] maps it to the
@@ -26,6 +26,7 @@ mod tree;
 use std::fmt;
 use std::path::Path;
 
+use lapterop_certificate::hardware::UndrivenDevice;
 use lapterop_certificate::model::{AuditSummary, Host, SmbiosBoard, SmbiosChassis, SmbiosSystem, Verdict};
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +42,8 @@ use pci::{Features, PciDevice, UsbDevice};
 use smbios::{Firmware, MemoryModule, Processor};
 use tree::Tree;
 
-/// Schema tag of the full audit document.
-pub const AUDIT_SCHEMA: &str = "lapterop.audit/v1";
+/// Schema tag of the full audit document (shared with the server, which reads its `undriven` list).
+pub use lapterop_certificate::hardware::AUDIT_SCHEMA;
 
 /// Something the audit could not read, named so a person can check it by hand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +148,10 @@ pub struct Audit {
     /// USB devices.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usb: Vec<UsbDevice>,
+    /// PCI functions and USB interfaces no driver took when the audit ran (on the stick: drivers the
+    /// stick lacks, or hardware nothing drives); the server gathers them over all laptops.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undriven: Vec<UndrivenDevice>,
     /// Graphics, webcam, audio, Bluetooth.
     pub features: Features,
     /// Identity fields that hold a placeholder or nothing (`system.serial`).
@@ -176,6 +181,7 @@ pub fn run(root: &Path, disks: Option<Vec<DiskSummary>>, policy: &Policy) -> Aud
     let network = net::read(&tree);
     let pci = pci::read_pci(&tree);
     let usb = pci::read_usb(&tree);
+    let undriven = pci::undriven(&tree, &pci);
     let features = pci::features(&tree, &pci, &usb);
 
     let modules = sm.memory;
@@ -247,6 +253,7 @@ pub fn run(root: &Path, disks: Option<Vec<DiskSummary>>, policy: &Policy) -> Aud
         network,
         pci,
         usb,
+        undriven,
         features,
         placeholder_fields,
         identity,
@@ -317,7 +324,13 @@ pub fn host_section(audit: &Audit, audit_json: &[u8]) -> Host {
 pub fn summary(audit: &Audit) -> AuditSummary {
     let cpu = audit.cpu.as_ref();
     let proc0 = audit.processors.first();
-    let battery = audit.batteries.iter().find(|b| b.present);
+    // With two batteries (ThinkPad Power Bridge) the one with the least capacity left is the one a part
+    // swap is about; the verdict names each.
+    let battery = audit
+        .batteries
+        .iter()
+        .filter(|b| b.present)
+        .min_by_key(|b| b.health_percent.unwrap_or(u32::MAX));
     let screen = audit.screens.iter().find(|s| s.internal);
     AuditSummary {
         cpu_model: cpu
@@ -408,11 +421,42 @@ pub fn render(audit: &Audit) -> String {
         }
     }
     for b in &audit.batteries {
+        if !b.present {
+            line(format!("Battery:  {} bay empty", b.name));
+            continue;
+        }
         let health = b
             .health_percent
             .map_or("health unknown".to_string(), |h| format!("{h}% health"));
         let cycles = b.cycle_count.map_or(String::new(), |c| format!(", {c} cycles"));
-        line(format!("Battery:  {} {health}{cycles}", b.name));
+        // Tenths of a Wh, rounded down: integer arithmetic like the rest of the audit.
+        let design = b.design_uwh().map_or(String::new(), |uwh| {
+            format!(", design {}.{} Wh", uwh / 1_000_000, uwh / 100_000 % 10)
+        });
+        let model = [b.manufacturer.as_deref(), b.model.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let model = if model.is_empty() {
+            String::new()
+        } else {
+            format!(" ({model})")
+        };
+        line(format!("Battery:  {} {health}{cycles}{design}{model}", b.name));
+    }
+    for c in &audit.chargers {
+        let state = match c.online {
+            Some(true) => "power in",
+            Some(false) => "no power",
+            None => "state unknown",
+        };
+        let kind = if c.kind == "USB" {
+            "USB-C/USB power"
+        } else {
+            "AC adapter"
+        };
+        line(format!("Charger:  {} {kind}, {state}", c.name));
     }
     for s in &audit.screens {
         line(format!(
@@ -429,6 +473,21 @@ pub fn render(audit: &Audit) -> String {
             n.driver.as_deref().unwrap_or("-"),
             n.mac.as_deref().unwrap_or("-")
         ));
+    }
+    for d in &audit.undriven {
+        let ids = format!("{}:{}", d.vendor_id, d.device_id);
+        let name = [d.vendor.as_deref(), d.name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let class = d.class_name.as_deref().unwrap_or(&d.class);
+        let name = if name.is_empty() {
+            String::new()
+        } else {
+            format!(" {name}")
+        };
+        line(format!("No driver: {} {ids}{name} ({class})", d.address));
     }
     for g in &audit.features.gpus {
         line(format!("Graphics: {g}"));

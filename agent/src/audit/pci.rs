@@ -1,7 +1,14 @@
 //! PCI and USB devices from `/sys/bus/{pci,usb}/devices`, named from the pci.ids and usb.ids databases
-//! compiled into the binary (`pci-ids`, `usb-ids` crates), and the features a volunteer asks about:
-//! graphics, webcam, audio, Bluetooth, wireless.
+//! compiled into the binary (`pci-ids`, `usb-ids` crates), the features a volunteer asks about
+//! (graphics, webcam, audio, Bluetooth, wireless), and the functions no driver took ([`undriven`]):
+//! a PCI function without a `driver` link, a USB interface without one.
+//!
+//! The names are the stick's: the databases are built into the agent (no `pci.ids` file is needed on
+//! the stick, and the names a volunteer sees on the stick and a lead sees on the server agree). They
+//! are as new as the crates the agent was built with; an id newer than that has no name, and the ids
+//! are always there.
 
+use lapterop_certificate::hardware::{Bus, UndrivenDevice};
 use serde::{Deserialize, Serialize};
 
 use super::tree::Tree;
@@ -21,6 +28,12 @@ pub struct PciDevice {
     pub device_id: String,
     /// Class code, six hex digits (class, subclass, programming interface).
     pub class: String,
+    /// Subsystem vendor id (the board maker), four hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem_vendor_id: Option<String>,
+    /// Subsystem device id, four hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem_device_id: Option<String>,
     /// Vendor name from pci.ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
@@ -76,10 +89,17 @@ pub fn read_pci(tree: &Tree) -> Vec<PciDevice> {
         let vendor_name = known
             .map(|d| d.vendor().name())
             .or_else(|| <pci_ids::Vendor as pci_ids::FromId<u16>>::from_id(vendor).map(|v| v.name()));
+        let subsystem = |attr: &str| {
+            tree.attr_hex(&at(attr))
+                .and_then(|v| u16::try_from(v).ok())
+                .map(|v| format!("{v:04x}"))
+        };
         out.push(PciDevice {
             vendor_id: format!("{vendor:04x}"),
             device_id: format!("{device:04x}"),
             class: format!("{class:06x}"),
+            subsystem_vendor_id: subsystem("subsystem_vendor"),
+            subsystem_device_id: subsystem("subsystem_device"),
             vendor: vendor_name.map(str::to_string),
             name: known.map(|d| d.name().to_string()),
             class_name: pci_ids::Subclass::from_cid_sid(base, sub).map(|s| s.name().to_string()),
@@ -130,6 +150,93 @@ pub fn read_usb(tree: &Tree) -> Vec<UsbDevice> {
                 .map(|d| d.name().to_string())
                 .or_else(|| tree.attr(&at("product"))),
             interfaces,
+        });
+    }
+    out
+}
+
+/// Every PCI function and USB interface that no driver was bound to: a PCI function from `pci`
+/// (read by [`read_pci`]) whose `driver` link is missing, and each USB interface (`1-7:1.0`) without
+/// a `driver` link, named after its device (`idVendor`, `idProduct`) and its own class. Root hubs
+/// always have the hub driver; an interface whose device cannot be read is left out.
+pub fn undriven(tree: &Tree, pci: &[PciDevice]) -> Vec<UndrivenDevice> {
+    let mut out: Vec<UndrivenDevice> = pci
+        .iter()
+        .filter(|d| d.driver.is_none())
+        .map(|d| UndrivenDevice {
+            bus: Bus::Pci,
+            address: d.address.clone(),
+            vendor_id: d.vendor_id.clone(),
+            device_id: d.device_id.clone(),
+            subsystem_vendor_id: d.subsystem_vendor_id.clone(),
+            subsystem_device_id: d.subsystem_device_id.clone(),
+            class: d.class.clone(),
+            vendor: d.vendor.clone(),
+            name: d.name.clone(),
+            class_name: d.class_name.clone(),
+        })
+        .collect();
+    let Ok(names) = tree.list(USB) else {
+        return out;
+    };
+    for interface in names.iter().filter(|n| n.contains(':')) {
+        let at = |attr: &str| format!("{USB}/{interface}/{attr}");
+        if tree.exists(&at("driver")) {
+            continue;
+        }
+        let Some(port) = interface.split(':').next() else {
+            continue;
+        };
+        let dev = |attr: &str| format!("{USB}/{port}/{attr}");
+        let (Some(vendor), Some(product)) = (
+            tree.attr_hex(&dev("idVendor")).and_then(|v| u16::try_from(v).ok()),
+            tree.attr_hex(&dev("idProduct")).and_then(|v| u16::try_from(v).ok()),
+        ) else {
+            continue;
+        };
+        let byte = |attr: &str| tree.attr_hex(&at(attr)).and_then(|v| u8::try_from(v).ok());
+        let Some(c) = byte("bInterfaceClass") else {
+            continue;
+        };
+        let (sc, p) = (
+            byte("bInterfaceSubClass").unwrap_or(0),
+            byte("bInterfaceProtocol").unwrap_or(0),
+        );
+        let known = usb_ids::Device::from_vid_pid(vendor, product);
+        // "Mass Storage / SCSI / Bulk-Only", "Video / Video Control", "Human Interface Device": the
+        // class with the subclass and protocol usb.ids names, leaving out its "None" and "No Subclass".
+        let named = |n: &'static str| !matches!(n, "None" | "No Subclass" | "Unused" | "Unspecified");
+        let class_name = <usb_ids::Class as usb_ids::FromId<u8>>::from_id(c).map(|class| {
+            [
+                Some(class.name()),
+                usb_ids::SubClass::from_cid_scid(c, sc)
+                    .map(|x| x.name())
+                    .filter(|n| named(n)),
+                usb_ids::Protocol::from_cid_scid_pid(c, sc, p)
+                    .map(|x| x.name())
+                    .filter(|n| named(n)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" / ")
+        });
+        out.push(UndrivenDevice {
+            bus: Bus::Usb,
+            address: interface.clone(),
+            vendor_id: format!("{vendor:04x}"),
+            device_id: format!("{product:04x}"),
+            subsystem_vendor_id: None,
+            subsystem_device_id: None,
+            class: format!("{c:02x}:{sc:02x}:{p:02x}"),
+            vendor: known
+                .map(|d| d.vendor().name().to_string())
+                .or_else(|| <usb_ids::Vendor as usb_ids::FromId<u16>>::from_id(vendor).map(|v| v.name().to_string()))
+                .or_else(|| tree.attr(&dev("manufacturer"))),
+            name: known
+                .map(|d| d.name().to_string())
+                .or_else(|| tree.attr(&dev("product"))),
+            class_name,
         });
     }
     out

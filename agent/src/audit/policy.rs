@@ -9,7 +9,7 @@
 use lapterop_certificate::model::{Verdict, VerdictStatus};
 use serde::{Deserialize, Serialize};
 
-use super::{edid, Audit};
+use super::{battery, edid, Audit};
 
 /// Part name for "a person must check this by hand".
 pub const INSPECTION: &str = "inspection";
@@ -318,10 +318,11 @@ fn battery_rules(audit: &Audit, policy: &Policy, f: &mut Findings) {
     }
     if policy.require_charger {
         let mains: Vec<_> = audit.chargers.iter().filter(|c| c.kind == "Mains").collect();
-        let charging = batteries
-            .iter()
-            .any(|b| matches!(b.status.as_deref(), Some("Charging" | "Full")));
-        if !mains.is_empty() && mains.iter().all(|c| c.online == Some(false)) && !charging {
+        // Power may come in by USB-C while the AC adapter device says 0; a charging battery shows it too.
+        if !mains.is_empty()
+            && mains.iter().all(|c| c.online == Some(false))
+            && !battery::power_in(&audit.batteries, &audit.chargers)
+        {
             f.need(
                 "charger",
                 "the AC adapter reports no power: connect the charger, or replace it if it is connected".to_string(),

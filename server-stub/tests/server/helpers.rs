@@ -252,6 +252,16 @@ pub fn post(url: &str, body: &[u8]) -> Result<(u16, String), String> {
     )
 }
 
+/// PUT `body` (JSON) to `url`.
+pub fn put(url: &str, body: &[u8]) -> Result<(u16, String), String> {
+    answer(
+        agent()
+            .put(url)
+            .set("Content-Type", "application/json")
+            .send_bytes(body),
+    )
+}
+
 /// An answer with its status, headers (`name: value` lines, names in lower case) and body.
 #[derive(Debug)]
 pub struct Answer {

@@ -8,6 +8,7 @@ mod browser;
 mod crash;
 mod donor;
 mod fixtures;
+mod hardware;
 mod helpers;
 mod hostile;
 mod image_keys;

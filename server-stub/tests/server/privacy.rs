@@ -82,6 +82,7 @@ fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
         "/review?status=new",
         "/review/export.csv",
         "/review/audit",
+        "/review/hardware",
         "/d/",
         "/d/not-a-token",
         "/d/not-a-token/certificate.pdf",
@@ -107,6 +108,8 @@ fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
             paths.push(("GET".into(), p));
         }
         paths.push(("POST".into(), format!("/review/certificates/{id}/decision")));
+        // An audit that is not the one the certificate names.
+        paths.push(("PUT".into(), format!("/api/v1/certificates/{id}/audit")));
     }
     for t in &tokens {
         // A token with one character changed is another, unknown link.
@@ -122,7 +125,7 @@ fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
     let mut leaks = Vec::new();
     let mut refused = 0;
     for (method, path) in &paths {
-        let body: &[u8] = if method == "POST" {
+        let body: &[u8] = if method == "POST" || method == "PUT" {
             b"decision=approved&csrf=x&user=lead&password=x"
         } else {
             b""
