@@ -96,7 +96,7 @@ fn refresh_resolves_the_kernel_metapackage_to_a_versioned_package() {
     if !tools_present() {
         return;
     }
-    let lock = debian::refresh().unwrap();
+    let lock = debian::refresh(&cache()).unwrap();
     let kernel = lock.get("kernel").unwrap();
     assert!(
         kernel.package.starts_with("linux-image-6") || kernel.package.starts_with("linux-image-7"),
