@@ -796,6 +796,49 @@ mod tests {
     }
 
     #[test]
+    fn the_non_free_source_list_keeps_the_hosts_mirrors_for_one_release() {
+        let repos: Vec<(String, String)> = [
+            ("http://deb.debian.org/debian", "bookworm"),
+            ("http://deb.debian.org/debian", "bookworm-updates"),
+            ("http://deb.debian.org/debian-security", "bookworm-security"),
+            ("http://mirror.example/debian", "trixie"),
+        ]
+        .map(|(u, s)| (u.to_owned(), s.to_owned()))
+        .into();
+        let text = NonFreeApt::sources_list(&repos, "bookworm", Some(Path::new("/k/debian.gpg")));
+        let debs: Vec<&str> = text.lines().filter(|l| l.starts_with("deb ")).collect();
+        assert_eq!(debs.len(), 3, "{text}");
+        assert!(debs.contains(
+            &"deb [signed-by=/k/debian.gpg] http://deb.debian.org/debian-security bookworm-security non-free-firmware"
+        ));
+        assert!(debs.iter().all(|l| l.ends_with(" non-free-firmware")), "{text}");
+        assert!(!text.contains("trixie"));
+        assert!(!NonFreeApt::sources_list(&repos, "bullseye", None).contains("\ndeb"));
+        // Every path apt is told about is the builder's own; the host's /etc/apt is only read (apt.conf).
+        let opts = NonFreeApt::apt_options(Path::new("/cache/apt/bookworm"));
+        assert!(opts.contains(&"Dir::Etc::SourceList=/cache/apt/bookworm/sources.list".to_owned()));
+        assert!(opts.contains(&"Dir::State::status=/cache/apt/bookworm/status".to_owned()));
+        for o in opts.iter().filter(|o| o.starts_with("Dir::")) {
+            let value = o.split_once('=').map_or("", |(_, v)| v);
+            assert!(value.is_empty() || value.starts_with("/cache/apt/bookworm/"), "{o}");
+        }
+        assert_eq!(codename_of("bookworm-security"), "bookworm");
+        assert_eq!(codename_of("bookworm"), "bookworm");
+        let fw = LockEntry {
+            role: "fw-realtek".into(),
+            package: "firmware-realtek".into(),
+            version: "20230210-5".into(),
+            arch: "all".into(),
+            suite: "bookworm".into(),
+            sha256: SHA.into(),
+        };
+        assert_eq!(fw.deb_file_name(), "firmware-realtek_20230210-5_all.deb");
+        assert!(NON_FREE_FIRMWARE_ROLES
+            .iter()
+            .all(|r| ROOTS.iter().any(|(role, _)| role == r)));
+    }
+
+    #[test]
     fn cached_file_with_wrong_bytes_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let entry = LockEntry {
