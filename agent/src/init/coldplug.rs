@@ -120,10 +120,19 @@ impl ModuleIndex {
             }
         };
         soft(&pre, order, visiting);
-        for p in deps.iter().rev().chain([path]) {
-            if !order.contains(p) {
-                order.push(p.clone());
+        // Each dependency with its own order, so its softdeps come along (ext4 -> jbd2 -> crc32c).
+        for dep in deps.iter().rev() {
+            if order.contains(dep) {
+                continue;
             }
+            let name = module_name(dep);
+            let pushed = self.deps.contains_key(&name) && self.push_order(&name, order, visiting);
+            if !pushed && !order.contains(dep) {
+                order.push(dep.clone());
+            }
+        }
+        if !order.contains(path) {
+            order.push(path.clone());
         }
         soft(&post, order, visiting);
         true
@@ -268,6 +277,7 @@ kernel/drivers/net/ethernet/realtek/r8169.ko: kernel/drivers/net/phy/mdio_devres
 kernel/drivers/net/phy/realtek.ko: kernel/drivers/net/phy/libphy.ko
 kernel/drivers/net/phy/mdio_devres.ko: kernel/drivers/net/phy/libphy.ko
 kernel/drivers/net/phy/libphy.ko:
+kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko
 kernel/fs/jbd2/jbd2.ko:
 kernel/crypto/crc32c_generic.ko:
 kernel/drivers/x/after.ko:
@@ -290,6 +300,15 @@ kernel/drivers/x/after.ko:
         assert_eq!(
             idx.load_order("jbd2").unwrap(),
             ["kernel/crypto/crc32c_generic.ko", "kernel/fs/jbd2/jbd2.ko"]
+        );
+        // A dependency's softdeps come with it.
+        assert_eq!(
+            idx.load_order("ext4").unwrap(),
+            [
+                "kernel/crypto/crc32c_generic.ko",
+                "kernel/fs/jbd2/jbd2.ko",
+                "kernel/fs/ext4/ext4.ko"
+            ]
         );
     }
 

@@ -6,8 +6,8 @@
 //! build-time floor; find the stick by its marker file and mount its data partition; make the
 //! stick's module tree the system's and load what the rest of the hardware asks for (network,
 //! graphics, power, with their firmware from the stick); bring up wired links with DHCP (busybox
-//! `udhcpc`, shipped in the initramfs); then run the flow from the site config. Anything fatal is shown with its reason and the machine drops to
-//! a rescue shell (or powers off in unattended mode).
+//! `udhcpc`, shipped in the initramfs); then run the flow from the site config. Anything fatal is
+//! shown with its reason and the machine drops to a rescue shell (or powers off in unattended mode).
 
 pub mod coldplug;
 pub mod system;
