@@ -30,6 +30,16 @@ pub use model::*;
 /// image builder writes it, GRUB and the agent's init find the stick by it, and the agent refuses to
 /// write any disk that carries it.
 pub const STICK_MARKER: &str = "lapterop/stick.id";
+
+/// Where the stick's FAT partition carries its full module tree, `lapterop/modules/<kernel
+/// release>/` (the initramfs's modules plus network, graphics and power, with depmod's index). The
+/// image builder writes it; the agent's init bind-mounts it over `/lib/modules/<release>` once the
+/// stick is mounted and loads what the hardware asks for.
+pub const STICK_MODULES: &str = "lapterop/modules";
+
+/// Where the stick's FAT partition carries the firmware those modules name (the kernel's firmware
+/// loader is pointed there by the agent's init).
+pub const STICK_FIRMWARE: &str = "lapterop/firmware";
 pub use validate::{parse, ParseError, Violation};
 
 use serde_json::Value;

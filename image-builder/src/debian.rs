@@ -28,6 +28,13 @@
 //! (`<cache>/apt-<arch>/`): the host's sources and keys, with package lists of its own that it
 //! fetches with `apt-get update` on first use, on `lock refresh`, and when a pinned version is not in
 //! them. The host's configuration and lists are never changed, and no root is needed.
+//!
+//! **Firmware** comes from Debian's `non-free-firmware` component, which the build hosts' apt
+//! sources do not enable and which the builder must not enable for them. The roles in
+//! [`NON_FREE_FIRMWARE_ROLES`] are fetched through apt with a source list and state of the builder's
+//! own ([`NonFreeApt`], under the cache directory: the host's Debian mirrors and suites, component
+//! `non-free-firmware` only, checked against Debian's archive keyring), and the lock's sha256 is
+//! checked on them like on every other package. The host's `/etc/apt` is never written.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -56,7 +63,19 @@ pub const ROOTS: &[(&str, &str)] = &[
     ("shim-ia32", "shim-signed:i386"),
     ("helpers-ia32", "shim-helpers-i386-signed:i386"),
     ("grub-ia32", "grub-efi-ia32-signed:i386"),
+    // Firmware the shipped modules name (non-free-firmware, see NON_FREE_FIRMWARE_ROLES): rtl_nic/*
+    // for r8169 and r8152; i915/* (DMC, GuC, HuC) and tigon/* (tg3).
+    ("fw-realtek", "firmware-realtek"),
+    ("fw-misc", "firmware-misc-nonfree"),
 ];
+
+/// The roles of [`ROOTS`] that Debian keeps in its `non-free-firmware` component, fetched through
+/// [`NonFreeApt`] instead of the host's apt sources.
+pub const NON_FREE_FIRMWARE_ROLES: &[&str] = &["fw-realtek", "fw-misc"];
+
+/// Debian's archive keyring (package `debian-archive-keyring`), which the builder's own source list
+/// trusts for `non-free-firmware`.
+pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// The architecture of a root that names none: the kernel's, and that of every program on the stick.
 pub const ARCH: &str = "amd64";
@@ -123,6 +142,12 @@ pub enum DebianError {
          /etc/apt/sources.list) leaves {arch} out"
     )]
     NoArchitecture { arch: String, lists: PathBuf },
+    /// The builder's own apt source for `non-free-firmware` could not be updated.
+    #[error(
+        "updating the builder's apt lists for Debian's non-free-firmware component ({dir}) failed: {detail}; check \
+         the network and that the host's apt sources name a Debian mirror (`apt-get update` works)"
+    )]
+    NonFreeUpdate { dir: PathBuf, detail: String },
 }
 
 type Result<T> = std::result::Result<T, DebianError>;
@@ -309,7 +334,8 @@ impl Cache {
     }
 
     /// Returns the path of the verified `.deb` for `entry`, downloading it with apt if it is not
-    /// cached. A cached file is re-hashed every time: the lock, not the cache, is trusted.
+    /// cached (roles of [`NON_FREE_FIRMWARE_ROLES`] through [`NonFreeApt`]). A cached file is
+    /// re-hashed every time: the lock, not the cache, is trusted.
     pub fn fetch(&self, entry: &LockEntry) -> Result<PathBuf> {
         let debs = self.dir.join("debs");
         fs::create_dir_all(&debs).map_err(io_err("creating", &debs))?;
@@ -321,14 +347,19 @@ impl Cache {
                 .prefix(".download-")
                 .tempdir_in(&debs)
                 .map_err(io_err("creating a download directory in", &debs))?;
-            let apt = self.apt_for(&entry.arch, false)?;
-            let mut got = download(entry, private.path(), &apt.options);
-            // Private lists older than the lock (refreshed since, here or on another machine) are
-            // fetched anew once before the pin counts as gone.
-            if matches!(got, Err(DebianError::NotDownloadable { .. })) && apt.private && !apt.just_updated {
-                let apt = self.apt_for(&entry.arch, true)?;
-                got = download(entry, private.path(), &apt.options);
-            }
+            let got = if NON_FREE_FIRMWARE_ROLES.contains(&entry.role.as_str()) {
+                self.non_free().download(entry, private.path())
+            } else {
+                let apt = self.apt_for(&entry.arch, false)?;
+                let mut got = download(entry, private.path(), &apt.options);
+                // Private lists older than the lock (refreshed since, here or on another machine) are
+                // fetched anew once before the pin counts as gone.
+                if matches!(got, Err(DebianError::NotDownloadable { .. })) && apt.private && !apt.just_updated {
+                    let apt = self.apt_for(&entry.arch, true)?;
+                    got = download(entry, private.path(), &apt.options);
+                }
+                got
+            };
             if !path.exists() {
                 got?;
                 fs::rename(private.path().join(entry.deb_file_name()), &path)
@@ -344,6 +375,13 @@ impl Cache {
             });
         }
         Ok(path)
+    }
+
+    /// The builder's own apt source for `non-free-firmware`, kept under this cache.
+    pub fn non_free(&self) -> NonFreeApt {
+        NonFreeApt {
+            root: self.dir.join("apt-non-free-firmware"),
+        }
     }
 
     /// Fetches `entry` and returns the directory it is unpacked in (`dpkg-deb -x`), unpacking it once
@@ -666,16 +704,233 @@ pub fn madison_suite(madison: &str, version: &str) -> Option<String> {
     })
 }
 
+/// The Debian release a suite belongs to: `bookworm-security` -> `bookworm`.
+pub fn codename_of(suite: &str) -> &str {
+    suite.split('-').next().unwrap_or(suite)
+}
+
+/// Debian's `non-free-firmware` component through apt with the builder's own source list, lists and
+/// cache (`apt-get -o Dir::Etc::SourceList=...`), so the host's apt configuration stays as it is.
+///
+/// The source list names the host's own Debian mirrors and suites (from `apt-get indextargets`) for
+/// one release, with the component `non-free-firmware` and `signed-by` [`DEBIAN_KEYRING`]. Each
+/// release's state lives in `ROOT/<codename>/`; an update is made in a fresh directory and renamed
+/// into place, so builds running at the same time never see half-written lists.
+#[derive(Debug, Clone)]
+pub struct NonFreeApt {
+    root: PathBuf,
+}
+
+const UPDATED_STAMP: &str = ".lapterop-updated";
+
+impl NonFreeApt {
+    /// The state directory of one release (`ROOT/bookworm`).
+    pub fn state_dir(&self, codename: &str) -> PathBuf {
+        self.root.join(codename)
+    }
+
+    /// apt options that make apt use only the state in `dir`: its source list, lists and cache, an
+    /// empty dpkg status and no preferences; the host's `apt.conf` (proxies) still applies.
+    pub fn apt_options(dir: &Path) -> Vec<String> {
+        let at = |rel: &str| dir.join(rel).display().to_string();
+        vec![
+            format!("Dir::Etc::SourceList={}", at("sources.list")),
+            format!("Dir::Etc::SourceParts={}", at("sources.list.d")),
+            format!("Dir::Etc::Preferences={}", at("preferences")),
+            format!("Dir::Etc::PreferencesParts={}", at("preferences.d")),
+            format!("Dir::State::Lists={}", at("lists")),
+            format!("Dir::State::status={}", at("status")),
+            format!("Dir::Cache={}", at("cache")),
+            "Dir::Cache::pkgcache=".to_owned(),
+            "Dir::Cache::srcpkgcache=".to_owned(),
+            "Acquire::Languages=none".to_owned(),
+        ]
+        .into_iter()
+        .flat_map(|o| ["-o".to_owned(), o])
+        .collect()
+    }
+
+    /// The source list for `codename`: one `deb` line per (mirror, suite) of `repos` that belongs
+    /// to that release, component `non-free-firmware`.
+    pub fn sources_list(repos: &[(String, String)], codename: &str, keyring: Option<&Path>) -> String {
+        let signed = keyring.map_or(String::new(), |k| format!(" [signed-by={}]", k.display()));
+        let mut out = String::from("# Written by lapterop-image-builder: Debian's non-free-firmware component only.\n");
+        for (uri, suite) in repos {
+            if codename_of(suite) == codename {
+                let _ = writeln!(out, "deb{signed} {uri} {suite} non-free-firmware");
+            }
+        }
+        out
+    }
+
+    /// The host's Debian repositories as (mirror, suite), from `apt-get indextargets`.
+    fn host_debian_repos() -> Result<Vec<(String, String)>> {
+        let output = Command::new("apt-get")
+            .args([
+                "indextargets",
+                "--format",
+                "$(ORIGIN)|$(IDENTIFIER)|$(REPO_URI)|$(RELEASE)",
+            ])
+            .output()
+            .map_err(|source| DebianError::ToolMissing {
+                tool: "apt-get".into(),
+                package: "apt",
+                source,
+            })?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut repos: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                let [origin, identifier, uri, release] = f[..] else {
+                    return None;
+                };
+                (origin == "Debian" && identifier == "Packages")
+                    .then(|| (uri.trim_end_matches('/').to_owned(), release.to_owned()))
+            })
+            .collect();
+        repos.sort();
+        repos.dedup();
+        Ok(repos)
+    }
+
+    /// Makes sure the lists of `codename` exist (`force`: fetch them again), and returns the state
+    /// directory.
+    pub fn update(&self, codename: &str, force: bool) -> Result<PathBuf> {
+        let dir = self.state_dir(codename);
+        if !force && dir.join(UPDATED_STAMP).exists() {
+            return Ok(dir);
+        }
+        fs::create_dir_all(&self.root).map_err(io_err("creating", &self.root))?;
+        let failed = |detail: String| DebianError::NonFreeUpdate {
+            dir: dir.clone(),
+            detail,
+        };
+        let repos = Self::host_debian_repos()?;
+        let keyring = Path::new(DEBIAN_KEYRING);
+        let sources = Self::sources_list(&repos, codename, keyring.exists().then_some(keyring));
+        if !sources.contains("\ndeb") {
+            return Err(failed(format!(
+                "the host's apt sources name no Debian mirror for {codename} (apt-get indextargets lists none)"
+            )));
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".update-")
+            .tempdir_in(&self.root)
+            .map_err(io_err("creating a directory in", &self.root))?;
+        for sub in [
+            "lists/partial",
+            "cache/archives/partial",
+            "sources.list.d",
+            "preferences.d",
+        ] {
+            let d = tmp.path().join(sub);
+            fs::create_dir_all(&d).map_err(io_err("creating", &d))?;
+        }
+        for (name, text) in [("sources.list", sources.as_str()), ("status", "")] {
+            let f = tmp.path().join(name);
+            fs::write(&f, text).map_err(io_err("writing", &f))?;
+        }
+        let output = Command::new("apt-get")
+            .args(Self::apt_options(tmp.path()))
+            .args(["update", "-q"])
+            .output()
+            .map_err(|source| DebianError::ToolMissing {
+                tool: "apt-get".into(),
+                package: "apt",
+                source,
+            })?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("E:") || l.starts_with("W: Failed"))
+            .collect();
+        if !output.status.success() || !errors.is_empty() {
+            return Err(failed(if errors.is_empty() {
+                stderr.trim().to_owned()
+            } else {
+                errors.join("; ")
+            }));
+        }
+        let stamp = tmp.path().join(UPDATED_STAMP);
+        fs::write(&stamp, codename).map_err(io_err("writing", &stamp))?;
+        if dir.join(UPDATED_STAMP).exists() && !force {
+            // Another build updated first: use its lists.
+            return Ok(dir);
+        }
+        if dir.exists() {
+            let old = self.root.join(format!(".old-{codename}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&old);
+            fs::rename(&dir, &old).map_err(io_err("moving aside", &dir))?;
+            let _ = fs::remove_dir_all(&old);
+        }
+        fs::rename(tmp.path(), &dir).map_err(io_err("renaming into", &dir))?;
+        Ok(dir)
+    }
+
+    /// Downloads `entry` into `into` with this apt state; when the lists do not offer the version,
+    /// fetches them again once before saying so.
+    fn download(&self, entry: &LockEntry, into: &Path) -> Result<()> {
+        let codename = codename_of(&entry.suite);
+        let dir = self.update(codename, false)?;
+        match download(entry, into, &Self::apt_options(&dir)) {
+            Err(DebianError::NotDownloadable { .. }) => {
+                let dir = self.update(codename, true)?;
+                download(entry, into, &Self::apt_options(&dir))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Resolves one root with `apt-cache` (under `apt_options`): the versioned package behind a kernel
+/// metapackage, its candidate version, architecture, suite and sha256.
+fn resolve_root(role: &str, root: &str, apt_options: &[String]) -> Result<LockEntry> {
+    let (name, arch) = split_root(root);
+    let mut package = name.to_owned();
+    let mut stanza = apt_cache(apt_options, &["show", "--no-all-versions", &format!("{name}:{arch}")])?;
+    if let Some(target) = stanza_field(&stanza, "Depends").and_then(metapackage_target) {
+        package = target.to_owned();
+        stanza = apt_cache(
+            apt_options,
+            &["show", "--no-all-versions", &format!("{package}:{arch}")],
+        )?;
+    }
+    let version = stanza_field(&stanza, "Version")
+        .ok_or_else(|| DebianError::Refresh(format!("apt-cache show {package} gave no Version")))?
+        .to_owned();
+    let sha256 = stanza_field(&stanza, "SHA256")
+        .ok_or_else(|| DebianError::Refresh(format!("apt-cache show {package} gave no SHA256")))?
+        .to_ascii_lowercase();
+    // Firmware packages are `Architecture: all`, and apt names their files so.
+    let deb_arch = stanza_field(&stanza, "Architecture").unwrap_or(arch).to_owned();
+    let madison = apt_cache(apt_options, &["madison", &format!("{package}:{arch}")])?;
+    let suite = madison_suite(&madison, &version)
+        .ok_or_else(|| DebianError::Refresh(format!("apt-cache madison {package} does not list {version}")))?;
+    Ok(LockEntry {
+        role: role.to_owned(),
+        package,
+        version,
+        arch: deb_arch,
+        suite,
+        sha256,
+    })
+}
+
 /// Builds a fresh lock from apt's current candidates for [`ROOTS`] (after the host's `apt-get
 /// update`): the candidate version, its architecture (`all` for an architecture-independent package),
 /// its suite, and the sha256 apt's index lists for it. Roots of an architecture the host's apt does
 /// not list are resolved in a private state in `cache` whose lists are fetched anew here
-/// ([`Cache::apt_for`]).
+/// ([`Cache::apt_for`]); the `non-free-firmware` roles are resolved through [`NonFreeApt`], whose
+/// lists are fetched again for the release of the pinned kernel.
 pub fn refresh(cache: &Cache) -> Result<Lock> {
     let mut states: Vec<(&str, AptState)> = Vec::new();
     let mut entries = Vec::new();
     for (role, root) in ROOTS {
-        let (name, arch) = split_root(root);
+        if NON_FREE_FIRMWARE_ROLES.contains(role) {
+            continue;
+        }
+        let (_, arch) = split_root(root);
         let apt = match states.iter().find(|(a, _)| *a == arch) {
             Some((_, state)) => state.clone(),
             None => {
@@ -684,32 +939,26 @@ pub fn refresh(cache: &Cache) -> Result<Lock> {
                 state
             }
         };
-        let o = &apt.options;
-        let mut package = name.to_owned();
-        let mut stanza = apt_cache(o, &["show", "--no-all-versions", &format!("{name}:{arch}")])?;
-        if let Some(target) = stanza_field(&stanza, "Depends").and_then(metapackage_target) {
-            package = target.to_owned();
-            stanza = apt_cache(o, &["show", "--no-all-versions", &format!("{package}:{arch}")])?;
-        }
-        let version = stanza_field(&stanza, "Version")
-            .ok_or_else(|| DebianError::Refresh(format!("apt-cache show {package} gave no Version")))?
-            .to_owned();
-        let sha256 = stanza_field(&stanza, "SHA256")
-            .ok_or_else(|| DebianError::Refresh(format!("apt-cache show {package} gave no SHA256")))?
-            .to_ascii_lowercase();
-        let deb_arch = stanza_field(&stanza, "Architecture").unwrap_or(arch).to_owned();
-        let madison = apt_cache(o, &["madison", &format!("{package}:{arch}")])?;
-        let suite = madison_suite(&madison, &version)
-            .ok_or_else(|| DebianError::Refresh(format!("apt-cache madison {package} does not list {version}")))?;
-        entries.push(LockEntry {
-            role: (*role).to_owned(),
-            package,
-            version,
-            arch: deb_arch,
-            suite,
-            sha256,
-        });
+        entries.push(resolve_root(role, root, &apt.options)?);
     }
+    let codename = entries
+        .iter()
+        .find(|e| e.role == "kernel")
+        .map(|e| codename_of(&e.suite).to_owned())
+        .ok_or_else(|| DebianError::MissingRole("kernel".into()))?;
+    let non_free = cache.non_free();
+    let mut state = None;
+    for (role, root) in ROOTS {
+        if NON_FREE_FIRMWARE_ROLES.contains(role) {
+            let dir = match &state {
+                Some(dir) => dir,
+                None => state.insert(non_free.update(&codename, true)?),
+            };
+            entries.push(resolve_root(role, root, &NonFreeApt::apt_options(dir))?);
+        }
+    }
+    // File order follows ROOTS.
+    entries.sort_by_key(|e| ROOTS.iter().position(|(role, _)| *role == e.role));
     Ok(Lock { entries })
 }
 
@@ -827,6 +1076,49 @@ mod tests {
         for kept in ["gen-001-1", "gen-002-1", "gen-003-1"] {
             assert!(dir.path().join(kept).exists(), "{kept}");
         }
+    }
+
+    #[test]
+    fn the_non_free_source_list_keeps_the_hosts_mirrors_for_one_release() {
+        let repos: Vec<(String, String)> = [
+            ("http://deb.debian.org/debian", "bookworm"),
+            ("http://deb.debian.org/debian", "bookworm-updates"),
+            ("http://deb.debian.org/debian-security", "bookworm-security"),
+            ("http://mirror.example/debian", "trixie"),
+        ]
+        .map(|(u, s)| (u.to_owned(), s.to_owned()))
+        .into();
+        let text = NonFreeApt::sources_list(&repos, "bookworm", Some(Path::new("/k/debian.gpg")));
+        let debs: Vec<&str> = text.lines().filter(|l| l.starts_with("deb ")).collect();
+        assert_eq!(debs.len(), 3, "{text}");
+        assert!(debs.contains(
+            &"deb [signed-by=/k/debian.gpg] http://deb.debian.org/debian-security bookworm-security non-free-firmware"
+        ));
+        assert!(debs.iter().all(|l| l.ends_with(" non-free-firmware")), "{text}");
+        assert!(!text.contains("trixie"));
+        assert!(!NonFreeApt::sources_list(&repos, "bullseye", None).contains("\ndeb"));
+        // Every path apt is told about is the builder's own; the host's /etc/apt is only read (apt.conf).
+        let opts = NonFreeApt::apt_options(Path::new("/cache/apt/bookworm"));
+        assert!(opts.contains(&"Dir::Etc::SourceList=/cache/apt/bookworm/sources.list".to_owned()));
+        assert!(opts.contains(&"Dir::State::status=/cache/apt/bookworm/status".to_owned()));
+        for o in opts.iter().filter(|o| o.starts_with("Dir::")) {
+            let value = o.split_once('=').map_or("", |(_, v)| v);
+            assert!(value.is_empty() || value.starts_with("/cache/apt/bookworm/"), "{o}");
+        }
+        assert_eq!(codename_of("bookworm-security"), "bookworm");
+        assert_eq!(codename_of("bookworm"), "bookworm");
+        let fw = LockEntry {
+            role: "fw-realtek".into(),
+            package: "firmware-realtek".into(),
+            version: "20230210-5".into(),
+            arch: "all".into(),
+            suite: "bookworm".into(),
+            sha256: SHA.into(),
+        };
+        assert_eq!(fw.deb_file_name(), "firmware-realtek_20230210-5_all.deb");
+        assert!(NON_FREE_FIRMWARE_ROLES
+            .iter()
+            .all(|r| ROOTS.iter().any(|(role, _)| role == r)));
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Lapterop image builder library: everything the live USB image is made from.
 //!
 //! - [`debian`]: the pinned Debian packages (lock list, verified download cache, extraction);
-//! - [`kmod`]: the kernel module set (closure over `modules.dep`, staging, depmod);
+//! - [`kmod`]: the kernel module set (closure over `modules.dep` and softdeps, staging, depmod);
+//! - [`firmware`]: the firmware files the shipped modules name, from the pinned firmware packages;
+//! - [`elf`]: what is read from ELF files (a module's `.modinfo`, whether the agent is static);
+//! - [`hardware`]: real laptops' PCI functions from `lspci -vvnnk` dumps and the modules whose
+//!   aliases claim them (the coverage test's measure);
 //! - [`initramfs`]: a deterministic, compressed cpio `newc` writer;
 //! - [`build_initramfs`]: puts them together into the live initramfs (busybox, modules, agent,
 //!   `/init`);
@@ -13,8 +17,11 @@
 //! `xtask` uses them to boot test VMs.
 
 pub mod debian;
+pub mod elf;
 pub mod fat;
+pub mod firmware;
 pub mod grub;
+pub mod hardware;
 pub mod initramfs;
 /// The workspace's one I/O error (what, path, cause), from the certificate crate.
 pub use lapterop_certificate::io;

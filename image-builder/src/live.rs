@@ -15,7 +15,9 @@
 //!   EFI/debian/grub.cfg    search the marker, then /boot/grub/grub.cfg
 //!   boot/grub/grub.cfg     the menu (normal, nomodeset, rescue shell)
 //!   boot/vmlinuz           Debian's signed kernel
-//!   boot/initrd.img        ours: the agent as /init, busybox, the signed modules
+//!   boot/initrd.img        ours: the agent as /init, busybox, the modules that find the stick
+//!   lapterop/modules/KVER/ the full module tree: the initramfs's plus network, graphics, power
+//!   lapterop/firmware/     the firmware those modules name that Debian packages
 //!   lapterop/stick.id      the marker: this stick's id (also on the kernel command line)
 //!   lapterop/site.toml, station.key, images/*, outbox/ (the image key is only in the initramfs)
 //! ```
@@ -24,6 +26,14 @@
 //! same inputs and `SOURCE_DATE_EPOCH` give the same bytes: the stick id, the volume id and the disk
 //! signature are derived from a hash of every input, every timestamp is the epoch, files go in sorted
 //! order, and the initramfs is a deterministic cpio compressed single-threaded.
+//!
+//! **Where modules live.** The initramfs carries only what finding the stick and the laptop's disks
+//! need ([`kmod::DEFAULT_REQUEST`]): GRUB reads it through the firmware's slow disk calls, and the
+//! kernel unpacks all of it. Network, graphics and power ([`kmod::STICK_REQUEST`]) and their firmware
+//! stay on the FAT partition, where the agent's init finds them after mounting the stick (it
+//! bind-mounts `lapterop/modules/KVER` over `/lib/modules/KVER` and points the firmware loader at
+//! `lapterop/firmware`), so a laptop reads only the files its hardware asks for. The agent must be a
+//! static executable (the initramfs has no C library): [`build_live`] refuses any other.
 
 use std::fs;
 use std::io::Read;
@@ -35,7 +45,9 @@ use sha2::{Digest, Sha256};
 use lapterop_certificate::lead_password::LeadHash;
 
 use crate::debian::{self, Cache, Lock};
+use crate::elf::{self, ElfError};
 use crate::fat::{self, Content, Tree};
+use crate::firmware::{FirmwareError, FirmwareSet};
 use crate::grub::{self, MenuOptions};
 use crate::io::{io_err, IoError};
 use crate::kmod::{self, KernelTree};
@@ -48,8 +60,9 @@ pub const PARTITION_START: u64 = 1 << 20;
 /// Free room left on the partition for certificates, receipts and logs.
 pub const FREE_ROOM: u64 = 16 << 20;
 
-/// The largest image without OS images that the builder accepts (the issue's budget).
-pub const MAX_BASE_IMAGE: u64 = 64 << 20;
+/// The size budget of a stick image without OS images (issue 17): the tests hold the default build
+/// to it.
+pub const MAX_BASE_IMAGE: u64 = 128 << 20;
 
 /// Errors of the stick build. Each says what failed and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +79,15 @@ pub enum LiveError {
     /// Writing the FAT failed.
     #[error(transparent)]
     Fat(#[from] fat::FatError),
+    /// The agent is not a static executable (the message names the file and the build command).
+    #[error(transparent)]
+    Agent(#[from] ElfError),
+    /// Collecting the modules' firmware failed.
+    #[error(transparent)]
+    Firmware(#[from] FirmwareError),
+    /// Staging the stick's module tree failed.
+    #[error(transparent)]
+    Kmod(#[from] kmod::KmodError),
     /// An argument is not usable.
     #[error("{0}")]
     Invalid(String),
@@ -104,6 +126,8 @@ pub struct LiveInputs {
     pub grub_pc_dir: PathBuf,
     /// busybox's example DHCP script, used as `/etc/udhcpc.script`.
     pub udhcpc_script: PathBuf,
+    /// The unpacked firmware packages ([`debian::NON_FREE_FIRMWARE_ROLES`]), searched in this order.
+    pub firmware_packages: Vec<PathBuf>,
     /// The lock list's text (part of the stick id).
     pub lock_text: String,
 }
@@ -147,6 +171,10 @@ pub fn fetch_live_inputs(lock: &Lock, cache: &Cache) -> Result<LiveInputs> {
         grub_efi_ia32: find("grub-ia32", "usr/lib/grub/i386-efi-signed/grubia32.efi.signed")?,
         grub_pc_dir,
         udhcpc_script,
+        firmware_packages: debian::NON_FREE_FIRMWARE_ROLES
+            .iter()
+            .map(|role| Ok(cache.extract(lock.get(role)?)?))
+            .collect::<Result<_>>()?,
         lock_text: lock.render(),
     })
 }
@@ -171,6 +199,9 @@ pub struct LiveSpec {
     pub extra_cmdline: String,
     /// Modules or module sets in the initramfs.
     pub modules: Vec<String>,
+    /// Modules or module sets the stick's FAT adds, loaded once the stick is mounted (with the
+    /// firmware they name).
+    pub stick_modules: Vec<String>,
     /// zstd level of the initramfs.
     pub zstd_level: i32,
     /// Every timestamp (`SOURCE_DATE_EPOCH`).
@@ -191,6 +222,7 @@ impl LiveSpec {
             stick_id: None,
             extra_cmdline: String::new(),
             modules: kmod::DEFAULT_REQUEST.iter().map(|s| (*s).to_owned()).collect(),
+            stick_modules: kmod::STICK_REQUEST.iter().map(|s| (*s).to_owned()).collect(),
             zstd_level: 19,
             epoch,
             menu_timeout: 3,
@@ -219,6 +251,16 @@ pub struct LiveSummary {
     pub kver: String,
     /// Modules loaded on request in the initramfs.
     pub modules: usize,
+    /// Module files in the stick's tree (`lapterop/modules/KVER`).
+    pub stick_module_files: usize,
+    /// Bytes of those module files.
+    pub stick_module_bytes: u64,
+    /// Firmware files on the stick.
+    pub firmware_files: usize,
+    /// Bytes of those firmware files.
+    pub firmware_bytes: u64,
+    /// Firmware the shipped modules name that no pinned package holds, with the modules naming it.
+    pub firmware_missing: Vec<(String, Vec<String>)>,
     /// The FAT volume id.
     pub volume_id: u32,
     /// Whether the site config set a lead password (GRUB's editor and the rescue shell ask for it).
@@ -276,9 +318,10 @@ pub fn input_digest(spec: &LiveSpec, inputs: &LiveInputs) -> Result<[u8; 32]> {
         hash_file(&mut h, &format!("os-image {}", file_name(image)?), image)?;
     }
     h.update(format!(
-        "cmdline\0{}\0modules\0{}\0zstd\0{}\0epoch\0{}\0timeout\0{}\0",
+        "cmdline\0{}\0modules\0{}\0stick-modules\0{}\0zstd\0{}\0epoch\0{}\0timeout\0{}\0",
         spec.extra_cmdline,
         spec.modules.join(","),
+        spec.stick_modules.join(","),
         spec.zstd_level,
         spec.epoch,
         spec.menu_timeout
@@ -338,6 +381,9 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
             return Err(LiveError::Invalid(format!("{} is not a file", p.display())));
         }
     }
+    // A dynamically linked agent would find no C library in the initramfs: the laptop would stop
+    // at a kernel panic, far from the lead who built the stick.
+    elf::check_static_executable(&spec.agent)?;
     let digest = input_digest(spec, inputs)?;
     let stick_id = match &spec.stick_id {
         Some(id) => id.clone(),
@@ -418,6 +464,8 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
     tree.file("boot/grub/grub.cfg", Content::Bytes(menu.into_bytes()))?;
     tree.file("boot/vmlinuz", Content::Path(inputs.kernel.vmlinuz()))?;
     tree.file("boot/initrd.img", Content::Path(initrd.clone()))?;
+    let on_stick = stage_stick_tree(spec, inputs, &work.join("stick-stage"))?;
+    add_stick_tree(&mut tree, &on_stick)?;
     tree.file(
         lapterop_certificate::STICK_MARKER,
         Content::Bytes(format!("{stick_id}\n").into_bytes()),
@@ -493,9 +541,114 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
         core_bytes: core.len() as u64,
         kver: inputs.kernel.kver().to_owned(),
         modules: built.modules.len(),
+        stick_module_files: on_stick.module_files.len(),
+        stick_module_bytes: on_stick.module_bytes,
+        firmware_files: on_stick.firmware.files.len(),
+        firmware_bytes: on_stick.firmware.bytes()?,
+        firmware_missing: on_stick
+            .firmware
+            .missing
+            .iter()
+            .map(|(name, modules)| (name.clone(), modules.iter().cloned().collect()))
+            .collect(),
         volume_id,
         lead_password: lead.is_some(),
     })
+}
+
+/// The stick's module tree and firmware, staged on the build host.
+#[derive(Debug, Clone)]
+pub struct StickTree {
+    /// The kernel release (the directory name under [`lapterop_certificate::STICK_MODULES`]).
+    pub kver: String,
+    /// The staged `lib/modules/KVER` (modules and depmod's index).
+    pub module_dir: PathBuf,
+    /// Every file of it, relative to `module_dir`, sorted.
+    pub module_files: Vec<String>,
+    /// Bytes of those files.
+    pub module_bytes: u64,
+    /// The firmware the modules name.
+    pub firmware: FirmwareSet,
+}
+
+/// Stages the stick's module tree in `dest` (emptied first): the closure of the initramfs's request
+/// and the stick's own, indexed by depmod, and the firmware its modules name from the pinned packages.
+pub fn stage_stick_tree(spec: &LiveSpec, inputs: &LiveInputs, dest: &Path) -> Result<StickTree> {
+    if dest.exists() {
+        fs::remove_dir_all(dest).map_err(io_err("removing", dest))?;
+    }
+    let request: Vec<&String> = spec.modules.iter().chain(&spec.stick_modules).collect();
+    let names = kmod::expand_request(&request);
+    inputs.kernel.stage(&names, dest)?;
+    let kver = inputs.kernel.kver().to_owned();
+    let module_dir = dest.join("lib/modules").join(&kver);
+    let mut module_files = Vec::new();
+    list_files(&module_dir, "", &mut module_files)?;
+    module_files.sort();
+    let mut module_bytes = 0;
+    for rel in &module_files {
+        let path = module_dir.join(rel);
+        module_bytes += fs::metadata(&path).map_err(io_err("reading", &path))?.len();
+    }
+    let firmware = FirmwareSet::collect(&module_dir, &inputs.firmware_packages)?;
+    Ok(StickTree {
+        kver,
+        module_dir,
+        module_files,
+        module_bytes,
+        firmware,
+    })
+}
+
+fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+    let io = io_err("listing", dir);
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let ty = entry.file_type().map_err(io)?;
+        if ty.is_dir() {
+            list_files(&entry.path(), &rel, out)?;
+        } else if ty.is_file() {
+            out.push(rel);
+        } else {
+            return Err(LiveError::Invalid(format!(
+                "{} is neither a file nor a directory; the FAT partition holds no links",
+                entry.path().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Puts the staged tree on the FAT: `lapterop/modules/KVER/...` and `lapterop/firmware/...`. FAT
+/// names ignore case, so two names that differ only in case would overwrite each other: refused.
+fn add_stick_tree(tree: &mut Tree, on_stick: &StickTree) -> Result<()> {
+    let modules = format!("{}/{}", lapterop_certificate::STICK_MODULES, on_stick.kver);
+    let files = on_stick
+        .module_files
+        .iter()
+        .map(|rel| (format!("{modules}/{rel}"), on_stick.module_dir.join(rel)))
+        .chain(on_stick.firmware.files.iter().map(|(name, source)| {
+            (
+                format!("{}/{name}", lapterop_certificate::STICK_FIRMWARE),
+                source.clone(),
+            )
+        }));
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, source) in files {
+        if let Some(other) = seen.insert(path.to_lowercase(), path.clone()) {
+            return Err(LiveError::Invalid(format!(
+                "`{other}` and `{path}` differ only in case, which the FAT partition cannot tell apart"
+            )));
+        }
+        tree.file(&path, Content::Path(source))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,9 +35,10 @@ enum Cmd {
     /// Download, verify and unpack every pinned package into the cache.
     Fetch,
     /// Build the bootable USB stick image (BIOS, UEFI, UEFI with Secure Boot): MBR + one FAT32
-    /// partition with shim, GRUB, the signed kernel, our initramfs and the site's data.
+    /// partition with shim, GRUB, the signed kernel, our initramfs, the module tree with its firmware
+    /// and the site's data.
     Live {
-        /// The static agent binary (becomes /init).
+        /// The static agent binary (becomes /init); a dynamically linked one is refused.
         #[arg(long)]
         agent: PathBuf,
         /// Output image file (written beside it, then renamed).
@@ -61,9 +62,13 @@ enum Cmd {
         /// Text appended to every menu entry's kernel command line, e.g. "lapterop.net=0".
         #[arg(long, default_value = "")]
         extra_cmdline: String,
-        /// Modules or module sets (storage, nic, fs, usb) in the initramfs; default: all sets.
+        /// Modules or module sets in the initramfs; default: storage, usb, fs.
         #[arg(long, num_args = 1.., value_delimiter = ',')]
         modules: Vec<String>,
+        /// Modules or module sets the stick's FAT adds (loaded once the stick is mounted, with their
+        /// firmware); default: nic, usb-net, display, power.
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        stick_modules: Vec<String>,
         /// zstd level of the initramfs.
         #[arg(long, default_value_t = 19)]
         zstd_level: i32,
@@ -88,7 +93,8 @@ enum Cmd {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
-        /// Modules or module sets (storage, nic, fs, usb) to ship and load; default: all sets.
+        /// Modules or module sets (storage, usb, fs, nic, usb-net, display, power) to ship and load;
+        /// default: storage, usb, fs.
         #[arg(long, num_args = 1.., value_delimiter = ',')]
         modules: Vec<String>,
         /// The /init script (default: mount, load modules, rescue shell).
@@ -188,9 +194,12 @@ fn main() -> anyhow::Result<()> {
             stick_id,
             extra_cmdline,
             modules,
+            stick_modules,
             zstd_level,
             json,
         } => {
+            // An agent that cannot be /init is refused before anything is fetched.
+            lapterop_image_builder::elf::check_static_executable(&agent).map_err(live::LiveError::from)?;
             let lock = debian::Lock::read(&lock_path)?;
             let inputs = live::fetch_live_inputs(&lock, &cache)?;
             let mut spec = live::LiveSpec::new(agent, initramfs::source_date_epoch()?);
@@ -203,6 +212,9 @@ fn main() -> anyhow::Result<()> {
             spec.zstd_level = zstd_level;
             if !modules.is_empty() {
                 spec.modules = modules;
+            }
+            if !stick_modules.is_empty() {
+                spec.stick_modules = stick_modules;
             }
             let mut work_name = out.file_name().unwrap_or_default().to_os_string();
             work_name.push(".work");
@@ -230,6 +242,14 @@ fn main() -> anyhow::Result<()> {
                     "initrd_bytes": s.initrd_bytes,
                     "core_img_bytes": s.core_bytes,
                     "kernel": s.kver,
+                    "initramfs_modules": s.modules,
+                    "stick_module_files": s.stick_module_files,
+                    "stick_module_bytes": s.stick_module_bytes,
+                    "firmware_files": s.firmware_files,
+                    "firmware_bytes": s.firmware_bytes,
+                    "firmware_not_packaged": s.firmware_missing.iter().map(|(name, modules)| {
+                        serde_json::json!({"file": name, "named_by": modules})
+                    }).collect::<Vec<_>>(),
                     "volume_id": format!("{:04X}-{:04X}", s.volume_id >> 16, s.volume_id & 0xFFFF),
                 });
                 println!("{v:#}");
@@ -246,6 +266,16 @@ fn main() -> anyhow::Result<()> {
                     s.kver,
                     s.initrd_bytes as f64 / 1048576.0,
                     s.core_bytes >> 10
+                );
+                println!(
+                    "modules: {} loaded from the initramfs; {} files ({:.1} MiB) in lapterop/modules; firmware: {} files \
+                     ({:.1} MiB) in lapterop/firmware, {} named by a module but not packaged by Debian",
+                    s.modules,
+                    s.stick_module_files,
+                    s.stick_module_bytes as f64 / 1048576.0,
+                    s.firmware_files,
+                    s.firmware_bytes as f64 / 1048576.0,
+                    s.firmware_missing.len()
                 );
             }
         }

@@ -61,6 +61,14 @@ fn committed_lock_pins_a_kernel_and_busybox_and_the_binary_shows_it() {
         assert_eq!(lock.get(role).unwrap().arch, "i386", "{role}");
     }
     assert_eq!(lock.get("shim").unwrap().package, "shim-signed");
+    // The firmware packages: Architecture all, from non-free-firmware.
+    for role in debian::NON_FREE_FIRMWARE_ROLES {
+        let entry = lock.get(role).unwrap();
+        assert!(
+            entry.package.starts_with("firmware-") && entry.arch == "all",
+            "{entry:?}"
+        );
+    }
     assert_eq!(lock.get("grub-pc").unwrap().package, "grub-pc-bin");
     let out = Command::new(env!("CARGO_BIN_EXE_lapterop-image-builder"))
         .args(["lock", "show"])
@@ -97,6 +105,51 @@ fn a_version_debian_no_longer_offers_says_how_to_refresh() {
     );
 }
 
+/// Every file under `/etc/apt` with its bytes.
+fn etc_apt() -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    fn walk(dir: &Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/etc/apt"), &mut out);
+    out.sort();
+    out
+}
+
+/// The firmware packages come from Debian's non-free-firmware component, which the host's apt
+/// sources need not have: the builder's own apt state in the cache fetches them (into an empty cache
+/// here, so the download really happens), the lock's sha256 checks them, and `/etc/apt` is unchanged.
+#[test]
+fn firmware_comes_from_non_free_firmware_through_the_builders_own_apt_state() {
+    if !tools_present() {
+        return;
+    }
+    let lock = Lock::read(&debian::default_lock_path()).unwrap();
+    let entry = lock.get("fw-realtek").unwrap();
+    let before = etc_apt();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let deb = cache.fetch(entry).unwrap();
+    assert_eq!(debian::sha256_file(&deb).unwrap(), entry.sha256);
+    assert!(etc_apt() == before, "/etc/apt changed");
+    let state = cache.non_free().state_dir(debian::codename_of(&entry.suite));
+    let sources = std::fs::read_to_string(state.join("sources.list")).unwrap();
+    let debs: Vec<&str> = sources.lines().filter(|l| l.starts_with("deb ")).collect();
+    assert!(
+        !debs.is_empty() && debs.iter().all(|l| l.ends_with(" non-free-firmware")),
+        "{sources}"
+    );
+    let unpacked = cache.extract(entry).unwrap();
+    assert!(unpacked.join("lib/firmware/rtl_nic/rtl8168h-2.fw").is_file());
+}
+
 #[test]
 fn refresh_resolves_the_kernel_metapackage_to_a_versioned_package() {
     if !tools_present() {
@@ -117,6 +170,11 @@ fn refresh_resolves_the_kernel_metapackage_to_a_versioned_package() {
         assert!(e.arch == "i386" && e.sha256.len() == 64 && !e.suite.is_empty(), "{e:?}");
     }
     assert_ne!(lock.get("shim").unwrap().sha256, lock.get("shim-ia32").unwrap().sha256);
+    // The firmware roles resolve through the builder's non-free-firmware source.
+    for role in debian::NON_FREE_FIRMWARE_ROLES {
+        let entry = lock.get(role).unwrap();
+        assert!(entry.arch == "all" && entry.sha256.len() == 64, "{entry:?}");
+    }
     // What refresh writes, the parser reads back.
     assert_eq!(Lock::parse(&lock.render(), Path::new("refreshed")).unwrap(), lock);
 }

@@ -104,7 +104,7 @@ struct VmArgs {
     /// Use this static agent instead of building one.
     #[arg(long)]
     agent: Option<PathBuf>,
-    /// Modules or module sets (storage, nic, fs, usb) to ship and load.
+    /// Modules or module sets (storage, usb, fs, nic, usb-net, display, power) to ship and load.
     #[arg(long, value_delimiter = ',')]
     modules: Vec<String>,
     /// Hard timeout in seconds from QEMU start.
@@ -273,10 +273,20 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 .prefix("lapterop-vm-bench-")
                 .tempdir_in(vm::target_dir())?;
             let live = xtask::stick::live_direct_boot(&agent, work.path(), "lapterop.mode=rescue lapterop.net=0")?;
+            // The bare side loads what the live initramfs carries (the agent side loads from the same
+            // set, then the stick's own modules for the devices it finds: none here).
             let bare = VmSpec {
                 agent: Agent::None,
                 command: "true".to_owned(),
                 nic: None,
+                modules: if args.modules.is_empty() {
+                    lapterop_image_builder::kmod::DEFAULT_REQUEST
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect()
+                } else {
+                    args.modules.clone()
+                },
                 ..template.clone()
             };
             let disk_files = vm::create_disk_files(&bare, work.path())?;

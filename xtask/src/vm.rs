@@ -234,8 +234,10 @@ impl Default for VmSpec {
             guestfwd: Vec::new(),
             command: "true".to_owned(),
             agent: Agent::Build,
+            // The live initramfs's sets and the wired NICs (the live stick has those on its FAT).
             modules: lapterop_image_builder::kmod::DEFAULT_REQUEST
                 .iter()
+                .chain(&["nic"])
                 .map(|s| (*s).to_owned())
                 .collect(),
             memory_mib: 512,

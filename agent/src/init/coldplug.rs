@@ -2,8 +2,9 @@
 //!
 //! The kernel announces every device with a uevent carrying a `MODALIAS`. We match it against the
 //! globs of `modules.alias` (made by `depmod` at image build time), load each module's dependencies
-//! from `modules.dep` first, and repeat while loading modules creates new devices (a host controller
-//! brings its disks). Matching and ordering are pure functions here; loading is in [`super::sys`].
+//! from `modules.dep` first (and what its `softdep` asks for: `r8169` does not probe without the
+//! `realtek` PHY driver), and repeat while loading modules creates new devices (a host controller
+//! brings its disks). Matching and ordering are pure functions here; loading is in [`super::system`].
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -14,6 +15,8 @@ pub struct ModuleIndex {
     aliases: Vec<(glob::Pattern, String)>,
     /// Module name → (path relative to the module dir, dependency paths in modules.dep order).
     deps: HashMap<String, (String, Vec<String>)>,
+    /// Module name → (names to load before it, names to load after it), from `modules.softdep`.
+    softdeps: HashMap<String, (Vec<String>, Vec<String>)>,
 }
 
 /// Module name of a path: `kernel/drivers/nvme/host/nvme.ko.xz` → `nvme`; `-` and `_` are the same
@@ -44,7 +47,33 @@ impl ModuleIndex {
                 Some((module_name(path), (path.to_owned(), list)))
             })
             .collect();
-        Self { aliases, deps }
+        Self {
+            aliases,
+            deps,
+            softdeps: HashMap::new(),
+        }
+    }
+
+    /// Adds depmod's `modules.softdep` lines (`softdep r8169 pre: realtek post: x`).
+    pub fn with_softdeps(mut self, softdep_text: &str) -> Self {
+        for line in softdep_text.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() != Some("softdep") {
+                continue;
+            }
+            let Some(module) = words.next() else { continue };
+            let entry = self.softdeps.entry(module.replace('-', "_")).or_default();
+            let mut post = false;
+            for word in words {
+                match word {
+                    "pre:" => post = false,
+                    "post:" => post = true,
+                    name if post => entry.1.push(name.to_owned()),
+                    name => entry.0.push(name.to_owned()),
+                }
+            }
+        }
+        self
     }
 
     /// Modules whose alias globs match `modalias`, without duplicates, in alias-file order.
@@ -58,14 +87,55 @@ impl ModuleIndex {
             .collect()
     }
 
-    /// Paths to load for `module`, dependencies first (modules.dep lists the deepest dependency
-    /// last, so they load right to left), the module itself last. `None` when the module is not in
+    /// Paths to load for `module`: its softdeps' `pre:` modules (with their own order) first, then
+    /// its dependencies (modules.dep lists the deepest dependency last, so they load right to left),
+    /// the module itself, then its `post:` modules; each path once. A softdep may name a module or an
+    /// alias (`crypto-crc32c`); one this tree lacks is skipped. `None` when the module is not in
     /// this tree (built in, or not shipped).
     pub fn load_order(&self, module: &str) -> Option<Vec<String>> {
-        let (path, deps) = self.deps.get(&module.replace('-', "_"))?;
-        let mut order: Vec<String> = deps.iter().rev().cloned().collect();
-        order.push(path.clone());
-        Some(order)
+        let mut order = Vec::new();
+        let mut visiting = BTreeSet::new();
+        self.push_order(&module.replace('-', "_"), &mut order, &mut visiting)
+            .then_some(order)
+    }
+
+    fn push_order(&self, module: &str, order: &mut Vec<String>, visiting: &mut BTreeSet<String>) -> bool {
+        let Some((path, deps)) = self.deps.get(module) else {
+            return false;
+        };
+        if !visiting.insert(module.to_owned()) {
+            return true;
+        }
+        let (pre, post) = self.softdeps.get(module).cloned().unwrap_or_default();
+        let soft = |names: &[String], order: &mut Vec<String>, visiting: &mut BTreeSet<String>| {
+            for name in names {
+                let as_module = name.replace('-', "_");
+                if self.deps.contains_key(&as_module) {
+                    self.push_order(&as_module, order, visiting);
+                } else {
+                    for m in self.matches(name) {
+                        self.push_order(&m, order, visiting);
+                    }
+                }
+            }
+        };
+        soft(&pre, order, visiting);
+        // Each dependency with its own order, so its softdeps come along (ext4 -> jbd2 -> crc32c).
+        for dep in deps.iter().rev() {
+            if order.contains(dep) {
+                continue;
+            }
+            let name = module_name(dep);
+            let pushed = self.deps.contains_key(&name) && self.push_order(&name, order, visiting);
+            if !pushed && !order.contains(dep) {
+                order.push(dep.clone());
+            }
+        }
+        if !order.contains(path) {
+            order.push(path.clone());
+        }
+        soft(&post, order, visiting);
+        true
     }
 
     /// Number of modules in the tree.
@@ -198,6 +268,48 @@ kernel/drivers/usb/storage/usb-storage.ko.xz:
         assert_eq!(idx.load_order("not_shipped"), None);
         assert_eq!(idx.len(), 8);
         assert_eq!(module_name("kernel/fs/fat/vfat.ko.zst"), "vfat");
+    }
+
+    #[test]
+    fn softdeps_load_around_the_module() {
+        let dep = "\
+kernel/drivers/net/ethernet/realtek/r8169.ko: kernel/drivers/net/phy/mdio_devres.ko kernel/drivers/net/phy/libphy.ko
+kernel/drivers/net/phy/realtek.ko: kernel/drivers/net/phy/libphy.ko
+kernel/drivers/net/phy/mdio_devres.ko: kernel/drivers/net/phy/libphy.ko
+kernel/drivers/net/phy/libphy.ko:
+kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko
+kernel/fs/jbd2/jbd2.ko:
+kernel/crypto/crc32c_generic.ko:
+kernel/drivers/x/after.ko:
+";
+        let idx = ModuleIndex::parse("alias crypto-crc32c crc32c_generic\n", dep).with_softdeps(
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep r8169 pre: realtek post: after not_shipped\nsoftdep jbd2 pre: crypto-crc32c\n",
+        );
+        assert_eq!(
+            idx.load_order("r8169").unwrap(),
+            [
+                "kernel/drivers/net/phy/libphy.ko",
+                "kernel/drivers/net/phy/realtek.ko",
+                "kernel/drivers/net/phy/mdio_devres.ko",
+                "kernel/drivers/net/ethernet/realtek/r8169.ko",
+                "kernel/drivers/x/after.ko",
+            ]
+        );
+        // A softdep by alias resolves through modules.alias.
+        assert_eq!(
+            idx.load_order("jbd2").unwrap(),
+            ["kernel/crypto/crc32c_generic.ko", "kernel/fs/jbd2/jbd2.ko"]
+        );
+        // A dependency's softdeps come with it.
+        assert_eq!(
+            idx.load_order("ext4").unwrap(),
+            [
+                "kernel/crypto/crc32c_generic.ko",
+                "kernel/fs/jbd2/jbd2.ko",
+                "kernel/fs/ext4/ext4.ko"
+            ]
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! `lapterop-agent init`: the agent as PID 1 of the live image's initramfs.
 //!
 //! Boot sequence (`shared/research/imaging.md` §4.6): mount the pseudo-filesystems; coldplug (uevent
-//! netlink, modalias matching, `finit_module`, repeated until no new device appears for a while);
-//! bring up wired links with DHCP (busybox `udhcpc`, shipped in the initramfs); set the clock to at
-//! least the build-time floor; find the stick by its marker file and mount its data partition; then
-//! run the flow from the site config. Anything fatal is shown with its reason and the machine drops to
-//! a rescue shell (or powers off in unattended mode).
+//! netlink, modalias matching, `finit_module`, repeated until no new device appears for a while)
+//! with the initramfs's modules (disks, USB, the stick's FAT); set the clock to at least the
+//! build-time floor; find the stick by its marker file and mount its data partition; make the
+//! stick's module tree the system's and load what the rest of the hardware asks for (network,
+//! graphics, power, with their firmware from the stick); bring up wired links with DHCP (busybox
+//! `udhcpc`, shipped in the initramfs); then run the flow from the site config. Anything fatal is
+//! shown with its reason and the machine drops to a rescue shell (or powers off in unattended mode).
 
 pub mod coldplug;
 pub mod system;
@@ -131,7 +133,8 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
     let modules_dir = PathBuf::from("/lib/modules").join(&release);
     let alias = std::fs::read_to_string(modules_dir.join("modules.alias")).unwrap_or_default();
     let dep = std::fs::read_to_string(modules_dir.join("modules.dep")).unwrap_or_default();
-    let index = coldplug::ModuleIndex::parse(&alias, &dep);
+    let softdep = std::fs::read_to_string(modules_dir.join("modules.softdep")).unwrap_or_default();
+    let index = coldplug::ModuleIndex::parse(&alias, &dep).with_softdeps(&softdep);
     let cp = coldplug(
         &index,
         &modules_dir,
@@ -160,11 +163,6 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
         Err(e) => println!("lapterop: the kernel's random numbers: {e}"),
     }
     system::raise_clock_to(system::build_floor());
-    if opts.network {
-        for line in system::dhcp_all_wired() {
-            println!("lapterop: {line}");
-        }
-    }
     // Booted from the stick (GRUB passes lapterop.stick=): wait for it to appear; otherwise one try.
     let wait = Duration::from_secs(if opts.stick_id.is_some() { 30 } else { 0 });
     let stick = system::wait_for_stick(
@@ -184,6 +182,31 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
             None
         }
     };
+    // Network, graphics and power drivers and their firmware live on the stick (docs/live-image.md).
+    let mut stick_modules = false;
+    if stick_disk.is_some() {
+        match system::use_stick_modules(Path::new(STICK_MOUNT), &release) {
+            Ok(dir) => {
+                stick_modules = true;
+                let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+                let full = coldplug::ModuleIndex::parse(&read("modules.alias"), &read("modules.dep"))
+                    .with_softdeps(&read("modules.softdep"));
+                let loaded = system::load_missing_modules(&full, &dir);
+                println!(
+                    "lapterop: stick modules: {} in the tree, loaded {} ({})",
+                    full.len(),
+                    loaded.len(),
+                    loaded.join(" ")
+                );
+            }
+            Err(e) => println!("lapterop: stick modules: {e}"),
+        }
+    }
+    if opts.network {
+        for line in system::dhcp_all_wired() {
+            println!("lapterop: {line}");
+        }
+    }
     // Whether this boot was verified: the kernel's lockdown mode is [integrity] under Secure Boot.
     if let Ok(mode) = std::fs::read_to_string("/sys/kernel/security/lockdown") {
         println!("lapterop: kernel lockdown: {}", mode.trim());
@@ -194,6 +217,9 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
         // The outbox and logs are on the stick: make sure they are on it before the power goes.
         nix::unistd::sync();
         if outcome.power_off {
+            if stick_modules {
+                system::release_stick_modules(&release);
+            }
             let _ = nix::mount::umount(STICK_MOUNT);
         }
     }

@@ -230,6 +230,43 @@ pub fn load_missing_modules(index: &super::coldplug::ModuleIndex, modules_dir: &
     loaded
 }
 
+/// Where the kernel's firmware loader looks first (`drivers/base/firmware_loader/main.c`,
+/// `fw_path_para`); the other places it looks are under `/lib/firmware`, which the initramfs lacks.
+const FIRMWARE_PATH_PARAMETER: &str = "/sys/module/firmware_class/parameters/path";
+
+/// Makes the stick's module tree the system's, once the stick is mounted on `stick`: bind-mounts
+/// `stick/lapterop/modules/RELEASE` over `/lib/modules/RELEASE` (it holds every initramfs module
+/// too, so the kernel's own module requests through modprobe and the rescue shell see all of them)
+/// and points the firmware loader at `stick/lapterop/firmware`. Returns the module directory.
+pub fn use_stick_modules(stick: &Path, release: &str) -> Result<PathBuf, String> {
+    let tree = stick.join(lapterop_certificate::STICK_MODULES).join(release);
+    if !tree.join("modules.dep").is_file() {
+        return Err(format!(
+            "{} has no modules for kernel {release}; rebuild the stick with lapterop-image-builder live",
+            tree.display()
+        ));
+    }
+    let target = PathBuf::from("/lib/modules").join(release);
+    let _ = fs::create_dir_all(&target);
+    mount(
+        Some(tree.as_path()),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind-mounting {} on {}: {e}", tree.display(), target.display()))?;
+    let firmware = stick.join(lapterop_certificate::STICK_FIRMWARE);
+    fs::write(FIRMWARE_PATH_PARAMETER, firmware.as_os_str().as_encoded_bytes())
+        .map_err(|e| format!("setting the firmware path ({FIRMWARE_PATH_PARAMETER}): {e}"))?;
+    Ok(target)
+}
+
+/// Undoes [`use_stick_modules`]'s bind mount, so the stick itself can be unmounted.
+pub fn release_stick_modules(release: &str) {
+    let _ = nix::mount::umount(&PathBuf::from("/lib/modules").join(release));
+}
+
 /// Finds and mounts the stick like [`find_and_mount_stick`], waiting up to `timeout` for it: a USB
 /// stick shows up a second or more after its controller's driver loads (usb-storage waits before it
 /// scans, then the disk needs `sd_mod`), so between tries the drivers of new devices are loaded.

@@ -1,0 +1,160 @@
+//! Firmware for the shipped modules: every file a module names (`MODULE_FIRMWARE`, the `firmware=`
+//! entries of its `.modinfo`) that one of the pinned firmware packages holds.
+//!
+//! Debian's firmware packages (`firmware-realtek`, `firmware-misc-nonfree`, ... in the
+//! `non-free-firmware` component) install under `lib/firmware/` (`usr/lib/firmware/` after the
+//! `/usr` merge); [`FirmwareSet::collect`] looks a name up in each unpacked package in turn. Many
+//! names are symbolic links there (`i915/kbl_dmc_ver1.bin` → `kbl_dmc_ver1_04.bin`); the stick's FAT
+//! has no links, so a link is resolved (inside the package only) and its target's bytes are shipped
+//! under the name the module asks for. A name no package holds is recorded with the modules that
+//! name it: those drivers work without it or Debian does not package it, and the docs list them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::elf::{self, ElfError};
+use crate::io::{io_err, IoError};
+
+/// Errors while collecting firmware.
+#[derive(Debug, thiserror::Error)]
+pub enum FirmwareError {
+    /// A module could not be read.
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    /// Listing a directory failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// A firmware name leaves the firmware directory.
+    #[error("module {module} names firmware `{name}`, which is not a plain relative path; the module is broken")]
+    BadName { module: String, name: String },
+}
+
+type Result<T> = std::result::Result<T, FirmwareError>;
+
+/// The directories a firmware package installs into, relative to its unpacked root.
+pub const PACKAGE_DIRS: &[&str] = &["lib/firmware", "usr/lib/firmware"];
+
+/// The firmware the shipped modules name, split into what the packages hold and what they lack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirmwareSet {
+    /// Firmware name (`rtl_nic/rtl8168h-2.fw`) → the file whose bytes ship under that name.
+    pub files: BTreeMap<String, PathBuf>,
+    /// Firmware name no package holds → the modules that name it.
+    pub missing: BTreeMap<String, BTreeSet<String>>,
+    /// Firmware name → the modules that name it (both found and missing).
+    pub named_by: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl FirmwareSet {
+    /// Reads the firmware names of every `.ko` under `module_dir` and looks each up in the unpacked
+    /// firmware packages `packages` (first hit wins).
+    pub fn collect(module_dir: &Path, packages: &[PathBuf]) -> Result<FirmwareSet> {
+        let mut set = FirmwareSet::default();
+        let mut modules = Vec::new();
+        find_modules(module_dir, &mut modules)?;
+        modules.sort();
+        for ko in modules {
+            let module = crate::kmod::module_name(&ko.to_string_lossy());
+            for name in elf::module_firmware(&ko)? {
+                if !plain_relative(&name) {
+                    return Err(FirmwareError::BadName { module, name });
+                }
+                set.named_by.entry(name).or_default().insert(module.clone());
+            }
+        }
+        for (name, modules) in &set.named_by {
+            match packages.iter().find_map(|root| lookup(root, name)) {
+                Some(file) => {
+                    set.files.insert(name.clone(), file);
+                }
+                None => {
+                    set.missing.insert(name.clone(), modules.clone());
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Bytes of the firmware files that ship.
+    pub fn bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        for path in self.files.values() {
+            total += fs::metadata(path).map_err(io_err("reading", path))?.len();
+        }
+        Ok(total)
+    }
+}
+
+fn plain_relative(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('/') && name.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn find_modules(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let io = io_err("listing", dir);
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let ty = entry.file_type().map_err(io)?;
+        let path = entry.path();
+        if ty.is_dir() {
+            find_modules(&path, out)?;
+        } else if ty.is_file() && path.to_string_lossy().ends_with(".ko") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The regular file `name` resolves to inside the unpacked package `root`, following symbolic links
+/// only while they stay inside the package's firmware directory.
+fn lookup(root: &Path, name: &str) -> Option<PathBuf> {
+    PACKAGE_DIRS.iter().find_map(|dir| {
+        let base = root.join(dir);
+        let base_real = fs::canonicalize(&base).ok()?;
+        // Resolve absolute links (`/lib/firmware/x`) against the package, not the build host.
+        let mut path = base.join(name);
+        for _ in 0..16 {
+            let meta = fs::symlink_metadata(&path).ok()?;
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).ok()?;
+                path = match target.strip_prefix("/") {
+                    Ok(abs) => root.join(abs),
+                    Err(_) => path.parent()?.join(target),
+                };
+                continue;
+            }
+            let real = fs::canonicalize(&path).ok()?;
+            return (meta.is_file() && real.starts_with(&base_real)).then_some(real);
+        }
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_through_links_inside_the_package_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let fw = dir.path().join("pkg/lib/firmware/i915");
+        fs::create_dir_all(&fw).unwrap();
+        fs::write(fw.join("kbl_dmc_ver1_04.bin"), b"dmc").unwrap();
+        std::os::unix::fs::symlink("kbl_dmc_ver1_04.bin", fw.join("kbl_dmc_ver1.bin")).unwrap();
+        std::os::unix::fs::symlink("/lib/firmware/i915/kbl_dmc_ver1_04.bin", fw.join("abs.bin")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", fw.join("escape.bin")).unwrap();
+        std::os::unix::fs::symlink("../../../../outside", fw.join("up.bin")).unwrap();
+        fs::write(dir.path().join("outside"), b"x").unwrap();
+        let root = dir.path().join("pkg");
+        let real = fs::canonicalize(fw.join("kbl_dmc_ver1_04.bin")).unwrap();
+        assert_eq!(lookup(&root, "i915/kbl_dmc_ver1.bin"), Some(real.clone()));
+        assert_eq!(lookup(&root, "i915/abs.bin"), Some(real));
+        assert_eq!(lookup(&root, "i915/escape.bin"), None);
+        assert_eq!(lookup(&root, "i915/up.bin"), None);
+        assert_eq!(lookup(&root, "i915/none.bin"), None);
+        assert!(plain_relative("rtl_nic/rtl8168h-2.fw"));
+        for bad in ["", "/etc/x", "a/../b", "a//b"] {
+            assert!(!plain_relative(bad), "{bad}");
+        }
+    }
+}
