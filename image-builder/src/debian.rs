@@ -94,18 +94,33 @@ pub fn split_root(root: &str) -> (&str, &str) {
 pub enum DebianError {
     /// The lock file could not be read or written.
     #[error("reading or writing the lock list {path}: {source}")]
-    LockIo { path: PathBuf, source: io::Error },
+    LockIo {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
     /// A line of the lock file is malformed.
     #[error("{path} line {line}: {reason}; fix the line or run `lapterop-image-builder lock refresh`")]
-    LockSyntax { path: PathBuf, line: usize, reason: String },
+    LockSyntax {
+        /// The file.
+        path: PathBuf,
+        /// The line number (from 1).
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The lock has no package for a role the builder needs.
     #[error("the lock list has no `{0}` package; run `lapterop-image-builder lock refresh`")]
     MissingRole(String),
     /// A tool (apt-get, apt-cache, dpkg-deb) could not be started.
     #[error("running {tool}: {source}; install it (Debian package {package})")]
     ToolMissing {
+        /// The program.
         tool: String,
+        /// The Debian package.
         package: &'static str,
+        /// What the system said.
         source: io::Error,
     },
     /// apt no longer offers the pinned version.
@@ -114,21 +129,33 @@ pub enum DebianError {
          `lapterop-image-builder lock refresh` to pin what is available now, and commit image-builder/debian.lock"
     )]
     NotDownloadable {
+        /// The Debian package.
         package: String,
+        /// The pinned version.
         version: String,
+        /// The suite it was pinned from.
         suite: String,
+        /// What apt said.
         apt: String,
     },
     /// The downloaded or cached file does not match the lock.
     #[error("{path} has sha256 {actual} but the lock pins {expected}; delete the file and retry (a mirror or cache served other bytes)")]
     HashMismatch {
+        /// The file.
         path: PathBuf,
+        /// The sha256 the lock pins.
         expected: String,
+        /// The sha256 of the file.
         actual: String,
     },
     /// Another command failed.
     #[error("{what} failed: {detail}")]
-    Command { what: String, detail: String },
+    Command {
+        /// What was being done.
+        what: String,
+        /// What the command said.
+        detail: String,
+    },
     /// Cache I/O failed.
     #[error(transparent)]
     Io(#[from] IoError),
@@ -141,13 +168,23 @@ pub enum DebianError {
          {lists}); check that no `Architectures:` line in /etc/apt/sources.list.d/*.sources (or `[arch=...]` in \
          /etc/apt/sources.list) leaves {arch} out"
     )]
-    NoArchitecture { arch: String, lists: PathBuf },
+    NoArchitecture {
+        /// The architecture.
+        arch: String,
+        /// Where the package lists were fetched to.
+        lists: PathBuf,
+    },
     /// The builder's own apt source for `non-free-firmware` could not be updated.
     #[error(
         "updating the builder's apt lists for Debian's non-free-firmware component ({dir}) failed: {detail}; check \
          the network and that the host's apt sources name a Debian mirror (`apt-get update` works)"
     )]
-    NonFreeUpdate { dir: PathBuf, detail: String },
+    NonFreeUpdate {
+        /// The builder's apt directory.
+        dir: PathBuf,
+        /// What the command said.
+        detail: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, DebianError>;

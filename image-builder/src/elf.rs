@@ -24,17 +24,30 @@ pub enum ElfError {
     Io(#[from] IoError),
     /// The file is not an ELF file `object` can read.
     #[error("{path} is not a readable ELF file: {reason}")]
-    NotElf { path: PathBuf, reason: String },
+    NotElf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The agent is not a 64-bit x86 executable.
     #[error("{path} is not an x86_64 Linux executable, so it cannot be the stick's /init; build the agent with: {build}", build = STATIC_AGENT_BUILD)]
-    NotX86_64 { path: PathBuf },
+    NotX86_64 {
+        /// The file.
+        path: PathBuf,
+    },
     /// The agent is dynamically linked.
     #[error(
         "{path} is dynamically linked ({why}); the live image has no C library, so the stick would not boot. Build the \
          static agent with: {build}",
         build = STATIC_AGENT_BUILD
     )]
-    Dynamic { path: PathBuf, why: String },
+    Dynamic {
+        /// The file.
+        path: PathBuf,
+        /// What makes it dynamic (interpreter or needed libraries).
+        why: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, ElfError>;

@@ -28,7 +28,12 @@ pub enum FatError {
     BadPath(String),
     /// The content does not fit the partition that was sized for it.
     #[error("the files need more room than the {size} MiB FAT partition has: {source}")]
-    Full { size: u64, source: io::Error },
+    Full {
+        /// The partition size in MiB.
+        size: u64,
+        /// What the system said.
+        source: io::Error,
+    },
     /// Reading a source file or writing the image failed.
     #[error(transparent)]
     Io(#[from] IoError),

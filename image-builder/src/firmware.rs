@@ -27,7 +27,12 @@ pub enum FirmwareError {
     Io(#[from] IoError),
     /// A firmware name leaves the firmware directory.
     #[error("module {module} names firmware `{name}`, which is not a plain relative path; the module is broken")]
-    BadName { module: String, name: String },
+    BadName {
+        /// The module.
+        module: String,
+        /// The name.
+        name: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, FirmwareError>;

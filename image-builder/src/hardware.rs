@@ -23,10 +23,20 @@ use std::fmt;
 pub enum HardwareError {
     /// A function's first line lacks the `[CCSS]` class or the `[vvvv:dddd]` ids that `-nn` prints.
     #[error("line {line}: `{text}` is not an `lspci -vvnnk` function line (class [CCSS] and ids [vvvv:dddd]); take the dump with `lspci -vvnnk`")]
-    BadFunction { line: usize, text: String },
+    BadFunction {
+        /// The line number (from 1).
+        line: usize,
+        /// The text of the line.
+        text: String,
+    },
     /// A `Subsystem:` line lacks its `[vvvv:dddd]` ids.
     #[error("line {line}: `{text}` has no subsystem ids [vvvv:dddd]; take the dump with `lspci -vvnnk`")]
-    BadSubsystem { line: usize, text: String },
+    BadSubsystem {
+        /// The line number (from 1).
+        line: usize,
+        /// The text of the line.
+        text: String,
+    },
 }
 
 /// One PCI function as `lspci -vvnnk` shows it.

@@ -162,16 +162,31 @@ pub enum KmodError {
     NoKernel(PathBuf),
     /// A requested module is neither a loadable module nor built in.
     #[error("kernel {kver} has no module `{name}` (neither loadable nor built in); check the name with `modinfo`")]
-    UnknownModule { kver: String, name: String },
+    UnknownModule {
+        /// The kernel version.
+        kver: String,
+        /// The name.
+        name: String,
+    },
     /// depmod could not be run or failed.
     #[error("depmod -b {root}: {detail}; install Debian's kmod package")]
-    Depmod { root: PathBuf, detail: String },
+    Depmod {
+        /// The module tree.
+        root: PathBuf,
+        /// What the command said.
+        detail: String,
+    },
     /// File I/O failed.
     #[error(transparent)]
     Io(#[from] IoError),
     /// A compressed module could not be unpacked.
     #[error("decompressing {path}: {source}")]
-    Decompress { path: PathBuf, source: io::Error },
+    Decompress {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
 }
 
 type Result<T> = std::result::Result<T, KmodError>;

@@ -95,7 +95,12 @@ pub enum LiveError {
     #[error(
         "{path} is missing from the unpacked {package}; run `lapterop-image-builder lock refresh` if Debian moved it"
     )]
-    MissingFile { package: String, path: PathBuf },
+    MissingFile {
+        /// The Debian package.
+        package: String,
+        /// The file.
+        path: PathBuf,
+    },
     /// File I/O failed.
     #[error(transparent)]
     Io(#[from] IoError),
