@@ -317,7 +317,11 @@ fn stick_is_within_its_budget_without_os_images() {
         return;
     }
     let built = stick();
-    eprintln!("stick image without OS images: {} bytes", built.image_bytes);
+    lapterop_testkit::report(&format!(
+        "stick image without OS images: {} bytes ({:.1} MiB)",
+        built.image_bytes,
+        built.image_bytes as f64 / f64::from(1u32 << 20)
+    ));
     assert!(
         built.image_bytes <= lapterop_image_builder::live::MAX_BASE_IMAGE,
         "{} bytes",
