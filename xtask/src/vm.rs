@@ -88,6 +88,11 @@ pub enum Bus {
     Nvme,
     /// An `ide-hd` on an AHCI controller (`/dev/sdX`, libata).
     Ahci,
+    /// An `ide-hd` on a PIIX4 IDE controller: SATA set to IDE/compatibility mode in a laptop's
+    /// setup (`ata_piix`, `/dev/sdX`).
+    Ide,
+    /// An `sd-card` in an `sdhci-pci` reader (`sdhci_pci`, `mmc_block`, `/dev/mmcblkN`).
+    Sd,
 }
 
 /// One disk: a sparse raw file of `size` bytes with `sector`-byte logical and physical blocks.
@@ -104,7 +109,8 @@ pub struct DiskSpec {
 impl FromStr for DiskSpec {
     type Err = VmError;
 
-    /// `BUS:SIZE[:SECTOR]`, e.g. `virtio:64M`, `nvme:64M:4096`, `ahci:128M`.
+    /// `BUS:SIZE[:SECTOR]` with BUS one of virtio, nvme, ahci, ide, sd; e.g. `virtio:64M`,
+    /// `nvme:64M:4096`, `ahci:128M`, `sd:64M`.
     fn from_str(s: &str) -> Result<Self, VmError> {
         let bad = |why: &str| {
             VmError::Spec(format!(
@@ -116,7 +122,9 @@ impl FromStr for DiskSpec {
             Some("virtio") => Bus::Virtio,
             Some("nvme") => Bus::Nvme,
             Some("ahci") => Bus::Ahci,
-            _ => return Err(bad("bus must be virtio, nvme or ahci")),
+            Some("ide") => Bus::Ide,
+            Some("sd") => Bus::Sd,
+            _ => return Err(bad("bus must be virtio, nvme, ahci, ide or sd")),
         };
         let size = parts.next().ok_or_else(|| bad("size missing"))?;
         let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit()).unwrap_or(size.len()));
@@ -140,8 +148,8 @@ impl FromStr for DiskSpec {
             Some("4096") => 4096,
             Some(_) => return Err(bad("sector size must be 512 or 4096")),
         };
-        if bus == Bus::Ahci && sector != 512 {
-            return Err(bad("QEMU's ide-hd supports only 512-byte logical sectors"));
+        if matches!(bus, Bus::Ahci | Bus::Ide | Bus::Sd) && sector != 512 {
+            return Err(bad("QEMU's ide-hd and sd-card support only 512-byte logical sectors"));
         }
         if parts.next().is_some() {
             return Err(bad("too many fields"));
@@ -184,6 +192,9 @@ pub struct VmSpec {
     pub timeout: Duration,
     /// zstd level of the initramfs.
     pub zstd_level: i32,
+    /// A USB Ethernet adapter (`usb-net`: CDC Ethernet/RNDIS) on its own xHCI controller and its own
+    /// restricted user network, besides [`VmSpec::nic`].
+    pub usb_nic: bool,
     /// A standard VGA card (the laptop's own screen, read through QMP `screendump`); otherwise none.
     pub vga: bool,
     /// I/O errors injected into disks by QEMU's `blkdebug` driver.
@@ -231,6 +242,7 @@ impl Default for VmSpec {
             disks: Vec::new(),
             smbios: Vec::new(),
             nic: Some("e1000e".to_owned()),
+            usb_nic: false,
             guestfwd: Vec::new(),
             command: "true".to_owned(),
             agent: Agent::Build,
@@ -388,6 +400,8 @@ pub fn headless_args(memory_mib: u32) -> Vec<String> {
 pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Result<Vec<String>, VmError> {
     let mut args = Vec::new();
     let mut ahci_port = 0;
+    let mut ide_unit = 0;
+    let mut sd_slot = 0;
     for (i, (disk, file)) in spec.disks.iter().zip(disk_files).enumerate() {
         let id = format!("disk{i}");
         let serial = format!("LAPTEROP-D{i}");
@@ -426,6 +440,28 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
                     "ide-hd,drive={id},bus=ahci0.{},serial={serial},model=LAPTEROP-AHCI",
                     ahci_port - 1
                 )
+            }
+            Bus::Ide => {
+                if ide_unit == 0 {
+                    args.extend(["-device".to_owned(), "piix4-ide,id=ide0".to_owned()]);
+                }
+                if ide_unit == 2 {
+                    return Err(VmError::Spec("at most 2 IDE disks".to_owned()));
+                }
+                ide_unit += 1;
+                format!(
+                    "ide-hd,drive={id},bus=ide0.{},serial={serial},model=LAPTEROP-IDE",
+                    ide_unit - 1
+                )
+            }
+            Bus::Sd => {
+                // The card finds the reader's bus by itself, so one reader holds one card.
+                if sd_slot == 1 {
+                    return Err(VmError::Spec("at most 1 SD card".to_owned()));
+                }
+                sd_slot += 1;
+                args.extend(["-device".to_owned(), "sdhci-pci".to_owned()]);
+                format!("sd-card,drive={id}")
             }
         };
         args.extend(["-device".to_owned(), device]);
@@ -471,6 +507,19 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
             "-device".to_owned(),
             format!("{model},netdev=net0"),
         ]);
+    }
+    if spec.usb_nic {
+        args.extend(
+            [
+                "-netdev",
+                "user,id=net1,restrict=on",
+                "-device",
+                "qemu-xhci,id=xhci-net",
+                "-device",
+                "usb-net,netdev=net1,bus=xhci-net.0",
+            ]
+            .map(str::to_owned),
+        );
     }
     Ok(args)
 }

@@ -121,3 +121,103 @@ exit 7
         "the init script prints the guest uptime before the marker"
     );
 }
+
+/// The controllers of real laptops that QEMU can emulate, beside the ones above: SATA set to IDE mode
+/// in the setup (PIIX4 IDE, `ata_piix`), an SD card in a PCI reader (`sdhci_pci`), an Intel PRO/1000
+/// (`e1000`, ThinkPads and Latitudes of 2008-2012) and a USB Ethernet adapter (`usb-net`: the dongle a
+/// volunteer plugs into a laptop without an Ethernet port). The modules come from the stick's own sets
+/// (`usb-net` included); the USB adapter must get a DHCP lease by itself.
+#[test]
+fn guest_drives_ide_mode_sata_an_sd_card_e1000_and_a_usb_ethernet_adapter() {
+    if !xtask::vm_tools_or_skip() {
+        return;
+    }
+    let command = r#"
+for d in /sys/block/*; do
+  n=${d##*/}
+  case "$n" in loop*|ram*) continue ;; esac
+  echo "BLK $n $(cat $d/size) type=$(cat $d/device/type 2>/dev/null) removable=$(cat $d/removable)"
+done
+for i in /sys/class/net/*; do
+  [ -e "$i/device/driver" ] && echo "NIC ${i##*/} $(basename $(readlink $i/device/driver))"
+done
+for m in ata_piix sdhci_pci mmc_block e1000 usbnet; do
+  echo "MOD $m $(cat /sys/module/$m/initstate 2>/dev/null || echo missing)"
+done
+/bin/lapterop-agent disks
+echo "DISKS-RC $?"
+ip link set lo up
+# USB devices enumerate after the modules load: wait up to 15 s for the adapter's interface.
+usb=""
+t=0
+while [ -z "$usb" ] && [ "$t" -lt 150 ]; do
+  for i in /sys/class/net/*; do
+    case "$(basename "$(readlink $i/device/driver 2>/dev/null)" 2>/dev/null)" in
+      rndis_host|cdc_ether|cdc_ncm) usb=${i##*/} ;;
+    esac
+  done
+  [ -z "$usb" ] && sleep 0.1
+  t=$((t + 1))
+done
+echo "USB-NIC ${usb:-none} $(basename "$(readlink /sys/class/net/$usb/device/driver 2>/dev/null)" 2>/dev/null)"
+
+if [ -n "$usb" ]; then
+  ip link set "$usb" up
+  udhcpc -i "$usb" -n -q -t 10 -T 2 -s /bin/true 2>&1 | sed 's/^/DHCP /'
+fi
+exit 0
+"#;
+    let mut modules: Vec<String> = lapterop_image_builder::kmod::DEFAULT_REQUEST
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    modules.extend(["nic".to_owned(), "usb-net".to_owned()]);
+    let spec = VmSpec {
+        disks: ["ide:64M", "sd:64M"].iter().map(|d| d.parse().unwrap()).collect(),
+        nic: Some("e1000".to_owned()),
+        usb_nic: true,
+        modules,
+        command: command.to_owned(),
+        timeout: Duration::from_secs(180),
+        ..VmSpec::default()
+    };
+    let out = vm::run(&spec).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("guest output:\n{}\ntimings: {}", out.output, out.timings);
+    let lines: Vec<&str> = out.output.lines().map(str::trim_end).collect();
+    let line = |prefix: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .copied()
+            .unwrap_or_else(|| panic!("no line {prefix:?} in the guest output:\n{}", out.output))
+    };
+    assert_eq!(out.exit_code, 0, "guest exit code");
+    // 64 MiB = 131072 sectors: the IDE disk through ata_piix, the SD card through sdhci-pci.
+    assert!(line("BLK sda ").starts_with("BLK sda 131072 "), "{}", line("BLK sda "));
+    let sd = line("BLK mmcblk0 ");
+    assert!(sd.starts_with("BLK mmcblk0 131072 type=SD"), "{sd}");
+    for m in ["ata_piix", "sdhci_pci", "mmc_block", "e1000", "usbnet"] {
+        assert_eq!(line(&format!("MOD {m} ")), format!("MOD {m} live"));
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("NIC ") && l.ends_with(" e1000")),
+        "{}",
+        out.output
+    );
+    // The agent's discovery sees both disks.
+    assert!(lines.iter().any(|l| l.contains("sda")) && lines.iter().any(|l| l.contains("mmcblk0")));
+    assert_eq!(line("DISKS-RC "), "DISKS-RC 0");
+    // The USB adapter is driven and leases an address from QEMU's DHCP server by itself.
+    let usb = line("USB-NIC ");
+    assert!(
+        usb.ends_with(" cdc_ether") || usb.ends_with(" rndis_host"),
+        "no driver of the stick's usb-net set took the USB Ethernet adapter: {usb}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("DHCP ") && l.contains("lease of 10.0.2.15 obtained")),
+        "{}",
+        out.output
+    );
+}
