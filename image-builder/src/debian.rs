@@ -445,22 +445,12 @@ impl Cache {
             }
         }
         fs::create_dir_all(&tmp).map_err(io_err("creating", &tmp))?;
-        let output = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&tmp)
-            .output()
-            .map_err(|source| DebianError::ToolMissing {
-                tool: "dpkg-deb".into(),
-                package: "dpkg",
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(DebianError::Command {
-                what: format!("unpacking {}", deb.display()),
-                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
+        run_checked(
+            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp),
+            "dpkg-deb",
+            "dpkg",
+            format!("unpacking {}", deb.display()),
+        )?;
         let tmp_stamp = tmp.join(".lapterop-unpacked");
         fs::write(&tmp_stamp, &entry.sha256).map_err(io_err("writing", &tmp_stamp))?;
         if let Err(source) = fs::rename(&tmp, &root) {
@@ -472,6 +462,28 @@ impl Cache {
         }
         Ok(root)
     }
+}
+
+/// Runs `command` (program `tool` of Debian package `package`) to completion: a missing program is
+/// [`DebianError::ToolMissing`], a failure [`DebianError::Command`] with its standard error.
+fn run_checked(
+    command: &mut Command,
+    tool: &str,
+    package: &'static str,
+    what: impl Into<String>,
+) -> Result<std::process::Output> {
+    let output = command.output().map_err(|source| DebianError::ToolMissing {
+        tool: tool.into(),
+        package,
+        source,
+    })?;
+    if !output.status.success() {
+        return Err(DebianError::Command {
+            what: what.into(),
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(output)
 }
 
 /// How apt is run for one architecture ([`Cache::apt_for`]).
@@ -488,20 +500,12 @@ pub struct AptState {
 /// The architectures the host's apt lists packages for (`APT::Architecture` and
 /// `APT::Architectures`: the host's own and any added with `dpkg --add-architecture`).
 fn host_architectures() -> Result<Vec<String>> {
-    let output = Command::new("apt-config")
-        .args(["dump", "--format", "%f %v%n"])
-        .output()
-        .map_err(|source| DebianError::ToolMissing {
-            tool: "apt-config".into(),
-            package: "apt",
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(DebianError::Command {
-            what: "apt-config dump".into(),
-            detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
+    let output = run_checked(
+        Command::new("apt-config").args(["dump", "--format", "%f %v%n"]),
+        "apt-config",
+        "apt",
+        "apt-config dump",
+    )?;
     Ok(architectures_in_config(&String::from_utf8_lossy(&output.stdout)))
 }
 
@@ -691,21 +695,12 @@ fn download(entry: &LockEntry, dir: &Path, apt_options: &[String]) -> Result<()>
 }
 
 fn apt_cache(apt_options: &[String], args: &[&str]) -> Result<String> {
-    let output = Command::new("apt-cache")
-        .args(apt_options)
-        .args(args)
-        .output()
-        .map_err(|source| DebianError::ToolMissing {
-            tool: "apt-cache".into(),
-            package: "apt",
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(DebianError::Command {
-            what: format!("apt-cache {}", args.join(" ")),
-            detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
+    let output = run_checked(
+        Command::new("apt-cache").args(apt_options).args(args),
+        "apt-cache",
+        "apt",
+        format!("apt-cache {}", args.join(" ")),
+    )?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
