@@ -62,6 +62,10 @@ pub enum Key {
         "Geen interne schijf gevonden en geen RAID- of eMMC-controller die er een kan verbergen.";
     P08Do => "Check that a disk is fitted and its connector is seated; if the laptop has one, check the storage settings in the BIOS.",
         "Controleer of er een schijf in zit en de connector goed vastzit; als de laptop er een heeft, controleer de opslaginstellingen in het BIOS.";
+    P09Found => "An SD card is in the card reader ({disk}, {size}); it is left alone.",
+        "Er zit een SD-kaart in de kaartlezer ({disk}, {size}); ze blijft onaangeroerd.";
+    P09Do => "Take it out and give it back with the laptop (the certificate lists it as not touched). If the donor wants it wiped, ask the lead: the site config can wipe cards too.",
+        "Haal ze eruit en geef ze terug met de laptop (het certificaat vermeldt ze als niet aangeraakt). Wil de schenker ze gewist, vraag het de werkplaatsleider: de siteconfiguratie kan kaarten mee wissen.";
 
     // Audit.
     AuditTitle => "This laptop", "Deze laptop";

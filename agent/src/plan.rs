@@ -22,6 +22,9 @@ pub struct PlanDisk {
     pub rotational: bool,
     /// The kernel's `removable` flag.
     pub removable: bool,
+    /// An SD card in the card reader (not the laptop's own storage).
+    #[serde(default)]
+    pub card: bool,
     /// Health in brief.
     pub health: Health,
     /// The method planned; `None` when excluded.

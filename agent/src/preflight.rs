@@ -16,7 +16,7 @@ use lapterop_certificate::model::Transport;
 use serde::Serialize;
 
 use crate::i18n::{Key, Lang};
-use crate::plan::PlanDisk;
+use crate::plan::{Exclusion, PlanDisk};
 
 /// Intel Volume Management Device ids (Linux `drivers/pci/controller/vmd.c`, `vmd_ids`): with VMD on,
 /// NVMe disks sit behind it and do not appear unless the `vmd` driver is loaded and the BIOS allows it.
@@ -62,6 +62,8 @@ pub enum Code {
     P07,
     /// No internal disk and nothing that could hide one.
     P08,
+    /// An SD card is in the card reader and is left alone.
+    P09,
 }
 
 impl Code {
@@ -76,6 +78,7 @@ impl Code {
             Code::P06 => "LAP-P06",
             Code::P07 => "LAP-P07",
             Code::P08 => "LAP-P08",
+            Code::P09 => "LAP-P09",
         }
     }
 
@@ -83,7 +86,7 @@ impl Code {
     pub fn severity(self) -> Severity {
         match self {
             Code::P01 | Code::P02 | Code::P07 | Code::P08 => Severity::Stop,
-            Code::P03 | Code::P04 | Code::P05 | Code::P06 => Severity::Warn,
+            Code::P03 | Code::P04 | Code::P05 | Code::P06 | Code::P09 => Severity::Warn,
         }
     }
 
@@ -97,6 +100,7 @@ impl Code {
             Code::P06 => (Key::P06Found, Key::P06Do),
             Code::P07 => (Key::P07Found, Key::P07Do),
             Code::P08 => (Key::P08Found, Key::P08Do),
+            Code::P09 => (Key::P09Found, Key::P09Do),
         }
     }
 }
@@ -218,6 +222,17 @@ pub fn check(input: &Input<'_>) -> Vec<Finding> {
         if d.frozen {
             out.push(Finding::new(Code::P04, &[("disk", d.name.clone()), ("model", model)]));
         }
+    }
+
+    for d in input
+        .disks
+        .iter()
+        .filter(|d| d.card && d.excluded == Some(Exclusion::External))
+    {
+        out.push(Finding::new(
+            Code::P09,
+            &[("disk", d.name.clone()), ("size", lapterop_words::size(d.size_bytes))],
+        ));
     }
 
     let floor = clock_floor();
@@ -443,6 +458,7 @@ mod tests {
             transport,
             rotational: false,
             removable: false,
+            card: false,
             health: Health::Good,
             method: Some(Method::Overwrite),
             excluded: None,
@@ -465,6 +481,31 @@ mod tests {
             now: clock_floor() + 86_400,
             battery_min_percent: 30,
         })
+    }
+
+    #[test]
+    fn an_sd_card_left_in_the_reader_is_pointed_out_unless_it_is_wiped() {
+        let f = Fixture::new("sd-card");
+        f.online();
+        let card = PlanDisk {
+            card: true,
+            excluded: Some(Exclusion::External),
+            size_bytes: 64_000_000_000,
+            ..disk("mmcblk1", Transport::Mmc)
+        };
+        let internal = disk("mmcblk0", Transport::Mmc);
+        let findings = run(&f, &[internal.clone(), card.clone(), stick()]);
+        assert_eq!(codes(&findings), ["LAP-P09"]);
+        assert_eq!(findings[0].code.severity(), Severity::Warn);
+        assert!(
+            findings[0].found(Lang::En).contains("mmcblk1, 64.0 GB"),
+            "{}",
+            findings[0].found(Lang::En)
+        );
+        assert!(findings[0].found(Lang::Nl).contains("SD-kaart"));
+        // A site that wipes cards: the card is a target like any disk, nothing to point out.
+        let wiped = PlanDisk { excluded: None, ..card };
+        assert!(codes(&run(&f, &[internal, wiped])).is_empty());
     }
 
     fn codes(findings: &[Finding]) -> Vec<&'static str> {

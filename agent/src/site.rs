@@ -76,6 +76,17 @@ pub struct Wipe {
     pub hidden_areas: HiddenAreasChoice,
     /// What to do when a drive's firmware erase is frozen by the BIOS.
     pub unfreeze: UnfreezeChoice,
+    /// What to do with SD cards in the reader and USB disks other than the stick.
+    pub external: ExternalChoice,
+}
+
+/// `[wipe] external`: SD cards in the card reader and USB disks other than the boot stick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExternalChoice {
+    /// Leave them alone: they are the donor's, and the certificate lists them as not touched.
+    Leave,
+    /// Wipe them with the laptop's disks (never the install target).
+    Wipe,
 }
 
 /// `[wipe] hidden_areas`.
@@ -191,6 +202,7 @@ struct RawWipe {
     allow_security_erase: Option<bool>,
     hidden_areas: Option<String>,
     unfreeze: Option<String>,
+    external: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,6 +337,7 @@ impl Site {
                     HiddenAreasChoice::Expose,
                 )?,
                 unfreeze: choice("wipe.unfreeze", raw.wipe.unfreeze.as_deref(), UnfreezeChoice::Never)?,
+                external: choice("wipe.external", raw.wipe.external.as_deref(), ExternalChoice::Leave)?,
             },
             install,
             flow: Flow {
@@ -476,6 +489,13 @@ min_ram_mib = 4096
             UnfreezeChoice::Never,
             "suspending needs the site's permission"
         );
+        assert_eq!(
+            s.wipe.external,
+            ExternalChoice::Leave,
+            "the donor's cards are left alone by default"
+        );
+        let s = Site::parse("[wipe]\nexternal = \"wipe\"\n", Path::new("/x")).unwrap();
+        assert_eq!(s.wipe.external, ExternalChoice::Wipe);
         let s = Site::parse(
             "[wipe]\nhidden_areas = \"leave\"\nunfreeze = \"suspend\"\n",
             Path::new("/x"),
@@ -499,6 +519,7 @@ min_ram_mib = 4096
             ("[flow]\nmode = \"fast\"\n", "unattended"),
             ("[wipe]\nunfreeze = \"always\"\n", "wipe.unfreeze"),
             ("[wipe]\nhidden_areas = \"remove\"\n", "wipe.hidden_areas"),
+            ("[wipe]\nexternal = \"all\"\n", "wipe.external"),
             ("[ui]\nlanguage = \"fr\"\n", "ui"),
             ("[refurbishment]\nmin_ram_mb = 1\n", "min_ram_mb"),
             ("[lead]\npassword_hash = \"lapterop\"\n", "lead.password_hash"),

@@ -153,6 +153,13 @@ pub struct LaptopDisk {
     pub file: PathBuf,
 }
 
+impl LaptopDisk {
+    /// The donor's SD card left in the reader: not the laptop's, so the job must leave it alone.
+    pub fn is_card(&self) -> bool {
+        self.spec.bus == Bus::Sd
+    }
+}
+
 /// The donor's recognisable strings: none may be found on any disk afterwards.
 pub const PERSONAL: [&str; 3] = [
     "Bankafschrift van Jan Peeters, IBAN BE68 5390 0754 7034",
@@ -367,7 +374,8 @@ impl Scenario {
     }
 
     /// A fresh simulated laptop: a 64 MiB virtio disk and a 96 MiB NVMe disk with 4096-byte sectors,
-    /// both full of personal files.
+    /// both full of personal files, and the donor's 128 MiB SD card left in the reader (the largest
+    /// disk, so that taking it for the laptop's would also make it the `largest` install target).
     pub fn laptop(&self, name: &str) -> anyhow::Result<Vec<LaptopDisk>> {
         let dir = self.work.join(name);
         fs::create_dir_all(&dir)?;
@@ -388,6 +396,15 @@ impl Scenario {
                     bus: Bus::Nvme,
                     size: 96 * MIB,
                     sector: 4096,
+                },
+            )?,
+            personal_disk(
+                &dir,
+                "sd-card",
+                DiskSpec {
+                    bus: Bus::Sd,
+                    size: 128 * MIB,
+                    sector: 512,
                 },
             )?,
         ])
@@ -485,8 +502,13 @@ impl Scenario {
     pub fn check_job(&self, console: &str, disks: &[LaptopDisk], expect_uploaded: bool) -> anyhow::Result<String> {
         for d in disks {
             let n = count_personal(&d.file)?;
-            ensure!(n == 0, "{} personal strings are still on {}", n, d.file.display());
+            if d.is_card() {
+                ensure!(n > 0, "the donor's SD card {} was written", d.file.display());
+            } else {
+                ensure!(n == 0, "{} personal strings are still on {}", n, d.file.display());
+            }
         }
+        let internal: Vec<&LaptopDisk> = disks.iter().filter(|d| !d.is_card()).collect();
         let done = console
             .lines()
             .find(|l| l.contains("LAPTEROP-JOB-DONE"))
@@ -507,7 +529,7 @@ impl Scenario {
         );
         // The OS image: every data and zero extent as packed, at the layout the installer plans for
         // this disk's size and sector size (free extents are not written, so they are not compared).
-        let target = disks.iter().max_by_key(|d| d.spec.size).context("no disks")?;
+        let target = internal.iter().max_by_key(|d| d.spec.size).context("no disks")?;
         let image = Image::open(SeekSource(fs::File::open(&self.os_image)?), &self.image_pub)?;
         let layout = plan(image.manifest(), target.spec.size, target.spec.sector)?;
         let disk = fs::read(&target.file)?;
@@ -529,11 +551,25 @@ impl Scenario {
         let c = cert::verify(&bytes, &self.station_pub).context("the certificate on the stick")?;
         ensure!(c.host.is_some(), "the certificate has no host section");
         ensure!(
-            c.disks.len() == disks.len(),
-            "{} disks certified, {} attached",
+            c.disks.len() == internal.len(),
+            "{} disks certified, {} internal disks attached",
             c.disks.len(),
-            disks.len()
+            internal.len()
         );
+        // The SD card is listed as not touched, as the donor's (external).
+        if disks.iter().any(LaptopDisk::is_card) {
+            ensure!(
+                c.not_touched
+                    .iter()
+                    .any(|u| u.device == "mmcblk0" && u.reason == cert::UntouchedReason::External),
+                "the SD card is not listed as not touched (external): {:?}",
+                c.not_touched
+            );
+            ensure!(
+                console.contains("LAP-P09"),
+                "pre-flight did not point out the SD card (LAP-P09)"
+            );
+        }
         // The stick itself is seen and left alone, and says so.
         ensure!(
             c.not_touched

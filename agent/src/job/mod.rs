@@ -52,7 +52,7 @@ pub use steps::{
 
 use crate::outbox::{Sent, UploadError};
 use crate::preflight::{self, Finding};
-use crate::site::Site;
+use crate::site::{ExternalChoice, Site};
 use crate::ui::confirm::Decision;
 use crate::ui::PlanDisk;
 use crate::wipe;
@@ -200,8 +200,9 @@ pub trait Ports {
     fn now(&self) -> i64;
     /// The drives' own health reports, for the audit (`None`: not read).
     fn disk_summaries(&self) -> Option<Vec<crate::audit::DiskSummary>>;
-    /// Every disk, claimed (held exclusively), refused with reasons, or left alone.
-    fn claim(&self, only: &[String], stick_disk: Option<&str>) -> anyhow::Result<Disks>;
+    /// Every disk, claimed (held exclusively), refused with reasons, or left alone; `external` says
+    /// whether SD cards and USB disks other than the stick are taken too.
+    fn claim(&self, only: &[String], stick_disk: Option<&str>, external: ExternalChoice) -> anyhow::Result<Disks>;
     /// Suspends to RAM for `seconds` with an RTC wake alarm (lifts a BIOS freeze lock).
     fn suspend_for(&self, seconds: u32) -> Result<Duration, crate::unfreeze::SuspendError>;
     /// Waits between upload retries.
@@ -228,8 +229,8 @@ impl Ports for System {
         Some(crate::audit::live_disk_summaries())
     }
 
-    fn claim(&self, only: &[String], stick_disk: Option<&str>) -> anyhow::Result<Disks> {
-        claim_disks(only, stick_disk)
+    fn claim(&self, only: &[String], stick_disk: Option<&str>, external: ExternalChoice) -> anyhow::Result<Disks> {
+        claim_disks(only, stick_disk, external)
     }
 
     fn suspend_for(&self, seconds: u32) -> Result<Duration, crate::unfreeze::SuspendError> {
@@ -299,7 +300,7 @@ fn prepare(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend) -> io::Resul
     });
     clock.done(Stage::Audit, ui);
 
-    let disks = match ports.claim(job.only, job.stick_disk) {
+    let disks = match ports.claim(job.only, job.stick_disk, site.wipe.external) {
         Ok(d) => d,
         Err(e) => return stopped(StopCode::Job, format!("{e:#}")),
     };

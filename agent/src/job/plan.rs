@@ -84,6 +84,7 @@ pub fn plan_disks(
         transport: d.transport,
         rotational: d.rotational,
         removable: d.removable,
+        card: d.card,
         health: health(audit, &d.name),
         method,
         excluded,

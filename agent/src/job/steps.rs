@@ -14,18 +14,21 @@ use lapterop_certificate::{
 use super::{Event, Ports};
 use crate::disk::{self, Claimed, Discovery, Disk, SafetyConfig};
 use crate::outbox::{Outbox, Sent, Uploader};
-use crate::site::{Site, TargetChoice};
+use crate::site::{ExternalChoice, Site, TargetChoice};
 use crate::wipe::{self, WipeSpec};
 
 /// Whether a disk is one of the laptop's own (what an unattended job wipes): not a loop device, not
 /// empty, not the stick, and not attached by USB or marked removable (a volunteer's external disk or a
 /// card reader is never taken without being asked).
 pub fn is_internal(d: &Disk, stick_disk: Option<&str>) -> bool {
-    d.transport != Transport::Loop
-        && d.transport != Transport::Usb
-        && !d.removable
-        && d.capacity_bytes > 0
-        && Some(d.name.as_str()) != stick_disk
+    d.transport != Transport::Loop && !is_external(d) && d.capacity_bytes > 0 && Some(d.name.as_str()) != stick_disk
+}
+
+/// Whether a disk is the donor's loose medium rather than the laptop's storage: on USB, removable, or
+/// an SD card in the reader. Such a disk is wiped only when the site says so and never receives the
+/// OS image.
+pub fn is_external(d: &Disk) -> bool {
+    d.transport == Transport::Usb || d.removable || d.card
 }
 
 /// What signs and keeps certificates: the station key, the stick's outbox, the agent's own hash.
@@ -147,14 +150,19 @@ pub fn refusal_text(why: &[disk::Refusal]) -> String {
     why.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
-/// Claims every internal disk (or exactly the `only` ones); a disk that cannot be taken is kept with
+/// Claims every internal disk (or exactly the `only` ones), and the SD cards and USB disks other than
+/// the stick when `external` is [`ExternalChoice::Wipe`]; a disk that cannot be taken is kept with
 /// its reasons. Errors when a named disk does not exist or sysfs cannot be read.
-pub fn claim_disks(only: &[String], stick_disk: Option<&str>) -> anyhow::Result<Disks> {
+pub fn claim_disks(only: &[String], stick_disk: Option<&str>, external: ExternalChoice) -> anyhow::Result<Disks> {
     let discovery = Discovery::system();
     let disks = discovery.scan().context("listing the disks")?;
     let cfg = SafetyConfig::from_env(&[]);
     let chosen: Vec<Disk> = if only.is_empty() {
-        disks.iter().filter(|d| is_internal(d, stick_disk)).cloned().collect()
+        disks
+            .iter()
+            .filter(|d| chosen_by_default(d, stick_disk, external))
+            .cloned()
+            .collect()
     } else {
         only.iter().map(|o| discovery.find(o)).collect::<anyhow::Result<_>>()?
     };
@@ -174,6 +182,17 @@ pub fn claim_disks(only: &[String], stick_disk: Option<&str>) -> anyhow::Result<
         .filter(|d| d.transport != Transport::Loop && !chosen.iter().any(|c| c.name == d.name))
         .collect();
     Ok(out)
+}
+
+/// Whether a whole-laptop job takes `d`: an internal disk, or with `external = "wipe"` also an SD
+/// card or a USB disk, but never the stick, a loop device or an empty reader.
+pub fn chosen_by_default(d: &Disk, stick_disk: Option<&str>, external: ExternalChoice) -> bool {
+    is_internal(d, stick_disk)
+        || (external == ExternalChoice::Wipe
+            && is_external(d)
+            && d.transport != Transport::Loop
+            && d.capacity_bytes > 0
+            && Some(d.name.as_str()) != stick_disk)
 }
 
 /// The wipe settings of the site.
@@ -386,7 +405,7 @@ fn choose_target<'c>(claimed: &'c [Claimed], records: &[DiskRecord], how: Target
     let mut ok: Vec<&Claimed> = claimed
         .iter()
         .zip(records)
-        .filter(|(_, r)| r.outcome.status != OutcomeStatus::NotErased)
+        .filter(|(c, r)| r.outcome.status != OutcomeStatus::NotErased && !is_external(&c.disk))
         .map(|(c, _)| c)
         .collect();
     ok.sort_by(|a, b| a.disk.name.cmp(&b.disk.name));
@@ -424,4 +443,40 @@ pub(super) fn refused_record(d: &Disk, why: &str) -> DiskRecord {
         NistCategory::None,
         done,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(name: &str, transport: Transport, bytes: u64) -> Disk {
+        Disk {
+            transport,
+            ..Disk::for_tests(name, &Path::new("/dev").join(name), bytes)
+        }
+    }
+
+    #[test]
+    fn sd_cards_and_usb_disks_are_taken_only_when_the_site_says_so() {
+        let emmc = disk("mmcblk0", Transport::Mmc, 32 << 30);
+        let card = Disk {
+            card: true,
+            ..disk("mmcblk1", Transport::Mmc, 64 << 30)
+        };
+        let usb = disk("sdb", Transport::Usb, 500 << 30);
+        let stick = disk("sdc", Transport::Usb, 8 << 30);
+        let empty_reader = Disk {
+            card: true,
+            ..disk("mmcblk2", Transport::Mmc, 0)
+        };
+        let take = |d: &Disk, e| chosen_by_default(d, Some("sdc"), e);
+        for external in [ExternalChoice::Leave, ExternalChoice::Wipe] {
+            assert!(take(&emmc, external), "the eMMC is always wiped");
+            assert!(!take(&stick, external), "never the stick");
+            assert!(!take(&empty_reader, external), "an empty reader is no disk");
+        }
+        assert!(!take(&card, ExternalChoice::Leave) && !take(&usb, ExternalChoice::Leave));
+        assert!(take(&card, ExternalChoice::Wipe) && take(&usb, ExternalChoice::Wipe));
+        assert!(!is_internal(&card, None) && is_external(&card));
+    }
 }

@@ -13,6 +13,7 @@ use lapterop_certificate::{keys, OutcomeStatus, Person};
 
 use super::*;
 use crate::disk::{Claimed, Disk, Refusal};
+use crate::site::ExternalChoice;
 
 const MIB: u64 = 1 << 20;
 
@@ -43,7 +44,7 @@ impl Ports for FakePorts {
     fn disk_summaries(&self) -> Option<Vec<crate::audit::DiskSummary>> {
         None
     }
-    fn claim(&self, _only: &[String], _stick: Option<&str>) -> anyhow::Result<Disks> {
+    fn claim(&self, _only: &[String], _stick: Option<&str>, _external: ExternalChoice) -> anyhow::Result<Disks> {
         let mut disks = Disks {
             claimed: Vec::new(),
             refused: Vec::new(),

@@ -59,6 +59,9 @@ pub struct Disk {
     pub rotational: bool,
     /// Removable media flag from the kernel.
     pub removable: bool,
+    /// An SD card in a card reader (`device/type` is `SD`): the donor's card, not the laptop's own
+    /// storage (an eMMC says `MMC`). The kernel never sets `removable` on it.
+    pub card: bool,
     /// The kernel marks it read-only.
     pub read_only: bool,
     /// Capacity in bytes.
@@ -93,6 +96,7 @@ impl Disk {
             transport: Transport::Virtio,
             rotational: false,
             removable: false,
+            card: false,
             read_only: false,
             capacity_bytes,
             logical_sector_size: 512,
@@ -334,6 +338,7 @@ impl Discovery {
             transport: transport(name, &base),
             rotational: flag("queue/rotational"),
             removable: flag("removable"),
+            card: name.starts_with("mmcblk") && read_trim(&devdir.join("type")).as_deref() == Some("SD"),
             read_only: flag("ro"),
             capacity_bytes: sectors.saturating_mul(512),
             logical_sector_size: num("queue/logical_block_size").unwrap_or(512),
@@ -730,6 +735,31 @@ mod tests {
             swaps: root.join("swaps"),
             dev: root.join("dev"),
         }
+    }
+
+    /// The kernel's view of an eMMC and of an SD card (`drivers/mmc/core/bus.c`, `type`: `MMC`,
+    /// `SD`), as on an HP Stream 11 with a card in its reader: neither carries `removable`.
+    #[test]
+    fn an_sd_card_is_a_card_and_an_emmc_is_not() {
+        let t = tempfile::tempdir().unwrap();
+        let d = fake(t.path());
+        for (name, dev, kind, serial) in [
+            ("mmcblk0", "179:0\n", "MMC\n", "0x1a2b3c4d\n"),
+            ("mmcblk1", "179:8\n", "SD\n", "0xdeadbeef\n"),
+        ] {
+            let b = d.sys_block.join(name);
+            write(&b.join("size"), "61071360\n");
+            write(&b.join("dev"), dev);
+            write(&b.join("removable"), "0\n");
+            write(&b.join("device/type"), kind);
+            write(&b.join("device/serial"), serial);
+        }
+        let disks = d.scan().unwrap();
+        let by = |n: &str| disks.iter().find(|d| d.name == n).unwrap();
+        assert_eq!(by("mmcblk0").transport, Transport::Mmc);
+        assert!(!by("mmcblk0").card, "the laptop's eMMC is its own storage");
+        assert!(by("mmcblk1").card && !by("mmcblk1").removable);
+        assert!(!by("sda").card);
     }
 
     #[test]

@@ -242,6 +242,7 @@ mod tests {
             transport: Transport::Sata,
             rotational: false,
             removable: false,
+            card: false,
             health: Health::Good,
             method: Some(Method::Overwrite),
             excluded,

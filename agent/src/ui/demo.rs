@@ -47,6 +47,7 @@ pub fn sample_disks() -> Vec<PlanDisk> {
         transport,
         rotational: false,
         removable: false,
+        card: false,
         health: Health::Good,
         method: Some(Method::Overwrite),
         excluded: None,
