@@ -221,9 +221,21 @@ fn the_audit_is_kept_only_when_it_is_the_one_the_certificate_names() {
         .query_row("SELECT body FROM audits WHERE certificate_id = ?1", [&id], |r| r.get(0))
         .unwrap();
     assert_eq!(stored, audit);
-    // Over the size limit: refused before it is read.
-    let (status, _) = put(&url, &vec![b' '; (1 << 20) + 1]).unwrap();
-    assert_eq!(status, 413);
+    // Over the size limit: refused on its Content-Length, before the body is read. The request is
+    // written by hand with headers only: a client still sending a 1 MiB body may see the connection
+    // closed under it (EPIPE) after the 413, which is the refusal working, not a failure.
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "PUT /api/v1/certificates/{id}/audit HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        (1 << 20) + 1
+    );
+    std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut conn, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
 
 #[test]
