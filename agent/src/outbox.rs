@@ -173,6 +173,24 @@ fn answer_text(body: &[u8]) -> String {
     String::from_utf8_lossy(body).chars().take(ANSWER_CHARS).collect()
 }
 
+/// The status and body (at most 1 MiB) of a server's answer; a request or body that fails is
+/// [`UploadError::Unreachable`], its message after `context`.
+fn answer(
+    sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    context: &str,
+) -> Result<(u16, Vec<u8>), UploadError> {
+    let unreachable = |e: ureq::Error| UploadError::Unreachable(format!("{context}{e}"));
+    let mut response = sent.map_err(unreachable)?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_vec()
+        .map_err(unreachable)?;
+    Ok((status, body))
+}
+
 /// Uploads certificates to one collection server.
 #[derive(Debug, Clone)]
 pub struct Uploader {
@@ -207,19 +225,12 @@ impl Uploader {
 
     /// Posts one certificate document; returns the receipt bytes after checking them.
     pub fn upload(&self, certificate: &[u8]) -> Result<Vec<u8>, UploadError> {
-        let mut response = self
+        let sent = self
             .agent
             .post(&self.url)
             .header("content-type", "application/json")
-            .send(certificate)
-            .map_err(|e| UploadError::Unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| UploadError::Unreachable(e.to_string()))?;
+            .send(certificate);
+        let (status, body) = answer(sent, "")?;
         match status {
             200 | 201 => self.check_receipt(certificate, body),
             408 | 429 | 500..=599 => Err(UploadError::ServerError {
@@ -236,19 +247,12 @@ impl Uploader {
     /// Puts the full audit of certificate `id` (the bytes stored beside it) on the server, after the
     /// certificate itself was accepted.
     pub fn upload_audit(&self, id: &str, audit: &[u8]) -> Result<(), UploadError> {
-        let mut response = self
+        let sent = self
             .agent
             .put(&format!("{}/{id}/audit", self.url))
             .header("content-type", "application/json")
-            .send(audit)
-            .map_err(|e| UploadError::Unreachable(format!("sending the full audit: {e}")))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| UploadError::Unreachable(format!("sending the full audit: {e}")))?;
+            .send(audit);
+        let (status, body) = answer(sent, "sending the full audit: ")?;
         match status {
             200 | 201 => Ok(()),
             408 | 429 | 500..=599 => Err(UploadError::ServerError {
