@@ -3,6 +3,9 @@
 //! [`Discovery::scan`] lists every whole block device with its identity (model, serial, firmware, WWN),
 //! transport, geometry and its partitions with their mounts, swap use and holders, read from
 //! `/sys/block`, `/proc/self/mountinfo` and `/proc/swaps` (never from another tool's text output).
+//! Software devices (device-mapper, md RAID, zram, nbd, ram disks, loop devices unless named) and
+//! optical drives are not disks of the laptop; an eMMC's boot areas are listed with their eMMC, not
+//! as disks of their own.
 //! [`refusals`] names every reason a disk must not be touched: it or a partition is mounted, is swap,
 //! has holders (device-mapper, md, LVM), is read-only, or is the Lapterop boot stick (a partition with
 //! the `LAPTEROP.STICK` marker file, or a partition UUID the live image lists). [`claim`] then opens a
@@ -80,6 +83,63 @@ pub struct Disk {
     pub holders: Vec<String>,
     /// Its partitions.
     pub partitions: Vec<Partition>,
+    /// The boot areas of an eMMC (`mmcblk0boot0`, `mmcblk0boot1`): separate block devices of the same
+    /// chip, wiped with it and recorded in its disk record.
+    pub boot_areas: Vec<BootArea>,
+    /// Size of an eMMC's replay-protected memory block (RPMB), which no host command can erase and
+    /// which is left alone (and said so).
+    pub rpmb_bytes: Option<u64>,
+}
+
+/// One boot area of an eMMC (JESD84-B51 §6.3.2 "Boot partition"): the kernel's own block device,
+/// kept read-only (`force_ro`) unless the wipe lifts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BootArea {
+    /// Kernel name (`mmcblk0boot0`).
+    pub name: String,
+    /// Device node.
+    pub path: PathBuf,
+    /// Capacity in bytes.
+    pub capacity_bytes: u64,
+    /// The kernel's `force_ro` switch (set by default), in `/sys/block/<name>/force_ro`.
+    pub force_ro: bool,
+}
+
+/// What a name in `/sys/block` is, by the kernel's naming of its drivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BlockKind {
+    /// A disk of its own.
+    Disk,
+    /// Made by software from other devices or from memory (device-mapper, md RAID, zram, nbd, ram,
+    /// loop) or an optical drive / floppy: never a disk of the laptop.
+    Virtual,
+    /// A boot area of the eMMC named.
+    BootArea(String),
+    /// The RPMB of the eMMC named (a block device on kernels before 6.x).
+    Rpmb,
+}
+
+fn block_kind(name: &str) -> BlockKind {
+    const VIRTUAL: [&str; 9] = ["ram", "loop", "dm-", "md", "zram", "nbd", "sr", "fd", "drbd"];
+    if VIRTUAL.iter().any(|p| name.starts_with(p)) {
+        return BlockKind::Virtual;
+    }
+    if let Some(rest) = name.strip_prefix("mmcblk") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (num, tail) = rest.split_at(digits);
+        if digits > 0 {
+            if tail == "rpmb" {
+                return BlockKind::Rpmb;
+            }
+            if tail
+                .strip_prefix("boot")
+                .is_some_and(|b| !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()))
+            {
+                return BlockKind::BootArea(format!("mmcblk{num}"));
+            }
+        }
+    }
+    BlockKind::Disk
 }
 
 #[cfg(test)]
@@ -106,6 +166,8 @@ impl Disk {
             swap: false,
             holders: Vec::new(),
             partitions: Vec::new(),
+            boot_areas: Vec::new(),
+            rpmb_bytes: None,
         }
     }
 }
@@ -238,15 +300,35 @@ impl Discovery {
             std::fs::read_dir(&self.sys_block).with_context(|| format!("listing {}", self.sys_block.display()))?;
         for entry in entries {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            if name.starts_with("ram") {
-                continue;
-            }
-            if let Some(d) = self.disk(&name, &mounts, &swaps) {
-                disks.push(d);
+            match block_kind(&name) {
+                BlockKind::Disk => disks.extend(self.disk(&name, &mounts, &swaps)),
+                // Boot areas are listed with their eMMC; the rest is never the laptop's disk.
+                BlockKind::BootArea(_) | BlockKind::Virtual | BlockKind::Rpmb => {}
             }
         }
         disks.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(disks)
+    }
+
+    /// The boot areas of the eMMC `name`, from `/sys/block/<name>boot<N>`.
+    fn boot_areas(&self, name: &str) -> Vec<BootArea> {
+        let mut v: Vec<BootArea> = list_dir(&self.sys_block)
+            .into_iter()
+            .filter(|n| block_kind(n) == BlockKind::BootArea(name.to_string()))
+            .filter_map(|n| {
+                let base = self.sys_block.join(&n);
+                let sectors: u64 = read_trim(&base.join("size"))?.parse().ok()?;
+                Some(BootArea {
+                    path: self.dev.join(&n),
+                    capacity_bytes: sectors.saturating_mul(512),
+                    force_ro: read_trim(&base.join("force_ro")).as_deref() != Some("0"),
+                    name: n,
+                })
+            })
+            .filter(|b| b.capacity_bytes > 0)
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     /// The whole disk a user named (`/dev/sdb`, `sdb`, a `/dev/disk/by-id/...` link).
@@ -261,6 +343,12 @@ impl Discovery {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         };
+        if let BlockKind::BootArea(parent) = block_kind(&name) {
+            anyhow::bail!(
+                "{device} is a boot area of the eMMC {}; give the whole eMMC, its boot areas are wiped with it",
+                self.dev.join(parent).display()
+            );
+        }
         // Only the named disk is examined (its partition table may be read); others are not opened.
         let mounts = parse_mountinfo(&read_or_empty(&self.mountinfo));
         let swaps = parse_swaps(&read_or_empty(&self.swaps));
@@ -329,6 +417,7 @@ impl Discovery {
             .or_else(|| read_trim(&devdir.join("rev")))
             .or_else(|| read_trim(&devdir.join("fwrev")));
         let wwn = read_trim(&base.join("wwid")).or_else(|| read_trim(&devdir.join("wwid")));
+        let is_mmc = name.starts_with("mmcblk");
         Some(Disk {
             path: self.dev.join(name),
             model: read_trim(&devdir.join("model")),
@@ -348,6 +437,16 @@ impl Discovery {
             swap: swaps.iter().any(|s| s == name),
             holders: list_dir(&base.join("holders")),
             partitions,
+            boot_areas: if is_mmc { self.boot_areas(name) } else { Vec::new() },
+            // EXT_CSD RPMB_SIZE_MULT [168] as the kernel exports it: units of 128 KiB.
+            rpmb_bytes: if is_mmc {
+                read_trim(&devdir.join("raw_rpmb_size_mult"))
+                    .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+                    .filter(|m| *m > 0)
+                    .map(|m| m * 128 * 1024)
+            } else {
+                None
+            },
             name: name.to_string(),
         })
     }
@@ -762,13 +861,64 @@ mod tests {
         assert!(!by("sda").card);
     }
 
+    /// What the kernel's mmc block driver makes for a 32 GB eMMC (`drivers/mmc/core/block.c`:
+    /// `mmcblk0` plus the boot areas `mmcblk0boot0`/`boot1` as their own read-only disks, the RPMB as
+    /// `mmcblk0rpmb`), next to the software devices a live system can have.
+    #[test]
+    fn boot_areas_belong_to_their_emmc_and_software_devices_are_not_disks() {
+        let t = tempfile::tempdir().unwrap();
+        let d = fake(t.path());
+        let dev = |name: &str, size: &str| {
+            write(&d.sys_block.join(name).join("size"), size);
+            write(&d.sys_block.join(name).join("dev"), "1:1\n");
+        };
+        dev("mmcblk0", "61071360\n");
+        write(&d.sys_block.join("mmcblk0/device/type"), "MMC\n");
+        write(&d.sys_block.join("mmcblk0/device/name"), "DF4032\n");
+        write(&d.sys_block.join("mmcblk0/device/raw_rpmb_size_mult"), "0x20\n");
+        for b in ["mmcblk0boot0", "mmcblk0boot1"] {
+            dev(b, "8192\n");
+            write(&d.sys_block.join(b).join("force_ro"), "1\n");
+            write(&d.sys_block.join(b).join("ro"), "1\n");
+        }
+        dev("mmcblk0rpmb", "8192\n");
+        for soft in ["dm-0", "md127", "zram0", "nbd0", "sr0", "ram0", "loop7"] {
+            dev(soft, "2048\n");
+        }
+        let disks = d.scan().unwrap();
+        let names: Vec<_> = disks.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["mmcblk0", "sda", "sdb", "sdc", "sdd"]);
+        let emmc = &disks[0];
+        assert_eq!(emmc.transport, Transport::Mmc);
+        let areas: Vec<_> = emmc
+            .boot_areas
+            .iter()
+            .map(|b| (b.name.as_str(), b.capacity_bytes, b.force_ro))
+            .collect();
+        assert_eq!(
+            areas,
+            [("mmcblk0boot0", 4 << 20, true), ("mmcblk0boot1", 4 << 20, true)]
+        );
+        assert_eq!(emmc.boot_areas[0].path, d.dev.join("mmcblk0boot0"));
+        assert_eq!(emmc.rpmb_bytes, Some(4 << 20), "RPMB_SIZE_MULT 0x20 x 128 KiB");
+        assert!(!emmc.read_only, "the boot areas' force_ro is not the eMMC's");
+        assert!(disks[1].boot_areas.is_empty() && disks[1].rpmb_bytes.is_none());
+        let e = d.find("mmcblk0boot1").unwrap_err().to_string();
+        assert!(
+            e.contains("boot area of the eMMC") && e.ends_with("wiped with it"),
+            "{e}"
+        );
+        // Named explicitly, a loop device is a disk (the tests and `wipe --device` use them).
+        assert_eq!(d.find("loop7").unwrap().transport, Transport::Loop);
+    }
+
     #[test]
     fn scan_reads_identity_geometry_and_usage() {
         let t = tempfile::tempdir().unwrap();
         let d = fake(t.path());
         let disks = d.scan().unwrap();
         let names: Vec<_> = disks.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["sda", "sdb", "sdc", "sdd"], "zero-size loop0 is skipped");
+        assert_eq!(names, ["sda", "sdb", "sdc", "sdd"], "loop0 is not scanned");
         let sda = &disks[0];
         assert_eq!(sda.model.as_deref(), Some("Samsung SSD 860"));
         assert_eq!(sda.serial.as_deref(), Some("S3Z9NB0K"));
