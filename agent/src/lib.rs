@@ -31,4 +31,4 @@ pub mod ui;
 pub mod wipe;
 
 // The storage modules under their short names, as the rest of the crate and the tests use them.
-pub use storage::{command, disk, drive, firmware, hpa, stickmark, sys, unfreeze};
+pub use storage::{command, disk, drive, emmc, firmware, hpa, stickmark, sys, unfreeze};

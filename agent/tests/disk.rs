@@ -764,3 +764,104 @@ fn read_only_and_swap_devices_are_refused_and_unchanged() {
     drop(guard);
     assert_eq!(digest(&swap.file), before, "a swap device in use was written");
 }
+
+struct Quiet;
+
+impl lapterop_agent::wipe::Progress for Quiet {
+    fn phase(&self, _label: &str, _total: u64) {}
+    fn update(&self, _done: u64) {}
+    fn finish(&self, _outcome: &lapterop_certificate::DiskOutcome) {}
+}
+
+/// An eMMC with two boot areas, as loop devices, with the kernel's switches for the boot areas in a
+/// directory of the test: the writable one is overwritten and read back, and its `force_ro` is lifted
+/// only meanwhile; the one the chip locks for good is left as it was; both are in the eMMC's record,
+/// which is then `erased-with-exceptions` and passes the certificate's rules.
+#[test]
+fn an_emmcs_boot_areas_are_wiped_with_it_unless_the_chip_locks_them() {
+    if !root("an_emmcs_boot_areas_are_wiped_with_it_unless_the_chip_locks_them") {
+        return;
+    }
+    use lapterop_agent::wipe::{self, boot_areas, PatternChoice, VerifyChoice, WipeSpec};
+    use lapterop_certificate::{ExceptionKind, Transport};
+    let user = Loop::new(8 * MIB, 512);
+    let boot0 = Loop::new(MIB, 512);
+    let boot1 = Loop::new(MIB, 512);
+    let locked_before = digest(&boot1.file);
+    let sys = tempfile::tempdir().unwrap();
+    let area = |l: &Loop, name: &str, lock: &str| {
+        let d = sys.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("force_ro"), "1\n").unwrap();
+        std::fs::write(d.join("ro_lock_until_next_power_on"), lock).unwrap();
+        disk::BootArea {
+            name: name.into(),
+            path: l.dev.clone().into(),
+            capacity_bytes: MIB,
+            force_ro: true,
+        }
+    };
+    let mut emmc = Discovery::system().find(&user.dev).unwrap();
+    emmc.transport = Transport::Mmc;
+    emmc.boot_areas = vec![area(&boot0, "mmcblk0boot0", "0\n"), area(&boot1, "mmcblk0boot1", "2\n")];
+    emmc.rpmb_bytes = Some(4 * MIB);
+    let spec = WipeSpec {
+        pattern: PatternChoice::Zero,
+        passes: 1,
+        verify: VerifyChoice::Full,
+    };
+    let stop = AtomicBool::new(false);
+    let claimed = disk::claim(&emmc, &SafetyConfig::default()).unwrap();
+    let mut record = wipe::wipe_device(&claimed, &emmc, &spec, &stop, &Quiet).unwrap();
+    drop(claimed);
+    assert_eq!(record.outcome.status, OutcomeStatus::Erased);
+    let areas = boot_areas::wipe(&emmc, sys.path(), &spec, &stop, &Quiet);
+    boot_areas::attach(&mut record, areas);
+
+    assert!(file_is_zero(&boot0.file), "the writable boot area is overwritten");
+    assert_eq!(digest(&boot1.file), locked_before, "the locked one is left alone");
+    for n in ["mmcblk0boot0", "mmcblk0boot1"] {
+        let ro = std::fs::read_to_string(sys.path().join(n).join("force_ro")).unwrap();
+        assert_eq!(ro.trim(), "1", "{n}: force_ro is back");
+    }
+    let [b0, b1] = &record.boot_areas[..] else {
+        panic!("{:?}", record.boot_areas)
+    };
+    assert_eq!(
+        (b0.device.as_str(), b0.outcome.status),
+        ("mmcblk0boot0", OutcomeStatus::Erased)
+    );
+    assert_eq!(b0.verification.as_ref().unwrap().bytes_read, MIB);
+    assert_eq!(b1.outcome.status, OutcomeStatus::NotErased);
+    assert!(
+        b1.outcome.reason.as_deref().unwrap().contains("permanently"),
+        "{:?}",
+        b1.outcome
+    );
+    assert_eq!(record.outcome.status, OutcomeStatus::ErasedWithExceptions);
+    let e = &record.outcome.exceptions[0];
+    assert_eq!(e.kind, ExceptionKind::BootAreaNotErased);
+    assert!(
+        e.detail
+            .starts_with("boot area mmcblk0boot1 (1048576 bytes): NOT ERASED"),
+        "{}",
+        e.detail
+    );
+    assert_eq!(record.rpmb_bytes, Some(4 * MIB));
+
+    // The certificate rules hold, and an eMMC claiming `erased` over a locked boot area breaks them.
+    let mut c = lapterop_certificate::sample::erased_laptop("0".repeat(32));
+    c.issued_at = lapterop_certificate::now_utc();
+    c.install = None;
+    c.disks = vec![record.clone()];
+    let v = lapterop_certificate::validate::invariants(&c);
+    assert!(v.is_empty(), "{v:?}");
+    record.outcome.status = OutcomeStatus::Erased;
+    record.outcome.exceptions.clear();
+    c.disks = vec![record];
+    let v = lapterop_certificate::validate::invariants(&c);
+    assert!(
+        v.iter().any(|v| v.to_string().contains("a boot area was not erased")),
+        "{v:?}"
+    );
+}

@@ -308,6 +308,16 @@ pub struct DiskRecord {
     pub verification: Option<Verification>,
     /// The outcome for this disk.
     pub outcome: DiskOutcome,
+    /// An eMMC's boot areas (`mmcblk0boot0`, `mmcblk0boot1`): separate address spaces of the same
+    /// chip, each overwritten and read back like a disk and recorded here with its own steps,
+    /// verification and outcome. The disk is `erased` only when each of them is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_areas: Vec<DiskRecord>,
+    /// Bytes of an eMMC's replay-protected memory block (RPMB), left alone: it is reachable only with
+    /// the device's authentication key, holds keys and counters rather than files, and no host
+    /// command erases it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpmb_bytes: Option<u64>,
 }
 
 /// A disk that was seen and deliberately not written.
@@ -744,6 +754,9 @@ pub enum ExceptionKind {
     /// A hidden area was opened and erased, but closing it again failed (it stays open until the
     /// drive is next powered off).
     HiddenAreaNotRestored,
+    /// An eMMC boot area was not erased (write-protected, or its overwrite or read-back failed); the
+    /// user data area was.
+    BootAreaNotErased,
 }
 
 /// The OS image install.

@@ -197,6 +197,8 @@ fn nvme_disk() -> DiskRecord {
             exceptions: Vec::new(),
             reason: None,
         },
+        boot_areas: Vec::new(),
+        rpmb_bytes: None,
     }
 }
 
@@ -240,6 +242,8 @@ fn sata_disk_erased() -> DiskRecord {
             exceptions: Vec::new(),
             reason: None,
         },
+        boot_areas: Vec::new(),
+        rpmb_bytes: None,
     }
 }
 

@@ -519,6 +519,19 @@ fn check_disk(c: &mut Checker, at: &str, d: &DiskRecord, issued: Option<OffsetDa
         }
     }
 
+    let mut boot_area_left = false;
+    for (j, area) in d.boot_areas.iter().enumerate() {
+        let bf = format!("{at}.boot_areas[{j}]");
+        check_disk(c, &bf, area, issued);
+        c.require(
+            area.boot_areas.is_empty(),
+            &format!("{bf}.boot_areas"),
+            "a boot area has no boot areas",
+        );
+        c.require(d.transport == Transport::Mmc, &bf, "only an eMMC has boot areas");
+        boot_area_left |= area.outcome.status != OutcomeStatus::Erased;
+    }
+
     let hidden_left = [&d.hidden_areas.hpa, &d.hidden_areas.dco]
         .iter()
         .any(|a| a.as_ref().is_some_and(|a| a.action == HiddenAreaAction::LeftInPlace));
@@ -559,6 +572,11 @@ fn check_disk(c: &mut Checker, at: &str, d: &DiskRecord, issued: Option<OffsetDa
                 "cannot be erased: hidden areas could not be checked",
             );
             c.require(
+                !boot_area_left,
+                &of("status"),
+                "cannot be erased: a boot area was not erased",
+            );
+            c.require(
                 full_overwrite || purge_done,
                 &f("steps"),
                 "an erased disk has a completed overwrite or purge",
@@ -586,6 +604,11 @@ fn check_disk(c: &mut Checker, at: &str, d: &DiskRecord, issued: Option<OffsetDa
                 !hidden_left || o.exceptions.iter().any(|e| e.kind == ExceptionKind::HiddenAreaLeft),
                 &of("exceptions"),
                 "a hidden area left in place is an exception",
+            );
+            c.require(
+                !boot_area_left || o.exceptions.iter().any(|e| e.kind == ExceptionKind::BootAreaNotErased),
+                &of("exceptions"),
+                "a boot area that was not erased is an exception",
             );
             for (k, e) in o.exceptions.iter().enumerate() {
                 c.text(&of(&format!("exceptions[{k}].detail")), &e.detail);

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lapterop_certificate::model::{InstallRecord, InstallStatus};
-use lapterop_certificate::{
-    self as cert, DiskOutcome, DiskRecord, HiddenAreaCheck, HiddenAreas, NistCategory, OutcomeStatus, Transport,
-};
+use lapterop_certificate::{self as cert, DiskRecord, OutcomeStatus, Transport};
 
 use super::{Event, Ports};
 use crate::disk::{self, Claimed, Discovery, Disk, SafetyConfig};
@@ -422,27 +420,7 @@ fn choose_target<'c>(claimed: &'c [Claimed], records: &[DiskRecord], how: Target
 
 /// An internal disk the job could not take: in the certificate, not erased, with the reason.
 pub(super) fn refused_record(d: &Disk, why: &str) -> DiskRecord {
-    let unchecked = HiddenAreas {
-        check: HiddenAreaCheck::Unavailable,
-        hpa: None,
-        dco: None,
-    };
-    let done = wipe::Done {
-        steps: Vec::new(),
-        verification: None,
-        outcome: DiskOutcome {
-            status: OutcomeStatus::NotErased,
-            exceptions: Vec::new(),
-            reason: Some(format!("not wiped: {why}")),
-        },
-    };
-    wipe::record(
-        d,
-        (d.capacity_bytes, d.logical_sector_size),
-        unchecked,
-        NistCategory::None,
-        done,
-    )
+    wipe::not_wiped(d, why)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`disk`] | discovery from sysfs and the safety rules that keep the boot stick and busy disks out of reach |
 //! | [`drive`] | one drive's firmware path: probe, the firmware plan and prelude, the ATA/NVMe transports |
+//! | [`emmc`] | an eMMC's boot areas: the chip's write protection and the kernel's `force_ro` switch |
 //! | [`firmware`] | pure planning and the NVMe/ATA purge runners over a transport trait |
 //! | [`hpa`] | an ATA Host Protected Area opened for the wipe and closed again |
 //! | [`unfreeze`] | suspend to RAM with an RTC wake alarm, to lift a BIOS freeze lock |
@@ -15,6 +16,7 @@
 pub mod command;
 pub mod disk;
 pub mod drive;
+pub mod emmc;
 pub mod firmware;
 pub mod hpa;
 pub mod stickmark;

@@ -14,6 +14,7 @@
 //! `erased-with-exceptions`. Any write, sync or read error, any mismatch, `--verify none` or an
 //! interruption makes it `not-erased`, with the exact ranges.
 
+pub mod boot_areas;
 pub mod engine;
 pub mod pattern;
 pub mod plan;
@@ -22,6 +23,7 @@ pub use crate::drive::FirmwarePrelude;
 pub mod tail;
 
 pub use crate::outbox::write_atomically;
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
@@ -99,7 +101,34 @@ pub fn record(
         steps: done.steps,
         verification: done.verification,
         outcome: done.outcome,
+        boot_areas: Vec::new(),
+        rpmb_bytes: disk.rpmb_bytes,
     }
+}
+
+/// The record of a disk (or boot area) that was not written at all: not erased, with `why`.
+pub fn not_wiped(disk: &disk::Disk, why: &str) -> DiskRecord {
+    let unchecked = HiddenAreas {
+        check: HiddenAreaCheck::Unavailable,
+        hpa: None,
+        dco: None,
+    };
+    let done = Done {
+        steps: Vec::new(),
+        verification: None,
+        outcome: DiskOutcome {
+            status: OutcomeStatus::NotErased,
+            exceptions: Vec::new(),
+            reason: Some(format!("not wiped: {why}")),
+        },
+    };
+    record(
+        disk,
+        (disk.capacity_bytes, disk.logical_sector_size),
+        unchecked,
+        NistCategory::None,
+        done,
+    )
 }
 
 /// What a disk's record says was done: the steps, the read-back and the outcome.
@@ -658,7 +687,20 @@ pub fn wipe_planned(
                     physical_sector_size: c.physical_sector_size,
                     ..c.disk.clone()
                 };
-                s.spawn(move || wipe_device_with(c, &disk, spec, stop, p.as_ref(), fw))
+                s.spawn(move || {
+                    // The disk's end is said once, after its boot areas (an eMMC's) are done too.
+                    let whole = boot_areas::Part {
+                        inner: p.as_ref(),
+                        prefix: String::new(),
+                    };
+                    let mut r = wipe_device_with(c, &disk, spec, stop, &whole, fw)?;
+                    if !disk.boot_areas.is_empty() {
+                        let areas = boot_areas::wipe(&disk, Path::new("/sys/block"), spec, stop, p.as_ref());
+                        boot_areas::attach(&mut r, areas);
+                    }
+                    p.finish(&r.outcome);
+                    Ok(r)
+                })
             })
             .collect();
         handles
