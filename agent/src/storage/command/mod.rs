@@ -6,8 +6,11 @@
 //!   parsers for IDENTIFY, SMART data and SANITIZE STATUS.
 //! - [`sense`]: SCSI sense data, including the ATA Status Return descriptor.
 //! - [`nvme`]: NVMe admin passthrough (Identify, Get Log Page, Format NVM, Sanitize) and parsers.
+//! - [`mmc`]: eMMC commands through `MMC_IOC_CMD` (SEND_EXT_CSD, SWITCH for SANITIZE, SEND_STATUS)
+//!   and the Extended CSD parser.
 
 pub mod ata;
+pub mod mmc;
 pub mod nvme;
 pub mod sense;
 pub mod sys;

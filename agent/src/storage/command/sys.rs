@@ -1,8 +1,8 @@
-//! The two pass-through ioctls: SG_IO for ATA PASS-THROUGH(16) and NVME_IOCTL_ADMIN_CMD for NVMe
-//! admin commands. This is the only `unsafe` code of the firmware command layer; each call is wrapped
+//! The pass-through ioctls: SG_IO for ATA PASS-THROUGH(16), NVME_IOCTL_ADMIN_CMD for NVMe admin
+//! commands and MMC_IOC_CMD for eMMC commands. This is the only `unsafe` code of the firmware command layer; each call is wrapped
 //! in a safe function that owns its buffers for the duration of the call.
 //!
-//! Both need root (CAP_SYS_RAWIO for ATA_16, CAP_SYS_ADMIN for NVMe admin commands).
+//! They need root (CAP_SYS_RAWIO for ATA_16 and MMC_IOC_CMD, CAP_SYS_ADMIN for NVMe admin commands).
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use super::ata::{AtaCommand, Data};
+use super::mmc::{MmcIocCmd, R1};
 use super::nvme::{PassthruCmd, Status};
 use super::AtaOutcome;
 
@@ -62,6 +63,35 @@ nix::ioctl_readwrite!(
     0x41,
     PassthruCmd
 );
+
+// include/uapi/linux/mmc/ioctl.h:
+// #define MMC_IOC_CMD _IOWR(MMC_BLOCK_MAJOR, 0, struct mmc_ioc_cmd)   (MMC_BLOCK_MAJOR 179: 0xC048B300)
+nix::ioctl_readwrite!(
+    /// `MMC_IOC_CMD` on an eMMC's block device: one command with its data phase.
+    mmc_ioc_cmd_raw,
+    179,
+    0,
+    MmcIocCmd
+);
+
+/// Sends one eMMC command. `data` is its data phase (`blksz × blocks` bytes) or empty. Returns the
+/// card's R1 response (word 0).
+pub fn mmc_cmd(fd: BorrowedFd<'_>, mut cmd: MmcIocCmd, data: &mut [u8]) -> std::io::Result<R1> {
+    let len = u64::from(cmd.blksz) * u64::from(cmd.blocks);
+    if data.len() as u64 != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("data buffer is {} bytes, CMD{} moves {len}", data.len(), cmd.opcode),
+        ));
+    }
+    cmd.data_ptr = if data.is_empty() { 0 } else { data.as_mut_ptr() as u64 };
+    // SAFETY: MMC_IOC_CMD is _IOWR(179, 0, struct mmc_ioc_cmd) (mmc/ioctl.h); `cmd` is a #[repr(C)] copy
+    // of that 72-byte structure (size and offsets checked by a unit test). `data_ptr` points at exactly
+    // `blksz * blocks` bytes of `data` (checked above), borrowed mutably for the whole synchronous
+    // call; the kernel writes `response`.
+    unsafe { mmc_ioc_cmd_raw(fd.as_raw_fd(), &mut cmd) }.map_err(std::io::Error::from)?;
+    Ok(R1(cmd.response[0]))
+}
 
 /// Sends an ATA command through SG_IO. `data` must be exactly the command's data phase
 /// (512 bytes per block) or empty for non-data commands.
