@@ -508,6 +508,12 @@ pub enum StepKind {
     Unfreeze,
     /// DCO restored to factory settings.
     DcoRestore,
+    /// eMMC SANITIZE (CMD6 SANITIZE_START, JESD84-B51 §6.6.24) after a discard of the whole user
+    /// area: the device purges every unmapped block, including old copies.
+    MmcSanitize,
+    /// eMMC secure erase / secure trim through the kernel (`BLKSECDISCARD`): eMMC 4.41's erase of the
+    /// blocks and their old copies; a Clear-level step before the overwrite.
+    MmcSecureErase,
 }
 
 impl StepKind {
@@ -524,6 +530,7 @@ impl StepKind {
                 | Self::AtaSanitizeBlock
                 | Self::AtaSanitizeOverwrite
                 | Self::AtaSecurityEraseEnhanced
+                | Self::MmcSanitize
         )
     }
 }

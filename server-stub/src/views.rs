@@ -455,6 +455,8 @@ fn step_kind(k: StepKind, lang: Lang) -> String {
         StepKind::AtaSanitizeOverwrite => lang.pick("ATA Sanitize (overwrite)", "ATA Sanitize (overschrijven)"),
         StepKind::AtaSecurityErase => lang.pick("ATA Secure Erase", "ATA Secure Erase"),
         StepKind::AtaSecurityEraseEnhanced => lang.pick("ATA Secure Erase (enhanced)", "ATA Secure Erase (uitgebreid)"),
+        StepKind::MmcSanitize => lang.pick("eMMC Sanitize", "eMMC Sanitize"),
+        StepKind::MmcSecureErase => lang.pick("eMMC secure erase", "eMMC veilig wissen"),
         StepKind::HpaExpose => lang.pick("hidden area (HPA) opened", "verborgen zone (HPA) geopend"),
         StepKind::HpaRestore => lang.pick("hidden area (HPA) restored", "verborgen zone (HPA) hersteld"),
         StepKind::DcoRestore => lang.pick("DCO reset to factory size", "DCO teruggezet naar fabrieksgrootte"),
@@ -644,6 +646,9 @@ fn disk_view(d: &DiskRecord, lang: Lang) -> DiskView {
                     "hidden area erased but not closed again",
                     "verborgen zone gewist maar niet opnieuw afgesloten",
                 ),
+                ExceptionKind::BootAreaNotErased => {
+                    lang.pick("eMMC boot area not erased", "eMMC-opstartzone niet gewist")
+                }
             };
             format!("{kind}: {}", e.detail)
         })

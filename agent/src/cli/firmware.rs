@@ -91,8 +91,22 @@ pub fn firmware_erase_command(device: &str, method: crate::firmware::Method, yes
                 }
             }
         }
+        Ok(Some(AnyDrive::Mmc(mut m))) => {
+            let caps = crate::emmc::probe(&mut m);
+            match plan(method, &caps, rotational, &policy).map(|p| p.chosen) {
+                Ok(Some(kind)) => crate::emmc::run_purge(&mut m, kind, capacity, &policy),
+                Ok(None) => {
+                    eprintln!("no firmware purge available on {name}");
+                    return ExitCode::from(1);
+                }
+                Err(e) => {
+                    eprintln!("lapterop-agent firmware-erase: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
         Ok(None) => {
-            eprintln!("lapterop-agent firmware-erase: {name} takes no firmware commands (virtio, loop, mmc)");
+            eprintln!("lapterop-agent firmware-erase: {name} takes no firmware commands (virtio, loop, SD card)");
             return ExitCode::from(1);
         }
         Err(e) => {

@@ -30,6 +30,8 @@ pub fn purge_name(kind: StepKind) -> &'static str {
         StepKind::AtaSanitizeOverwrite => "ATA SANITIZE overwrite",
         StepKind::AtaSecurityErase => "ATA SECURITY ERASE",
         StepKind::AtaSecurityEraseEnhanced => "ATA SECURITY ERASE enhanced",
+        StepKind::MmcSanitize => "eMMC SANITIZE",
+        StepKind::MmcSecureErase => "eMMC secure erase",
         StepKind::Overwrite
         | StepKind::HpaExpose
         | StepKind::HpaRestore

@@ -244,12 +244,15 @@ pub fn set_max_volatile(drive: &mut dyn AtaDrive, id: &Identify, sectors: u64) -
     }
 }
 
-/// Opens whatever firmware path a block device has: NVMe controller, or SG_IO for `sd*`.
+/// Opens whatever firmware path a block device has: NVMe controller, SG_IO for `sd*`, MMC_IOC_CMD
+/// for an eMMC.
 pub enum AnyDrive {
     /// An NVMe namespace's controller and the namespace id.
     Nvme(NvmeController, u32),
     /// A SCSI/ATA disk.
     Ata(SgDrive),
+    /// An eMMC (never an SD card: CMD8 means something else to those).
+    Mmc(crate::emmc::MmcCard),
 }
 
 impl std::fmt::Debug for AnyDrive {
@@ -257,6 +260,7 @@ impl std::fmt::Debug for AnyDrive {
         match self {
             Self::Nvme(_, ns) => write!(f, "Nvme(nsid {ns})"),
             Self::Ata(_) => write!(f, "Ata"),
+            Self::Mmc(_) => write!(f, "Mmc"),
         }
     }
 }
@@ -271,6 +275,11 @@ pub fn open_any(name: &str) -> io::Result<Option<AnyDrive>> {
     if name.starts_with("sd") {
         return Ok(Some(AnyDrive::Ata(SgDrive::open(&Path::new("/dev").join(name))?)));
     }
+    if crate::emmc::is_emmc(Path::new("/sys/block"), name) {
+        return Ok(Some(AnyDrive::Mmc(crate::emmc::MmcCard::open(
+            &Path::new("/dev").join(name),
+        )?)));
+    }
     Ok(None)
 }
 
@@ -284,6 +293,7 @@ pub fn probe_json(name: &str, rotational: bool, policy: &crate::firmware::Policy
         Err(e) => return json!({"device": name, "error": format!("opening the firmware path: {e}")}),
     };
     let (caps, extra) = match drive {
+        AnyDrive::Mmc(mut m) => (crate::emmc::probe(&mut m), json!({"hidden_areas": "not-applicable"})),
         AnyDrive::Nvme(mut c, ns) => {
             let caps = probe_nvme(&mut c, ns);
             let health = match nvme_health(&mut c) {
@@ -337,6 +347,11 @@ pub fn probe_json(name: &str, rotational: bool, policy: &crate::firmware::Policy
             "security": {"supported": id.security.supported, "enabled": id.security.enabled, "locked": id.security.locked,
                          "frozen": id.security.frozen, "enhanced_erase": id.security.enhanced_erase},
             "hpa_supported": id.hpa_supported, "dco_supported": id.dco_supported, "rotation_rate": id.rotation_rate,
+        }),
+        Caps::Mmc(e) => json!({
+            "transport": "mmc", "ext_csd_rev": e.revision, "sanitize": e.sanitize, "secure_erase": e.secure_erase,
+            "trim": e.trim, "sectors": e.sectors, "boot_area_bytes": e.boot_area_bytes, "rpmb_bytes": e.rpmb_bytes,
+            "boot_wp_status": e.boot_wp_status, "erased_reads_ones": e.erased_reads_ones,
         }),
         Caps::Unavailable(why) => json!({"unavailable": why}),
     };
@@ -461,6 +476,17 @@ pub fn prelude_for(
     };
     let policy = policy.clone();
     match drive {
+        AnyDrive::Mmc(mut m) => {
+            let caps = crate::emmc::probe(&mut m);
+            let p = plan(method, &caps, rotational, &policy)?;
+            prelude.skipped = p.skipped_steps();
+            prelude.chosen = p.chosen;
+            if let Some(kind) = p.chosen {
+                prelude.purge = Some(Box::new(move || {
+                    crate::emmc::run_purge(&mut m, kind, capacity, &policy)
+                }));
+            }
+        }
         AnyDrive::Nvme(mut c, ns) => {
             let caps = probe_nvme(&mut c, ns).sharing_controller_with(other_namespaces(Path::new("/sys/block"), name));
             let p = plan(method, &caps, rotational, &policy)?;

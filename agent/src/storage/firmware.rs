@@ -75,6 +75,10 @@ pub enum Method {
     AtaSanitizeBlock,
     /// ATA SECURITY ERASE UNIT (enhanced when supported).
     AtaSecurityErase,
+    /// eMMC SANITIZE after a discard of the user area.
+    MmcSanitize,
+    /// eMMC secure erase (the kernel's BLKSECDISCARD).
+    MmcSecureErase,
 }
 
 impl Method {
@@ -89,6 +93,8 @@ impl Method {
             Self::AtaSanitizeCrypto => StepKind::AtaSanitizeCrypto,
             Self::AtaSanitizeBlock => StepKind::AtaSanitizeBlock,
             Self::AtaSecurityErase => StepKind::AtaSecurityEraseEnhanced,
+            Self::MmcSanitize => StepKind::MmcSanitize,
+            Self::MmcSecureErase => StepKind::MmcSecureErase,
         })
     }
 }
@@ -136,6 +142,8 @@ pub enum Caps {
     },
     /// An ATA drive.
     Ata(Identify),
+    /// An eMMC, from its Extended CSD.
+    Mmc(crate::command::mmc::ExtCsd),
     /// No firmware commands reach the drive (USB bridge, virtio, loop), with the reason.
     Unavailable(String),
 }
@@ -379,6 +387,18 @@ pub fn plan(method: Method, caps: &Caps, rotational: bool, policy: &Policy) -> R
             v.push(se);
             v
         }
+        Caps::Mmc(e) => vec![
+            candidate(
+                StepKind::MmcSanitize,
+                e.sanitize,
+                "no SANITIZE (EXT_CSD SEC_FEATURE_SUPPORT bit 6; eMMC before 4.5)",
+            ),
+            candidate(
+                StepKind::MmcSecureErase,
+                e.secure_erase,
+                "no secure erase (EXT_CSD SEC_FEATURE_SUPPORT bit 0)",
+            ),
+        ],
         Caps::Unavailable(why) => {
             if method.step_kind().is_some() {
                 return Err(PlanError {

@@ -266,7 +266,7 @@ pub fn wipe_device_with(
     progress.finish(&outcome);
     let nist = if outcome.status == OutcomeStatus::NotErased {
         NistCategory::None
-    } else if purge.is_some_and(|p| p.verified) {
+    } else if purge.is_some_and(|p| p.verified && p.step.kind.is_purge()) {
         NistCategory::Purge
     } else {
         NistCategory::Clear

@@ -266,7 +266,7 @@ impl MmcIocCmd {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -298,7 +298,9 @@ mod tests {
     /// The exact bytes each command puts in the structure (x86_64, little endian).
     fn bytes(c: &MmcIocCmd) -> Vec<u8> {
         let mut v = Vec::new();
-        for w in [c.write_flag as u32, c.is_acmd as u32, c.opcode, c.arg] {
+        v.extend_from_slice(&c.write_flag.to_le_bytes());
+        v.extend_from_slice(&c.is_acmd.to_le_bytes());
+        for w in [c.opcode, c.arg] {
             v.extend_from_slice(&w.to_le_bytes());
         }
         for w in c.response {
