@@ -500,6 +500,25 @@ pub fn prelude_for(
         }
         AnyDrive::Ata(mut d) => {
             let probed = probe_ata(&mut d);
+            let mut policy = policy;
+            if is_usb(name) {
+                let confirmed = match &probed {
+                    Caps::Ata(id) => usb_passthrough_confirmed(name, capacity, &mut d, id),
+                    Caps::Unavailable(why) => Err(why.clone()),
+                    _ => Err("not an ATA drive".into()),
+                };
+                if let Err(why) = confirmed {
+                    if method != Method::Auto {
+                        return Err(PreludeError::NoFirmwarePath { name: name.to_owned() });
+                    }
+                    prelude.notes.push(format!(
+                        "USB bridge: its ATA pass-through is not confirmed ({why}); no firmware command is sent, \
+                         overwrite only"
+                    ));
+                    return Ok(prelude);
+                }
+                policy.behind_usb_bridge = true;
+            }
             let (caps, cleared) = crate::firmware::clear_our_password(&mut d, probed);
             prelude.notes.extend(cleared);
             let p = plan(method, &caps, rotational, &policy)?;
@@ -583,13 +602,43 @@ fn passthrough_read_check(name: &str, drive: &mut dyn AtaDrive, id: &Identify) -
     if id.logical_sector_size != 512 {
         return serde_json::json!({"matches_block_device": null, "error": "not checked: not 512-byte sectors"});
     }
-    match last_visible_sectors(name, visible * 512).and_then(|want| crate::hpa::check_path(drive, visible, &want)) {
+    match passthrough_reads_match(name, drive, id) {
         Ok(()) => serde_json::json!({
             "sectors": [visible - u64::from(crate::hpa::CHECK_SECTORS), visible - 1],
             "matches_block_device": true,
         }),
         Err(e) => serde_json::json!({"matches_block_device": false, "error": e}),
     }
+}
+
+/// Whether ATA commands through this path reach the drive the block device shows: the last visible
+/// sectors read with READ DMA EXT through pass-through equal the block device's.
+fn passthrough_reads_match(name: &str, drive: &mut dyn AtaDrive, id: &Identify) -> Result<(), String> {
+    if id.logical_sector_size != 512 {
+        return Err("not checked: the drive does not have 512-byte sectors".into());
+    }
+    let visible = id.user_sectors;
+    last_visible_sectors(name, visible * 512).and_then(|want| crate::hpa::check_path(drive, visible, &want))
+}
+
+/// Whether `/sys/block/<name>` hangs below a USB device.
+fn is_usb(name: &str) -> bool {
+    std::fs::canonicalize(Path::new("/sys/block").join(name)).is_ok_and(|p| p.to_string_lossy().contains("/usb"))
+}
+
+/// A USB bridge is trusted with ATA commands only when it really passes them to the drive (SAT): the
+/// drive's IDENTIFY (checksum already checked) gives the block device's size, and sectors read through
+/// pass-through are the block device's.
+fn usb_passthrough_confirmed(name: &str, capacity: u64, drive: &mut dyn AtaDrive, id: &Identify) -> Result<(), String> {
+    let identified = id
+        .user_sectors
+        .saturating_mul(u64::from(id.logical_sector_size.max(512)));
+    if identified != capacity {
+        return Err(format!(
+            "IDENTIFY through the bridge says {identified} bytes, the block device has {capacity}"
+        ));
+    }
+    passthrough_reads_match(name, drive, id)
 }
 
 /// The certificate's step for an HPA that stays closed, with why.

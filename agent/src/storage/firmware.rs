@@ -111,6 +111,9 @@ pub struct Policy {
     /// Open an ATA Host Protected Area for the wipe (volatile SET MAX, restored afterwards); when
     /// off, it is left in place and recorded so.
     pub expose_hpa: bool,
+    /// The drive sits behind a USB bridge whose ATA pass-through was confirmed (not a site choice:
+    /// set per disk). SANITIZE may run; Security Erase never does.
+    pub behind_usb_bridge: bool,
 }
 
 impl Default for Policy {
@@ -120,6 +123,7 @@ impl Default for Policy {
             poll_interval: Duration::from_secs(5),
             max_wait: Duration::from_secs(12 * 3600),
             expose_hpa: true,
+            behind_usb_bridge: false,
         }
     }
 }
@@ -351,38 +355,44 @@ pub fn plan(method: Method, caps: &Caps, rotational: bool, policy: &Policy) -> R
                 },
             ];
             let mut v: Vec<Candidate> = v.drain(..).map(locked).collect();
+            // Enhanced erase where the drive has it; SSDs of 2012-2017 often only have the normal one,
+            // which still reaches the drive's own erase (a Clear for flash, NIST SP 800-88 Table A-8).
+            let se_kind = if s.supported && !s.enhanced_erase {
+                StepKind::AtaSecurityErase
+            } else {
+                StepKind::AtaSecurityEraseEnhanced
+            };
             let se = if !s.supported {
-                candidate(
-                    StepKind::AtaSecurityEraseEnhanced,
-                    false,
-                    "security feature set not supported (word 128)",
-                )
-            } else if !s.enhanced_erase {
-                candidate(
-                    StepKind::AtaSecurityEraseEnhanced,
-                    false,
-                    "enhanced erase not supported (word 128 bit 5)",
-                )
+                candidate(se_kind, false, "security feature set not supported (word 128)")
+            } else if policy.behind_usb_bridge {
+                Candidate {
+                    kind: se_kind,
+                    capability: Capability::Refused,
+                    reason: Some(
+                        "never through a USB bridge: an erase that the bridge cuts off can leave the drive locked"
+                            .into(),
+                    ),
+                }
             } else if !policy.allow_security_erase && method != Method::AtaSecurityErase {
                 Candidate {
-                    kind: StepKind::AtaSecurityEraseEnhanced,
+                    kind: se_kind,
                     capability: Capability::Supported,
                     reason: Some("allowed only when the site config enables ATA Security Erase".into()),
                 }
             } else if s.frozen {
                 Candidate {
-                    kind: StepKind::AtaSecurityEraseEnhanced,
+                    kind: se_kind,
                     capability: Capability::Frozen,
                     reason: Some("security is frozen by the BIOS (suspend/resume or hot-plug unfreezes it)".into()),
                 }
             } else if s.locked {
                 Candidate {
-                    kind: StepKind::AtaSecurityEraseEnhanced,
+                    kind: se_kind,
                     capability: Capability::Locked,
                     reason: None,
                 }
             } else {
-                candidate(StepKind::AtaSecurityEraseEnhanced, true, "")
+                candidate(se_kind, true, "")
             };
             v.push(se);
             v
@@ -424,7 +434,11 @@ pub fn plan(method: Method, caps: &Caps, rotational: bool, policy: &Policy) -> R
         Method::Auto => candidates.iter().find(runnable).map(|c| c.kind),
         m => {
             let want = m.step_kind();
-            match candidates.iter().find(|c| Some(c.kind) == want) {
+            // `ata-security-erase` runs the enhanced erase, or the normal one on a drive without it.
+            let wanted = |c: &&Candidate| {
+                Some(c.kind) == want || (m == Method::AtaSecurityErase && c.kind == StepKind::AtaSecurityErase)
+            };
+            match candidates.iter().find(wanted) {
                 Some(c) if c.capability == Capability::Supported || unlocks_first(c) => Some(c.kind),
                 Some(c) => {
                     return Err(PlanError {

@@ -21,6 +21,7 @@ fn policy() -> Policy {
         poll_interval: Duration::from_secs(5),
         max_wait: Duration::from_secs(3600),
         expose_hpa: true,
+        behind_usb_bridge: false,
     }
 }
 
@@ -115,6 +116,8 @@ impl AtaDrive for FakeAta {
             0xf3 if self.frozen => aborted(0),
             0xf3 => ok(0x50, 0, 0),
             0xf4 if self.frozen || !self.password_matches(data) => aborted(0),
+            // ACS-3: an enhanced erase on a drive without it is aborted.
+            0xf4 if data[0] & 0x02 != 0 && !self.enhanced => aborted(0),
             0xf4 if self.erase_unit_fails => AtaOutcome::Failed(Returned {
                 error: 0x40,
                 status: 0x51,
@@ -773,4 +776,52 @@ fn a_drive_locked_with_our_password_is_unlocked_before_planning() {
     assert_eq!(s.capability, Capability::Locked);
     assert!(s.reason.unwrap().contains("locked"));
     assert!(plan(Method::AtaSanitizeCrypto, &caps, false, &p).is_err());
+}
+
+#[test]
+fn a_drive_without_enhanced_erase_gets_the_normal_one_but_never_through_usb() {
+    // A 2014 SATA SSD: Security Erase without the enhanced mode, no SANITIZE.
+    let mut d = FakeAta {
+        security_supported: true,
+        ..Default::default()
+    };
+    let caps = probe_ata(&mut d);
+    let p = plan(Method::Auto, &caps, false, &policy()).unwrap();
+    assert_eq!(p.chosen, Some(StepKind::AtaSecurityErase));
+    let forced = plan(Method::AtaSecurityErase, &caps, false, &policy()).unwrap();
+    assert_eq!(forced.chosen, Some(StepKind::AtaSecurityErase));
+    let id = ata_caps(&mut d);
+    let step = run_ata_security_erase(&mut d, StepKind::AtaSecurityErase, &id, 1 << 30);
+    assert_eq!(step.outcome, StepOutcome::Completed, "{step:?}");
+    assert!(d.erased && !StepKind::AtaSecurityErase.is_purge());
+    never_left_locked(&d);
+    // The enhanced erase on the same drive is refused by the drive, and the password is cleared again.
+    let mut e = FakeAta {
+        security_supported: true,
+        ..Default::default()
+    };
+    let step = run_ata_security_erase(&mut e, StepKind::AtaSecurityEraseEnhanced, &id, 1 << 30);
+    assert_eq!(step.outcome, StepOutcome::Failed);
+    never_left_locked(&e);
+
+    // Behind a USB bridge: SANITIZE may run, Security Erase is refused in the plan with the reason.
+    let usb = Policy {
+        behind_usb_bridge: true,
+        ..policy()
+    };
+    let p = plan(Method::Auto, &caps, false, &usb).unwrap();
+    assert_eq!(p.chosen, None);
+    let se = p
+        .candidates
+        .iter()
+        .find(|c| c.kind == StepKind::AtaSecurityErase)
+        .unwrap();
+    assert_eq!(se.capability, Capability::Refused);
+    assert!(se.reason.as_deref().unwrap().contains("USB bridge"));
+    assert!(plan(Method::AtaSecurityErase, &caps, false, &usb).is_err());
+    let sanitizing = probe_ata(&mut ssd());
+    assert_eq!(
+        plan(Method::Auto, &sanitizing, false, &usb).unwrap().chosen,
+        Some(StepKind::AtaSanitizeCrypto)
+    );
 }

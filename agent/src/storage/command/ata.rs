@@ -823,6 +823,21 @@ mod tests {
         assert_eq!(b[34], 0);
     }
 
+    /// SECURITY ERASE UNIT in normal mode (ACS-3 §7.45, table "SECURITY ERASE UNIT data content":
+    /// word 0 bit 1 Enhanced = 0, bit 0 Identifier = 0 for the user password; words 1-16 the
+    /// password): the CDB is the enhanced one's (F4h, PIO out, one block), only the data differs.
+    #[test]
+    fn security_erase_unit_normal_sends_the_user_password_without_the_enhanced_bit() {
+        let b = security_block(crate::firmware::ATA_PASSWORD, false, false, false);
+        let mut want = [0u8; 512];
+        want[2..10].copy_from_slice(b"lapterop");
+        assert_eq!(b, want);
+        assert_eq!(
+            security_erase_unit(3600).cdb,
+            [0x85, 0x0a, 0x06, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0x40, 0xf4, 0]
+        );
+    }
+
     /// ACS-3 §7.34.7: COUNT bits 15/14/13/12 and LBA 15:0 progress; error reasons in LBA 7:0.
     #[test]
     fn sanitize_status_decodes() {
