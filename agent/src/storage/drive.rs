@@ -391,8 +391,10 @@ pub fn in_use(name: &str) -> bool {
 pub struct FirmwarePrelude {
     /// Skipped primitives, with capability and reason.
     pub skipped: Vec<lapterop_certificate::Step>,
-    /// The purge chosen by the plan; runs after the "before" samples are read.
-    pub purge: Option<Box<dyn FnOnce() -> lapterop_certificate::Step + Send>>,
+    /// The purge chosen by the plan; runs after the "before" samples are read. Returns every attempt
+    /// in order: the last is the one that counts, earlier ones failed and were followed by the next
+    /// method the drive supports.
+    pub purge: Option<Box<dyn FnOnce() -> Vec<lapterop_certificate::Step> + Send>>,
     /// Hidden areas as probed (ATA); `None` where the transport decides.
     pub hidden: Option<lapterop_certificate::HiddenAreas>,
     /// The purge `purge` runs, for the plan shown before anything is written.
@@ -450,7 +452,7 @@ pub fn prelude_for(
     policy: &crate::firmware::Policy,
 ) -> Result<FirmwarePrelude, PreludeError> {
     use crate::firmware::{
-        plan, probe_ata, probe_nvme, run_ata_sanitize, run_ata_security_erase, run_nvme, Caps, Method, Sleep,
+        plan, probe_ata, probe_nvme, run_ata_sanitize, run_ata_security_erase, run_nvme_chain, Caps, Method, Sleep,
     };
     use lapterop_certificate::StepKind;
     let mut prelude = FirmwarePrelude::default();
@@ -483,7 +485,7 @@ pub fn prelude_for(
             prelude.chosen = p.chosen;
             if let Some(kind) = p.chosen {
                 prelude.purge = Some(Box::new(move || {
-                    crate::emmc::run_purge(&mut m, kind, capacity, &policy)
+                    vec![crate::emmc::run_purge(&mut m, kind, capacity, &policy)]
                 }));
             }
         }
@@ -492,9 +494,10 @@ pub fn prelude_for(
             let p = plan(method, &caps, rotational, &policy)?;
             prelude.skipped = p.skipped_steps();
             prelude.chosen = p.chosen;
-            if let Some(kind) = p.chosen {
+            if p.chosen.is_some() {
+                let fall_back = method == Method::Auto;
                 prelude.purge = Some(Box::new(move || {
-                    run_nvme(&mut c, kind, &caps, capacity, &policy, &mut Sleep, &mut |_| {})
+                    run_nvme_chain(&mut c, &p, fall_back, &caps, capacity, &policy, &mut Sleep, &mut |_| {})
                 }));
             }
         }
@@ -543,11 +546,13 @@ pub fn prelude_for(
                 }
             }
             if let Some(kind) = p.chosen {
-                prelude.purge = Some(Box::new(move || match (&caps, kind) {
-                    (Caps::Ata(id), StepKind::AtaSecurityErase | StepKind::AtaSecurityEraseEnhanced) => {
-                        run_ata_security_erase(&mut d, kind, id, capacity)
-                    }
-                    _ => run_ata_sanitize(&mut d, kind, capacity, &policy, &mut Sleep, &mut |_| {}),
+                prelude.purge = Some(Box::new(move || {
+                    vec![match (&caps, kind) {
+                        (Caps::Ata(id), StepKind::AtaSecurityErase | StepKind::AtaSecurityEraseEnhanced) => {
+                            run_ata_security_erase(&mut d, kind, id, capacity)
+                        }
+                        _ => run_ata_sanitize(&mut d, kind, capacity, &policy, &mut Sleep, &mut |_| {}),
+                    }]
                 }));
             }
         }

@@ -536,6 +536,39 @@ impl Recorder {
 /// Progress callback: fraction done (0.0-1.0) when the drive reports it, `None` when it does not.
 pub type Progress<'a> = &'a mut dyn FnMut(Option<f64>);
 
+/// Runs the NVMe purge the plan chose and, when it fails and `fall_back` allows (the automatic plan),
+/// each weaker method the drive supports after it, until one completes. Returns every attempt.
+#[allow(clippy::too_many_arguments)]
+pub fn run_nvme_chain(
+    drive: &mut dyn NvmeDrive,
+    plan: &Plan,
+    fall_back: bool,
+    caps: &Caps,
+    capacity_bytes: u64,
+    policy: &Policy,
+    waiter: &mut dyn Waiter,
+    progress: Progress<'_>,
+) -> Vec<Step> {
+    let Some(first) = plan.chosen else {
+        return Vec::new();
+    };
+    let start = plan.candidates.iter().position(|c| c.kind == first).unwrap_or(0);
+    let order = plan.candidates[start..]
+        .iter()
+        .filter(|c| c.kind == first || (fall_back && c.capability == Capability::Supported && c.reason.is_none()))
+        .map(|c| c.kind);
+    let mut steps = Vec::new();
+    for kind in order {
+        let step = run_nvme(drive, kind, caps, capacity_bytes, policy, waiter, progress);
+        let done = step.outcome == StepOutcome::Completed;
+        steps.push(step);
+        if done {
+            break;
+        }
+    }
+    steps
+}
+
 /// Runs an NVMe purge (`kind` from [`plan`]) on a whole namespace of `capacity_bytes`.
 pub fn run_nvme(
     drive: &mut dyn NvmeDrive,
@@ -669,7 +702,15 @@ pub fn run_nvme(
                 return rec.completed(ev);
             }
             SanitizeState::Failed => {
-                ev.final_state = Some("sanitize log: most recent sanitize failed".into());
+                // Sent with AUSE = 1: leave the failure state so the drive serves I/O again and the
+                // overwrite (or the next method) can run.
+                let exit = match drive.admin(nvme::sanitize(SanitizeAction::ExitFailureMode, 0, 0), &mut []) {
+                    Ok((s, _)) => s.describe(),
+                    Err(e) => format!("not sent: {e}"),
+                };
+                ev.final_state = Some(format!(
+                    "sanitize log: most recent sanitize failed; Exit Failure Mode: {exit}"
+                ));
                 return fail(
                     ev,
                     Capability::Supported,

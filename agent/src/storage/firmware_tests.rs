@@ -220,7 +220,14 @@ struct FakeNvme {
     last: u16,
     sanitize_status: u32,
     namespace_gone: bool,
+    /// A failed sanitize left the drive in its failure state (NVMe 2.0 §8.21): Format is refused
+    /// until Exit Failure Mode, which works only after a sanitize sent with AUSE = 1.
+    failure_mode: bool,
+    ause_last: bool,
+    /// Only the first sanitize fails (a firmware that fails crypto erase but manages block erase).
+    fails_once: bool,
     sent: Vec<u8>,
+    sanact: Vec<u32>,
 }
 
 impl NvmeDrive for FakeNvme {
@@ -242,12 +249,24 @@ impl NvmeDrive for FakeNvme {
                 Ok((ok, 0))
             }
             (0x84, _) if self.sanitize_status != 0 => Ok((Status::from_ioctl(self.sanitize_status), 0)),
+            (0x84, 0x01) => {
+                self.sanact.push(1);
+                // SC 1Ch "Sanitize Failed": no exit from a restricted-mode failure.
+                if self.failure_mode && !self.ause_last {
+                    return Ok((Status::from_ioctl(0x1c), 0));
+                }
+                self.failure_mode = false;
+                Ok((ok, 0))
+            }
             (0x84, _) => {
                 assert_eq!(cmd.nsid(), 0, "Sanitize must be sent with NSID 0");
+                self.sanact.push(cmd.cdw10() & 0x7);
+                self.ause_last = cmd.cdw10() & 0x8 != 0;
                 self.in_progress = true;
                 self.polls_left = self.polls_needed;
                 Ok((ok, 0))
             }
+            (0x80, _) if self.failure_mode => Ok((Status::from_ioctl(0x1c), 0)),
             (0x80, _) => {
                 assert_ne!(cmd.cdw10() >> 9 & 0x7, 0, "Format without SES erases nothing");
                 Ok((ok, 0))
@@ -258,6 +277,10 @@ impl NvmeDrive for FakeNvme {
                     if self.polls_left == 0 {
                         self.in_progress = false;
                         self.last = if self.fails { 3 } else { 0x101 };
+                        self.failure_mode = self.fails;
+                        if self.fails_once {
+                            self.fails = false;
+                        }
                         (0xffff, self.last)
                     } else {
                         (
@@ -384,7 +407,11 @@ fn nvme_sanitize_is_polled_across_progress_to_completion() {
     let ev = step.firmware.unwrap();
     assert_eq!(ev.polls, 3);
     assert_eq!(waits, 2);
-    assert!(ev.command.contains("opc=0x84 nsid=0 cdw10=0x00000004"));
+    assert!(
+        ev.command.contains("opc=0x84 nsid=0 cdw10=0x0000000c"),
+        "AUSE set: {}",
+        ev.command
+    );
     assert!(ev.final_state.unwrap().contains("completed successfully"));
     assert_eq!(seen.last(), Some(&Some(1.0)));
     assert!(seen.len() >= 3);
@@ -824,4 +851,94 @@ fn a_drive_without_enhanced_erase_gets_the_normal_one_but_never_through_usb() {
         plan(Method::Auto, &sanitizing, false, &usb).unwrap().chosen,
         Some(StepKind::AtaSanitizeCrypto)
     );
+}
+
+/// A sanitize that fails leaves the drive in its failure state; sent with AUSE = 1 it is left again
+/// at once (Exit Failure Mode), and the automatic plan goes on with the next method the drive has
+/// (NVMe 2.0 §8.21): the overwrite after it is never blocked by a drive stuck in failure mode.
+#[test]
+fn a_failed_nvme_sanitize_exits_failure_mode_and_the_next_method_runs() {
+    // Crypto erase fails once, block erase then succeeds.
+    let mut d = nvme(0b011);
+    d.fails = true;
+    d.fails_once = true;
+    let caps = probe_nvme(&mut d, 1);
+    let p = plan(Method::Auto, &caps, false, &policy()).unwrap();
+    let steps = run_nvme_chain(
+        &mut d,
+        &p,
+        true,
+        &caps,
+        1 << 30,
+        &policy(),
+        &mut Counter::default(),
+        &mut |_| {},
+    );
+    let kinds: Vec<_> = steps.iter().map(|s| (s.kind, s.outcome)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (StepKind::NvmeSanitizeCrypto, StepOutcome::Failed),
+            (StepKind::NvmeSanitizeBlock, StepOutcome::Completed)
+        ]
+    );
+    assert_eq!(d.sanact, [4, 1, 2], "crypto, exit failure mode, block");
+    let fs = steps[0].firmware.as_ref().unwrap().final_state.clone().unwrap();
+    assert!(
+        fs.contains("Exit Failure Mode: sct 0 sc 0x00 (successful completion)"),
+        "{fs}"
+    );
+    assert!(!d.failure_mode);
+
+    // Every sanitize fails: Format NVM still runs, because the failure mode was left each time.
+    let mut d = nvme(0b011);
+    d.fails = true;
+    let caps = probe_nvme(&mut d, 1);
+    let p = plan(Method::Auto, &caps, false, &policy()).unwrap();
+    let steps = run_nvme_chain(
+        &mut d,
+        &p,
+        true,
+        &caps,
+        1 << 30,
+        &policy(),
+        &mut Counter::default(),
+        &mut |_| {},
+    );
+    let last = steps.last().unwrap();
+    assert_eq!(
+        (last.kind, last.outcome),
+        (StepKind::NvmeFormatCrypto, StepOutcome::Completed)
+    );
+    assert_eq!(steps.len(), 3);
+
+    // A method named on the command line is tried alone.
+    let mut d = nvme(0b011);
+    d.fails = true;
+    let caps = probe_nvme(&mut d, 1);
+    let p = plan(Method::NvmeSanitizeCrypto, &caps, false, &policy()).unwrap();
+    let steps = run_nvme_chain(
+        &mut d,
+        &p,
+        false,
+        &caps,
+        1 << 30,
+        &policy(),
+        &mut Counter::default(),
+        &mut |_| {},
+    );
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].outcome, StepOutcome::Failed);
+
+    // Without AUSE (restricted mode) the drive would have refused the exit: the fake says so.
+    let mut stuck = nvme(0b001);
+    stuck.failure_mode = true;
+    stuck.ause_last = false;
+    let (s, _) = stuck
+        .admin(
+            crate::command::nvme::sanitize(crate::command::nvme::SanitizeAction::ExitFailureMode, 0, 0),
+            &mut [],
+        )
+        .unwrap();
+    assert!(!s.ok());
 }

@@ -205,6 +205,24 @@ impl AlignedBuf {
     }
 }
 
+/// Writes `fill`'s bytes over `regions` (byte offset, length; sector-aligned), one region after the
+/// other, and makes them durable. For the few MiB of sample positions, not for a whole disk.
+pub fn write_regions(dev: &dyn BlockDevice, regions: &[(u64, u64)], fill: &Fill) -> Result<(), String> {
+    let mut buf = AlignedBuf::new(CHUNK);
+    for &(start, len) in regions {
+        let mut at = start;
+        while at < start + len {
+            let n = usize::try_from((start + len - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+            let b = buf.get_mut(n);
+            fill.fill(at, b);
+            dev.write_at(buf.get(n), at)
+                .map_err(|errno| format!("writing {n} bytes at {at}: errno {errno}"))?;
+            at += n as u64;
+        }
+    }
+    dev.sync().map_err(|errno| format!("fdatasync: errno {errno}"))
+}
+
 /// Result of one overwrite pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassResult {

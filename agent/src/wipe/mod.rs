@@ -191,6 +191,7 @@ pub fn wipe_device_with(
     let purge = match firmware.purge {
         Some(run) => {
             let p = purge_checked(dev, run, stop, progress)?;
+            steps.extend(p.attempts.iter().cloned());
             steps.push(p.step.clone());
             Some(p)
         }
@@ -286,6 +287,9 @@ pub fn wipe_device_with(
 
 /// A firmware purge and the samples read around it.
 struct Purged {
+    /// Earlier methods that failed before `step` was tried.
+    attempts: Vec<Step>,
+    /// The last method tried: the one whose result counts.
     step: Step,
     /// The samples before and after, digested.
     before: String,
@@ -297,32 +301,45 @@ struct Purged {
     interrupted: bool,
 }
 
-/// Runs the firmware purge between two reads of the same pseudorandom sample positions.
+/// Runs the firmware purge between two reads of the same pseudorandom sample positions. A fresh
+/// random marker is written to those positions first, so that a blank or fully trimmed drive, which
+/// reads zeros before and after any erase, still shows whether the erase changed them.
 fn purge_checked(
     dev: &dyn BlockDevice,
-    purge: Box<dyn FnOnce() -> Step + Send + '_>,
+    purge: Box<dyn FnOnce() -> Vec<Step> + Send + '_>,
     stop: &AtomicBool,
     progress: &dyn Progress,
 ) -> anyhow::Result<Purged> {
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).context("getting a random seed for the firmware check")?;
     let p = plan::sample_plan(dev.capacity(), dev.sector_size(), seed);
+    let marker = Fill::fresh_random().context("getting a random seed for the firmware check's marker")?;
+    progress.phase(
+        "marking the sample positions before the firmware erase",
+        p.planned_bytes(),
+    );
+    // A position that cannot be written keeps what it had; the read below records what is there.
+    let _ = engine::write_regions(dev, &p.byte_regions(), &marker);
     progress.phase("reading samples before the firmware erase", p.planned_bytes());
     let before = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
     progress.phase("firmware erase (the drive reports its own progress)", 0);
-    let step = purge();
+    let mut attempts = purge();
+    let step = attempts.pop().context("the firmware purge ran no command")?;
     progress.phase("reading samples after the firmware erase", p.planned_bytes());
     let after = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
     let changed = crate::firmware::content_changed(&before.blake3, &after.blake3)
         && before.errors.is_empty()
         && after.errors.is_empty();
     let completed = step.outcome == StepOutcome::Completed;
-    let failed = (!completed).then(|| {
-        step.reason
-            .clone()
-            .unwrap_or_else(|| "the firmware erase failed".into())
-    });
+    let reason = |s: &Step| s.reason.clone().unwrap_or_else(|| "the firmware erase failed".into());
+    // A method that failed before the one that worked is an exception all the same.
+    let failed = attempts
+        .iter()
+        .chain((!completed).then_some(&step))
+        .map(reason)
+        .reduce(|a, b| format!("{a}; then {b}"));
     Ok(Purged {
+        attempts,
         verified: completed && changed,
         failed,
         interrupted: before.interrupted || after.interrupted,

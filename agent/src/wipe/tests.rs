@@ -531,11 +531,11 @@ fn a_firmware_erase_that_reports_success_but_changed_nothing_is_not_a_purge() {
         let dev = std::sync::Arc::new(FaultyDevice::new(SIZE, 512));
         let target = std::sync::Arc::clone(&dev);
         let step = completed();
-        let purge: Box<dyn FnOnce() -> Step + Send> = Box::new(move || {
+        let purge: Box<dyn FnOnce() -> Vec<Step> + Send> = Box::new(move || {
             if erases {
                 target.data.lock().unwrap().iter_mut().for_each(|b| *b = 0x3C);
             }
-            step
+            vec![step]
         });
         let firmware = FirmwarePrelude {
             purge: Some(purge),
@@ -558,6 +558,63 @@ fn a_firmware_erase_that_reports_success_but_changed_nothing_is_not_a_purge() {
             );
             assert_eq!(before, after, "the samples show nothing changed");
         }
+        signs(&d);
+    }
+}
+
+/// A blank (or fully trimmed) drive reads zeros before and after a crypto erase that makes it read
+/// zeros: without more, the erase could never be shown. The sample positions get a fresh random
+/// marker just before the erase, so the before/after digests differ exactly when the erase acted,
+/// and the marker is gone afterwards.
+#[test]
+fn a_blank_drive_still_shows_its_firmware_erase_through_the_marker() {
+    for erases in [true, false] {
+        let dev = std::sync::Arc::new(FaultyDevice::new(SIZE, 512));
+        dev.data.lock().unwrap().iter_mut().for_each(|b| *b = 0);
+        let target = std::sync::Arc::clone(&dev);
+        let mut step = Step {
+            kind: StepKind::NvmeSanitizeCrypto,
+            capability: cert::Capability::Supported,
+            outcome: StepOutcome::Completed,
+            reason: None,
+            started_at: Some(cert::now_utc()),
+            finished_at: Some(cert::now_utc()),
+            pass: None,
+            pattern: None,
+            bytes: SIZE as u64,
+            error_ranges: Vec::new(),
+            firmware: None,
+        };
+        step.firmware = Some(cert::FirmwareEvidence {
+            command: "nvme admin opc=0x84 nsid=0 cdw10=0x0000000c".into(),
+            status: "success".into(),
+            polls: 1,
+            final_state: None,
+        });
+        let purge: Box<dyn FnOnce() -> Vec<Step> + Send> = Box::new(move || {
+            let mut d = target.data.lock().unwrap();
+            assert!(d.iter().any(|b| *b != 0), "the marker is on the media before the erase");
+            if erases {
+                d.iter_mut().for_each(|b| *b = 0);
+            }
+            vec![step]
+        });
+        let firmware = FirmwarePrelude {
+            purge: Some(purge),
+            hidden: Some(HiddenAreas {
+                check: HiddenAreaCheck::NotApplicable,
+                hpa: None,
+                dco: None,
+            }),
+            ..Default::default()
+        };
+        let d = zero_full_with(&dev, Transport::Nvme, firmware);
+        let want = if erases {
+            NistCategory::Purge
+        } else {
+            NistCategory::Clear
+        };
+        assert_eq!(d.nist_category, want, "erases: {erases}");
         signs(&d);
     }
 }

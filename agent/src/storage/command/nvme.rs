@@ -97,7 +97,7 @@ impl PassthruCmd {
         b
     }
 
-    /// Short description for certificate evidence: `nvme admin opc=0x84 nsid=0 cdw10=0x00000004`.
+    /// Short description for certificate evidence: `nvme admin opc=0x84 nsid=0 cdw10=0x0000000c`.
     pub fn describe(&self) -> String {
         format!(
             "nvme admin opc={:#04x} nsid={} cdw10={:#010x} cdw11={:#010x}",
@@ -198,18 +198,21 @@ pub enum SanitizeAction {
 }
 
 /// Sanitize (NVMe 2.0 §5.24), always with NSID 0: cdw10 = SANACT | AUSE<<3 | OWPASS<<4 | OIPBP<<8 |
-/// NODAS<<9; cdw11 = overwrite pattern. AUSE is 0 (a failure must be cleared by a successful
-/// sanitize), OWPASS is at least 1 (0 would mean 16).
+/// NODAS<<9; cdw11 = overwrite pattern. Every erase action is sent with AUSE = 1 (unrestricted
+/// completion mode, §8.21): should it fail, Exit Failure Mode (SANACT 001b) lets the drive serve I/O
+/// again, so the overwrite can still run; with AUSE = 0 only a later successful sanitize would.
+/// OWPASS is at least 1 (0 would mean 16).
 pub fn sanitize(action: SanitizeAction, overwrite_passes: u8, pattern: u32) -> PassthruCmd {
     let owpass = if action == SanitizeAction::Overwrite {
         u32::from(overwrite_passes.clamp(1, 15))
     } else {
         0
     };
+    let ause = u32::from(action != SanitizeAction::ExitFailureMode) << 3;
     PassthruCmd {
         opcode: OPC_SANITIZE,
         nsid: 0,
-        cdw10: (action as u32) | (owpass << 4),
+        cdw10: (action as u32) | ause | (owpass << 4),
         cdw11: if action == SanitizeAction::Overwrite {
             pattern
         } else {
@@ -591,21 +594,23 @@ mod tests {
         assert_eq!(format_nvm(1, 1, SecureErase::Crypto).cdw10, 0x401);
         assert_eq!(format_nvm(1, 0x13, SecureErase::None).cdw10, 0x1003);
         assert_eq!(format_nvm(NSID_ALL, 0, SecureErase::Crypto).opcode, 0x80);
-        // Sanitize: NSID 0 always; SANACT 4 crypto, 2 block, 3 overwrite with OWPASS and pattern.
+        // Sanitize (NVMe 2.0 §5.24, Figure "Sanitize – Command Dword 10"): NSID 0 always; SANACT 4
+        // crypto, 2 block, 3 overwrite with OWPASS (bits 7:4) and pattern; AUSE (bit 3) set on every
+        // erase action; Exit Failure Mode is SANACT 1 alone.
         let c = sanitize(SanitizeAction::CryptoErase, 0, 0);
-        assert_eq!((c.opcode, c.nsid, c.cdw10, c.cdw11), (0x84, 0, 0x4, 0));
-        assert_eq!(sanitize(SanitizeAction::BlockErase, 0, 0).cdw10, 0x2);
+        assert_eq!((c.opcode, c.nsid, c.cdw10, c.cdw11), (0x84, 0, 0x0C, 0));
+        assert_eq!(sanitize(SanitizeAction::BlockErase, 0, 0).cdw10, 0x0A);
         let c = sanitize(SanitizeAction::Overwrite, 1, 0xa5a5_a5a5);
-        assert_eq!((c.cdw10, c.cdw11), (0x13, 0xa5a5_a5a5));
+        assert_eq!((c.cdw10, c.cdw11), (0x1B, 0xa5a5_a5a5));
         assert_eq!(
             sanitize(SanitizeAction::Overwrite, 0, 0).cdw10,
-            0x13,
+            0x1B,
             "OWPASS 0 would mean 16"
         );
         assert_eq!(sanitize(SanitizeAction::ExitFailureMode, 0, 0).cdw10, 0x1);
         assert_eq!(
             sanitize(SanitizeAction::CryptoErase, 0, 0).describe(),
-            "nvme admin opc=0x84 nsid=0 cdw10=0x00000004 cdw11=0x00000000"
+            "nvme admin opc=0x84 nsid=0 cdw10=0x0000000c cdw11=0x00000000"
         );
     }
 
