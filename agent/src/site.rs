@@ -78,6 +78,8 @@ pub struct Wipe {
     pub unfreeze: UnfreezeChoice,
     /// What to do with SD cards in the reader and USB disks other than the stick.
     pub external: ExternalChoice,
+    /// Whether SSDs are discarded after the verified overwrite.
+    pub discard: crate::wipe::DiscardChoice,
 }
 
 /// `[wipe] external`: SD cards in the card reader and USB disks other than the boot stick.
@@ -203,6 +205,7 @@ struct RawWipe {
     hidden_areas: Option<String>,
     unfreeze: Option<String>,
     external: Option<String>,
+    discard: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -338,6 +341,11 @@ impl Site {
                 )?,
                 unfreeze: choice("wipe.unfreeze", raw.wipe.unfreeze.as_deref(), UnfreezeChoice::Never)?,
                 external: choice("wipe.external", raw.wipe.external.as_deref(), ExternalChoice::Leave)?,
+                discard: choice(
+                    "wipe.discard",
+                    raw.wipe.discard.as_deref(),
+                    crate::wipe::DiscardChoice::Ssd,
+                )?,
             },
             install,
             flow: Flow {

@@ -809,6 +809,7 @@ fn an_emmcs_boot_areas_are_wiped_with_it_unless_the_chip_locks_them() {
         pattern: PatternChoice::Zero,
         passes: 1,
         verify: VerifyChoice::Full,
+        discard: wipe::DiscardChoice::Never,
     };
     let stop = AtomicBool::new(false);
     let claimed = disk::claim(&emmc, &SafetyConfig::default()).unwrap();
@@ -864,4 +865,49 @@ fn an_emmcs_boot_areas_are_wiped_with_it_unless_the_chip_locks_them() {
         v.iter().any(|v| v.to_string().contains("a boot area was not erased")),
         "{v:?}"
     );
+}
+
+/// After the verified overwrite an SSD is discarded (its own step, with what a sample read then),
+/// a spinning disk is not; the loop device's discard punches the file's blocks out, so the sample
+/// reads zeros and the certificate still verifies.
+#[test]
+fn an_ssd_is_discarded_after_its_verified_overwrite_and_a_hard_disk_is_not() {
+    if !root("an_ssd_is_discarded_after_its_verified_overwrite_and_a_hard_disk_is_not") {
+        return;
+    }
+    use lapterop_agent::wipe::{self, PatternChoice, VerifyChoice, WipeSpec};
+    use lapterop_certificate::{StepKind, StepOutcome};
+    let spec = WipeSpec {
+        pattern: PatternChoice::Random,
+        passes: 1,
+        verify: VerifyChoice::Full,
+        discard: wipe::DiscardChoice::Ssd,
+    };
+    for rotational in [false, true] {
+        let l = Loop::new(8 * MIB, 512);
+        let mut d = Discovery::system().find(&l.dev).unwrap();
+        d.rotational = rotational;
+        let claimed = disk::claim(&d, &SafetyConfig::default()).unwrap();
+        let r = wipe::wipe_device(&claimed, &d, &spec, &AtomicBool::new(false), &Quiet).unwrap();
+        drop(claimed);
+        assert_eq!(r.outcome.status, OutcomeStatus::Erased, "{:?}", r.outcome);
+        let discard = r.steps.iter().find(|s| s.kind == StepKind::Discard);
+        if rotational {
+            assert!(discard.is_none(), "a hard disk is not discarded");
+            assert!(!file_is_zero(&l.file), "the random pattern stays");
+            continue;
+        }
+        let s = discard.expect("the SSD is discarded");
+        assert_eq!((s.outcome, s.bytes), (StepOutcome::Completed, 8 * MIB));
+        let ev = s.firmware.as_ref().unwrap();
+        assert_eq!(ev.command, format!("BLKDISCARD 0+{}", 8 * MIB));
+        assert!(ev.final_state.as_deref().unwrap().ends_with("all zeros"), "{ev:?}");
+        assert!(file_is_zero(&l.file), "the loop device punched the blocks out");
+        let mut c = lapterop_certificate::sample::erased_laptop("0".repeat(32));
+        c.issued_at = lapterop_certificate::now_utc();
+        c.install = None;
+        c.disks = vec![r];
+        let v = lapterop_certificate::validate::invariants(&c);
+        assert!(v.is_empty(), "{v:?}");
+    }
 }

@@ -511,6 +511,9 @@ pub enum StepKind {
     /// eMMC SANITIZE (CMD6 SANITIZE_START, JESD84-B51 §6.6.24) after a discard of the whole user
     /// area: the device purges every unmapped block, including old copies.
     MmcSanitize,
+    /// The whole device discarded (`BLKDISCARD`) after the verified overwrite, so an SSD is handed on
+    /// with every block free; its evidence says what a sample read afterwards.
+    Discard,
     /// eMMC secure erase / secure trim through the kernel (`BLKSECDISCARD`): eMMC 4.41's erase of the
     /// blocks and their old copies; a Clear-level step before the overwrite.
     MmcSecureErase,

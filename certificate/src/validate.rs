@@ -415,7 +415,8 @@ fn check_disk(c: &mut Checker, at: &str, d: &DiskRecord, issued: Option<OffsetDa
         }
         // A failed `unfreeze` only means no firmware purge could be used; it erased nothing and failed
         // to erase nothing.
-        let failed = s.outcome == StepOutcome::Failed && s.kind != StepKind::Unfreeze;
+        // Nor does a `discard` after the verified overwrite: it can only free blocks already erased.
+        let failed = s.outcome == StepOutcome::Failed && !matches!(s.kind, StepKind::Unfreeze | StepKind::Discard);
         if failed || s.outcome == StepOutcome::Interrupted || !s.error_ranges.is_empty() {
             any_error = true;
         }

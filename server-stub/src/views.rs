@@ -455,6 +455,10 @@ fn step_kind(k: StepKind, lang: Lang) -> String {
         StepKind::AtaSanitizeOverwrite => lang.pick("ATA Sanitize (overwrite)", "ATA Sanitize (overschrijven)"),
         StepKind::AtaSecurityErase => lang.pick("ATA Secure Erase", "ATA Secure Erase"),
         StepKind::AtaSecurityEraseEnhanced => lang.pick("ATA Secure Erase (enhanced)", "ATA Secure Erase (uitgebreid)"),
+        StepKind::Discard => lang.pick(
+            "every block freed again (discard)",
+            "alle blokken opnieuw vrijgegeven (discard)",
+        ),
         StepKind::MmcSanitize => lang.pick("eMMC Sanitize", "eMMC Sanitize"),
         StepKind::MmcSecureErase => lang.pick("eMMC secure erase", "eMMC veilig wissen"),
         StepKind::HpaExpose => lang.pick("hidden area (HPA) opened", "verborgen zone (HPA) geopend"),

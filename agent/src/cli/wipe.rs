@@ -25,6 +25,9 @@ pub struct WipeArgs {
     /// How the last pass is read back.
     #[arg(long, value_enum, default_value_t = VerifyChoice::Full)]
     pub verify: VerifyChoice,
+    /// After the verified overwrite, discard every block of a non-rotational disk (ssd) or not (never).
+    #[arg(long, value_enum, default_value = "ssd")]
+    pub discard: crate::wipe::DiscardChoice,
     /// Firmware erase before the overwrite: auto = the strongest purge the drive really supports
     /// (docs/firmware-erase.md); overwrite = none; or one named method (an error if unsupported).
     #[arg(long, value_enum, default_value = "auto")]
@@ -146,6 +149,7 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
         pattern: args.pattern,
         passes: args.passes,
         verify: args.verify,
+        discard: args.discard,
     };
     let policy = crate::firmware::Policy {
         allow_security_erase: args.allow_security_erase || args.method == crate::firmware::Method::AtaSecurityErase,

@@ -33,6 +33,7 @@ pub fn purge_name(kind: StepKind) -> &'static str {
         StepKind::MmcSanitize => "eMMC SANITIZE",
         StepKind::MmcSecureErase => "eMMC secure erase",
         StepKind::Overwrite
+        | StepKind::Discard
         | StepKind::HpaExpose
         | StepKind::HpaRestore
         | StepKind::DcoRestore

@@ -199,6 +199,7 @@ fn wipe_spec(site: &Site) -> (WipeSpec, crate::firmware::Policy) {
         pattern: site.wipe.pattern,
         passes: site.wipe.passes,
         verify: site.wipe.verify,
+        discard: site.wipe.discard,
     };
     let policy = crate::firmware::Policy {
         allow_security_erase: site.wipe.allow_security_erase,

@@ -150,6 +150,10 @@ pub trait BlockDevice: Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), u32>;
     /// Makes written data durable (`fdatasync`).
     fn sync(&self) -> Result<(), u32>;
+    /// Discards the whole device (`BLKDISCARD`); devices that cannot say `EOPNOTSUPP`.
+    fn discard_all(&self) -> Result<(), u32> {
+        Err(95)
+    }
 }
 
 impl BlockDevice for crate::disk::Claimed {
@@ -167,6 +171,9 @@ impl BlockDevice for crate::disk::Claimed {
     }
     fn sync(&self) -> Result<(), u32> {
         self.file.sync_data().map_err(|e| crate::sys::io_errno(&e))
+    }
+    fn discard_all(&self) -> Result<(), u32> {
+        crate::sys::discard(&self.file, 0, self.capacity_bytes).map_err(|e| e.errno as u32)
     }
 }
 

@@ -73,6 +73,17 @@ pub struct WipeSpec {
     pub passes: u32,
     /// Verification of the last pass.
     pub verify: VerifyChoice,
+    /// Discard after the verified overwrite.
+    pub discard: DiscardChoice,
+}
+
+/// `[wipe] discard` / `--discard`: free every block again once the overwrite is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiscardChoice {
+    /// Non-rotational disks (SSDs, eMMC): a drive handed on fully mapped is slower and wears faster.
+    Ssd,
+    /// Never.
+    Never,
 }
 
 /// The certificate record of `disk` with what was (or was not) done to it. `geometry` is the
@@ -249,6 +260,18 @@ pub fn wipe_device_with(
         }
         steps.push(step);
     }
+    // A verified overwrite of an SSD: free every block again, and record what the drive reads then.
+    if spec.discard == DiscardChoice::Ssd
+        && !disk.rotational
+        && !interrupted
+        && verification
+            .as_ref()
+            .is_some_and(|v| v.mismatched_blocks == 0 && v.error_ranges.is_empty())
+        && passes.failed_writes == 0
+        && with_tail.is_none()
+    {
+        steps.push(discard_step(dev, stop, progress)?);
+    }
     let mut outcome = decide(
         interrupted,
         passes.failed_writes,
@@ -283,6 +306,99 @@ pub fn wipe_device_with(
             outcome,
         },
     ))
+}
+
+/// Sectors read after a discard to see what the drive returns for discarded blocks.
+const DISCARD_CHECK_SECTORS: usize = 256;
+
+/// `count` distinct sectors at positions drawn from `seed`, sorted, as byte regions.
+fn scattered_sectors(capacity: u64, sector_size: u32, seed: &[u8; 32], count: usize) -> Vec<(u64, u64)> {
+    let ss = u64::from(sector_size.max(1));
+    let sectors = capacity / ss;
+    if sectors == 0 {
+        return Vec::new();
+    }
+    let mut picks: Vec<u64> = (0..count as u64)
+        .map(|i| {
+            let h = blake3::keyed_hash(seed, &i.to_le_bytes());
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h.as_bytes()[..8]);
+            u64::from_le_bytes(b) % sectors
+        })
+        .collect();
+    picks.sort_unstable();
+    picks.dedup();
+    picks.into_iter().map(|s| (s * ss, ss)).collect()
+}
+
+/// `BLKDISCARD` of the whole device, then a read of a fresh pseudorandom sample to record what the
+/// drive returns for discarded blocks (zeros, or old content some drives keep until a block is reused).
+fn discard_step(dev: &dyn BlockDevice, stop: &AtomicBool, progress: &dyn Progress) -> anyhow::Result<Step> {
+    let started = cert::now_utc();
+    let cap = dev.capacity();
+    let command = format!("BLKDISCARD 0+{cap}");
+    progress.phase("discarding every block (the SSD is handed on empty)", 0);
+    let mut step = Step {
+        kind: StepKind::Discard,
+        capability: cert::Capability::Supported,
+        outcome: StepOutcome::Completed,
+        reason: None,
+        started_at: Some(started),
+        finished_at: None,
+        pass: None,
+        pattern: None,
+        bytes: cap,
+        error_ranges: Vec::new(),
+        firmware: None,
+    };
+    match dev.discard_all() {
+        Ok(()) => {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed).context("getting a random seed for the discard check")?;
+            let regions = scattered_sectors(cap, dev.sector_size(), &seed, DISCARD_CHECK_SECTORS);
+            let sectors = regions.len();
+            progress.phase("reading samples after the discard", 0);
+            let after = engine::read_back(dev, &regions, Some(&Fill::Zero), stop, &|d| progress.update(d));
+            let seen = if after.errors.is_empty() {
+                format!("a sample of {sectors} sectors read afterwards: all zeros")
+            } else {
+                format!(
+                    "a sample of {sectors} sectors read afterwards: {} not zero (the drive does not zero discarded blocks;                      they hold the verified pattern or nothing readable)",
+                    after.mismatched_sectors
+                )
+            };
+            step.firmware = Some(cert::FirmwareEvidence {
+                command,
+                status: "ok".into(),
+                polls: 0,
+                final_state: Some(seen),
+            });
+        }
+        Err(95) => {
+            step.outcome = StepOutcome::Skipped;
+            step.capability = cert::Capability::NotSupported;
+            step.bytes = 0;
+            step.started_at = None;
+            step.reason = Some("the device takes no discard (BLKDISCARD: operation not supported)".into());
+        }
+        Err(errno) => {
+            step.outcome = StepOutcome::Failed;
+            step.bytes = 0;
+            step.reason = Some(format!(
+                "BLKDISCARD failed (errno {errno}); the verified overwrite stands, the blocks stay mapped"
+            ));
+            step.firmware = Some(cert::FirmwareEvidence {
+                command,
+                status: format!("errno {errno}"),
+                polls: 0,
+                final_state: None,
+            });
+        }
+    }
+    if step.started_at.is_some() {
+        step.finished_at = Some(cert::now_utc());
+    }
+    Ok(step)
 }
 
 /// A firmware purge and the samples read around it.

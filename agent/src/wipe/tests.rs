@@ -91,6 +91,7 @@ fn wipe(dev: &FaultyDevice, t: Transport, pattern: PatternChoice, verify: Verify
         pattern,
         passes: 1,
         verify,
+        discard: DiscardChoice::Never,
     };
     wipe_device(dev, &ident(t), &spec, &AtomicBool::new(stopped), &Quiet).unwrap()
 }
@@ -312,6 +313,7 @@ mod hidden_area {
             pattern: PatternChoice::Random,
             passes: 1,
             verify,
+            discard: DiscardChoice::Never,
         };
         let stop = AtomicBool::new(stopped);
         let d = wipe_device_with(&head, &ident(Transport::Sata), &spec, &stop, &Quiet, firmware).unwrap();
@@ -625,6 +627,7 @@ fn zero_full_with(dev: &FaultyDevice, t: Transport, firmware: FirmwarePrelude) -
         pattern: PatternChoice::Zero,
         passes: 1,
         verify: VerifyChoice::Full,
+        discard: DiscardChoice::Never,
     };
     wipe_device_with(dev, &ident(t), &spec, &AtomicBool::new(false), &Quiet, firmware).unwrap()
 }
