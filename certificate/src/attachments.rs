@@ -161,7 +161,10 @@ fn embedded_ref(body: &[u8]) -> Option<(u64, u64)> {
         if body.get(j..j + 2) != Some(b"<<") {
             continue;
         }
-        let inner_end = body[j + 2..].iter().position(|c| *c == b'>').map_or(body.len(), |e| e + j + 2);
+        let inner_end = body[j + 2..]
+            .iter()
+            .position(|c| *c == b'>')
+            .map_or(body.len(), |e| e + j + 2);
         let inner = &body[j + 2..inner_end];
         let mut k = 0;
         while let Some(f) = find(inner, b"/F", k) {
@@ -222,9 +225,7 @@ pub fn extract(pdf: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, AttachmentError>
         let length = find(head, b"/Length", 0)
             .and_then(|p| ws_digits(head, p + 7))
             // `/Length N G R` is indirect: refused, as the browser verifier does.
-            .filter(|(_, after)| {
-                ws_digits(head, *after).is_none_or(|(_, a)| head.get(skip_ws(head, a)) != Some(&b'R'))
-            })
+            .filter(|(_, after)| ws_digits(head, *after).is_none_or(|(_, a)| head.get(skip_ws(head, a)) != Some(&b'R')))
             .map(|(n, _)| n)
             .ok_or_else(|| AttachmentError::NoLength(name.clone()))?;
         let mut p = head_end + b"stream".len();

@@ -611,7 +611,9 @@ fn pdf_with(files: &[(&str, &[u8])]) -> Vec<u8> {
         s.extend_from_slice(content);
         s.extend_from_slice(b"\nendstream");
         objects.push(s);
-        objects.push(format!("<</Type/Filespec/F({name})/UF({name})/EF<</F {stream} 0 R/UF {stream} 0 R>>>>").into_bytes());
+        objects.push(
+            format!("<</Type/Filespec/F({name})/UF({name})/EF<</F {stream} 0 R/UF {stream} 0 R>>>>").into_bytes(),
+        );
         names.push_str(&format!("({name}) {} 0 R ", stream + 1));
     }
     objects[0] = format!("<</Type/Catalog/Pages 2 0 R/Names<</EmbeddedFiles<</Names[{names}]>>>>>>").into_bytes();
@@ -629,7 +631,11 @@ fn pdf_with(files: &[(&str, &[u8])]) -> Vec<u8> {
         pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
     pdf.extend_from_slice(
-        format!("trailer\n<</Size {}/Root 1 0 R>>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+        format!(
+            "trailer\n<</Size {}/Root 1 0 R>>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
     );
     pdf
 }
@@ -680,8 +686,13 @@ fn cli_verify_pdf_checks_the_attachments_and_says_where_the_keys_came_from() {
     let genuine = pdf(&doc);
     let (code, out) = run("genuine.pdf", &genuine, &[]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("valid: certificate") && out.contains("valid: receipt for this certificate at log position 1"));
-    assert!(out.contains("note: the station and server keys were taken from the PDF itself"), "{out}");
+    assert!(
+        out.contains("valid: certificate") && out.contains("valid: receipt for this certificate at log position 1")
+    );
+    assert!(
+        out.contains("note: the station and server keys were taken from the PDF itself"),
+        "{out}"
+    );
     assert!(out.contains("integrity") && out.contains("--station-key"), "{out}");
     // Pinned keys: no note; a wrong station key fails.
     let server_file = dir.join("server.pub");
@@ -693,10 +704,15 @@ fn cli_verify_pdf_checks_the_attachments_and_says_where_the_keys_came_from() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("INVALID: signature.key_id is"), "{out}");
     // One changed byte in the attached certificate.
-    let text = String::from_utf8(doc.clone()).unwrap().replacen("An Peeters", "An Peeterz", 1);
+    let text = String::from_utf8(doc.clone())
+        .unwrap()
+        .replacen("An Peeters", "An Peeterz", 1);
     let (code, out) = run("changed.pdf", &pdf(text.as_bytes()), &[]);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("INVALID: the signature does not match the content"), "{out}");
+    assert!(
+        out.contains("INVALID: the signature does not match the content"),
+        "{out}"
+    );
     assert!(
         out.contains("INVALID: the receipt is for another certificate"),
         "the receipt names the original: {out}"

@@ -112,8 +112,18 @@ pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang, proof: &Proof<'_>) -
     let station = proof.station_key.map(|k| format!("{k}\n"));
     let server = format!("{}\n", proof.server_key);
     let mut files = vec![
-        ("certificate.json", "application/json", "The erasure certificate, signed by the station", proof.certificate),
-        ("receipt.json", "application/json", "The server's signed receipt", proof.receipt),
+        (
+            "certificate.json",
+            "application/json",
+            "The erasure certificate, signed by the station",
+            proof.certificate,
+        ),
+        (
+            "receipt.json",
+            "application/json",
+            "The server's signed receipt",
+            proof.receipt,
+        ),
     ];
     if let Some(k) = &station {
         files.push(("station.pub", "text/plain", "The station's public key", k.as_bytes()));
@@ -148,13 +158,18 @@ fn attach(bytes: &[u8], files: &[(&str, &str, &str, &[u8])]) -> anyhow::Result<V
             ("UF", text(name)),
             ("Desc", text(description)),
             ("AFRelationship", "Source".into()),
-            ("EF", dict(vec![("F", stream_id.into()), ("UF", stream_id.into())]).into()),
+            (
+                "EF",
+                dict(vec![("F", stream_id.into()), ("UF", stream_id.into())]).into(),
+            ),
         ]));
         names.push(text(name));
         names.push(Object::Reference(spec));
         specs.push(Object::Reference(spec));
     }
-    let catalog = doc.catalog_mut().map_err(|e| anyhow::anyhow!("the PDF has no catalog: {e}"))?;
+    let catalog = doc
+        .catalog_mut()
+        .map_err(|e| anyhow::anyhow!("the PDF has no catalog: {e}"))?;
     let mut tree = Dictionary::new();
     tree.set("EmbeddedFiles", dict(vec![("Names", names.into())]));
     catalog.set("Names", tree);
@@ -162,7 +177,8 @@ fn attach(bytes: &[u8], files: &[(&str, &str, &str, &[u8])]) -> anyhow::Result<V
     // Show the attachments panel when the reader opens the file.
     catalog.set("PageMode", "UseAttachments");
     let mut out = Vec::new();
-    doc.save_to(&mut out).map_err(|e| anyhow::anyhow!("writing the PDF: {e}"))?;
+    doc.save_to(&mut out)
+        .map_err(|e| anyhow::anyhow!("writing the PDF: {e}"))?;
     Ok(out)
 }
 

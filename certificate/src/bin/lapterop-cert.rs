@@ -196,10 +196,18 @@ fn verify_pdf(file: &Path, station_key: Option<&Path>, server_key: Option<&Path>
              were signed (integrity), not who signed them (origin). To prove origin, pin the keys you got \
              from the organisation: --station-key STATION.pub --server-key SERVER.pub",
             check.keys_from_pdf.join(" and "),
-            if check.keys_from_pdf.len() > 1 { "s were" } else { " was" }
+            if check.keys_from_pdf.len() > 1 {
+                "s were"
+            } else {
+                " was"
+            }
         );
     }
-    Ok(if check.valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if check.valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn outcome_words(s: OutcomeStatus) -> &'static str {

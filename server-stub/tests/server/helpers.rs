@@ -441,7 +441,11 @@ impl Browser {
         let proxy = format!("--proxy-server=127.0.0.1:{}", free_port());
         Self::start_with(
             "en",
-            &["--host-resolver-rules=MAP * ~NOTFOUND", &proxy, "--proxy-bypass-list=<-loopback>"],
+            &[
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                &proxy,
+                "--proxy-bypass-list=<-loopback>",
+            ],
         )
     }
 
@@ -467,9 +471,16 @@ impl Browser {
         }
         let profile = tempfile::tempdir().expect("profile dir");
         let mut args: Vec<String> = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--window-size=1200,1600",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1200,1600",
         ]
         .iter()
         .chain(extra)

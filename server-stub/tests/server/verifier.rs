@@ -48,6 +48,9 @@ fn proof(dir: &Path) -> Proof {
     p
 }
 
+/// The verifier page as the sources carry it.
+const VERIFIER: &str = include_str!("../../../docs/verify.html");
+
 fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -81,7 +84,9 @@ fn receipt_from_other_server(receipt: &str) -> String {
     let old = r.signature.clone().unwrap();
     chain::sign_receipt(&mut r, &keys::fixture_key("another server")).unwrap();
     let new = r.signature.unwrap();
-    receipt.replace(&old.key_id, &new.key_id).replace(&old.value, &new.value)
+    receipt
+        .replace(&old.key_id, &new.key_id)
+        .replace(&old.value, &new.value)
 }
 
 /// One check in the page: a fresh load, the files chosen through the file inputs, then `Check`.
@@ -92,7 +97,9 @@ fn check(b: &Browser, page: &str, inputs: &[(&str, &Path)]) -> (String, String) 
         b.type_into(&format!("#{id}"), path.to_str().unwrap());
     }
     b.click("#check");
-    b.wait("the verdict", |b| matches!(b.js_text("#verdict").as_str(), "VALID" | "INVALID"));
+    b.wait("the verdict", |b| {
+        matches!(b.js_text("#verdict").as_str(), "VALID" | "INVALID")
+    });
     (b.js_text("#verdict"), b.js_text("#reason"))
 }
 
@@ -104,13 +111,10 @@ fn verifier_from_file_checks_the_four_files_and_the_pdf_with_no_network() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let p = proof(d);
-    assert_eq!(
-        p.verifier,
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/verify.html")).unwrap(),
-        "the server serves docs/verify.html as it is"
-    );
+    assert_eq!(p.verifier, VERIFIER, "the server serves docs/verify.html as it is");
     assert!(
-        p.donor_page.contains("href=\"/verify\"") && p.donor_page.contains("This proof does not depend on this website"),
+        p.donor_page.contains("href=\"/verify\"")
+            && p.donor_page.contains("This proof does not depend on this website"),
         "the donor page points to the verifier"
     );
     // Saved to disk; the server is gone by the time the browser opens it.
@@ -130,7 +134,11 @@ fn verifier_from_file_checks_the_four_files_and_the_pdf_with_no_network() {
          for (let i = 0; i < b.length; i++) b[i] = i % 251; return window.Lapterop.blake3hex(b) !== c.hash; }})\
          .map(c => c.input_len)"
     ));
-    assert_eq!(failed, Value::Array(vec![]), "BLAKE3 vectors that failed (input lengths)");
+    assert_eq!(
+        failed,
+        Value::Array(vec![]),
+        "BLAKE3 vectors that failed (input lengths)"
+    );
     assert_eq!(
         b.script("return window.isSecureContext && typeof crypto.subtle.verify === 'function'"),
         Value::Bool(true),
@@ -141,14 +149,26 @@ fn verifier_from_file_checks_the_four_files_and_the_pdf_with_no_network() {
         check(
             &b,
             &page,
-            &[("cert-file", c), ("station-file", s), ("receipt-file", r), ("server-file", k)],
+            &[
+                ("cert-file", c),
+                ("station-file", s),
+                ("receipt-file", r),
+                ("server-file", k),
+            ],
         )
     };
     let (verdict, reason) = four(&cert, &station, &receipt, &server);
     assert_eq!(verdict, "VALID", "{reason}");
     assert!(reason.contains("recorded by the server at log position 1"), "{reason}");
     let summary = b.js_text("#summary");
-    for needle in ["ERASED", "PF100061", "S4ELNX0N00000061", "W620000061", "Anna Peeters", "Repair Café Kessel-Lo"] {
+    for needle in [
+        "ERASED",
+        "PF100061",
+        "S4ELNX0N00000061",
+        "W620000061",
+        "Anna Peeters",
+        "Repair Café Kessel-Lo",
+    ] {
         assert!(summary.contains(needle), "the summary lacks {needle}: {summary}");
     }
     assert_eq!(b.count("#summary .disk"), 2);
@@ -159,7 +179,11 @@ fn verifier_from_file_checks_the_four_files_and_the_pdf_with_no_network() {
     );
 
     // One changed byte in the certificate.
-    let changed = write(d, "changed.json", swap(&p.cert, b"S4ELNX0N00000061", b"S4ELNX0N00000062"));
+    let changed = write(
+        d,
+        "changed.json",
+        swap(&p.cert, b"S4ELNX0N00000061", b"S4ELNX0N00000062"),
+    );
     let (verdict, reason) = four(&changed, &station, &receipt, &server);
     assert_eq!(verdict, "INVALID");
     assert!(
@@ -188,25 +212,43 @@ fn verifier_from_file_checks_the_four_files_and_the_pdf_with_no_network() {
     let cut = write(d, "cut.json", &p.cert[..p.cert.len() / 2]);
     let (verdict, reason) = four(&cut, &station, &receipt, &server);
     assert_eq!(verdict, "INVALID");
-    assert!(reason.contains("invalid certificate: not valid JSON: EOF while parsing"), "{reason}");
+    assert!(
+        reason.contains("invalid certificate: not valid JSON: EOF while parsing"),
+        "{reason}"
+    );
     // A genuine certificate with another certificate's receipt is caught by the receipt's hash.
-    let (verdict, reason) = four(&stranger, &write(d, "stranger.pub", hex_pub("stranger station")), &receipt, &server);
+    let (verdict, reason) = four(
+        &stranger,
+        &write(d, "stranger.pub", hex_pub("stranger station")),
+        &receipt,
+        &server,
+    );
     assert_eq!(verdict, "INVALID");
     assert!(reason.contains("the receipt is for another certificate"), "{reason}");
 
     // The donor PDF alone.
     let (verdict, reason) = check(&b, &page, &[("pdf-file", &pdf)]);
     assert_eq!(verdict, "VALID", "{reason}");
-    assert!(b.js_text("#key-note").contains("integrity"), "keys from the PDF are said to prove integrity only");
+    assert!(
+        b.js_text("#key-note").contains("integrity"),
+        "keys from the PDF are said to prove integrity only"
+    );
     assert!(b.js_text("#summary").contains("S4ELNX0N00000061"));
     // Pinned keys: the right ones pass without the note, a wrong station key fails.
-    let (verdict, reason) = check(&b, &page, &[("pdf-file", &pdf), ("station-file", &station), ("server-file", &server)]);
+    let (verdict, reason) = check(
+        &b,
+        &page,
+        &[("pdf-file", &pdf), ("station-file", &station), ("server-file", &server)],
+    );
     assert_eq!(verdict, "VALID", "{reason}");
     assert_eq!(b.js_text("#key-note"), "");
     let wrong = write(d, "wrong.pub", hex_pub("stranger station"));
     let (verdict, reason) = check(&b, &page, &[("pdf-file", &pdf), ("station-file", &wrong)]);
     assert_eq!(verdict, "INVALID");
-    assert!(reason.contains(&format!("signature.key_id is {station_id}")), "{reason}");
+    assert!(
+        reason.contains(&format!("signature.key_id is {station_id}")),
+        "{reason}"
+    );
     // One changed byte in the attached certificate.
     let cases = pdf_cases(&p);
     for (name, bytes, expect) in &cases {
@@ -241,7 +283,11 @@ fn pdf_cases(p: &Proof) -> Vec<(&'static str, Vec<u8>, String)> {
         ),
         (
             "other-server",
-            swap(&p.pdf, p.receipt.as_bytes(), receipt_from_other_server(&p.receipt).as_bytes()),
+            swap(
+                &p.pdf,
+                p.receipt.as_bytes(),
+                receipt_from_other_server(&p.receipt).as_bytes(),
+            ),
             format!(
                 "but the key given has id {}",
                 keys::key_id(&keys::public_key_from_hex(&p.server_pub).unwrap())
@@ -287,7 +333,11 @@ fn donor_pdf_carries_the_proof_as_attachments() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let read = |n: &str| std::fs::read(saved.join(n)).unwrap();
-    assert_eq!(read("certificate.json"), p.cert, "byte for byte what the station signed");
+    assert_eq!(
+        read("certificate.json"),
+        p.cert,
+        "byte for byte what the station signed"
+    );
     assert_eq!(read("receipt.json"), p.receipt.as_bytes());
     assert_eq!(read("station.pub"), p.station_pub.as_bytes());
     assert_eq!(read("server.pub"), p.server_pub.as_bytes());
@@ -312,5 +362,135 @@ fn donor_pdf_carries_the_proof_as_attachments() {
             Err(e) => e.to_string(),
         };
         assert!(reason.contains(&expect), "{name}: {reason}");
+    }
+}
+
+/// Broken certificates, each as bytes: the rules, the limits, the parser and the signature.
+fn broken_certificates(genuine: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let text = String::from_utf8(genuine.to_vec()).unwrap();
+    let edit = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        text.replacen(from, to, 1).into_bytes()
+    };
+    let mut value: Value = serde_json::from_slice(genuine).unwrap();
+    value["operator"]["name"] = Value::String("x".repeat(5000));
+    let long = serde_json::to_vec_pretty(&value).unwrap();
+    let mut unsigned: Value = serde_json::from_slice(genuine).unwrap();
+    unsigned.as_object_mut().unwrap().remove("signature");
+    let mut missing: Value = serde_json::from_slice(genuine).unwrap();
+    missing.as_object_mut().unwrap().remove("operator");
+    vec![
+        (
+            "failed step on an erased disk",
+            edit("\"outcome\": \"completed\"", "\"outcome\": \"failed\""),
+        ),
+        (
+            "mismatch count",
+            edit("\"mismatched_blocks\": 0", "\"mismatched_blocks\": 3"),
+        ),
+        ("time", edit("\"issued_at\": \"2", "\"issued_at\": \"x")),
+        ("schema", edit("lapterop.certificate/v1", "lapterop.certificate/v9")),
+        ("long string", long),
+        (
+            "big integer",
+            edit(
+                "\"logical_sector_size\": 512",
+                "\"logical_sector_size\": 9007199254740993",
+            ),
+        ),
+        (
+            "fraction",
+            edit("\"logical_sector_size\": 512", "\"logical_sector_size\": 512.5"),
+        ),
+        (
+            "negative",
+            edit("\"logical_sector_size\": 512", "\"logical_sector_size\": -512"),
+        ),
+        (
+            "u32",
+            edit("\"logical_sector_size\": 512", "\"logical_sector_size\": 4294967296"),
+        ),
+        (
+            "string for a number",
+            edit("\"logical_sector_size\": 512", "\"logical_sector_size\": \"512\""),
+        ),
+        (
+            "unknown variant",
+            edit("\"outcome\": \"completed\"", "\"outcome\": \"done\""),
+        ),
+        (
+            "unknown field",
+            edit("{\n  \"schema\"", "{\n  \"colour\": \"red\",\n  \"schema\""),
+        ),
+        (
+            "duplicate member",
+            edit("{\n  \"schema\"", "{\n  \"id\": \"x\",\n  \"schema\""),
+        ),
+        ("missing field", serde_json::to_vec(&missing).unwrap()),
+        ("unsigned", serde_json::to_vec(&unsigned).unwrap()),
+        ("not an object", b"[1, 2]".to_vec()),
+        ("truncated", genuine[..genuine.len() / 3].to_vec()),
+        (
+            "not UTF-8",
+            [&genuine[..20], &[0xff, 0xfe][..], &genuine[22..]].concat(),
+        ),
+        ("changed byte", edit("Anna Peeters", "Anna Peeterz")),
+        ("stranger", signed_by_stranger(genuine)),
+    ]
+}
+
+/// Serde's own messages name the field, then say it in serde's words and give the line: the page
+/// gives the same field, in words of its own.
+fn field_part(message: &str) -> &str {
+    let typed = [
+        "unknown field",
+        "missing field",
+        "invalid type",
+        "duplicate field",
+        "unknown variant",
+        "invalid value",
+    ];
+    match typed.iter().filter_map(|t| message.find(t)).min() {
+        Some(at) => &message[..at],
+        None => message,
+    }
+}
+
+#[test]
+fn the_page_and_lapterop_cert_reject_the_same_certificates_for_the_same_reasons() {
+    if !require_tool("chromedriver", "chromium-driver") || !require_tool("chromium", "chromium") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let key = keys::fixture_key("same reasons station");
+    let genuine = signed(laptop(71, "Anna Peeters"), &key);
+    let page = format!("file://{}", write(d, "verify.html", VERIFIER).display());
+    let b = Browser::offline();
+    b.goto(&page);
+    let key_hex = hex_of(key.verifying_key().as_bytes());
+    let mut cases = broken_certificates(&genuine);
+    cases.insert(0, ("genuine", genuine.clone()));
+    for (name, bytes) in cases {
+        let rust = cert::verify(&bytes, &key.verifying_key()).err().map(|e| e.to_string());
+        let bytes_js = serde_json::to_string(&bytes).unwrap();
+        let js = b.script(&format!(
+            "return Lapterop.verifyCertificate(new Uint8Array({bytes_js}), Lapterop.parseKey('{key_hex}'), \
+             Lapterop.SCHEMA).then(r => r.error)"
+        ));
+        let js = js.as_str().map(str::to_owned);
+        match (&rust, &js) {
+            (None, None) => assert_eq!(name, "genuine"),
+            (Some(r), Some(j)) => {
+                let r = r.split(" at line ").next().unwrap_or(r);
+                let j = j.split(" at line ").next().unwrap_or(j);
+                if field_part(r) != r {
+                    assert_eq!(field_part(j), field_part(r), "{name}: page {j:?}, lapterop-cert {r:?}");
+                } else {
+                    assert_eq!(j, r, "{name}");
+                }
+            }
+            _ => panic!("{name}: page {js:?}, lapterop-cert {rust:?}"),
+        }
     }
 }
