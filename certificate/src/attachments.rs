@@ -341,25 +341,19 @@ mod tests {
         assert_eq!(extract(b"hello"), Err(AttachmentError::NotPdf));
         let cut = &PDF[..PDF.len() - 10];
         assert_eq!(extract(cut), Err(AttachmentError::CutShort));
-        let short = String::from_utf8_lossy(PDF).replace("Length 5", "Length 500");
-        assert_eq!(
-            extract(short.as_bytes()),
-            Err(AttachmentError::Truncated("a.txt".into()))
-        );
-        let flate = String::from_utf8_lossy(PDF).replace("/Length 5", "/Filter/FlateDecode/Length 5");
-        assert_eq!(
-            extract(flate.as_bytes()),
-            Err(AttachmentError::Filtered("a.txt".into()))
-        );
-        let indirect = String::from_utf8_lossy(PDF).replace("/Length 5", "/Length 7 0 R");
-        assert_eq!(
-            extract(indirect.as_bytes()),
-            Err(AttachmentError::NoLength("a.txt".into()))
-        );
-        let missing = String::from_utf8_lossy(PDF).replace("/F 5 0 R", "/F 9 0 R");
-        assert_eq!(
-            extract(missing.as_bytes()),
-            Err(AttachmentError::MissingStream("a.txt".into()))
-        );
+        let name = || "a.txt".to_owned();
+        for (from, to, error) in [
+            ("Length 5", "Length 500", AttachmentError::Truncated(name())),
+            (
+                "/Length 5",
+                "/Filter/FlateDecode/Length 5",
+                AttachmentError::Filtered(name()),
+            ),
+            ("/Length 5", "/Length 7 0 R", AttachmentError::NoLength(name())),
+            ("/F 5 0 R", "/F 9 0 R", AttachmentError::MissingStream(name())),
+        ] {
+            let changed = String::from_utf8_lossy(PDF).replace(from, to);
+            assert_eq!(extract(changed.as_bytes()), Err(error), "{to}");
+        }
     }
 }

@@ -395,6 +395,11 @@ pub fn require_tool(tool: &str, package: &str) -> bool {
     false
 }
 
+/// [`require_tool`] for headless Chromium and its WebDriver.
+pub fn require_browser() -> bool {
+    require_tool("chromedriver", "chromium-driver") && require_tool("chromium", "chromium")
+}
+
 /// Checks the log from the API: positions 1..n, each entry chaining to the previous.
 pub fn check_chain(server: &Server) -> Vec<Value> {
     let (status, text) = get(&format!("{}/api/v1/log?limit=10000", server.url)).expect("log");
