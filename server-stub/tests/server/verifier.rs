@@ -492,4 +492,52 @@ fn the_page_and_lapterop_cert_reject_the_same_certificates_for_the_same_reasons(
             _ => panic!("{name}: page {js:?}, lapterop-cert {rust:?}"),
         }
     }
+
+    // Receipts: the same for `lapterop-cert verify-receipt`.
+    let server = keys::fixture_key("same reasons server");
+    let server_hex = hex_of(server.verifying_key().as_bytes());
+    for (name, receipt) in broken_receipts(&genuine, &server) {
+        let rust = chain::verify_receipt(&receipt, &server.verifying_key())
+            .err()
+            .map(|e| e.to_string());
+        let bytes_js = serde_json::to_string(&receipt).unwrap();
+        let js = b.script(&format!(
+            "return Lapterop.verifyReceipt(new Uint8Array({bytes_js}), Lapterop.parseKey('{server_hex}'), \
+             Lapterop.SCHEMA.$defs.Receipt).then(r => r.error)"
+        ));
+        assert_eq!(js.as_str(), rust.as_deref(), "receipt: {name}");
+    }
+}
+
+/// A receipt for `certificate` signed by `server`, and broken copies of it.
+fn broken_receipts(certificate: &[u8], server: &cert::SigningKey) -> Vec<(&'static str, Vec<u8>)> {
+    let (c, value) = cert::parse(certificate).unwrap();
+    let certificate_blake3 = cert::document_blake3(&value).unwrap();
+    let received_at = "2026-11-26T15:00:00Z".to_owned();
+    let mut r = Receipt {
+        schema: cert::RECEIPT_SCHEMA_V1.to_owned(),
+        certificate_id: c.id,
+        entry_hash: chain::entry_hash(chain::GENESIS, 1, &certificate_blake3, &received_at),
+        certificate_blake3,
+        received_at,
+        position: 1,
+        previous_hash: chain::GENESIS.to_owned(),
+        donor_url: "https://example.invalid/d/0".to_owned(),
+        signature: None,
+    };
+    let unsigned = serde_json::to_vec(&r).unwrap();
+    chain::sign_receipt(&mut r, server).unwrap();
+    let genuine = serde_json::to_string_pretty(&r).unwrap();
+    let edit = |from: &str, to: &str| genuine.replacen(from, to, 1).into_bytes();
+    vec![
+        ("genuine", genuine.clone().into_bytes()),
+        ("unsigned", unsigned),
+        ("moved in time", edit("2026-11-26T15:00:00Z", "2026-11-26T15:00:01Z")),
+        ("position 0", edit("\"position\": 1", "\"position\": 0")),
+        ("position 2", edit("\"position\": 1", "\"position\": 2")),
+        ("schema", edit("lapterop.receipt/v1", "lapterop.receipt/v2")),
+        ("donor url", edit("example.invalid/d/0", "example.invalid/d/1")),
+        ("other server", receipt_from_other_server(&genuine).into_bytes()),
+        ("truncated", genuine.as_bytes()[..genuine.len() / 2].to_vec()),
+    ]
 }
