@@ -12,6 +12,7 @@
 //! Programs use [`Certificate::sign`] to issue and [`verify`] to check. Verification always works on
 //! the document exactly as received, so a checker written in another language gets the same bytes.
 
+pub mod attachments;
 pub mod canonical;
 pub mod chain;
 pub mod hardware;

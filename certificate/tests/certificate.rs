@@ -553,3 +553,176 @@ fn parser_limits_are_exact() {
         Err(ParseError::TooLarge { .. })
     ));
 }
+
+/// The schema without its words: what the browser verifier needs to check types.
+fn compact_schema(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "description" | "title" | "$schema" | "$id"))
+                .map(|(k, x)| {
+                    let x = match (k.as_str(), x) {
+                        // Maps of named schemas: their keys are field or type names, never stripped.
+                        ("properties" | "$defs", Value::Object(m)) => {
+                            Value::Object(m.iter().map(|(n, s)| (n.clone(), compact_schema(s))).collect())
+                        }
+                        _ => compact_schema(x),
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(compact_schema).collect()),
+        other => other.clone(),
+    }
+}
+
+/// docs/verify.html (the browser verifier) checks types with the schema generated from the Rust
+/// types; it must be this code's schema.
+#[test]
+fn browser_verifier_carries_the_generated_schema() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/verify.html");
+    let html = std::fs::read_to_string(&path).unwrap();
+    let (open, close) = ("<script type=\"application/json\" id=\"schema\">\n", "\n</script>");
+    let start = html.find(open).expect("the schema block") + open.len();
+    let end = start + html[start..].find(close).expect("the schema block's end");
+    let schema: serde_json::Value = serde_json::from_str(&cert::schema_json()).unwrap();
+    let expected = serde_json::to_string(&compact_schema(&schema)).unwrap();
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        std::fs::write(&path, format!("{}{expected}{}", &html[..start], &html[end..])).unwrap();
+        return;
+    }
+    assert!(
+        html[start..end] == expected,
+        "{} carries another schema than the code's; run with UPDATE_FIXTURES=1 and commit",
+        path.display()
+    );
+}
+
+/// A PDF with `files` attached the way the server's PDF writer does it (uncompressed
+/// `/EmbeddedFile` streams named by `/Filespec` dictionaries), with a correct cross-reference table.
+fn pdf_with(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut objects: Vec<Vec<u8>> = vec![Vec::new(), b"<</Type/Pages/Kids[]/Count 0>>".to_vec()];
+    let mut names = String::new();
+    for (name, content) in files {
+        let stream = objects.len() + 1;
+        let mut s = format!("<</Type/EmbeddedFile/Length {}>>stream\n", content.len()).into_bytes();
+        s.extend_from_slice(content);
+        s.extend_from_slice(b"\nendstream");
+        objects.push(s);
+        objects.push(
+            format!("<</Type/Filespec/F({name})/UF({name})/EF<</F {stream} 0 R/UF {stream} 0 R>>>>").into_bytes(),
+        );
+        names.push_str(&format!("({name}) {} 0 R ", stream + 1));
+    }
+    objects[0] = format!("<</Type/Catalog/Pages 2 0 R/Names<</EmbeddedFiles<</Names[{names}]>>>>>>").into_bytes();
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(o);
+        pdf.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<</Size {}/Root 1 0 R>>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+#[test]
+fn cli_verify_pdf_checks_the_attachments_and_says_where_the_keys_came_from() {
+    let dir = tempdir("verify-pdf");
+    let doc = std::fs::read(fixtures().join("erased-laptop.json")).unwrap();
+    let station_pub = std::fs::read(fixtures().join("station.pub")).unwrap();
+    let server = keys::fixture_key("server");
+    let server_pub = format!("{}\n", hex::encode(server.verifying_key().as_bytes()));
+    let (c, value) = cert::parse(&doc).unwrap();
+    let certificate_blake3 = cert::document_blake3(&value).unwrap();
+    let received_at = "2026-11-26T15:00:00Z".to_owned();
+    let mut receipt = cert::Receipt {
+        schema: cert::RECEIPT_SCHEMA_V1.to_owned(),
+        certificate_id: c.id.clone(),
+        entry_hash: chain::entry_hash(chain::GENESIS, 1, &certificate_blake3, &received_at),
+        certificate_blake3,
+        received_at,
+        position: 1,
+        previous_hash: chain::GENESIS.to_owned(),
+        donor_url: "https://example.invalid/d/0".to_owned(),
+        signature: None,
+    };
+    chain::sign_receipt(&mut receipt, &server).unwrap();
+    let receipt = serde_json::to_vec_pretty(&receipt).unwrap();
+    let pdf = |certificate: &[u8]| {
+        pdf_with(&[
+            ("certificate.json", certificate),
+            ("receipt.json", &receipt),
+            ("station.pub", &station_pub),
+            ("server.pub", server_pub.as_bytes()),
+        ])
+    };
+    let run = |name: &str, bytes: &[u8], args: &[&Path]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let mut cmd = cert_bin();
+        cmd.arg("verify-pdf").arg(&path);
+        if let [station, server] = args {
+            cmd.arg("--station-key").arg(station).arg("--server-key").arg(server);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+
+    let genuine = pdf(&doc);
+    let (code, out) = run("genuine.pdf", &genuine, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("valid: certificate") && out.contains("valid: receipt for this certificate at log position 1")
+    );
+    assert!(
+        out.contains("note: the station and server keys were taken from the PDF itself"),
+        "{out}"
+    );
+    assert!(out.contains("integrity") && out.contains("--station-key"), "{out}");
+    // Pinned keys: no note; a wrong station key fails.
+    let server_file = dir.join("server.pub");
+    std::fs::write(&server_file, &server_pub).unwrap();
+    let (code, out) = run("pinned.pdf", &genuine, &[&fixtures().join("station.pub"), &server_file]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("note:"), "{out}");
+    let (code, out) = run("wrong-key.pdf", &genuine, &[&server_file, &server_file]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("INVALID: signature.key_id is"), "{out}");
+    // One changed byte in the attached certificate.
+    let text = String::from_utf8(doc.clone())
+        .unwrap()
+        .replacen("An Peeters", "An Peeterz", 1);
+    let (code, out) = run("changed.pdf", &pdf(text.as_bytes()), &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("INVALID: the signature does not match the content"),
+        "{out}"
+    );
+    assert!(
+        out.contains("INVALID: the receipt is for another certificate"),
+        "the receipt names the original: {out}"
+    );
+    // Truncated, and not a PDF.
+    let (code, out) = run("cut.pdf", &genuine[..genuine.len() / 2], &[]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("INVALID: the PDF is cut short"), "{out}");
+    let (code, out) = run("json.pdf", &doc, &[]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("not a PDF file"), "{out}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

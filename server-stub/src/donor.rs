@@ -1,6 +1,7 @@
 //! Donor proof: one unguessable link per certificate (`/d/{token}`) and per donor batch (`/b/{token}`),
 //! in Dutch or English, with a PDF, a QR code back to the page, and the four files needed to check the
-//! proof offline with `lapterop-cert verify` and `lapterop-cert verify-receipt`.
+//! proof offline with `lapterop-cert verify` and `lapterop-cert verify-receipt`, or in the browser with
+//! the self-contained verifier page at `/verify` (`docs/verify.html`).
 //!
 //! Language: `?lang=nl|en` (remembered in a cookie), else the cookie, else `Accept-Language`.
 
@@ -24,6 +25,29 @@ pub fn routes() -> Router<AppState> {
         .route("/d/{token}/station.pub", get(station_pub))
         .route("/d/{token}/server.pub", get(server_pub))
         .route("/b/{token}", get(batch))
+        .route("/verify", get(verifier))
+}
+
+/// The offline verifier (`docs/verify.html`): one self-contained page that checks a certificate and its
+/// receipt in the browser. It is the same file whether saved from here or taken from the sources.
+pub static VERIFIER_HTML: &str = include_str!("../../docs/verify.html");
+
+async fn verifier() -> Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page itself forbids every connection; the header says the same for browsers that
+            // read only headers.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:",
+            ),
+        ],
+        VERIFIER_HTML,
+    )
+        .into_response()
 }
 
 /// A valid token is 40 lower-case hex digits; anything else is not looked up.
@@ -99,7 +123,14 @@ async fn pdf(State(app): State<AppState>, Path(token): Path<String>, PageLang { 
     let app2 = app.clone();
     let bytes = blocking(move || {
         let view = donor_view(&app2, &cert, station.as_ref(), lang)?;
-        crate::pdf::certificate_pdf(&view, &donor_url(&app2, &token), lang)
+        let server_key = hex::encode(app2.server_key.verifying_key().as_bytes());
+        let proof = crate::pdf::Proof {
+            certificate: &cert.body,
+            receipt: cert.receipt.as_bytes(),
+            station_key: station.as_ref().map(|s| s.public_key.as_str()),
+            server_key: &server_key,
+        };
+        crate::pdf::certificate_pdf(&view, &donor_url(&app2, &token), lang, &proof)
     })
     .await
     .or_500()?;

@@ -2,7 +2,14 @@
 //!
 //! Built with `printpdf` and the DejaVu Sans font embedded in the binary (Dutch glyphs, free licence:
 //! `assets/DejaVuSans.LICENSE`). The QR code is drawn as vector squares, so it prints sharply.
+//!
+//! The PDF carries the proof itself: `certificate.json`, `receipt.json`, `station.pub` and
+//! `server.pub` as file attachments (the catalog's `/EmbeddedFiles` name tree, and `/AF` with
+//! `/AFRelationship /Source` as PDF/A-3 associates files; the document as a whole does not claim PDF/A
+//! conformance). Each is an uncompressed `/EmbeddedFile` stream with a direct `/Length`, the structure
+//! `lapterop-cert verify-pdf` and the browser verifier (`docs/verify.html`) read.
 
+use printpdf::lopdf::{self, Dictionary, Object, StringFormat};
 use printpdf::path::PaintMode;
 use printpdf::{Color, Greyscale, IndirectFontRef, Mm, PdfDocument, PdfDocumentReference, PdfLayerReference, Rect};
 
@@ -86,8 +93,105 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// The PDF bytes for a certificate view.
-pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Vec<u8>> {
+/// The four files a donor needs to check the proof, embedded in the PDF.
+#[derive(Debug)]
+pub struct Proof<'a> {
+    /// The certificate exactly as the station signed and sent it.
+    pub certificate: &'a [u8],
+    /// The server's signed receipt.
+    pub receipt: &'a [u8],
+    /// The station's public key (hex), when the station is known.
+    pub station_key: Option<&'a str>,
+    /// The server's public key (hex).
+    pub server_key: &'a str,
+}
+
+/// The PDF bytes for a certificate view, with the proof's files attached.
+pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang, proof: &Proof<'_>) -> anyhow::Result<Vec<u8>> {
+    let bytes = page_pdf(c, url, lang)?;
+    let station = proof.station_key.map(|k| format!("{k}\n"));
+    let server = format!("{}\n", proof.server_key);
+    let mut files = vec![
+        (
+            "certificate.json",
+            "application/json",
+            "The erasure certificate, signed by the station",
+            proof.certificate,
+        ),
+        (
+            "receipt.json",
+            "application/json",
+            "The server's signed receipt",
+            proof.receipt,
+        ),
+    ];
+    if let Some(k) = &station {
+        files.push(("station.pub", "text/plain", "The station's public key", k.as_bytes()));
+    }
+    files.push(("server.pub", "text/plain", "The server's public key", server.as_bytes()));
+    attach(&bytes, &files)
+}
+
+/// Adds `files` (name, MIME type, description, content) as attachments of the PDF `bytes`.
+fn attach(bytes: &[u8], files: &[(&str, &str, &str, &[u8])]) -> anyhow::Result<Vec<u8>> {
+    let mut doc = lopdf::Document::load_mem(bytes).map_err(|e| anyhow::anyhow!("reading back the PDF: {e}"))?;
+    // Embedded files need PDF 1.4; /AF is PDF 2.0 and PDF/A-3 (ISO 19005-3), which readers of 1.7 ignore.
+    doc.version = "1.7".to_owned();
+    let text = |s: &str| Object::String(s.as_bytes().to_vec(), StringFormat::Literal);
+    let mut names = Vec::new();
+    let mut specs = Vec::new();
+    for (name, mime, description, content) in files {
+        let len = i64::try_from(content.len())?;
+        let stream = lopdf::Stream::new(
+            dict(vec![
+                ("Type", "EmbeddedFile".into()),
+                ("Subtype", Object::Name(mime.as_bytes().to_vec())),
+                ("Params", dict(vec![("Size", len.into())]).into()),
+            ]),
+            content.to_vec(),
+        )
+        .with_compression(false);
+        let stream_id = doc.add_object(stream);
+        let spec = doc.add_object(dict(vec![
+            ("Type", "Filespec".into()),
+            ("F", text(name)),
+            ("UF", text(name)),
+            ("Desc", text(description)),
+            ("AFRelationship", "Source".into()),
+            (
+                "EF",
+                dict(vec![("F", stream_id.into()), ("UF", stream_id.into())]).into(),
+            ),
+        ]));
+        names.push(text(name));
+        names.push(Object::Reference(spec));
+        specs.push(Object::Reference(spec));
+    }
+    let catalog = doc
+        .catalog_mut()
+        .map_err(|e| anyhow::anyhow!("the PDF has no catalog: {e}"))?;
+    let mut tree = Dictionary::new();
+    tree.set("EmbeddedFiles", dict(vec![("Names", names.into())]));
+    catalog.set("Names", tree);
+    catalog.set("AF", specs);
+    // Show the attachments panel when the reader opens the file.
+    catalog.set("PageMode", "UseAttachments");
+    let mut out = Vec::new();
+    doc.save_to(&mut out)
+        .map_err(|e| anyhow::anyhow!("writing the PDF: {e}"))?;
+    Ok(out)
+}
+
+fn dict(entries: Vec<(&str, Object)>) -> Dictionary {
+    let mut d = Dictionary::new();
+    for (k, v) in entries {
+        d.set(k, v);
+    }
+    d
+}
+
+/// The PDF pages for a certificate view.
+fn page_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Vec<u8>> {
     let title = lang.pick("Proof of data erasure", "Bewijs van gegevenswissing");
     let (doc, page, layer) = PdfDocument::new(&title, Mm(PAGE_W), Mm(PAGE_H), "page 1");
     let font = doc
@@ -181,6 +285,17 @@ pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Ve
     );
     w.text(9, 4, "lapterop-cert verify certificate.json --key station.pub");
     w.text(9, 4, "lapterop-cert verify-receipt receipt.json --key server.pub");
+    w.text(
+        10,
+        0,
+        &lang.pick(
+            "This PDF carries the four files as attachments: the verifier page linked from the donor page \
+             checks this PDF in a browser without any connection, and so does:",
+            "Deze PDF draagt de vier bestanden als bijlagen: de verificatiepagina waarnaar de donorpagina \
+             verwijst controleert deze PDF in een browser zonder enige verbinding, en ook:",
+        ),
+    );
+    w.text(9, 4, "lapterop-cert verify-pdf lapterop-certificate.pdf");
     w.doc
         .save_to_bytes()
         .map_err(|e| anyhow::anyhow!("writing the PDF: {e}"))

@@ -1,9 +1,10 @@
-//! `lapterop-cert`: make station keys, verify and show certificates, print the schema.
+//! `lapterop-cert`: make station keys, verify and show certificates (also from a donor PDF), print the
+//! schema.
 //!
 //! Exit codes: 0 valid / done; 1 the certificate is invalid or tampered (the reason is printed);
 //! 2 usage error or unreadable input.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,21 @@ enum Command {
         /// The server's public key file.
         #[arg(long)]
         key: PathBuf,
+    },
+    /// Check a donor PDF: the certificate, the receipt and the keys it carries as attachments.
+    ///
+    /// Keys taken from the PDF prove that nothing was changed since signing (integrity), not who signed
+    /// (origin): anyone can make a PDF with their own keys. Give --station-key and --server-key, obtained
+    /// from the organisation, to pin them. Exit 0 valid, 1 invalid, 2 unreadable.
+    VerifyPdf {
+        /// The donor PDF.
+        file: PathBuf,
+        /// The station's public key file, instead of the one in the PDF.
+        #[arg(long)]
+        station_key: Option<PathBuf>,
+        /// The server's public key file, instead of the one in the PDF.
+        #[arg(long)]
+        server_key: Option<PathBuf>,
     },
     /// Print a human summary of a certificate (does not check the signature; use verify).
     Show {
@@ -123,6 +139,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::VerifyPdf {
+            file,
+            station_key,
+            server_key,
+        } => verify_pdf(&file, station_key.as_deref(), server_key.as_deref()),
         Command::Show { file } => {
             let bytes = read(&file)?;
             match cert::parse(&bytes) {
@@ -145,6 +166,48 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn verify_pdf(file: &Path, station_key: Option<&Path>, server_key: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let bytes = read(&file.to_path_buf())?;
+    let station = station_key.map(keys::read_public_key).transpose()?;
+    let server = server_key.map(keys::read_public_key).transpose()?;
+    let check = match cert::attachments::verify_pdf(&bytes, station, server) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("INVALID: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    match &check.certificate {
+        Ok(c) => println!("valid: certificate {} signed by station key {}", c.id, c.station.key_id),
+        Err(e) => println!("INVALID: {e}"),
+    }
+    match &check.receipt {
+        Ok(r) => println!(
+            "valid: receipt for this certificate at log position {}, received {}",
+            r.position, r.received_at
+        ),
+        Err(e) => println!("INVALID: {e}"),
+    }
+    if !check.keys_from_pdf.is_empty() {
+        println!(
+            "note: the {} key{} taken from the PDF itself: this proves the files were not changed since they \
+             were signed (integrity), not who signed them (origin). To prove origin, pin the keys you got \
+             from the organisation: --station-key STATION.pub --server-key SERVER.pub",
+            check.keys_from_pdf.join(" and "),
+            if check.keys_from_pdf.len() > 1 {
+                "s were"
+            } else {
+                " was"
+            }
+        );
+    }
+    Ok(if check.valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn outcome_words(s: OutcomeStatus) -> &'static str {

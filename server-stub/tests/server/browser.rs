@@ -10,7 +10,7 @@ const EVIL: &str = "<script>window.__pwned=1;document.title='pwned'</script>Robe
 
 #[test]
 fn reviewer_approves_and_donor_reads_both_languages() {
-    if !require_tool("chromedriver", "chromium-driver") || !require_tool("chromium", "chromium") {
+    if !require_browser() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

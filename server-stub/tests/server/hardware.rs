@@ -307,7 +307,7 @@ fn the_hardware_page_counts_laptops_by_device_with_their_models() {
 
 #[test]
 fn the_hardware_page_in_a_browser() {
-    if !require_tool("chromedriver", "chromium-driver") || !require_tool("chromium", "chromium") {
+    if !require_browser() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

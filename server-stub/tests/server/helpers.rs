@@ -395,6 +395,11 @@ pub fn require_tool(tool: &str, package: &str) -> bool {
     false
 }
 
+/// [`require_tool`] for headless Chromium and its WebDriver.
+pub fn require_browser() -> bool {
+    require_tool("chromedriver", "chromium-driver") && require_tool("chromium", "chromium")
+}
+
 /// Checks the log from the API: positions 1..n, each entry chaining to the previous.
 pub fn check_chain(server: &Server) -> Vec<Value> {
     let (status, text) = get(&format!("{}/api/v1/log?limit=10000", server.url)).expect("log");
@@ -432,6 +437,25 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 impl Browser {
     /// Starts chromedriver and a headless Chromium whose Accept-Language is `accept_language`.
     pub fn start(accept_language: &str) -> Self {
+        Self::start_with(accept_language, &[])
+    }
+
+    /// Chromium with no network at all: every host name fails to resolve and every connection,
+    /// loopback included, goes to a proxy on a port where nothing listens.
+    pub fn offline() -> Self {
+        let proxy = format!("--proxy-server=127.0.0.1:{}", free_port());
+        Self::start_with(
+            "en",
+            &[
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                &proxy,
+                "--proxy-bypass-list=<-loopback>",
+            ],
+        )
+    }
+
+    /// Like [`Browser::start`], with more Chromium arguments.
+    pub fn start_with(accept_language: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -451,16 +475,28 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().expect("profile dir");
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1200,1600",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1200,1600",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
+                "args": args,
                 "prefs": {"intl.accept_languages": accept_language},
             }
         }}});
