@@ -174,7 +174,7 @@ pub fn open_bytes(
             computed,
         });
     }
-    manifest.check(header.data_len)?;
+    manifest.check_version(header.data_len, header.version)?;
     Ok((header, manifest, block.key_id))
 }
 
