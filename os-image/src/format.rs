@@ -331,10 +331,7 @@ impl Manifest {
     /// [`Manifest::check`] for an image whose header says `version`.
     pub fn check_version(&self, data_len: u64, version: u32) -> Result<(), ManifestError> {
         if self.format != version || !READ_VERSIONS.contains(&version) {
-            return bad(format!(
-                "format {} differs from the header's {version}",
-                self.format
-            ));
+            return bad(format!("format {} differs from the header's {version}", self.format));
         }
         let unit = if version == 1 { BLOCK } else { SECTOR };
         if self.table.kind != "gpt" || self.table.alignment_bytes != ALIGNMENT {
@@ -363,7 +360,9 @@ impl Manifest {
                 return bad(format!("{name}: size_bytes is not a non-zero multiple of {unit}"));
             }
             if version == 1 && (p.fs_bytes.is_some() || p.fs_block_size.is_some() || p.filesystem == Filesystem::Ntfs) {
-                return bad(format!("{name}: fs_bytes, fs_block_size and ntfs are version 2 members"));
+                return bad(format!(
+                    "{name}: fs_bytes, fs_block_size and ntfs are version 2 members"
+                ));
             }
             let covered = p.fs_bytes.unwrap_or(p.size_bytes);
             if covered == 0 || covered % unit != 0 || covered > p.size_bytes {
@@ -391,7 +390,11 @@ impl Manifest {
                 }
                 pos = match pos.checked_add(e.length) {
                     Some(v) if v <= covered => v,
-                    _ => return bad(format!("{here}: runs past the filesystem's end (fs_bytes or size_bytes)")),
+                    _ => {
+                        return bad(format!(
+                            "{here}: runs past the filesystem's end (fs_bytes or size_bytes)"
+                        ))
+                    }
                 };
                 match e.kind {
                     ExtentKind::Data => {

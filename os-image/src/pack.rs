@@ -10,11 +10,11 @@ use ed25519_dalek::SigningKey;
 use lapterop_certificate::keys;
 
 use crate::alloc::{self, FreeMap, ReadAt};
-use crate::resize;
 use crate::format::{
     self, Extent, ExtentKind, Filesystem, Header, ImageInfo, Manifest, Partition, TableInfo, ALIGNMENT, BLOCK,
     FORMAT_VERSION, MAX_CHUNK,
 };
+use crate::resize;
 
 /// Default zstd level: decoding speed does not depend on it, so pack small.
 pub const DEFAULT_LEVEL: i32 = 19;
@@ -98,6 +98,8 @@ pub struct PackSummary {
     pub skip_bytes: u64,
     /// Size of the image file.
     pub file_bytes: u64,
+    /// Smallest target disk the image installs onto.
+    pub min_disk_bytes: u64,
 }
 
 struct PartFile<'a> {
@@ -346,7 +348,11 @@ fn scan(part: &dyn ReadAt, len: u64, ss: u64) -> io::Result<Scan> {
                     forced_data: g.reserved_bytes(),
                     fs_sector_size: Some(bps),
                     fs_block_size: Some(u32_of(g.sectors_per_cluster * g.bytes_per_sector)),
-                    sector_sizes: if g.convertible_to_4k() { vec![512, 4096] } else { vec![bps] },
+                    sector_sizes: if g.convertible_to_4k() {
+                        vec![512, 4096]
+                    } else {
+                        vec![bps]
+                    },
                 }
             }
             _ => other,
@@ -364,7 +370,11 @@ fn scan(part: &dyn ReadAt, len: u64, ss: u64) -> io::Result<Scan> {
             fs_sector_size: Some(bps),
             fs_block_size: Some(u32_of(g.cluster_bytes)),
             // NTFS records its sector size; it goes onto disks of that sector size only.
-            sector_sizes: if matches!(bps, 512 | 4096) { vec![bps] } else { vec![u32_of(ss)] },
+            sector_sizes: if matches!(bps, 512 | 4096) {
+                vec![bps]
+            } else {
+                vec![u32_of(ss)]
+            },
         });
     }
     Ok(other)
@@ -577,5 +587,6 @@ fn write_image(
         zero_bytes: manifest.bytes_of(ExtentKind::Zero),
         skip_bytes: manifest.bytes_of(ExtentKind::Skip),
         file_bytes: header.file_len(),
+        min_disk_bytes: manifest.image.min_disk_bytes,
     })
 }

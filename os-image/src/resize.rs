@@ -67,7 +67,8 @@ fn sparse_copy(src: &File, base: u64, len: u64, free: &FreeMap, path: &Path) -> 
         .truncate(true)
         .open(path)
         .map_err(|e| format!("creating {}: {e}", path.display()))?;
-    out.set_len(len).map_err(|e| format!("sizing {}: {e}", path.display()))?;
+    out.set_len(len)
+        .map_err(|e| format!("sizing {}: {e}", path.display()))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
     while pos < len {
@@ -138,7 +139,10 @@ fn shrink_ext4(src: &File, base: u64, len: u64, free: &FreeMap, tmp: &Path) -> R
         number_after(&out, "Estimated minimum size of the filesystem:"),
         alloc::ext4_geometry(&AtFile(&copy)),
     ) else {
-        return Err(format!("resize2fs -P gave no minimum size (exit {code}: {})", tail(&out)));
+        return Err(format!(
+            "resize2fs -P gave no minimum size (exit {code}: {})",
+            tail(&out)
+        ));
     };
     let want = (min_blocks * bs + margin(min_blocks * bs)).div_ceil(ALIGNMENT) * ALIGNMENT;
     if want + ALIGNMENT > blocks * bs {
@@ -180,7 +184,14 @@ fn shrink_ntfs(src: &File, base: u64, len: u64, free: &FreeMap, tmp: &Path) -> R
     }
     let (code, out) = run(
         "ntfsresize",
-        &["--force", "--force", "--no-progress-bar", "--size", &want.to_string(), &t],
+        &[
+            "--force",
+            "--force",
+            "--no-progress-bar",
+            "--size",
+            &want.to_string(),
+            &t,
+        ],
     )?;
     if code != 0 {
         return Err(format!(
@@ -196,7 +207,9 @@ fn shrink_ntfs(src: &File, base: u64, len: u64, free: &FreeMap, tmp: &Path) -> R
             file: copy,
             part_bytes: want,
         })),
-        other => Err(format!("after ntfsresize the copy's boot sector reads {other:?}, not a volume within {want} bytes")),
+        other => Err(format!(
+            "after ntfsresize the copy's boot sector reads {other:?}, not a volume within {want} bytes"
+        )),
     }
 }
 

@@ -76,7 +76,11 @@ pub fn reference(disk_bytes: u64, esp: bool, root_spec: &str, block: u32, files:
             .arg(&fat));
         let efi = d.join("BOOTX64.EFI");
         write_file(&efi, &pattern(7, 200_000));
-        run(Command::new("mmd").env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&fat).args(["::/EFI", "::/EFI/BOOT"]));
+        run(Command::new("mmd")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&fat)
+            .args(["::/EFI", "::/EFI/BOOT"]));
         run(Command::new("mcopy")
             .env("MTOOLS_SKIP_CHECK", "1")
             .arg("-i")
@@ -125,7 +129,14 @@ impl PartLoop {
             return None;
         }
         let dev = run(Command::new("losetup")
-            .args(["--find", "--show", "--offset", &offset.to_string(), "--sizelimit", &len.to_string()])
+            .args([
+                "--find",
+                "--show",
+                "--offset",
+                &offset.to_string(),
+                "--sizelimit",
+                &len.to_string(),
+            ])
             .arg(file));
         Some(PartLoop(dev.trim().to_owned()))
     }
@@ -196,7 +207,11 @@ fn last_partition_to_the_disk_end_packs_and_installs_onto_a_smaller_disk() {
     // its size is a multiple of 512 but not of 4096.
     let disk_bytes = 2048 * MIB + 3 * 512;
     let r = reference(disk_bytes, true, "0:0", 4096, &root_files());
-    assert_ne!(r.root_part.1 % 4096, 0, "the test needs a partition that is not 4 KiB-sized");
+    assert_ne!(
+        r.root_part.1 % 4096,
+        0,
+        "the test needs a partition that is not 4 KiB-sized"
+    );
     let summary = pack(&r.disk, &r.image, &image_key(), &pack_options()).unwrap();
     let image = open_image(&r.image);
     let m = image.manifest().clone();
@@ -210,13 +225,20 @@ fn last_partition_to_the_disk_end_packs_and_installs_onto_a_smaller_disk() {
     assert!(summary.data_bytes < 400 * MIB, "{summary:?}");
     // The reference disk is left as it was: its root still spans the whole partition.
     let original = extract(&r.disk, r.root_part.0, r.root_part.1, &r.dir.path().join("original.fs"));
-    assert_eq!(dumpe2fs_field(&original, "Block count:") * 4096, r.root_part.1 / 4096 * 4096);
+    assert_eq!(
+        dumpe2fs_field(&original, "Block count:") * 4096,
+        r.root_part.1 / 4096 * 4096
+    );
     fs::remove_file(&original).unwrap();
     // The root was shrunk (on a copy) to a size that follows its data; the ESP's FAT ends inside
     // its partition and the rest is recorded as lying past the filesystem.
     let root = &m.partitions[1];
     assert_eq!(root.filesystem, Filesystem::Ext4);
-    assert!(root.grow && root.size_bytes < 600 * MIB, "root size {}", root.size_bytes);
+    assert!(
+        root.grow && root.size_bytes < 600 * MIB,
+        "root size {}",
+        root.size_bytes
+    );
     assert_eq!(root.fs_block_size, Some(4096));
     let covered: u64 = root.extents.iter().map(|e| e.length).sum();
     assert_eq!(Some(covered), root.fs_bytes);
@@ -236,7 +258,11 @@ fn last_partition_to_the_disk_end_packs_and_installs_onto_a_smaller_disk() {
         let parts = check_gpt(&read_range(&path), size, ss);
         assert_eq!(parts.len(), 2);
         let (start, end) = (parts[1].0 * ss, (parts[1].1 + 1) * ss);
-        assert_eq!(parts[1].1, size / ss - 1 - 128 * 128 / ss - 1, "root ends at the last usable LBA");
+        assert_eq!(
+            parts[1].1,
+            size / ss - 1 - 128 * 128 / ss - 1,
+            "root ends at the last usable LBA"
+        );
         let grown = grow_installed(&path, start, end, Filesystem::Ext4);
         let root = extract(&path, start, end - start, &dir.path().join("root.part"));
         check_root(&root, &r.root_files, dir.path());
@@ -256,7 +282,10 @@ fn ext4_with_1k_blocks_is_refused_on_4kn_before_anything_is_written() {
     if !tools_present(name, TOOLS) {
         return;
     }
-    let files = vec![("etc/hostname", b"small\n".to_vec()), ("data", pattern(41, 3 * 1024 * 1024))];
+    let files = vec![
+        ("etc/hostname", b"small\n".to_vec()),
+        ("data", pattern(41, 3 * 1024 * 1024)),
+    ];
     let r = reference(80 * MIB, false, "1M:+64M", 1024, &files);
     pack(&r.disk, &r.image, &image_key(), &pack_options()).unwrap();
     let dir = temp_dir();
@@ -273,7 +302,10 @@ fn ext4_with_1k_blocks_is_refused_on_4kn_before_anything_is_written() {
     );
     drop(target);
     let bytes = fs::read(&path).unwrap();
-    assert!(lapterop_osimage::pack::is_zero(&bytes), "the refused target was written to");
+    assert!(
+        lapterop_osimage::pack::is_zero(&bytes),
+        "the refused target was written to"
+    );
     // The same image goes onto a 512-byte-sector disk.
     let path = dir.path().join("target-512.raw");
     let target = target_file(&path, size, 512);
@@ -281,6 +313,11 @@ fn ext4_with_1k_blocks_is_refused_on_4kn_before_anything_is_written() {
     install::install(&mut image, &target, &test_options(), &|_| {}).unwrap();
     drop(target);
     let parts = check_gpt(&read_range(&path), size, 512);
-    let root = extract(&path, parts[0].0 * 512, (parts[0].1 + 1 - parts[0].0) * 512, &dir.path().join("root.part"));
+    let root = extract(
+        &path,
+        parts[0].0 * 512,
+        (parts[0].1 + 1 - parts[0].0) * 512,
+        &dir.path().join("root.part"),
+    );
     check_root(&root, &r.root_files, dir.path());
 }

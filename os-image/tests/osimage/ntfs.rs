@@ -15,7 +15,15 @@ use crate::common::*;
 use crate::disks::place;
 use crate::leads::{grow_installed, sgdisk_range};
 
-const TOOLS: &[&str] = &["mkntfs", "ntfscp", "ntfscat", "ntfsfix", "ntfsinfo", "ntfsresize", "sgdisk"];
+const TOOLS: &[&str] = &[
+    "mkntfs",
+    "ntfscp",
+    "ntfscat",
+    "ntfsfix",
+    "ntfsinfo",
+    "ntfsresize",
+    "sgdisk",
+];
 
 #[test]
 fn ntfs_packs_by_its_bitmap_and_installs_onto_a_smaller_disk() {
@@ -36,7 +44,19 @@ fn ntfs_packs_by_its_bitmap_and_installs_onto_a_smaller_disk() {
     let vol = d.join("c.ntfs");
     File::create(&vol).unwrap().set_len(part_len).unwrap();
     run(Command::new("mkntfs")
-        .args(["-F", "-Q", "-q", "-s", "512", "-c", "4096", "-L", "Windows", "-p", &first.to_string()])
+        .args([
+            "-F",
+            "-Q",
+            "-q",
+            "-s",
+            "512",
+            "-c",
+            "4096",
+            "-L",
+            "Windows",
+            "-p",
+            &first.to_string(),
+        ])
         .arg(&vol));
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("bootmgr", pattern(51, 400_000)),
@@ -71,8 +91,15 @@ fn ntfs_packs_by_its_bitmap_and_installs_onto_a_smaller_disk() {
         summary.data_bytes >= used && summary.data_bytes + summary.zero_bytes < used + 96 * MIB,
         "{summary:?}, files {used}"
     );
-    assert!(p.extents.iter().any(|e| e.kind == ExtentKind::Skip), "no free cluster skipped");
-    assert!(p.size_bytes < 600 * MIB && m.image.min_disk_bytes < 700 * MIB, "{}", p.size_bytes);
+    assert!(
+        p.extents.iter().any(|e| e.kind == ExtentKind::Skip),
+        "no free cluster skipped"
+    );
+    assert!(
+        p.size_bytes < 600 * MIB && m.image.min_disk_bytes < 700 * MIB,
+        "{}",
+        p.size_bytes
+    );
     assert!(summary.file_bytes < used + 32 * MIB, "{summary:?}");
 
     let target = d.join("smaller.raw");
@@ -97,11 +124,22 @@ fn ntfs_packs_by_its_bitmap_and_installs_onto_a_smaller_disk() {
         );
     }
     run(Command::new("ntfsfix").arg("-n").arg(&part));
-    let info = run(Command::new("ntfsinfo").arg("-m").arg(&part));
+    // ntfsresize marks a resized volume for a consistency check at its next Windows boot (chkdsk runs
+    // once): ntfsinfo then needs --force to read it.
+    let info = run(Command::new("ntfsinfo").args(["--force", "-m"]).arg(&part));
     assert!(info.contains("Windows"), "{info}");
     for (n, bytes) in &files {
-        let got = Command::new("ntfscat").arg(&part).arg(n).output().unwrap();
-        assert!(got.status.success(), "ntfscat {n}: {}", String::from_utf8_lossy(&got.stderr));
+        let got = Command::new("ntfscat")
+            .arg("--force")
+            .arg(&part)
+            .arg(n)
+            .output()
+            .unwrap();
+        assert!(
+            got.status.success(),
+            "ntfscat {n}: {}",
+            String::from_utf8_lossy(&got.stderr)
+        );
         assert!(got.stdout == *bytes, "{n} differs after install");
     }
 }

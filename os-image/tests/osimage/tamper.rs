@@ -133,7 +133,10 @@ fn a_version_1_image_still_opens_and_installs() {
     let mut image = open(&v1).unwrap();
     let m = image.manifest().clone();
     assert_eq!(m.format, 1);
-    assert!(m.partitions.iter().all(|p| p.fs_bytes.is_none() && p.fs_block_size.is_none()));
+    assert!(m
+        .partitions
+        .iter()
+        .all(|p| p.fs_bytes.is_none() && p.fs_block_size.is_none()));
     let dir = temp_dir();
     let path = dir.path().join("target.raw");
     let target = target_file(&path, 64 * MIB, 512);
