@@ -600,4 +600,31 @@ mod tests {
         assert_eq!(with, vec![0, 1, 3, 5, 7, 9, 25, 27]);
         assert!(has_super_backup(11, false));
     }
+
+    #[test]
+    fn ntfs_runlists_decode_with_negative_offsets_and_refuse_sparse_runs() {
+        // 16 clusters at LCN 0x100, then 8 clusters 16 clusters back (a fragmented $Bitmap).
+        let runs = ntfs_runs(&[0x21, 0x10, 0x00, 0x01, 0x11, 0x08, 0xF0, 0x00]).unwrap();
+        assert_eq!(runs, vec![(256, 16), (240, 8)]);
+        // A sparse run (no offset bytes) and a runlist without its terminator: nothing is trusted.
+        assert_eq!(ntfs_runs(&[0x01, 0x10, 0x00]), None);
+        assert_eq!(ntfs_runs(&[0x21, 0x10, 0x00, 0x01]), None);
+    }
+
+    #[test]
+    fn ntfs_fixups_restore_sector_ends_and_catch_torn_records() {
+        let mut rec = vec![0u8; 1024];
+        rec[0..4].copy_from_slice(b"FILE");
+        rec[4..6].copy_from_slice(&48u16.to_le_bytes());
+        rec[6..8].copy_from_slice(&3u16.to_le_bytes());
+        // Update sequence number 0x0102, the original sector ends 0xAAAA and 0xBBBB.
+        rec[48..54].copy_from_slice(&[0x02, 0x01, 0xAA, 0xAA, 0xBB, 0xBB]);
+        rec[510..512].copy_from_slice(&[0x02, 0x01]);
+        rec[1022..1024].copy_from_slice(&[0x02, 0x01]);
+        let mut torn = rec.clone();
+        assert!(ntfs_fixup(&mut rec));
+        assert_eq!((&rec[510..512], &rec[1022..1024]), (&[0xAA, 0xAA][..], &[0xBB, 0xBB][..]));
+        torn[1022] = 0x07;
+        assert!(!ntfs_fixup(&mut torn));
+    }
 }

@@ -399,6 +399,7 @@ fn pack_partitions(
         let mut found = scan(&part, len, ss).map_err(read_err())?;
         let shrunk = if last && opts.grow_last && opts.shrink_last {
             resize::shrink_copy(file, base, len, found.filesystem, &found.free, scratch).map_err(|reason| {
+                let _ = fs::remove_file(scratch);
                 PackError::Unsupported {
                     path: input.to_owned(),
                     reason: format!(
