@@ -623,7 +623,10 @@ mod tests {
         rec[1022..1024].copy_from_slice(&[0x02, 0x01]);
         let mut torn = rec.clone();
         assert!(ntfs_fixup(&mut rec));
-        assert_eq!((&rec[510..512], &rec[1022..1024]), (&[0xAA, 0xAA][..], &[0xBB, 0xBB][..]));
+        assert_eq!(
+            (&rec[510..512], &rec[1022..1024]),
+            (&[0xAA, 0xAA][..], &[0xBB, 0xBB][..])
+        );
         torn[1022] = 0x07;
         assert!(!ntfs_fixup(&mut torn));
     }
