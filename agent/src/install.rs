@@ -116,6 +116,8 @@ pub fn install_onto(
             record.chunks_verified = r.chunks_verified;
             record.chunk_mismatches = r.chunk_mismatches;
         }
+        // Refused before the first write: the disk is as it was.
+        Err(e @ install::InstallError::Refused(_)) => record.reason = Some(format!("{e}")),
         Err(e) => record.reason = Some(format!("{e}; the partition table was wiped again")),
     }
     record.finished_at = lapterop_certificate::now_utc();

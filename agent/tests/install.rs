@@ -164,6 +164,50 @@ fn install_writes_the_os_image_onto_loop_devices_of_both_sector_sizes() {
     }
 }
 
+/// An ext4 with 1 KiB blocks (what `mkfs.ext4` makes below 512 MiB) cannot be mounted on a disk with
+/// 4096-byte sectors: `lapterop-agent install` refuses it with exit 2, the reason and what to do,
+/// and the disk is byte for byte as before; `install_onto` records it as failed without claiming a
+/// wipe. The same image installs onto a 512-byte-sector disk.
+#[test]
+fn ext4_with_1k_blocks_is_refused_on_a_4kn_disk_before_writing() {
+    if !root("install of a 1 KiB-block ext4") {
+        return;
+    }
+    let r = Reference::build(&ext4_files(), 40, "8300", &|dir, fs| {
+        ok(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "1024", "-d"])
+            .arg(dir)
+            .arg(fs));
+    });
+    let l = Loop::prepared(64 * MIB, 4096, |_| {}, &[]);
+    let before = std::fs::read(&l.file).unwrap();
+    let out = install_cli(&r.image, &r.trust, &l.dev);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("1024-byte blocks") && said.contains("mkfs.ext4 -b 4096"),
+        "{said}"
+    );
+    assert!(
+        std::fs::read(&l.file).unwrap() == before,
+        "a refused install wrote to the disk"
+    );
+    let record = install_url(&l, r.image.to_str().unwrap(), &r.verifying_key());
+    assert_eq!(record.status, InstallStatus::Failed);
+    let reason = record.reason.unwrap_or_default();
+    assert!(
+        reason.contains("nothing was written") && !reason.contains("wiped"),
+        "{reason}"
+    );
+    assert!(
+        std::fs::read(&l.file).unwrap() == before,
+        "a refused install wrote to the disk"
+    );
+    let l = Loop::prepared(64 * MIB, 512, |_| {}, &["--partscan"]);
+    let out = install_cli(&r.image, &r.trust, &l.dev);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// Over HTTP from 127.0.0.1: the server drops the connection twice in the middle of the stream,
 /// answers 503 once and flips a byte of one frame once; the install still ends `installed` and the
 /// partition is bit-exact. The log proves each fault happened and that the damaged frame was fetched

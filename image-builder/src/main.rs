@@ -129,6 +129,11 @@ enum OsImageCmd {
         /// zstd level (19 is the default; lower packs faster).
         #[arg(long, default_value_t = 19)]
         level: i32,
+        /// Keep the last filesystem at the reference disk's size instead of shrinking a copy of it
+        /// (ext4 with resize2fs, NTFS with ntfsresize) to its data plus a margin; the image then
+        /// needs a disk as large as the reference.
+        #[arg(long)]
+        no_shrink: bool,
     },
     /// Print the manifest: partitions, extents, sizes, root hash. With --key the signature is checked
     /// first; without it the manifest is shown marked as unchecked.
@@ -361,20 +366,23 @@ fn os_image(action: OsImageCmd) -> anyhow::Result<()> {
             key,
             out,
             level,
+            no_shrink,
         } => {
             let signing = keys::read_signing_key(&key)?;
             let mut opts = lapterop_osimage::pack::PackOptions::new(&name, &version);
             opts.level = level;
+            opts.shrink_last = !no_shrink;
             let s = lapterop_osimage::pack::pack(&input, &out, &signing, &opts)
                 .with_context(|| format!("packing {}", input.display()))?;
             println!(
-                "{}: root {}; data {} MiB, zero {} MiB, skipped {} MiB; file {} MiB",
+                "{}: root {}; data {} MiB, zero {} MiB, skipped {} MiB; file {} MiB; min target {} MiB",
                 out.display(),
                 s.root,
                 s.data_bytes >> 20,
                 s.zero_bytes >> 20,
                 s.skip_bytes >> 20,
-                s.file_bytes >> 20
+                s.file_bytes >> 20,
+                s.min_disk_bytes >> 20
             );
         }
         OsImageCmd::Inspect { file, key } => match key {

@@ -1,4 +1,5 @@
-//! Which 4 KiB blocks of a partition a filesystem's own allocation map says are free.
+//! Which 4 KiB blocks of a partition a filesystem's own allocation map says are free: ext2/3/4
+//! block bitmaps, the FAT32 FAT and NTFS's `$Bitmap`.
 //!
 //! Parsed by hand: the ext4 crates on crates.io read files, not the block bitmaps, and `fatfs` does not
 //! expose its FAT as a free-cluster map. Both readers are conservative: anything they do not
@@ -223,6 +224,229 @@ pub fn ext4_free_map(part: &dyn ReadAt, part_len: u64) -> io::Result<FreeMap> {
     Ok(map)
 }
 
+/// Block size and block count of an ext2/3/4 superblock (`None` if it is not one or is implausible).
+pub fn ext4_geometry(part: &dyn ReadAt) -> Option<(u64, u64)> {
+    let mut sb = vec![0u8; 1024];
+    part.read_at(1024, &mut sb).ok()?;
+    if sb[0x38..0x3A] != [0x53, 0xEF] {
+        return None;
+    }
+    let log_bs = le32(&sb, 0x18);
+    if log_bs > 6 {
+        return None;
+    }
+    let is64 = le32(&sb, 0x60) & INCOMPAT_64BIT != 0;
+    let blocks = le32(&sb, 0x4) | if is64 { le32(&sb, 0x150) << 32 } else { 0 };
+    Some((1024u64 << log_bs, blocks))
+}
+
+/// Geometry of an NTFS volume from its boot sector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NtfsGeometry {
+    /// Bytes per sector.
+    pub bytes_per_sector: u64,
+    /// Bytes per cluster.
+    pub cluster_bytes: u64,
+    /// Sectors of the volume (the backup boot sector lies in the sector after them).
+    pub total_sectors: u64,
+    /// First cluster of `$MFT`.
+    pub mft_lcn: u64,
+    /// Bytes per MFT record.
+    pub record_bytes: u64,
+}
+
+impl NtfsGeometry {
+    /// Parses an NTFS boot sector (512 bytes at least).
+    pub fn parse(bs: &[u8]) -> Option<NtfsGeometry> {
+        if bs.len() < 512 || &bs[3..11] != b"NTFS    " || bs[510..512] != [0x55, 0xAA] {
+            return None;
+        }
+        let bps = le16(bs, 11);
+        let spc = match bs[13] {
+            0 => return None,
+            v if v > 0x80 => 1u64.checked_shl(256 - u32::from(v))?,
+            v => u64::from(v),
+        };
+        let mut total = [0u8; 8];
+        total.copy_from_slice(&bs[0x28..0x30]);
+        let mut mft = [0u8; 8];
+        mft.copy_from_slice(&bs[0x30..0x38]);
+        let cluster_bytes = bps.checked_mul(spc)?;
+        let raw = i8::from_le_bytes([bs[0x40]]);
+        let record_bytes = if raw < 0 {
+            1u64.checked_shl(u32::from(raw.unsigned_abs()))?
+        } else {
+            u64::try_from(raw).ok()?.checked_mul(cluster_bytes)?
+        };
+        let g = NtfsGeometry {
+            bytes_per_sector: bps,
+            cluster_bytes,
+            total_sectors: u64::from_le_bytes(total),
+            mft_lcn: u64::from_le_bytes(mft),
+            record_bytes,
+        };
+        let ok = matches!(bps, 512 | 1024 | 2048 | 4096)
+            && cluster_bytes <= 2 * 1024 * 1024
+            && (512..=65536).contains(&record_bytes)
+            && record_bytes % 512 == 0
+            && g.total_sectors > 0;
+        ok.then_some(g)
+    }
+
+    /// Bytes the volume covers, its backup boot sector included.
+    pub fn volume_bytes(&self) -> u64 {
+        (self.total_sectors + 1).saturating_mul(self.bytes_per_sector)
+    }
+
+    /// Clusters of the volume (bits of `$Bitmap` that count).
+    pub fn clusters(&self) -> u64 {
+        self.total_sectors * self.bytes_per_sector / self.cluster_bytes
+    }
+}
+
+/// Whether the partition starts with an NTFS boot sector.
+pub fn is_ntfs(part: &dyn ReadAt) -> bool {
+    let mut bs = [0u8; 512];
+    part.read_at(0, &mut bs).is_ok() && NtfsGeometry::parse(&bs).is_some()
+}
+
+/// Applies the update sequence array of an NTFS multi-sector record (`FILE`); `false` if a sector's
+/// check value does not match (a torn or foreign record).
+fn ntfs_fixup(rec: &mut [u8]) -> bool {
+    let usa_off = to_usize(le16(rec, 4)).unwrap_or(usize::MAX);
+    let usa_count = to_usize(le16(rec, 6)).unwrap_or(0);
+    if usa_count == 0 || usa_off.saturating_add(usa_count * 2) > rec.len() || (usa_count - 1) * 512 > rec.len() {
+        return false;
+    }
+    let usn = [rec[usa_off], rec[usa_off + 1]];
+    for i in 1..usa_count {
+        let end = i * 512;
+        if rec[end - 2..end] != usn {
+            return false;
+        }
+        let fix = [rec[usa_off + 2 * i], rec[usa_off + 2 * i + 1]];
+        rec[end - 2..end].copy_from_slice(&fix);
+    }
+    true
+}
+
+/// Decodes an NTFS runlist into (first cluster, cluster count) runs; `None` on a sparse run or
+/// malformed bytes.
+fn ntfs_runs(mut bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
+    let mut runs = Vec::new();
+    let mut lcn: i64 = 0;
+    loop {
+        let (&head, rest) = bytes.split_first()?;
+        if head == 0 {
+            return Some(runs);
+        }
+        let (len_n, off_n) = (usize::from(head & 0xF), usize::from(head >> 4));
+        if len_n == 0 || len_n > 8 || off_n == 0 || off_n > 8 || rest.len() < len_n + off_n {
+            return None;
+        }
+        let mut len = 0u64;
+        for (i, b) in rest[..len_n].iter().enumerate() {
+            len |= u64::from(*b) << (8 * i);
+        }
+        let mut delta = 0i64;
+        for (i, b) in rest[len_n..len_n + off_n].iter().enumerate() {
+            delta |= i64::from(*b) << (8 * i);
+        }
+        let shift = 64 - 8 * u32::try_from(off_n).ok()?;
+        delta = (delta << shift) >> shift;
+        lcn = lcn.checked_add(delta)?;
+        runs.push((u64::try_from(lcn).ok()?, len));
+        bytes = &rest[len_n + off_n..];
+    }
+}
+
+/// Reads `$Bitmap`'s data (MFT record 6): one bit per cluster, set = in use. `None` when anything is
+/// not as expected (the caller then skips nothing).
+fn ntfs_bitmap(part: &dyn ReadAt, g: &NtfsGeometry) -> io::Result<Option<Vec<u8>>> {
+    let mut rec = vec![0u8; to_usize(g.record_bytes)?];
+    let Some(at) = g
+        .mft_lcn
+        .checked_mul(g.cluster_bytes)
+        .and_then(|b| b.checked_add(6 * g.record_bytes))
+    else {
+        return Ok(None);
+    };
+    part.read_at(at, &mut rec)?;
+    // "FILE", in use (flag 1), record number 6 (NTFS 3.1 stores it at 0x2C).
+    if &rec[0..4] != b"FILE" || le16(&rec, 0x16) & 1 == 0 || le32(&rec, 0x2C) != 6 || !ntfs_fixup(&mut rec) {
+        return Ok(None);
+    }
+    let mut off = to_usize(le16(&rec, 0x14))?;
+    while off + 16 <= rec.len() {
+        let kind = le32(&rec, off);
+        let len = to_usize(le32(&rec, off + 4))?;
+        if kind == 0xFFFF_FFFF || len < 16 || off + len > rec.len() {
+            return Ok(None);
+        }
+        let attr = &rec[off..off + len];
+        // Unnamed $DATA.
+        if kind == 0x80 && attr[9] == 0 {
+            if attr[8] == 0 {
+                let (vlen, voff) = (to_usize(le32(attr, 0x10))?, to_usize(le16(attr, 0x14))?);
+                return Ok(attr.get(voff..voff + vlen).map(<[u8]>::to_vec));
+            }
+            if len < 0x40 || le32(attr, 0x10) != 0 {
+                return Ok(None);
+            }
+            let mut size = [0u8; 8];
+            size.copy_from_slice(&attr[0x30..0x38]);
+            let size = u64::from_le_bytes(size);
+            let Some(runs) = attr.get(to_usize(le16(attr, 0x20))?..).and_then(ntfs_runs) else {
+                return Ok(None);
+            };
+            if size < g.clusters().div_ceil(8) || size > 1 << 32 {
+                return Ok(None);
+            }
+            let mut out = Vec::with_capacity(to_usize(size)?);
+            for (lcn, n) in runs {
+                let mut buf = vec![0u8; to_usize(n * g.cluster_bytes)?];
+                part.read_at(lcn * g.cluster_bytes, &mut buf)?;
+                out.extend_from_slice(&buf);
+                if out.len() as u64 >= size {
+                    break;
+                }
+            }
+            if (out.len() as u64) < size {
+                return Ok(None);
+            }
+            out.truncate(to_usize(size)?);
+            return Ok(Some(out));
+        }
+        off += len;
+    }
+    Ok(None)
+}
+
+/// Free map of an NTFS volume from `$Bitmap`: a cluster is free when its bit is clear. The backup
+/// boot sector past the last cluster and anything `$Bitmap` does not cover stay in use.
+pub fn ntfs_free_map(part: &dyn ReadAt, part_len: u64) -> io::Result<FreeMap> {
+    let mut map = FreeMap::all_used(part_len / BLOCK);
+    let mut bs = [0u8; 512];
+    part.read_at(0, &mut bs)?;
+    let Some(g) = NtfsGeometry::parse(&bs) else {
+        return Ok(map);
+    };
+    if g.volume_bytes() > part_len {
+        return Ok(map);
+    }
+    let Some(bitmap) = ntfs_bitmap(part, &g)? else {
+        return Ok(map);
+    };
+    let clusters = g.clusters();
+    map.mark_from_units(g.cluster_bytes, 0, |c| {
+        c < clusters
+            && bitmap
+                .get(to_usize(c / 8).unwrap_or(usize::MAX))
+                .is_some_and(|b| b & (1 << (c % 8)) == 0)
+    });
+    Ok(map)
+}
+
 /// Geometry of a FAT32 volume from its boot sector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fat32Geometry {
@@ -375,5 +599,35 @@ mod tests {
         let with: Vec<u64> = (0..30).filter(|g| has_super_backup(*g, true)).collect();
         assert_eq!(with, vec![0, 1, 3, 5, 7, 9, 25, 27]);
         assert!(has_super_backup(11, false));
+    }
+
+    #[test]
+    fn ntfs_runlists_decode_with_negative_offsets_and_refuse_sparse_runs() {
+        // 16 clusters at LCN 0x100, then 8 clusters 16 clusters back (a fragmented $Bitmap).
+        let runs = ntfs_runs(&[0x21, 0x10, 0x00, 0x01, 0x11, 0x08, 0xF0, 0x00]).unwrap();
+        assert_eq!(runs, vec![(256, 16), (240, 8)]);
+        // A sparse run (no offset bytes) and a runlist without its terminator: nothing is trusted.
+        assert_eq!(ntfs_runs(&[0x01, 0x10, 0x00]), None);
+        assert_eq!(ntfs_runs(&[0x21, 0x10, 0x00, 0x01]), None);
+    }
+
+    #[test]
+    fn ntfs_fixups_restore_sector_ends_and_catch_torn_records() {
+        let mut rec = vec![0u8; 1024];
+        rec[0..4].copy_from_slice(b"FILE");
+        rec[4..6].copy_from_slice(&48u16.to_le_bytes());
+        rec[6..8].copy_from_slice(&3u16.to_le_bytes());
+        // Update sequence number 0x0102, the original sector ends 0xAAAA and 0xBBBB.
+        rec[48..54].copy_from_slice(&[0x02, 0x01, 0xAA, 0xAA, 0xBB, 0xBB]);
+        rec[510..512].copy_from_slice(&[0x02, 0x01]);
+        rec[1022..1024].copy_from_slice(&[0x02, 0x01]);
+        let mut torn = rec.clone();
+        assert!(ntfs_fixup(&mut rec));
+        assert_eq!(
+            (&rec[510..512], &rec[1022..1024]),
+            (&[0xAA, 0xAA][..], &[0xBB, 0xBB][..])
+        );
+        torn[1022] = 0x07;
+        assert!(!ntfs_fixup(&mut torn));
     }
 }

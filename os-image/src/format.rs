@@ -6,8 +6,12 @@ use serde_json::Value;
 
 /// First eight bytes of every image file.
 pub const MAGIC: [u8; 8] = *b"LAPOSIMG";
-/// The only format version this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// Every format version this code reads (version 1 images stay installable).
+pub const READ_VERSIONS: [u32; 2] = [1, 2];
+/// Granularity of partition sizes and extents in format version 2 (version 1: [`BLOCK`]).
+pub const SECTOR: u64 = 512;
 /// Length of the fixed header in bytes.
 pub const HEADER_LEN: usize = 64;
 /// Granularity of every extent offset and length.
@@ -50,7 +54,7 @@ pub enum HeaderError {
     Checksum,
     /// A version this code does not know.
     #[error(
-        "image format version {0} is not supported (this program reads version {FORMAT_VERSION}); use a matching agent"
+        "image format version {0} is not supported (this program reads versions 1 and {FORMAT_VERSION}); use a matching agent"
     )]
     Version(u32),
     /// Non-zero flags or reserved bytes, or lengths out of range.
@@ -101,7 +105,7 @@ impl Header {
             u64::from_le_bytes(b)
         };
         let version = u32_at(8);
-        if version != FORMAT_VERSION {
+        if !READ_VERSIONS.contains(&version) {
             return Err(HeaderError::Version(version));
         }
         if u32_at(12) != 0 || u64_at(48) != 0 {
@@ -183,6 +187,8 @@ pub struct TableInfo {
 pub enum Filesystem {
     /// ext2/3/4 (free blocks from the block bitmaps).
     Ext4,
+    /// NTFS (free clusters from `$Bitmap`; format version 2).
+    Ntfs,
     /// FAT32 (free clusters from the FAT).
     Fat32,
     /// Anything else: nothing was skipped.
@@ -201,10 +207,20 @@ pub struct Partition {
     pub partition_guid: String,
     /// GPT attribute bits.
     pub attributes: u64,
-    /// Bytes the extents cover (a multiple of 4096); the partition's size unless `grow`.
+    /// The partition's size (version 2: a multiple of 512; version 1: of 4096), its minimum with `grow`.
     pub size_bytes: u64,
-    /// The partition fills the disk up to the backup GPT (only the last partition may grow).
+    /// The partition fills the disk up to the backup GPT (only the last partition may grow); an
+    /// ext4 or NTFS filesystem in it is grown to the partition after install (version 2).
     pub grow: bool,
+    /// Version 2: bytes the filesystem itself covers, and the extents with it (`[0, fs_bytes)`);
+    /// `[fs_bytes, size_bytes)` lies past the filesystem inside the partition and is left alone.
+    /// Absent in version 1 (the extents cover `size_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_bytes: Option<u64>,
+    /// Version 2: the filesystem's allocation unit in bytes (ext4 block, FAT or NTFS cluster), if
+    /// known; a target whose logical sector size is larger is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_block_size: Option<u32>,
     /// What the packer found inside.
     pub filesystem: Filesystem,
     /// Logical sector size the filesystem records, if it records one (FAT: bytes per sector).
@@ -231,9 +247,9 @@ pub enum ExtentKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Extent {
-    /// Offset within the partition, multiple of 4096.
+    /// Offset within the partition, multiple of 512 (version 1: 4096).
     pub offset: u64,
-    /// Length, multiple of 4096, not zero; at most 4 MiB for `data`.
+    /// Length, multiple of 512 (version 1: 4096), not zero; at most 4 MiB for `data`.
     pub length: u64,
     /// Data, zero or skip.
     pub kind: ExtentKind,
@@ -309,12 +325,15 @@ fn is_hex64(text: &str) -> bool {
 impl Manifest {
     /// Checks every structural rule of the specification; `data_len` is the header's frame section length.
     pub fn check(&self, data_len: u64) -> Result<(), ManifestError> {
-        if self.format != FORMAT_VERSION {
-            return bad(format!(
-                "format {} differs from the header's {FORMAT_VERSION}",
-                self.format
-            ));
+        self.check_version(data_len, FORMAT_VERSION)
+    }
+
+    /// [`Manifest::check`] for an image whose header says `version`.
+    pub fn check_version(&self, data_len: u64, version: u32) -> Result<(), ManifestError> {
+        if self.format != version || !READ_VERSIONS.contains(&version) {
+            return bad(format!("format {} differs from the header's {version}", self.format));
         }
+        let unit = if version == 1 { BLOCK } else { SECTOR };
         if self.table.kind != "gpt" || self.table.alignment_bytes != ALIGNMENT {
             return bad("table must be gpt with 1 MiB alignment");
         }
@@ -337,8 +356,22 @@ impl Manifest {
             if p.grow && pi + 1 != self.partitions.len() {
                 return bad(format!("{name}: only the last partition may grow"));
             }
-            if p.size_bytes == 0 || p.size_bytes % BLOCK != 0 {
-                return bad(format!("{name}: size_bytes is not a non-zero multiple of 4096"));
+            if p.size_bytes == 0 || p.size_bytes % unit != 0 {
+                return bad(format!("{name}: size_bytes is not a non-zero multiple of {unit}"));
+            }
+            if version == 1 && (p.fs_bytes.is_some() || p.fs_block_size.is_some() || p.filesystem == Filesystem::Ntfs) {
+                return bad(format!(
+                    "{name}: fs_bytes, fs_block_size and ntfs are version 2 members"
+                ));
+            }
+            let covered = p.fs_bytes.unwrap_or(p.size_bytes);
+            if covered == 0 || covered % unit != 0 || covered > p.size_bytes {
+                return bad(format!(
+                    "{name}: fs_bytes is not a non-zero multiple of {unit} at most size_bytes"
+                ));
+            }
+            if p.fs_block_size.is_some_and(|b| b == 0 || b % 512 != 0) {
+                return bad(format!("{name}: fs_block_size is not a multiple of 512"));
             }
             if p.sector_sizes.is_empty() || p.sector_sizes.iter().any(|s| *s != 512 && *s != 4096) {
                 return bad(format!("{name}: sector_sizes must list 512 and/or 4096"));
@@ -352,12 +385,16 @@ impl Manifest {
                         e.offset
                     ));
                 }
-                if e.length == 0 || e.length % BLOCK != 0 || e.offset % BLOCK != 0 {
-                    return bad(format!("{here}: offset or length not a non-zero multiple of 4096"));
+                if e.length == 0 || e.length % unit != 0 || e.offset % unit != 0 {
+                    return bad(format!("{here}: offset or length not a non-zero multiple of {unit}"));
                 }
                 pos = match pos.checked_add(e.length) {
-                    Some(v) if v <= p.size_bytes => v,
-                    _ => return bad(format!("{here}: runs past size_bytes")),
+                    Some(v) if v <= covered => v,
+                    _ => {
+                        return bad(format!(
+                            "{here}: runs past the filesystem's end (fs_bytes or size_bytes)"
+                        ))
+                    }
                 };
                 match e.kind {
                     ExtentKind::Data => {
@@ -384,11 +421,8 @@ impl Manifest {
                     }
                 }
             }
-            if pos != p.size_bytes {
-                return bad(format!(
-                    "{name}: extents cover {pos} bytes, size_bytes is {}",
-                    p.size_bytes
-                ));
+            if pos != covered {
+                return bad(format!("{name}: extents cover {pos} bytes, the filesystem {covered}"));
             }
             layout_bytes = layout_bytes
                 .checked_add(p.size_bytes.div_ceil(ALIGNMENT) * ALIGNMENT)

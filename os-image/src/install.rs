@@ -207,6 +207,9 @@ pub fn plan(manifest: &Manifest, size: u64, sector: u32) -> Result<Layout, Insta
     }
     let ss = u64::from(sector);
     for (i, p) in manifest.partitions.iter().enumerate() {
+        if let Some(reason) = unit_too_small(i, p, sector) {
+            return Err(InstallError::Refused(reason));
+        }
         if !p.sector_sizes.contains(&sector) {
             return Err(InstallError::Refused(format!(
                 "partition {} ({:?}) can only be installed on {:?}-byte sectors, the target has {sector}",
@@ -225,7 +228,7 @@ pub fn plan(manifest: &Manifest, size: u64, sector: u32) -> Result<Layout, Insta
     let mut out = Vec::new();
     for p in &manifest.partitions {
         let start = next.div_ceil(align) * align;
-        let min_end = start + p.size_bytes / ss - 1;
+        let min_end = start + p.size_bytes.div_ceil(ss) - 1;
         let end = if p.grow { last_usable } else { min_end };
         if min_end > last_usable || end < min_end {
             return Err(InstallError::Refused(format!(
@@ -241,6 +244,46 @@ pub fn plan(manifest: &Manifest, size: u64, sector: u32) -> Result<Layout, Insta
         partitions: out,
         backup_lba,
     })
+}
+
+/// Why a partition cannot go onto `sector`-byte logical sectors because its filesystem's block or
+/// cluster is smaller than a sector (Linux and firmware refuse to mount such a filesystem), with what
+/// the lead can do; `None` when it can.
+pub fn unit_too_small(index: usize, p: &Partition, sector: u32) -> Option<String> {
+    let unit = p.fs_block_size.filter(|b| *b < sector)?;
+    let (what, fix) = match p.filesystem {
+        Filesystem::Ext4 => (
+            format!("an ext4 with {unit}-byte blocks"),
+            "make the reference root filesystem with 4 KiB blocks (`mkfs.ext4 -b 4096`, the default above 512 MiB) and pack again",
+        ),
+        Filesystem::Fat32 => (
+            format!("a FAT32 with {unit}-byte clusters"),
+            "make the ESP with 4 KiB clusters (`mkfs.vfat -F 32 -S 512 -s 8`, at least 260 MiB) and pack again",
+        ),
+        Filesystem::Ntfs => (
+            format!("an NTFS with {unit}-byte clusters"),
+            "format the Windows partition with 4 KiB clusters (the default; `format /A:4096`, `mkntfs -c 4096`) and capture again",
+        ),
+        Filesystem::Other => (
+            format!("a filesystem with {unit}-byte blocks"),
+            "make it with blocks of at least 4 KiB and pack again",
+        ),
+    };
+    Some(format!(
+        "partition {} ({:?}) holds {what}, smaller than this disk's {sector}-byte logical sectors, so it could not be \
+         mounted here; nothing was written. To install onto disks like this one, {fix}; this image still installs onto \
+         disks with 512-byte sectors",
+        index + 1,
+        p.label
+    ))
+}
+
+/// The partition whose filesystem the installer grows after writing (the last one, when it grows and
+/// holds ext4 or NTFS): its index and filesystem.
+pub fn growable(manifest: &Manifest) -> Option<(usize, Filesystem)> {
+    let i = manifest.partitions.len().checked_sub(1)?;
+    let p = &manifest.partitions[i];
+    (p.grow && matches!(p.filesystem, Filesystem::Ext4 | Filesystem::Ntfs)).then_some((i, p.filesystem))
 }
 
 /// Whether a partition needs its FAT boot sector rewritten for the target's sector size.
@@ -647,13 +690,16 @@ fn read_back<T: Target + ?Sized>(
     let mut block = vec![0u8; usize::try_from(BLOCK).unwrap_or(4096)];
     for (r, e) in shared.manifest.extents_of(ExtentKind::Zero) {
         let base = shared.part_offset(&r) + e.offset;
-        let last = e.length - BLOCK;
-        for off in [0, (e.length / 2) / BLOCK * BLOCK, last] {
+        // Version 2 extents may be shorter than 4 KiB (512-byte multiples) at a filesystem's end.
+        let n = e.length.min(BLOCK);
+        let block = &mut block[..usize::try_from(n).unwrap_or(0)];
+        for off in [0, (e.length / 2) / 512 * 512, e.length - n] {
+            let off = off.min(e.length - n);
             shared
                 .target
-                .read_at(base + off, &mut block)
+                .read_at(base + off, block)
                 .map_err(|err| (Some(r.clone()), format!("reading back a zero extent: {err}")))?;
-            if !crate::pack::is_zero(&block) {
+            if !crate::pack::is_zero(block) {
                 return Err((
                     Some(r.clone()),
                     format!("reads back non-zero at offset {off} after zeroing"),

@@ -5,7 +5,9 @@
 //!   `docs/os-image-format.md` is its specification.
 //! - [`reader`]: opening an image checks header, signature and manifest before anything is usable;
 //!   frames come through the small [`reader::ChunkSource`] trait (a file here, HTTP in the agent).
-//! - [`alloc`]: free blocks from ext4 block bitmaps and the FAT32 FAT; conservative on any doubt.
+//! - [`alloc`]: free blocks from ext4 block bitmaps, the FAT32 FAT and NTFS's `$Bitmap`;
+//!   conservative on any doubt.
+//! - [`resize`]: the last filesystem shrunk on a copy at pack time, grown after install.
 //! - [`pack`]: a captured GPT disk image to a signed image file.
 //! - [`install`]: a verified image onto a [`install::Target`] (a file here, an `O_DIRECT` block
 //!   device in the agent), partition table last, read-back on by default.
@@ -15,6 +17,7 @@ pub mod format;
 pub mod install;
 pub mod pack;
 pub mod reader;
+pub mod resize;
 
 pub use format::{Extent, ExtentKind, ExtentRef, Manifest};
 pub use install::{install, FileTarget, InstallError, InstallOptions, InstallReport, Progress, Target};

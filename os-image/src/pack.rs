@@ -14,6 +14,7 @@ use crate::format::{
     self, Extent, ExtentKind, Filesystem, Header, ImageInfo, Manifest, Partition, TableInfo, ALIGNMENT, BLOCK,
     FORMAT_VERSION, MAX_CHUNK,
 };
+use crate::resize;
 
 /// Default zstd level: decoding speed does not depend on it, so pack small.
 pub const DEFAULT_LEVEL: i32 = 19;
@@ -37,10 +38,14 @@ pub struct PackOptions {
     pub keep_partition_guids: bool,
     /// Let the last partition fill the target disk.
     pub grow_last: bool,
+    /// Shrink the last filesystem (ext4, NTFS) on a copy to its minimum plus a margin, so the image
+    /// fits disks as small as its data (needs `grow_last`; `resize2fs`/`ntfsresize` on the packing host).
+    pub shrink_last: bool,
 }
 
 impl PackOptions {
-    /// Defaults for `name` and `version`: now, x86_64, level 19, all cores, random GUIDs, last grows.
+    /// Defaults for `name` and `version`: now, x86_64, level 19, all cores, random GUIDs, last
+    /// shrunk and grows.
     pub fn new(name: &str, version: &str) -> PackOptions {
         PackOptions {
             name: name.to_owned(),
@@ -51,6 +56,7 @@ impl PackOptions {
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             keep_partition_guids: false,
             grow_last: true,
+            shrink_last: true,
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct PackSummary {
     pub skip_bytes: u64,
     /// Size of the image file.
     pub file_bytes: u64,
+    /// Smallest target disk the image installs onto.
+    pub min_disk_bytes: u64,
 }
 
 struct PartFile<'a> {
@@ -205,20 +213,21 @@ pub fn is_zero(block: &[u8]) -> bool {
 fn push_block<E>(
     extents: &mut Vec<Extent>,
     offset: u64,
+    length: u64,
     kind: ExtentKind,
     on_new: impl FnOnce(&mut Vec<Extent>) -> Result<(), E>,
 ) -> Result<(), E> {
     if let Some(last) = extents.last_mut() {
         let room = kind != ExtentKind::Data || last.length < MAX_CHUNK;
         if last.kind == kind && room && last.offset + last.length == offset {
-            last.length += BLOCK;
+            last.length += length;
             return Ok(());
         }
     }
     on_new(extents)?;
     extents.push(Extent {
         offset,
-        length: BLOCK,
+        length,
         kind,
         blake3: None,
         frame_offset: None,
@@ -260,7 +269,8 @@ pub fn pack(input: &Path, out: &Path, key: &SigningKey, opts: &PackOptions) -> R
         batch: Vec::new(),
         placed: Vec::new(),
     };
-    let result = pack_partitions(&file, &entries, ss, opts, &mut frames, input);
+    let scratch = out.with_extension("shrink.partial");
+    let result = pack_partitions(&file, &entries, ss, opts, &mut frames, input, &scratch);
     let mut parts = match result {
         Ok(parts) => parts,
         Err(e) => {
@@ -283,6 +293,93 @@ pub fn pack(input: &Path, out: &Path, key: &SigningKey, opts: &PackOptions) -> R
     finish
 }
 
+/// What the packer found in a partition.
+struct Scan {
+    filesystem: Filesystem,
+    /// Bytes the filesystem covers (at most the partition's length).
+    fs_bytes: u64,
+    free: FreeMap,
+    /// Bytes at the start always stored as data (the FAT reserved area).
+    forced_data: u64,
+    fs_sector_size: Option<u32>,
+    fs_block_size: Option<u32>,
+    sector_sizes: Vec<u32>,
+}
+
+fn u32_of(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// Recognises the filesystem of a partition of `len` bytes on a disk of `ss`-byte sectors.
+fn scan(part: &dyn ReadAt, len: u64, ss: u64) -> io::Result<Scan> {
+    let other = Scan {
+        filesystem: Filesystem::Other,
+        fs_bytes: len,
+        free: FreeMap::all_used(len / BLOCK),
+        forced_data: 0,
+        fs_sector_size: None,
+        fs_block_size: None,
+        sector_sizes: vec![u32_of(ss)],
+    };
+    if let Some((bs, blocks)) = alloc::ext4_geometry(part) {
+        let fs_bytes = blocks.saturating_mul(bs);
+        return Ok(Scan {
+            filesystem: Filesystem::Ext4,
+            fs_bytes: if fs_bytes == 0 || fs_bytes > len { len } else { fs_bytes },
+            free: alloc::ext4_free_map(part, len)?,
+            forced_data: 0,
+            fs_sector_size: None,
+            fs_block_size: Some(u32_of(bs)),
+            // ext4 does not record the disk's sector size, but a block smaller than a sector cannot work.
+            sector_sizes: if bs >= 4096 { vec![512, 4096] } else { vec![512] },
+        });
+    }
+    if alloc::is_fat32(part) {
+        let mut bs = [0u8; 512];
+        part.read_at(0, &mut bs)?;
+        return Ok(match alloc::Fat32Geometry::parse(&bs) {
+            Some(g) if g.reserved_bytes() <= MAX_CHUNK => {
+                let bps = u32_of(g.bytes_per_sector);
+                let fs_bytes = g.total_sectors * g.bytes_per_sector;
+                Scan {
+                    filesystem: Filesystem::Fat32,
+                    fs_bytes: if fs_bytes > len { len } else { fs_bytes },
+                    free: alloc::fat32_free_map(part, len)?,
+                    forced_data: g.reserved_bytes(),
+                    fs_sector_size: Some(bps),
+                    fs_block_size: Some(u32_of(g.sectors_per_cluster * g.bytes_per_sector)),
+                    sector_sizes: if g.convertible_to_4k() {
+                        vec![512, 4096]
+                    } else {
+                        vec![bps]
+                    },
+                }
+            }
+            _ => other,
+        });
+    }
+    let mut bs = [0u8; 512];
+    part.read_at(0, &mut bs)?;
+    if let Some(g) = alloc::NtfsGeometry::parse(&bs) {
+        let bps = u32_of(g.bytes_per_sector);
+        return Ok(Scan {
+            filesystem: Filesystem::Ntfs,
+            fs_bytes: g.volume_bytes().min(len),
+            free: alloc::ntfs_free_map(part, len)?,
+            forced_data: 0,
+            fs_sector_size: Some(bps),
+            fs_block_size: Some(u32_of(g.cluster_bytes)),
+            // NTFS records its sector size; it goes onto disks of that sector size only.
+            sector_sizes: if matches!(bps, 512 | 4096) {
+                vec![bps]
+            } else {
+                vec![u32_of(ss)]
+            },
+        });
+    }
+    Ok(other)
+}
+
 fn pack_partitions(
     file: &File,
     entries: &[gptman::GPTPartitionEntry],
@@ -290,106 +387,111 @@ fn pack_partitions(
     opts: &PackOptions,
     frames: &mut FrameWriter<'_>,
     input: &Path,
+    scratch: &Path,
 ) -> Result<Vec<Partition>, PackError> {
     let mut parts: Vec<Partition> = Vec::new();
     for (n, entry) in entries.iter().enumerate() {
+        let last = n + 1 == entries.len();
         let base = entry.starting_lba * ss;
         let len = (entry.ending_lba + 1 - entry.starting_lba) * ss;
-        if len % BLOCK != 0 {
-            return Err(PackError::Unsupported {
-                path: input.to_owned(),
-                reason: format!("partition {} is {len} bytes, not a multiple of 4096", n + 1),
-            });
-        }
-        let part = PartFile { file, base, len };
-        let read_err = io_err("reading the allocation map of", input);
-        let (filesystem, free, forced_data, fs_sector_size, sector_sizes) = if alloc::is_ext4(&part) {
-            (
-                Filesystem::Ext4,
-                alloc::ext4_free_map(&part, len).map_err(read_err)?,
-                0,
-                None,
-                vec![512, 4096],
-            )
-        } else if alloc::is_fat32(&part) {
-            let mut bs = [0u8; 512];
-            part.read_at(0, &mut bs).map_err(read_err)?;
-            let geometry = alloc::Fat32Geometry::parse(&bs);
-            let free = alloc::fat32_free_map(&part, len).map_err(read_err)?;
-            match geometry {
-                Some(g) if g.reserved_bytes() <= MAX_CHUNK => {
-                    let bps = u32::try_from(g.bytes_per_sector).unwrap_or(0);
-                    let sizes = if g.convertible_to_4k() {
-                        vec![512, 4096]
-                    } else {
-                        vec![bps]
-                    };
-                    (Filesystem::Fat32, free, g.reserved_bytes(), Some(bps), sizes)
+        let read_err = || io_err("reading the allocation map of", input);
+        let mut part = PartFile { file, base, len };
+        let mut found = scan(&part, len, ss).map_err(read_err())?;
+        let shrunk = if last && opts.grow_last && opts.shrink_last {
+            resize::shrink_copy(file, base, len, found.filesystem, &found.free, scratch).map_err(|reason| {
+                let _ = fs::remove_file(scratch);
+                PackError::Unsupported {
+                    path: input.to_owned(),
+                    reason: format!(
+                        "partition {} ({:?}): shrinking a copy of its {:?} filesystem: {reason}",
+                        n + 1,
+                        entry.partition_name.as_str(),
+                        found.filesystem
+                    ),
                 }
-                _ => (
-                    Filesystem::Other,
-                    FreeMap::all_used(len / BLOCK),
-                    0,
-                    None,
-                    vec![u32::try_from(ss).unwrap_or(0)],
-                ),
-            }
+            })?
         } else {
-            (
-                Filesystem::Other,
-                FreeMap::all_used(len / BLOCK),
-                0,
-                None,
-                vec![u32::try_from(ss).unwrap_or(0)],
-            )
+            None
         };
-        let mut p = Partition {
-            label: entry.partition_name.as_str().to_owned(),
-            type_guid: guid_text(entry.partition_type_guid),
-            partition_guid: if opts.keep_partition_guids {
-                guid_text(entry.unique_partition_guid)
-            } else {
-                "random".to_owned()
-            },
-            attributes: entry.attribute_bits,
-            size_bytes: len,
-            grow: opts.grow_last && n + 1 == entries.len(),
-            filesystem,
-            fs_sector_size,
-            sector_sizes,
-            extents: Vec::new(),
-        };
-        // Classify block by block, reading 4 MiB windows; a data chunk is hashed and queued when complete.
-        let mut window = vec![0u8; usize::try_from(MAX_CHUNK).unwrap_or(1 << 22)];
-        let mut chunk: Vec<u8> = Vec::new();
-        let part_index = parts.len();
-        let mut pos = 0u64;
-        while pos < len {
-            let n_bytes = (len - pos).min(MAX_CHUNK);
-            let buf = &mut window[..usize::try_from(n_bytes).unwrap_or(0)];
-            part.read_at(pos, buf).map_err(io_err("reading", input))?;
-            for (i, block) in buf.chunks(4096).enumerate() {
-                let off = pos + i as u64 * BLOCK;
-                let kind = if off >= forced_data && free.is_free(off / BLOCK) {
-                    ExtentKind::Skip
-                } else if off >= forced_data && is_zero(block) {
-                    ExtentKind::Zero
-                } else {
-                    ExtentKind::Data
-                };
-                push_block(&mut p.extents, off, kind, |extents| {
-                    queue_chunk(extents, part_index, &mut chunk, frames)
-                })?;
-                if kind == ExtentKind::Data {
-                    chunk.extend_from_slice(block);
-                }
-            }
-            pos += n_bytes;
+        if let Some(s) = &shrunk {
+            part = PartFile {
+                file: &s.file,
+                base: 0,
+                len: s.part_bytes,
+            };
+            found = scan(&part, s.part_bytes, ss).map_err(read_err())?;
         }
-        queue_chunk(&mut p.extents, part_index, &mut chunk, frames)?;
-        parts.push(p);
+        let p = pack_one(&part, entry, last, found, opts, parts.len(), frames, input);
+        drop(shrunk);
+        if scratch.exists() {
+            let _ = fs::remove_file(scratch);
+        }
+        parts.push(p?);
     }
     Ok(parts)
+}
+
+/// Classifies one partition's blocks and queues its data chunks.
+#[allow(clippy::too_many_arguments)]
+fn pack_one(
+    part: &PartFile<'_>,
+    entry: &gptman::GPTPartitionEntry,
+    last: bool,
+    found: Scan,
+    opts: &PackOptions,
+    part_index: usize,
+    frames: &mut FrameWriter<'_>,
+    input: &Path,
+) -> Result<Partition, PackError> {
+    let len = part.len;
+    let fs_bytes = found.fs_bytes;
+    let mut p = Partition {
+        label: entry.partition_name.as_str().to_owned(),
+        type_guid: guid_text(entry.partition_type_guid),
+        partition_guid: if opts.keep_partition_guids {
+            guid_text(entry.unique_partition_guid)
+        } else {
+            "random".to_owned()
+        },
+        attributes: entry.attribute_bits,
+        size_bytes: len,
+        grow: opts.grow_last && last,
+        fs_bytes: Some(fs_bytes),
+        fs_block_size: found.fs_block_size,
+        filesystem: found.filesystem,
+        fs_sector_size: found.fs_sector_size,
+        sector_sizes: found.sector_sizes,
+        extents: Vec::new(),
+    };
+    // Classify block by block, reading 4 MiB windows; a data chunk is hashed and queued when complete.
+    // The last block is shorter when the filesystem ends inside a 4 KiB block (512-byte multiples).
+    let mut window = vec![0u8; usize::try_from(MAX_CHUNK).unwrap_or(1 << 22)];
+    let mut chunk: Vec<u8> = Vec::new();
+    let mut pos = 0u64;
+    while pos < fs_bytes {
+        let n_bytes = (fs_bytes - pos).min(MAX_CHUNK);
+        let buf = &mut window[..usize::try_from(n_bytes).unwrap_or(0)];
+        part.read_at(pos, buf).map_err(io_err("reading", input))?;
+        for (i, block) in buf.chunks(4096).enumerate() {
+            let off = pos + i as u64 * BLOCK;
+            let kind = if off >= found.forced_data && found.free.is_free(off / BLOCK) {
+                ExtentKind::Skip
+            } else if off >= found.forced_data && is_zero(block) {
+                ExtentKind::Zero
+            } else {
+                ExtentKind::Data
+            };
+            push_block(&mut p.extents, off, block.len() as u64, kind, |extents| {
+                queue_chunk(extents, part_index, &mut chunk, frames)
+            })?;
+            if kind == ExtentKind::Data {
+                chunk.extend_from_slice(block);
+            }
+        }
+        pos += n_bytes;
+    }
+    queue_chunk(&mut p.extents, part_index, &mut chunk, frames)?;
+    Ok(p)
 }
 
 /// Hashes the finished data chunk (the newest data extent without a hash) and queues it.
@@ -486,5 +588,6 @@ fn write_image(
         zero_bytes: manifest.bytes_of(ExtentKind::Zero),
         skip_bytes: manifest.bytes_of(ExtentKind::Skip),
         file_bytes: header.file_len(),
+        min_disk_bytes: manifest.image.min_disk_bytes,
     })
 }

@@ -174,7 +174,7 @@ pub fn open_bytes(
             computed,
         });
     }
-    manifest.check(header.data_len)?;
+    manifest.check_version(header.data_len, header.version)?;
     Ok((header, manifest, block.key_id))
 }
 
@@ -348,7 +348,7 @@ fn mib(bytes: u64) -> String {
 pub fn inspect(manifest: &Manifest, signer_key_id: &str) -> String {
     let i = &manifest.image;
     let mut out = format!(
-        "image      {} {}\nroot hash  {}\nsigned by  {}\ncreated    {} by {}\narch       {}\nmin disk   {} ({} bytes)\n",
+        "image      {} {}\nroot hash  {}\nsigned by  {}\ncreated    {} by {}\narch       {}\nmin target {} ({} bytes)\n",
         i.name,
         i.version,
         manifest.root,
@@ -368,12 +368,17 @@ pub fn inspect(manifest: &Manifest, signer_key_id: &str) -> String {
     for (n, p) in manifest.partitions.iter().enumerate() {
         let count = |k: ExtentKind| p.extents.iter().filter(|e| e.kind == k).count();
         out.push_str(&format!(
-            "partition {} {:?} {:?} {}{} type {} sectors {:?}: {} data, {} zero, {} skip extents\n",
+            "partition {} {:?} {:?}{} {}{}{} type {} sectors {:?}: {} data, {} zero, {} skip extents\n",
             n + 1,
             p.label,
             p.filesystem,
+            p.fs_block_size.map_or(String::new(), |b| format!(" ({b}-byte blocks)")),
             mib(p.size_bytes),
-            if p.grow { " (grows)" } else { "" },
+            match p.fs_bytes {
+                Some(f) if f < p.size_bytes => format!(", {} past the filesystem", mib(p.size_bytes - f)),
+                _ => String::new(),
+            },
+            if p.grow { " (grows, filesystem too)" } else { "" },
             p.type_guid,
             p.sector_sizes,
             count(ExtentKind::Data),

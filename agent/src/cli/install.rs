@@ -61,6 +61,11 @@ pub fn run(args: &InstallArgs) -> ExitCode {
         }
     };
     let m = image.manifest();
+    // Size, sector size and filesystem blocks against this disk, before the confirmation and before
+    // any write (the installer checks again).
+    if let Err(e) = install::plan(m, claimed.capacity_bytes, claimed.logical_sector_size) {
+        return fail(format!("{} ({}): {e}", disk.path.display(), disk.name));
+    }
     println!(
         "image {} {} (root {}), signed by {}; target {} ({} bytes, {}-byte sectors)",
         m.image.name,

@@ -11,4 +11,6 @@
 mod common;
 mod disks;
 mod golden;
+mod leads;
+mod ntfs;
 mod tamper;

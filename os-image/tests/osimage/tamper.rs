@@ -111,14 +111,44 @@ fn every_flipped_byte_before_the_frames_is_refused() {
 #[test]
 fn other_format_versions_are_refused() {
     let bytes = golden();
-    let mut t = bytes.clone();
-    t[8] = 2;
-    let sum = blake3::hash(&t[0..56]);
-    t[56..64].copy_from_slice(&sum.as_bytes()[0..8]);
-    assert!(matches!(
-        open(&t).unwrap_err(),
-        ReadError::Header(HeaderError::Version(2))
-    ));
+    let with_version = |v: u8| {
+        let mut t = bytes.clone();
+        t[8] = v;
+        let sum = blake3::hash(&t[0..56]);
+        t[56..64].copy_from_slice(&sum.as_bytes()[0..8]);
+        t
+    };
+    let err = open(&with_version(3)).unwrap_err();
+    assert!(matches!(err, ReadError::Header(HeaderError::Version(3))), "{err}");
+    assert!(err.to_string().contains("reads versions 1 and 2"), "{err}");
+    // A version 2 manifest under a version 1 header: the manifest's format must match the header.
+    let err = open(&with_version(1)).unwrap_err();
+    assert!(matches!(err, ReadError::Manifest(_)), "{err}");
+}
+
+#[test]
+fn a_version_1_image_still_opens_and_installs() {
+    let v1 = fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1.osimg")).unwrap();
+    assert_eq!(Header::decode(&v1).unwrap().version, 1);
+    let mut image = open(&v1).unwrap();
+    let m = image.manifest().clone();
+    assert_eq!(m.format, 1);
+    assert!(m
+        .partitions
+        .iter()
+        .all(|p| p.fs_bytes.is_none() && p.fs_block_size.is_none()));
+    let dir = temp_dir();
+    let path = dir.path().join("target.raw");
+    let target = target_file(&path, 64 * MIB, 512);
+    let report = install::install(&mut image, &target, &test_options(), &|_| {}).unwrap();
+    assert_eq!(report.chunks_verified, m.data_extents().count() as u64);
+    // Version 1 rules stay: 512-byte sizes and the version 2 members are refused under format 1.
+    let (_, manifest, _, frames) = split(&v1);
+    let mut value: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    value["partitions"][0]["fs_bytes"] = 4096.into();
+    let parsed: lapterop_osimage::Manifest = serde_json::from_value(value).unwrap();
+    let err = parsed.check_version(frames.len() as u64, 1).unwrap_err();
+    assert!(err.to_string().contains("version 2 members"), "{err}");
 }
 
 #[test]
