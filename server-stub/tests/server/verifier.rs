@@ -435,7 +435,26 @@ fn broken_certificates(genuine: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("changed byte", edit("Anna Peeters", "Anna Peeterz")),
         ("stranger", signed_by_stranger(genuine)),
+        (
+            "erased eMMC over a boot area not erased",
+            emmc_with_boot_area(genuine, "not-erased"),
+        ),
     ]
+}
+
+/// The first disk as an eMMC with one boot area whose outcome is `status`.
+fn emmc_with_boot_area(genuine: &[u8], status: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(genuine).unwrap();
+    let mut area = v["disks"][0].clone();
+    area["device"] = Value::String("mmcblk0boot0".into());
+    area["transport"] = Value::String("mmc".into());
+    if status == "not-erased" {
+        area["outcome"] = serde_json::json!({"status": "not-erased", "reason": "write-protected"});
+        area["nist_category"] = Value::String("none".into());
+    }
+    v["disks"][0]["transport"] = Value::String("mmc".into());
+    v["disks"][0]["boot_areas"] = Value::Array(vec![area]);
+    serde_json::to_vec_pretty(&v).unwrap()
 }
 
 /// Serde's own messages name the field, then say it in serde's words and give the line: the page
@@ -491,6 +510,33 @@ fn the_page_and_lapterop_cert_reject_the_same_certificates_for_the_same_reasons(
             }
             _ => panic!("{name}: page {js:?}, lapterop-cert {rust:?}"),
         }
+    }
+
+    // Rules both accept: an eMMC whose boot area was erased too, and a discard that failed after the
+    // verified overwrite (it frees blocks, it cannot un-erase them).
+    let mut emmc: cert::Certificate = serde_json::from_slice(&emmc_with_boot_area(&genuine, "erased")).unwrap();
+    let mut with_discard = laptop(72, "Anna Peeters");
+    let mut discard = with_discard.disks[0].steps.last().unwrap().clone();
+    discard.kind = cert::StepKind::Discard;
+    discard.outcome = cert::StepOutcome::Failed;
+    discard.reason = Some("BLKDISCARD failed (errno 5)".into());
+    discard.bytes = 0;
+    discard.pattern = None;
+    discard.pass = None;
+    with_discard.disks[0].steps.push(discard);
+    emmc.signature = None;
+    for (name, c) in [
+        ("eMMC with an erased boot area", emmc),
+        ("failed discard", with_discard),
+    ] {
+        let bytes = signed(c, &key);
+        let rust = cert::verify(&bytes, &key.verifying_key()).err().map(|e| e.to_string());
+        let bytes_js = serde_json::to_string(&bytes).unwrap();
+        let js = b.script(&format!(
+            "return Lapterop.verifyCertificate(new Uint8Array({bytes_js}), Lapterop.parseKey('{key_hex}'), \
+             Lapterop.SCHEMA).then(r => r.error)"
+        ));
+        assert_eq!((rust, js.as_str().map(str::to_owned)), (None, None), "{name}");
     }
 
     // Receipts: the same for `lapterop-cert verify-receipt`.
