@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use super::input::{Cbreak, Input, KeyWait};
+use super::input::{Cbreak, Input, KeyWait, LineWait};
 use super::{screens, Colour, PlanDisk, Style};
 use crate::i18n::{Key, Lang, SWITCH_KEY};
 
@@ -181,11 +181,31 @@ pub fn ask_next(
     lang: &mut Lang,
     render: &dyn Fn(Lang) -> String,
 ) -> io::Result<Next> {
+    ask_next_live(input, out, lang, render, &mut || false)
+}
+
+/// [`ask_next`] on a screen that can change while it waits (the network came and the certificate was
+/// sent): every second `changed` is asked, and when it says yes the screen is drawn again, with no
+/// key pressed.
+pub fn ask_next_live(
+    input: &mut dyn Input,
+    out: &mut dyn Write,
+    lang: &mut Lang,
+    render: &dyn Fn(Lang) -> String,
+    changed: &mut dyn FnMut() -> bool,
+) -> io::Result<Next> {
     write!(out, "{}> ", render(*lang))?;
     loop {
         out.flush()?;
-        let Some(typed) = input.line()? else {
-            return Ok(Next::PowerOff);
+        let typed = match input.line_within(Duration::from_secs(1))? {
+            LineWait::Line(typed) => typed,
+            LineWait::Closed => return Ok(Next::PowerOff),
+            LineWait::Timeout => {
+                if changed() {
+                    write!(out, "\n{}> ", render(*lang))?;
+                }
+                continue;
+            }
         };
         match typed.trim().to_ascii_lowercase().as_str() {
             "n" => return Ok(Next::NextMachine),
