@@ -352,8 +352,14 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
         .as_ref()
         .map(|o| o.pending().map(|p| p.len()).unwrap_or(0))
         .unwrap_or(0);
+    // With certificates waiting, a cable whose lease is on its way is worth a short wait.
+    let network_now = if pending > 0 && opts.network {
+        crate::network::wait_for_lease_if_cable(crate::job::steps::UPLOAD_LEASE_WAIT)
+    } else {
+        crate::network::summary()
+    };
     let online = !matches!(
-        crate::network::summary(),
+        network_now,
         crate::network::Summary::None | crate::network::Summary::Cable { .. }
     );
     if let (Some(server), Ok(outbox), true) = (&site.server, &outbox, pending > 0 && opts.network) {

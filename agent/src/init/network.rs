@@ -94,8 +94,7 @@ impl Lifecycle {
         let mut out = Vec::new();
         match msg {
             Message::NewLink(l) => {
-                let known = self.links.contains_key(&l.index);
-                if !known {
+                if !self.links.contains_key(&l.index) {
                     let Some(name) = l.name.clone().filter(|n| wired(n)) else {
                         return out;
                     };
@@ -112,14 +111,20 @@ impl Lifecycle {
                     );
                 }
                 let Some(w) = self.links.get_mut(&l.index) else { return out };
-                if !l.up() && !w.asked_up {
-                    w.asked_up = true;
-                    out.push(Action::BringUp(l.index));
+                if !l.up() {
+                    // Carrier means nothing on a link that is down: bring it up, look again then.
+                    if !w.asked_up {
+                        w.asked_up = true;
+                        out.push(Action::BringUp(l.index));
+                        out.push(Action::State(w.name.clone(), w.state()));
+                    }
+                    return out;
                 }
                 let carrier = l.carrier();
                 if w.carrier == Some(carrier) {
                     return out;
                 }
+                let w_had_carrier = w.carrier == Some(true);
                 w.carrier = Some(carrier);
                 if carrier {
                     w.failures = 0;
@@ -137,7 +142,7 @@ impl Lifecycle {
                     }
                     w.dhcp = Dhcp::Idle;
                     w.address = None;
-                    out.push(Action::Say(if known {
+                    out.push(Action::Say(if w_had_carrier {
                         format!("{}: cable out, lease dropped", w.name)
                     } else {
                         format!("{}: no cable", w.name)
@@ -377,15 +382,21 @@ fn apply(actions: &[Action], sock: &RouteSocket, seq: &mut u32, children: &mut B
 /// network as it is rather than halfway through DHCP.
 pub fn settle(max: Duration) {
     let started = Instant::now();
+    let (mut seen, mut quiet_since) = (crate::network::generation(), Instant::now());
     loop {
         let links = crate::network::links();
         let asking = links.values().any(|s| *s == LinkState::Asking);
         let all_connected = !links.is_empty() && links.values().all(|s| matches!(s, LinkState::Connected { .. }));
+        // Quiet: nothing changed for 3 s (an e1000e reports carrier a second or two after it is up).
+        let quiet = quiet_since.elapsed() >= Duration::from_secs(3);
         let waited = started.elapsed();
-        if all_connected || (!asking && waited >= Duration::from_secs(4)) || waited >= max {
+        if all_connected || (!asking && quiet && waited >= Duration::from_secs(4)) || waited >= max {
             return;
         }
-        crate::network::wait_change(crate::network::generation(), Duration::from_millis(250));
+        let now = crate::network::wait_change(seen, Duration::from_millis(250));
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+        }
     }
 }
 
@@ -425,7 +436,11 @@ mod tests {
         assert_eq!(a[0], Action::BringUp(2));
         assert_eq!(states(&a), [LinkState::NoCable]);
         assert!(!a.iter().any(|a| matches!(a, Action::StartDhcp(_))));
-        // Up without carrier (the cable is out): nothing new, and not brought up twice.
+        // Down again (before our request took effect): not brought up twice.
+        assert!(lc.on_message(&link(2, "eth0", 0x1002), &wired).is_empty());
+        // Up without carrier (the cable is out): said once.
+        let a = lc.on_message(&link(2, "eth0", 0x1003), &wired);
+        assert_eq!(a[0], Action::Say("eth0: no cable".into()));
         assert!(lc.on_message(&link(2, "eth0", 0x1003), &wired).is_empty());
         let a = lc.on_message(&link(2, "eth0", 0x1003 | IFF_LOWER_UP), &wired);
         assert!(a.contains(&Action::StartDhcp("eth0".into())), "{a:?}");
