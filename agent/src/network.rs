@@ -228,9 +228,7 @@ pub fn wait_until(timeout: Duration, done: impl Fn(&BTreeMap<String, LinkState>)
 /// with spanning tree forwards after ~30 s). Returns the summary then.
 pub fn wait_for_lease_if_cable(timeout: Duration) -> Summary {
     if matches!(summary(), Summary::Cable { .. }) {
-        wait_until(timeout, |links| {
-            !matches!(summarize(links), Summary::Cable { .. })
-        });
+        wait_until(timeout, |links| !matches!(summarize(links), Summary::Cable { .. }));
     }
     summary()
 }
@@ -276,7 +274,11 @@ mod tests {
             "LAP-P06 Network: none (no cable, no network adapter)."
         );
         let cable = Summary::Cable { link: "eth0".into() };
-        assert!(cable.line(Lang::En).unwrap().starts_with("LAP-P10 "), "{:?}", cable.line(Lang::En));
+        assert!(
+            cable.line(Lang::En).unwrap().starts_with("LAP-P10 "),
+            "{:?}",
+            cable.line(Lang::En)
+        );
         assert!(cable.line(Lang::Nl).unwrap().contains("eth0"));
         assert_eq!(Summary::NotWatched.line(Lang::En), None);
     }

@@ -435,7 +435,13 @@ impl Scenario {
     }
 
     /// Starts QEMU on `stick` (this scenario's or a copy of it) on a laptop with these disks and NIC.
-    pub fn start_vm(&self, stick: &Path, firmware: Firmware, disks: &[LaptopDisk], nic: Nic) -> anyhow::Result<StickVm> {
+    pub fn start_vm(
+        &self,
+        stick: &Path,
+        firmware: Firmware,
+        disks: &[LaptopDisk],
+        nic: Nic,
+    ) -> anyhow::Result<StickVm> {
         let spec = VmSpec {
             disks: disks.iter().map(|d| d.spec).collect(),
             smbios: vec![

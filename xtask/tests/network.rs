@@ -55,7 +55,10 @@ fn tools_or_skip() -> bool {
 
 /// The id in the console's `LAPTEROP-JOB-DONE` line.
 fn job_line(console: &str) -> Option<String> {
-    console.lines().find(|l| l.contains("LAPTEROP-JOB-DONE")).map(str::to_owned)
+    console
+        .lines()
+        .find(|l| l.contains("LAPTEROP-JOB-DONE"))
+        .map(str::to_owned)
 }
 
 /// A USB network adapter plugged in while the wipe runs.
@@ -209,7 +212,9 @@ fn cable_at_the_result_screen(s: &Scenario) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let seconds = cable_in.elapsed().as_secs_f64();
         if !screen.contains("Network: connected on ") {
-            return Err(format!("the redrawn result screen does not show the network:\n{screen}"));
+            return Err(format!(
+                "the redrawn result screen does not show the network:\n{screen}"
+            ));
         }
         v.answer("p").map_err(|e| e.to_string())?;
         Ok(seconds)

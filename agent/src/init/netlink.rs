@@ -14,7 +14,9 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use nix::sys::socket::{bind, recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType};
+use nix::sys::socket::{
+    bind, recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+};
 
 /// `NLMSG_ERROR` (netlink.h).
 const NLMSG_ERROR: u16 = 2;
@@ -202,11 +204,9 @@ fn parse_addr(body: &[u8]) -> Option<Addr> {
 pub fn parse(datagram: &[u8]) -> Vec<Message> {
     let mut out = Vec::new();
     let mut at = 0;
-    while let (Some(len), Some(kind), Some(seq)) = (
-        u32_at(datagram, at),
-        u16_at(datagram, at + 4),
-        u32_at(datagram, at + 8),
-    ) {
+    while let (Some(len), Some(kind), Some(seq)) =
+        (u32_at(datagram, at), u16_at(datagram, at + 4), u32_at(datagram, at + 8))
+    {
         let Ok(len) = usize::try_from(len) else { break };
         if len < NLMSG_HDRLEN || at + len > datagram.len() {
             break;
@@ -391,7 +391,9 @@ mod tests {
         let mut down = eth0_up();
         down[24..28].copy_from_slice(&0x1003u32.to_ne_bytes());
         down[56] = 2;
-        let Message::NewLink(l) = &parse(&down)[0] else { panic!() };
+        let Message::NewLink(l) = &parse(&down)[0] else {
+            panic!()
+        };
         assert!(!l.carrier() && l.up());
     }
 

@@ -110,7 +110,9 @@ impl Lifecycle {
                         },
                     );
                 }
-                let Some(w) = self.links.get_mut(&l.index) else { return out };
+                let Some(w) = self.links.get_mut(&l.index) else {
+                    return out;
+                };
                 if !l.up() {
                     // Carrier means nothing on a link that is down: bring it up, look again then.
                     if !w.asked_up {
@@ -431,7 +433,10 @@ mod tests {
     #[test]
     fn a_link_is_brought_up_and_dhcp_starts_only_with_carrier() {
         let mut lc = Lifecycle::new();
-        assert!(lc.on_message(&link(1, "lo", 0x49), &wired).is_empty(), "loopback ignored");
+        assert!(
+            lc.on_message(&link(1, "lo", 0x49), &wired).is_empty(),
+            "loopback ignored"
+        );
         let a = lc.on_message(&link(2, "eth0", 0x1002), &wired);
         assert_eq!(a[0], Action::BringUp(2));
         assert_eq!(states(&a), [LinkState::NoCable]);
@@ -446,7 +451,9 @@ mod tests {
         assert!(a.contains(&Action::StartDhcp("eth0".into())), "{a:?}");
         assert_eq!(states(&a), [LinkState::Asking]);
         // The same state again starts nothing twice.
-        assert!(lc.on_message(&link(2, "eth0", 0x1003 | IFF_LOWER_UP), &wired).is_empty());
+        assert!(lc
+            .on_message(&link(2, "eth0", 0x1003 | IFF_LOWER_UP), &wired)
+            .is_empty());
         let a = lc.on_message(
             &Message::NewAddr(Addr {
                 index: 2,
@@ -509,7 +516,10 @@ mod tests {
         let mut now = t0;
         for round in 1..=40u32 {
             let a = lc.on_dhcp_exit("eth0", now);
-            assert!(matches!(&a[..], [Action::Say(l)] if l.contains("asking again")), "{a:?}");
+            assert!(
+                matches!(&a[..], [Action::Say(l)] if l.contains("asking again")),
+                "{a:?}"
+            );
             assert!(lc.on_tick(now + backoff(round) - Duration::from_millis(1)).is_empty());
             now += backoff(round);
             assert_eq!(lc.on_tick(now), [Action::StartDhcp("eth0".into())]);

@@ -245,7 +245,10 @@ mod tests {
         );
         // A blocking line() after a timeout gets the rest too.
         std::io::Write::write_all(&mut w, b"ab").unwrap();
-        assert_eq!(keys.line_within(Duration::from_secs(5)).unwrap(), LineWait::Line("P".into()));
+        assert_eq!(
+            keys.line_within(Duration::from_secs(5)).unwrap(),
+            LineWait::Line("P".into())
+        );
         assert_eq!(keys.line_within(Duration::from_millis(200)).unwrap(), LineWait::Timeout);
         std::io::Write::write_all(&mut w, b"c\n").unwrap();
         assert_eq!(keys.line().unwrap().as_deref(), Some("abc"));
