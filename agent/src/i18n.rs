@@ -51,8 +51,8 @@ pub enum Key {
     P05Found => "The clock says {clock}, which cannot be right.", "De klok zegt {clock}, dat kan niet kloppen.";
     P05Do => "Connect the network cable so the clock can be set, or set the date in the BIOS; certificates carry this time.",
         "Sluit de netwerkkabel aan zodat de klok gezet kan worden, of zet de datum in het BIOS; certificaten dragen dit tijdstip.";
-    P06Found => "No network: no wired or wireless connection with an address.",
-        "Geen netwerk: geen kabel- of wifiverbinding met een adres.";
+    P06Found => "No network: no cable is in, or the laptop has no network adapter.",
+        "Geen netwerk: er zit geen kabel in, of de laptop heeft geen netwerkadapter.";
     P06Do => "You can go on: certificates wait on the stick and are sent later. Plug in a network cable to send them now.",
         "U kunt verder: certificaten wachten op de stick en worden later verstuurd. Steek een netwerkkabel in om ze nu te versturen.";
     P10Found => "A network cable is in ({link}), but no address came yet (DHCP is still asking).",

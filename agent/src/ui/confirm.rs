@@ -417,4 +417,43 @@ mod tests {
         assert!(!text.contains("29 s"), "{text}");
         assert!(text.contains("Geannuleerd."));
     }
+
+    #[test]
+    fn the_result_screen_redraws_itself_when_something_changed_without_a_key() {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let mut input = Keys::new(std::fs::File::from(reader));
+        let mut out = Vec::new();
+        let mut lang = Lang::En;
+        let sent = std::cell::Cell::new(false);
+        let render = |_: Lang| {
+            if sent.get() {
+                "certificate sent, QR\n".to_string()
+            } else {
+                "certificate waits\n".to_string()
+            }
+        };
+        // Nothing is typed; after two quiet seconds the certificate is sent, then P comes.
+        let mut ticks = 0;
+        let mut writer = Some(std::fs::File::from(writer));
+        let mut changed = || {
+            ticks += 1;
+            match ticks {
+                2 => {
+                    sent.set(true);
+                    true
+                }
+                3 => {
+                    if let Some(mut w) = writer.take() {
+                        std::io::Write::write_all(&mut w, b"p\n").unwrap();
+                    }
+                    false
+                }
+                _ => false,
+            }
+        };
+        let next = ask_next_live(&mut input, &mut out, &mut lang, &render, &mut changed).unwrap();
+        assert_eq!(next, Next::PowerOff);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "certificate waits\n> \ncertificate sent, QR\n> ");
+    }
 }
