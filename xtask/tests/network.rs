@@ -91,10 +91,11 @@ fn usb_adapter_during_the_wipe(s: &Scenario) -> Result<(), String> {
                         )?;
                         plugged = Some((Instant::now(), text.to_owned()));
                     }
-                    Some((at, before)) if leased.is_none() => {
-                        if text[before.len().min(text.len())..].contains(": connected, address ") {
-                            leased = Some(at.elapsed());
-                        }
+                    Some((at, before))
+                        if leased.is_none()
+                            && text[before.len().min(text.len())..].contains(": connected, address ") =>
+                    {
+                        leased = Some(at.elapsed());
                     }
                     _ => {}
                 }

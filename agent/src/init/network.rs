@@ -94,24 +94,21 @@ impl Lifecycle {
         let mut out = Vec::new();
         match msg {
             Message::NewLink(l) => {
-                if !self.links.contains_key(&l.index) {
-                    let Some(name) = l.name.clone().filter(|n| wired(n)) else {
-                        return out;
-                    };
-                    self.links.insert(
-                        l.index,
-                        Wired {
+                let w = match self.links.entry(l.index) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let Some(name) = l.name.clone().filter(|n| wired(n)) else {
+                            return out;
+                        };
+                        e.insert(Wired {
                             name,
                             asked_up: false,
                             carrier: None,
                             address: None,
                             dhcp: Dhcp::Idle,
                             failures: 0,
-                        },
-                    );
-                }
-                let Some(w) = self.links.get_mut(&l.index) else {
-                    return out;
+                        })
+                    }
                 };
                 if !l.up() {
                     // Carrier means nothing on a link that is down: bring it up, look again then.
