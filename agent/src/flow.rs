@@ -377,17 +377,39 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
         Some(r) if r.status == InstallStatus::Installed => InstallState::Installed(r.image_label()),
         Some(r) => InstallState::Failed(r.reason.clone().unwrap_or_default()),
     };
-    let upload_state = upload_state(result.upload.as_ref());
-    let drawing = result
-        .donor_url
-        .as_deref()
-        .and_then(|url| qr::render(url, style).ok().map(|d| (url.to_string(), d)));
+    // The result screen redraws itself when the network changes, and shows the receipt and the donor
+    // page's QR code as soon as the courier (or a lease) got the certificate sent.
+    let outbox_dir = flow.job.dir.join("outbox");
+    let id = result.certificate.id.clone();
+    let shown = std::cell::RefCell::new(Shown::new(
+        upload_state(result.upload.as_ref()),
+        result.donor_url.as_deref(),
+        style,
+    ));
     let rows = crate::ui::terminal_rows();
     let render = |l: Lang| {
-        let qr = drawing.as_ref().map(|(u, d)| (u.as_str(), d.as_str()));
-        screens::result(l, style, &results, &install_state, &upload_state, qr, rows)
+        let shown = shown.borrow();
+        let qr = shown.drawing.as_ref().map(|(u, d)| (u.as_str(), d.as_str()));
+        screens::result(l, style, &results, &install_state, &shown.upload, qr, rows)
     };
-    let next = s.next(&render)?;
+    let mut changed = || {
+        let mut shown = shown.borrow_mut();
+        let network = crate::network::summary();
+        let mut redraw = network != shown.network;
+        shown.network = network;
+        if shown.upload == UploadState::Waiting && site.server.is_some() {
+            let url = crate::outbox::Outbox::open(&outbox_dir)
+                .ok()
+                .and_then(|o| job::donor_url(&o, &id));
+            if let Some(url) = url {
+                *shown = Shown::new(UploadState::Uploaded, Some(&url), style);
+                log.line(None, "certificate sent once the network came; receipt stored beside it");
+                redraw = true;
+            }
+        }
+        redraw
+    };
+    let next = confirm::ask_next_live(s.input, s.out, &mut s.lang, &render, &mut changed)?;
     log.line(
         None,
         match next {
@@ -396,6 +418,24 @@ pub fn run(flow: &Flow<'_>, input: &mut dyn Input, out: &mut dyn Write, style: S
         },
     );
     end(Ending::Done(result), next)
+}
+
+/// What the result screen shows of the upload, and the network it was drawn with.
+struct Shown {
+    upload: UploadState,
+    /// The donor page and its QR drawing.
+    drawing: Option<(String, String)>,
+    network: crate::network::Summary,
+}
+
+impl Shown {
+    fn new(upload: UploadState, donor_url: Option<&str>, style: Style) -> Self {
+        Self {
+            upload,
+            drawing: donor_url.and_then(|url| qr::render(url, style).ok().map(|d| (url.to_string(), d))),
+            network: crate::network::summary(),
+        }
+    }
 }
 
 fn install_ok(r: Option<&InstallRecord>) -> bool {
@@ -477,9 +517,17 @@ impl Bars {
         let done = Arc::new(AtomicBool::new(false));
         let (flag, bars) = (Arc::clone(&done), Arc::clone(self));
         let handle = std::thread::spawn(move || {
+            // The network line of the screen before, said again whenever it changes during the wipe.
+            let mut network = crate::network::summary();
             while !flag.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(250));
+                let now = crate::network::summary();
+                let line = (now != network).then(|| now.line(bars.lang)).flatten();
+                network = now;
                 if let Ok(mut ui) = bars.ui.lock() {
+                    if let Some(line) = &line {
+                        ui.note(line);
+                    }
                     ui.tick_at(Instant::now());
                 }
             }

@@ -51,10 +51,14 @@ pub enum Key {
     P05Found => "The clock says {clock}, which cannot be right.", "De klok zegt {clock}, dat kan niet kloppen.";
     P05Do => "Connect the network cable so the clock can be set, or set the date in the BIOS; certificates carry this time.",
         "Sluit de netwerkkabel aan zodat de klok gezet kan worden, of zet de datum in het BIOS; certificaten dragen dit tijdstip.";
-    P06Found => "No network: no wired or wireless connection with an address.",
-        "Geen netwerk: geen kabel- of wifiverbinding met een adres.";
+    P06Found => "No network: no cable is in, or the laptop has no network adapter.",
+        "Geen netwerk: er zit geen kabel in, of de laptop heeft geen netwerkadapter.";
     P06Do => "You can go on: certificates wait on the stick and are sent later. Plug in a network cable to send them now.",
         "U kunt verder: certificaten wachten op de stick en worden later verstuurd. Steek een netwerkkabel in om ze nu te versturen.";
+    P10Found => "A network cable is in ({link}), but no address came yet (DHCP is still asking).",
+        "Er zit een netwerkkabel in ({link}), maar er kwam nog geen adres (DHCP vraagt nog).";
+    P10Do => "You can go on: the stick keeps asking and sends the certificates as soon as an address comes. If it never does, try another network socket or ask the workshop lead.",
+        "U kunt verder: de stick blijft vragen en verstuurt de certificaten zodra er een adres is. Lukt het nooit, probeer dan een andere netwerkaansluiting of vraag het de werkplaatsleider.";
     P07Found => "The battery is at {percent}% and not charging.", "De batterij staat op {percent}% en laadt niet op.";
     P07Do => "Plug in the charger before the disk is wiped: a laptop that dies halfway leaves a disk half wiped.",
         "Sluit de lader aan voor de schijf gewist wordt: een laptop die halverwege uitvalt, laat een half gewiste schijf achter.";
@@ -162,6 +166,11 @@ pub enum Key {
     QrCaption => "Donor page (scan with a phone):", "Pagina voor de schenker (scan met een telefoon):";
     NextMachine => "Type N and Enter for the next laptop, or P and Enter to power off.",
         "Typ N en Enter voor de volgende laptop, of P en Enter om uit te schakelen.";
+
+    // The network line under every screen.
+    NetNone => "Network: none (no cable, no network adapter).", "Netwerk: geen (geen kabel, geen netwerkadapter).";
+    NetCable => "Network: cable in ({link}), waiting for an address.", "Netwerk: kabel in ({link}), wacht op een adres.";
+    NetConnected => "Network: connected on {link}, address {address}.", "Netwerk: verbonden via {link}, adres {address}.";
 
     // Problems that stop the flow (codes in docs/lead-guide.md).
     S01Found => "The stick's station key cannot be used: {detail}", "De stationssleutel op de stick is niet bruikbaar: {detail}";

@@ -21,6 +21,7 @@ pub mod i18n;
 pub mod init;
 pub mod install;
 pub mod job;
+pub mod network;
 pub mod outbox;
 pub mod plan;
 pub mod preflight;

@@ -64,6 +64,8 @@ pub enum Code {
     P08,
     /// An SD card is in the card reader and is left alone.
     P09,
+    /// A network cable is in, but DHCP gave no address yet.
+    P10,
 }
 
 impl Code {
@@ -79,6 +81,7 @@ impl Code {
             Code::P07 => "LAP-P07",
             Code::P08 => "LAP-P08",
             Code::P09 => "LAP-P09",
+            Code::P10 => "LAP-P10",
         }
     }
 
@@ -86,7 +89,7 @@ impl Code {
     pub fn severity(self) -> Severity {
         match self {
             Code::P01 | Code::P02 | Code::P07 | Code::P08 => Severity::Stop,
-            Code::P03 | Code::P04 | Code::P05 | Code::P06 | Code::P09 => Severity::Warn,
+            Code::P03 | Code::P04 | Code::P05 | Code::P06 | Code::P09 | Code::P10 => Severity::Warn,
         }
     }
 
@@ -101,6 +104,7 @@ impl Code {
             Code::P07 => (Key::P07Found, Key::P07Do),
             Code::P08 => (Key::P08Found, Key::P08Do),
             Code::P09 => (Key::P09Found, Key::P09Do),
+            Code::P10 => (Key::P10Found, Key::P10Do),
         }
     }
 }
@@ -147,6 +151,17 @@ impl Finding {
         let args: Vec<(&str, &str)> = self.args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         lang.fill(key, &args)
     }
+}
+
+/// The network as pre-flight finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Net {
+    /// A link with carrier and an IPv4 route.
+    Routed,
+    /// A link with carrier (named), no route: DHCP has not answered.
+    Carrier(String),
+    /// No link with carrier.
+    None,
 }
 
 /// What pre-flight looks at.
@@ -239,8 +254,10 @@ pub fn check(input: &Input<'_>) -> Vec<Finding> {
     if input.now < floor || input.now > floor.saturating_add(CLOCK_FUTURE_SLACK) {
         out.push(Finding::new(Code::P05, &[("clock", format_clock(input.now))]));
     }
-    if !sys.network_up() {
-        out.push(Finding::new(Code::P06, &[]));
+    match sys.network() {
+        Net::Routed => {}
+        Net::Carrier(link) => out.push(Finding::new(Code::P10, &[("link", link)])),
+        Net::None => out.push(Finding::new(Code::P06, &[])),
     }
     if let Some(percent) = sys.battery_low(input.battery_min_percent) {
         out.push(Finding::new(Code::P07, &[("percent", percent.to_string())]));
@@ -354,21 +371,30 @@ impl Sys {
         out
     }
 
-    /// A hardware interface with carrier and an IPv4 route through it (a route exists once DHCP gave an
-    /// address).
-    fn network_up(&self) -> bool {
+    /// The network: a hardware interface with carrier and an IPv4 route through it (a route exists once
+    /// DHCP gave an address), else the first one with carrier, else none.
+    fn network(&self) -> Net {
         let routes = self.attr("proc/net/route").unwrap_or_default();
         let routed: Vec<&str> = routes
             .lines()
             .skip(1)
             .filter_map(|l| l.split_whitespace().next())
             .collect();
-        self.list("sys/class/net").iter().any(|name| {
-            let at = |a: &str| format!("sys/class/net/{name}/{a}");
-            self.exists(&at("device"))
-                && self.attr(&at("carrier")).as_deref() == Some("1")
-                && routed.contains(&name.as_str())
-        })
+        let names = self.list("sys/class/net");
+        let with_carrier: Vec<&String> = names
+            .iter()
+            .filter(|name| {
+                let at = |a: &str| format!("sys/class/net/{name}/{a}");
+                self.exists(&at("device")) && self.attr(&at("carrier")).as_deref() == Some("1")
+            })
+            .collect();
+        if with_carrier.iter().any(|n| routed.contains(&n.as_str())) {
+            Net::Routed
+        } else if let Some(first) = with_carrier.first() {
+            Net::Carrier((*first).clone())
+        } else {
+            Net::None
+        }
     }
 
     /// The charge left in the laptop's batteries together when it is below `min` and no power comes in,
@@ -623,10 +649,12 @@ mod tests {
         // Cable pulled.
         f.file("sys/class/net/enp0s31f6/carrier", "0");
         assert_eq!(codes(&run(&f, &disks)), ["LAP-P06"]);
-        // Link but no address (DHCP failed).
+        // Cable in but no address yet (DHCP still asking): its own code, naming the link.
         let g = Fixture::new("net-noroute");
         g.online().file("proc/net/route", "Iface\tDestination\n");
-        assert_eq!(codes(&run(&g, &disks)), ["LAP-P06"]);
+        let found = run(&g, &disks);
+        assert_eq!(codes(&found), ["LAP-P10"]);
+        assert!(found[0].found(Lang::En).contains("enp0s31f6"), "{:?}", found[0]);
         // Only loopback (no device link) has a route.
         let h = Fixture::new("net-lo");
         h.file("sys/class/net/lo/carrier", "1")

@@ -140,6 +140,16 @@ impl<'a> Volunteer<'a> {
         }
     }
 
+    /// From now on only what comes next counts as the screen (serial), as after an answer.
+    pub fn mark_seen(&mut self) {
+        self.mark = self.vm.console().len();
+    }
+
+    /// The VM (for QMP: a cable or an adapter plugged in while the volunteer waits).
+    pub fn vm(&mut self) -> &mut StickVm {
+        self.vm
+    }
+
     /// The last screen seen (serial: its last 40 lines).
     pub fn last_screen(&self) -> String {
         let last = self.seen.last().cloned().unwrap_or_default();

@@ -412,6 +412,17 @@ impl Scenario {
         ])
     }
 
+    /// A laptop with disks of these specs, each full of personal files (`disk0`, `disk1`, ...).
+    pub fn laptop_with(&self, name: &str, specs: &[DiskSpec]) -> anyhow::Result<Vec<LaptopDisk>> {
+        let dir = self.work.join(name);
+        fs::create_dir_all(&dir)?;
+        specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| personal_disk(&dir, &format!("disk{i}"), *spec))
+            .collect()
+    }
+
     /// Boots the stick on a laptop with these disks until QEMU exits (the agent powers off), a failure
     /// string appears, or `timeout`. Returns the serial console.
     pub fn boot(
@@ -421,6 +432,18 @@ impl Scenario {
         network: bool,
         timeout: Duration,
     ) -> anyhow::Result<Boot> {
+        let nic = if network { Nic::Wired } else { Nic::None };
+        self.boot_with(firmware, disks, nic, timeout, &mut |_, _| Ok(()))
+    }
+
+    /// Starts QEMU on `stick` (this scenario's or a copy of it) on a laptop with these disks and NIC.
+    pub fn start_vm(
+        &self,
+        stick: &Path,
+        firmware: Firmware,
+        disks: &[LaptopDisk],
+        nic: Nic,
+    ) -> anyhow::Result<StickVm> {
         let spec = VmSpec {
             disks: disks.iter().map(|d| d.spec).collect(),
             smbios: vec![
@@ -428,13 +451,27 @@ impl Scenario {
                 "type=2,manufacturer=LENOVO,product=20HRCTO1WW,serial=L1HF7AB00XY".to_owned(),
                 "type=3,manufacturer=LENOVO,serial=PF0XDEMO".to_owned(),
             ],
-            nic: network.then(|| "e1000e".to_owned()),
+            nic: (nic == Nic::Wired).then(|| "e1000e".to_owned()),
+            nic_later: nic == Nic::Later,
             guestfwd: vec![format!("tcp:{GUEST_SERVER}:80-tcp:127.0.0.1:{}", self.server.port)],
             memory_mib: 1024,
             ..VmSpec::default()
         };
         let files: Vec<PathBuf> = disks.iter().map(|d| d.file.clone()).collect();
-        let mut vm = StickVm::start(&self.stick, firmware, &spec, &files)?;
+        Ok(StickVm::start(stick, firmware, &spec, &files)?)
+    }
+
+    /// [`Scenario::boot`] with a choice of NIC, calling `during` with the VM and its console every
+    /// quarter second (to plug a cable or an adapter in through QMP).
+    pub fn boot_with(
+        &self,
+        firmware: Firmware,
+        disks: &[LaptopDisk],
+        nic: Nic,
+        timeout: Duration,
+        during: &mut dyn FnMut(&mut StickVm, &str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Boot> {
+        let mut vm = self.start_vm(&self.stick, firmware, disks, nic)?;
         let mut marks: Vec<(String, f64)> = Vec::new();
         let refused = loop {
             let text = vm.console();
@@ -442,6 +479,7 @@ impl Scenario {
             if let Some(bad) = FATAL.iter().find(|b| text.contains(**b)) {
                 break Some((*bad).to_owned());
             }
+            during(&mut vm, &text)?;
             // Powered off (QEMU exits with -no-reboot)?
             if vm.wait_exit(Duration::from_millis(250)).is_ok() {
                 break None;
@@ -466,18 +504,7 @@ impl Scenario {
 
     /// Reads a file from the stick's FAT partition (mtools, at the partition's 1 MiB offset).
     pub fn stick_file(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let out = Command::new("mtype")
-            .arg("-i")
-            .arg(format!("{}@@1M", self.stick.display()))
-            .arg(format!("::{path}"))
-            .output()
-            .context("running mtype (Debian package mtools)")?;
-        ensure!(
-            out.status.success(),
-            "{path} is not on the stick: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(out.stdout)
+        stick_file_of(&self.stick, path)
     }
 
     /// Lists the stick's outbox.
@@ -589,6 +616,11 @@ impl Scenario {
     /// The server holds exactly this certificate, its receipt on the stick verifies with the server
     /// key, and the donor page answers with the laptop's serial.
     pub fn check_uploaded(&self, id: &str, bytes: &[u8]) -> anyhow::Result<String> {
+        self.check_uploaded_from(&self.stick, id, bytes)
+    }
+
+    /// [`Scenario::check_uploaded`] with the receipt read from `stick` (a copy of the scenario's).
+    pub fn check_uploaded_from(&self, stick: &Path, id: &str, bytes: &[u8]) -> anyhow::Result<String> {
         let (status, body) = self
             .server
             .get_as_station(&format!("/api/v1/certificates/{id}"), &self.station_key)?;
@@ -598,7 +630,7 @@ impl Scenario {
         let c = cert::verify(&on_server, &self.station_pub).context("the certificate on the server")?;
         let local = cert::verify(bytes, &self.station_pub)?;
         ensure!(c == local, "the server's certificate differs from the stick's");
-        let receipt_bytes = self.stick_file(&format!("lapterop/outbox/{id}.receipt.json"))?;
+        let receipt_bytes = stick_file_of(stick, &format!("lapterop/outbox/{id}.receipt.json"))?;
         let server_key = cert::keys::read_public_key(&self.server.data.join("server.pub"))?;
         let receipt =
             cert::chain::verify_receipt(&receipt_bytes, &server_key).context("the receipt's server signature")?;
@@ -637,6 +669,22 @@ impl Scenario {
     }
 }
 
+/// Reads a file from a stick image's FAT partition (mtools, at the partition's 1 MiB offset).
+pub fn stick_file_of(stick: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
+    let out = Command::new("mtype")
+        .arg("-i")
+        .arg(format!("{}@@1M", stick.display()))
+        .arg(format!("::{path}"))
+        .output()
+        .context("running mtype (Debian package mtools)")?;
+    ensure!(
+        out.status.success(),
+        "{path} is not on the stick: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out.stdout)
+}
+
 /// Records the first time each milestone's console line was seen.
 fn note_milestones(text: &str, now: f64, marks: &mut Vec<(String, f64)>) {
     for (mark, name) in [
@@ -652,6 +700,17 @@ fn note_milestones(text: &str, now: f64, marks: &mut Vec<(String, f64)>) {
             marks.push((name.to_owned(), now));
         }
     }
+}
+
+/// The laptop's network adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nic {
+    /// None at all.
+    None,
+    /// An e1000e (QMP name `nic0`) on the restricted network.
+    Wired,
+    /// None at boot; the restricted network `net0` waits for a `device_add` (a USB adapter).
+    Later,
 }
 
 /// One boot.

@@ -195,6 +195,10 @@ pub struct VmSpec {
     /// A USB Ethernet adapter (`usb-net`: CDC Ethernet/RNDIS) on its own xHCI controller and its own
     /// restricted user network, besides [`VmSpec::nic`].
     pub usb_nic: bool,
+    /// With no [`VmSpec::nic`]: the restricted user network `net0` (with the `guestfwd` rules) exists
+    /// without a device, for a NIC the test plugs in later through QMP (`device_add
+    /// usb-net,netdev=net0,bus=xhci.0`).
+    pub nic_later: bool,
     /// A standard VGA card (the laptop's own screen, read through QMP `screendump`); otherwise none.
     pub vga: bool,
     /// I/O errors injected into disks by QEMU's `blkdebug` driver.
@@ -243,6 +247,7 @@ impl Default for VmSpec {
             smbios: Vec::new(),
             nic: Some("e1000e".to_owned()),
             usb_nic: false,
+            nic_later: false,
             guestfwd: Vec::new(),
             command: "true".to_owned(),
             agent: Agent::Build,
@@ -479,7 +484,7 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
     for s in &spec.smbios {
         args.extend(["-smbios".to_owned(), s.clone()]);
     }
-    if let Some(model) = &spec.nic {
+    if spec.nic.is_some() || spec.nic_later {
         let mut netdev = "user,id=net0,restrict=on".to_owned();
         for fwd in &spec.guestfwd {
             let host = fwd.split_once('-').map(|(_, h)| h).unwrap_or("");
@@ -501,12 +506,11 @@ pub fn qemu_disk_and_device_args(spec: &VmSpec, disk_files: &[PathBuf]) -> Resul
             let relay = guestfwd_relay()?;
             netdev.push_str(&format!(",guestfwd={guest}-cmd:python3 {} {port}", relay.display()));
         }
-        args.extend([
-            "-netdev".to_owned(),
-            netdev,
-            "-device".to_owned(),
-            format!("{model},netdev=net0"),
-        ]);
+        args.extend(["-netdev".to_owned(), netdev]);
+        if let Some(model) = &spec.nic {
+            // `id=nic0`: what QMP `set_link` names to pull the cable.
+            args.extend(["-device".to_owned(), format!("{model},netdev=net0,id=nic0")]);
+        }
     }
     if spec.usb_nic {
         args.extend(
@@ -812,7 +816,7 @@ mod tests {
                 && args.contains("guestfwd-relay.py 8080"),
             "{args}"
         );
-        assert!(args.contains("-device e1000e,netdev=net0"));
+        assert!(args.contains("-device e1000e,netdev=net0,id=nic0"));
         let open = VmSpec {
             guestfwd: vec!["tcp:10.0.2.100:80-tcp:192.0.2.1:80".to_owned()],
             ..VmSpec::default()

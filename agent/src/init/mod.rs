@@ -10,6 +10,8 @@
 //! shown with its reason and the machine drops to a rescue shell (or powers off in unattended mode).
 
 pub mod coldplug;
+pub mod netlink;
+pub mod network;
 pub mod system;
 
 use std::collections::BTreeSet;
@@ -52,34 +54,70 @@ pub fn parse_cmdline(text: &str) -> BootOptions {
 /// Where the stick's marker file sits on its data partition.
 pub const STICK_MARKER: &str = lapterop_certificate::STICK_MARKER;
 
+/// Loads the modules a device's modalias asks for, each module once: the one loader behind coldplug
+/// at boot and hotplug for the rest of the session.
+#[derive(Debug)]
+pub struct Loader<'a> {
+    index: &'a coldplug::ModuleIndex,
+    modules_dir: &'a Path,
+    tried: BTreeSet<String>,
+    skip_loaded: bool,
+}
+
+impl<'a> Loader<'a> {
+    /// A loader for the modules of `index` in `modules_dir`.
+    pub fn new(index: &'a coldplug::ModuleIndex, modules_dir: &'a Path) -> Self {
+        Self {
+            index,
+            modules_dir,
+            tried: BTreeSet::new(),
+            skip_loaded: false,
+        }
+    }
+
+    /// Skips modules the kernel already has (`/sys/module/NAME`), so a report names only what this
+    /// loader added (hotplug, after coldplug loaded the rest).
+    pub fn skipping_loaded(mut self) -> Self {
+        self.skip_loaded = true;
+        self
+    }
+
+    /// Loads every module `modalias` matches that was not tried yet, with its dependencies first;
+    /// adds what was loaded and what failed to `report`.
+    pub fn load_for(&mut self, modalias: &str, report: &mut Coldplug) {
+        for module in self.index.matches(modalias) {
+            if !self.tried.insert(module.clone()) {
+                continue;
+            }
+            let Some(order) = self.index.load_order(&module) else {
+                continue;
+            };
+            for path in order {
+                let name = coldplug::module_name(&path);
+                if self.skip_loaded && Path::new("/sys/module").join(&name).exists() {
+                    continue;
+                }
+                match system::load_module(&self.modules_dir.join(&path)) {
+                    Ok(()) => report.loaded.push(name),
+                    Err(e) => report.failed.push(format!("{name}: {e}")),
+                }
+            }
+        }
+    }
+}
+
 /// Coldplug until quiet: returns the modules loaded and the ones that failed (with errno text).
 pub fn coldplug(index: &coldplug::ModuleIndex, modules_dir: &Path, quiet: Duration, limit: Duration) -> Coldplug {
     let mut report = Coldplug::default();
-    let mut loaded: BTreeSet<String> = BTreeSet::new();
+    let mut loader = Loader::new(index, modules_dir);
     let socket = system::UeventSocket::open();
     if let Err(e) = &socket {
         report.notes.push(format!("uevent socket: {e}; scanning sysfs only"));
     }
     let started = Instant::now();
-    let mut load_for = |modalias: &str, report: &mut Coldplug| {
-        for module in index.matches(modalias) {
-            if !loaded.insert(module.clone()) {
-                continue;
-            }
-            let Some(order) = index.load_order(&module) else {
-                continue;
-            };
-            for path in order {
-                match system::load_module(&modules_dir.join(&path)) {
-                    Ok(()) => report.loaded.push(coldplug::module_name(&path)),
-                    Err(e) => report.failed.push(format!("{}: {e}", coldplug::module_name(&path))),
-                }
-            }
-        }
-    };
     // Devices that exist already: their modalias files, then ask the kernel to replay their events.
     for alias in system::sysfs_modaliases(Path::new("/sys/devices")) {
-        load_for(&alias, &mut report);
+        loader.load_for(&alias, &mut report);
     }
     system::trigger_add(Path::new("/sys/devices"));
     if let Ok(sock) = &socket {
@@ -89,13 +127,13 @@ pub fn coldplug(index: &coldplug::ModuleIndex, modules_dir: &Path, quiet: Durati
                 Some(ev) => {
                     last_event = Instant::now();
                     if let Some(alias) = ev.modalias() {
-                        load_for(alias, &mut report);
+                        loader.load_for(alias, &mut report);
                     }
                 }
                 None => {
                     // New devices without events yet (a controller that just bound): rescan cheaply.
                     for alias in system::sysfs_modaliases(Path::new("/sys/devices")) {
-                        load_for(&alias, &mut report);
+                        loader.load_for(&alias, &mut report);
                     }
                 }
             }
@@ -104,6 +142,48 @@ pub fn coldplug(index: &coldplug::ModuleIndex, modules_dir: &Path, quiet: Durati
     report.loaded.sort();
     report.loaded.dedup();
     report
+}
+
+/// Hotplug for the rest of the session: a thread that reads the kernel's uevents and loads what each
+/// added device's modalias asks for with [`Loader`], exactly as coldplug does (a USB network adapter
+/// or a dock plugged in after boot gets its driver; the driver's firmware comes through the kernel's
+/// own loader from the stick's firmware path, set at boot). Devices that appeared between coldplug and
+/// this thread's start are found by one sysfs scan first.
+pub fn start_hotplug(index: coldplug::ModuleIndex, modules_dir: PathBuf) -> std::io::Result<()> {
+    let sock = system::UeventSocket::open().map_err(std::io::Error::from)?;
+    std::thread::Builder::new().name("hotplug".into()).spawn(move || {
+        let mut loader = Loader::new(&index, &modules_dir).skipping_loaded();
+        let mut report = Coldplug::default();
+        for alias in system::sysfs_modaliases(Path::new("/sys/devices")) {
+            loader.load_for(&alias, &mut report);
+        }
+        announce_loaded("devices found after coldplug", &report);
+        loop {
+            let Some(ev) = sock.recv(Duration::from_secs(5)) else {
+                continue;
+            };
+            if ev.action != "add" {
+                continue;
+            }
+            if let Some(alias) = ev.modalias() {
+                let mut report = Coldplug::default();
+                loader.load_for(alias, &mut report);
+                announce_loaded(&ev.devpath, &report);
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn announce_loaded(what: &str, report: &Coldplug) {
+    if report.loaded.is_empty() && report.failed.is_empty() {
+        return;
+    }
+    let mut line = format!("lapterop: hotplug: {what}: loaded {}", report.loaded.join(" "));
+    if !report.failed.is_empty() {
+        line.push_str(&format!("; failed {}", report.failed.join(", ")));
+    }
+    network::announce(&line);
 }
 
 /// What coldplug did.
@@ -184,6 +264,7 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
     };
     // Network, graphics and power drivers and their firmware live on the stick (docs/live-image.md).
     let mut stick_modules = false;
+    let mut session_index = None;
     if stick_disk.is_some() {
         match system::use_stick_modules(Path::new(STICK_MOUNT), &release) {
             Ok(dir) => {
@@ -198,13 +279,20 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
                     loaded.len(),
                     loaded.join(" ")
                 );
+                session_index = Some((full, dir));
             }
             Err(e) => println!("lapterop: stick modules: {e}"),
         }
     }
+    // Devices plugged in from now on get their drivers too.
+    let (hot_index, hot_dir) = session_index.unwrap_or((index, modules_dir));
+    if let Err(e) = start_hotplug(hot_index, hot_dir) {
+        println!("lapterop: hotplug: the uevent socket: {e}; devices plugged in later get no driver");
+    }
     if opts.network {
-        for line in system::dhcp_all_wired() {
-            println!("lapterop: {line}");
+        match network::start() {
+            Ok(()) => network::settle(Duration::from_secs(12)),
+            Err(e) => println!("lapterop: network: the routing socket: {e}; no DHCP"),
         }
     }
     // Whether this boot was verified: the kernel's lockdown mode is [integrity] under Secure Boot.
@@ -256,23 +344,48 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
         crate::site::Mode::Interactive => "interactive".into(),
         crate::site::Mode::Unattended => "unattended".into(),
     });
+    // The network's lines go to the kernel log while the volunteer's screens show it.
+    network::quiet_console(mode == "interactive");
     // Certificates from earlier laptops go first, before a long wipe: the lead sees them tonight.
     let outbox = crate::outbox::Outbox::open(&dir.join("outbox"));
     let pending = outbox
         .as_ref()
         .map(|o| o.pending().map(|p| p.len()).unwrap_or(0))
         .unwrap_or(0);
+    // With certificates waiting, a cable whose lease is on its way is worth a short wait.
+    let network_now = if pending > 0 && opts.network {
+        crate::network::wait_for_lease_if_cable(crate::job::steps::UPLOAD_LEASE_WAIT)
+    } else {
+        crate::network::summary()
+    };
+    let online = !matches!(
+        network_now,
+        crate::network::Summary::None | crate::network::Summary::Cable { .. }
+    );
     if let (Some(server), Ok(outbox), true) = (&site.server, &outbox, pending > 0 && opts.network) {
-        println!("lapterop: {pending} certificate(s) from earlier runs wait in the outbox; sending them");
-        let mut say = |e: crate::job::Event<'_>| {
-            if let Some(line) = crate::job::console::line(&site, &e) {
-                println!("{line}");
+        if online {
+            println!("lapterop: {pending} certificate(s) from earlier runs wait in the outbox; sending them");
+            let mut say = |e: crate::job::Event<'_>| {
+                if let Some(line) = crate::job::console::line(&site, &e) {
+                    println!("{line}");
+                }
+            };
+            if let Err(e) = crate::job::send_outbox(outbox, server, "", &mut std::thread::sleep, &mut say) {
+                println!("lapterop: sending the outbox: {e:#}");
             }
-        };
-        if let Err(e) = crate::job::send_outbox(outbox, server, "", &mut std::thread::sleep, &mut say) {
-            println!("lapterop: sending the outbox: {e:#}");
+            println!("LAPTEROP-UPLOAD-DONE");
+        } else {
+            println!(
+                "lapterop: {pending} certificate(s) from earlier runs wait in the outbox; they are sent as soon as \
+                 a network link gets an address"
+            );
         }
-        println!("LAPTEROP-UPLOAD-DONE");
+    }
+    // From now on, whenever a link gets a lease, whatever waits in the outbox is sent.
+    if let (Some(server), true) = (&site.server, opts.network) {
+        if let Err(e) = start_courier(server.clone(), dir.join("outbox")) {
+            println!("lapterop: the outbox courier: {e}; certificates wait for the next boot");
+        }
     }
     match mode.as_str() {
         "upload" => {
@@ -324,6 +437,49 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
              lets a lead look around"
         )),
     }
+}
+
+/// Starts the outbox courier: a thread that, every time a link gets a lease, sends what waits in the
+/// outbox (older certificates and this laptop's, if its own upload found no network), then tells the
+/// screens ([`crate::network::delivered`]) so the result screen shows the receipt and the donor page.
+fn start_courier(server: crate::site::Server, outbox_dir: PathBuf) -> std::io::Result<()> {
+    std::thread::Builder::new().name("courier".into()).spawn(move || {
+        let mut seen = crate::network::leases();
+        loop {
+            let generation = crate::network::generation();
+            if crate::network::leases() == seen {
+                crate::network::wait_change(generation, Duration::from_secs(60));
+                continue;
+            }
+            seen = crate::network::leases();
+            let Ok(outbox) = crate::outbox::Outbox::open(&outbox_dir) else {
+                continue;
+            };
+            let pending = outbox.pending().map(|p| p.len()).unwrap_or(0);
+            if pending == 0 {
+                continue;
+            }
+            network::announce(&format!(
+                "lapterop: network came: sending {pending} certificate(s) from the outbox"
+            ));
+            let mut say = |e: crate::job::Event<'_>| {
+                if let crate::job::Event::Sent { file, sent } = e {
+                    network::announce(&match sent {
+                        crate::outbox::Sent::Uploaded => format!("lapterop: sent {file}"),
+                        crate::outbox::Sent::AlreadyDone => return,
+                        crate::outbox::Sent::Failed(e) if e.retryable() => format!("lapterop: LAP-N01 {e}"),
+                        crate::outbox::Sent::Failed(e) => format!("lapterop: LAP-N02 {e}"),
+                    });
+                }
+            };
+            if let Err(e) = crate::job::send_outbox(&outbox, &server, "", &mut std::thread::sleep, &mut say) {
+                network::announce(&format!("lapterop: sending the outbox: {e:#}"));
+            }
+            crate::network::delivered();
+            network::announce("LAPTEROP-COURIER-DONE");
+        }
+    })?;
+    Ok(())
 }
 
 /// The whole disk a partition belongs to (`sda1` -> `sda`, `nvme0n1p2` -> `nvme0n1`), from sysfs.

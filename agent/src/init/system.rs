@@ -165,45 +165,6 @@ pub fn raise_clock_to(floor: i64) {
     }
 }
 
-/// Runs busybox `udhcpc` once on every wired interface; returns one line per interface.
-pub fn dhcp_all_wired() -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir("/sys/class/net") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name == "lo" || e.path().join("wireless").exists() {
-            continue;
-        }
-        let _ = Command::new("/sbin/ip")
-            .args(["link", "set", "dev", &name, "up"])
-            .status();
-        let status = Command::new("/sbin/udhcpc")
-            .args([
-                "-i",
-                &name,
-                "-n",
-                "-q",
-                "-t",
-                "4",
-                "-T",
-                "2",
-                "-s",
-                "/etc/udhcpc.script",
-                "-V",
-            ])
-            .arg(format!("lapterop-live/{}", env!("CARGO_PKG_VERSION")))
-            .status();
-        out.push(match status {
-            Ok(s) if s.success() => format!("{name}: DHCP lease"),
-            Ok(_) => format!("{name}: no DHCP answer (certificates will wait on the stick)"),
-            Err(e) => format!("{name}: udhcpc not available: {e}"),
-        });
-    }
-    out
-}
-
 /// Modules the stick's FAT needs with Debian's vfat defaults (codepage 437, iocharset ascii, UTF-8
 /// names); loaded before probing, since nothing announces a filesystem with a uevent.
 const FAT_MODULES: &[&str] = &["vfat", "nls_cp437", "nls_ascii", "nls_utf8"];

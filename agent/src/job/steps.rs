@@ -327,6 +327,9 @@ pub fn upload_step(
     match &site.server {
         None => Ok((None, None)),
         Some(server) => {
+            // A cable just plugged in may be seconds from its lease (DHCP, a switch port's spanning
+            // tree): worth a short wait before the certificate is left for the courier.
+            crate::network::wait_for_lease_if_cable(UPLOAD_LEASE_WAIT);
             let (sent, url) = send_outbox(&station.outbox, server, id, &mut |d| ports.sleep(d), say)?;
             Ok((Some(sent), url))
         }
@@ -353,6 +356,13 @@ pub fn install_line(site: &Site, install: Option<&InstallRecord>) -> Option<Stri
     }
 }
 
+/// How long the upload waits for a lease when a cable is in but DHCP has not answered yet.
+pub const UPLOAD_LEASE_WAIT: Duration = Duration::from_secs(20);
+
+/// One sender at a time: the job's own upload and the courier (a lease arriving) never send the same
+/// certificate twice at once.
+static SENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Sends every pending certificate of the outbox (older ones first) with a few retries; returns what
 /// became of `id` and its donor page.
 pub fn send_outbox(
@@ -369,6 +379,7 @@ pub fn send_outbox(
         .transpose()
         .context("the server key in the site config")?;
     let uploader = Uploader::new(&server.url, key, Duration::from_secs(30));
+    let _one_sender = SENDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let results = crate::outbox::upload_with_backoff(
         outbox,
         &uploader,

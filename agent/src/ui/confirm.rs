@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use super::input::{Cbreak, Input, KeyWait};
+use super::input::{Cbreak, Input, KeyWait, LineWait};
 use super::{screens, Colour, PlanDisk, Style};
 use crate::i18n::{Key, Lang, SWITCH_KEY};
 
@@ -181,11 +181,31 @@ pub fn ask_next(
     lang: &mut Lang,
     render: &dyn Fn(Lang) -> String,
 ) -> io::Result<Next> {
+    ask_next_live(input, out, lang, render, &mut || false)
+}
+
+/// [`ask_next`] on a screen that can change while it waits (the network came and the certificate was
+/// sent): every second `changed` is asked, and when it says yes the screen is drawn again, with no
+/// key pressed.
+pub fn ask_next_live(
+    input: &mut dyn Input,
+    out: &mut dyn Write,
+    lang: &mut Lang,
+    render: &dyn Fn(Lang) -> String,
+    changed: &mut dyn FnMut() -> bool,
+) -> io::Result<Next> {
     write!(out, "{}> ", render(*lang))?;
     loop {
         out.flush()?;
-        let Some(typed) = input.line()? else {
-            return Ok(Next::PowerOff);
+        let typed = match input.line_within(Duration::from_secs(1))? {
+            LineWait::Line(typed) => typed,
+            LineWait::Closed => return Ok(Next::PowerOff),
+            LineWait::Timeout => {
+                if changed() {
+                    write!(out, "\n{}> ", render(*lang))?;
+                }
+                continue;
+            }
         };
         match typed.trim().to_ascii_lowercase().as_str() {
             "n" => return Ok(Next::NextMachine),
@@ -396,5 +416,44 @@ mod tests {
         assert!(text.contains("Het wissen begint over 30 s."), "{text}");
         assert!(!text.contains("29 s"), "{text}");
         assert!(text.contains("Geannuleerd."));
+    }
+
+    #[test]
+    fn the_result_screen_redraws_itself_when_something_changed_without_a_key() {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let mut input = Keys::new(std::fs::File::from(reader));
+        let mut out = Vec::new();
+        let mut lang = Lang::En;
+        let sent = std::cell::Cell::new(false);
+        let render = |_: Lang| {
+            if sent.get() {
+                "certificate sent, QR\n".to_string()
+            } else {
+                "certificate waits\n".to_string()
+            }
+        };
+        // Nothing is typed; after two quiet seconds the certificate is sent, then P comes.
+        let mut ticks = 0;
+        let mut writer = Some(std::fs::File::from(writer));
+        let mut changed = || {
+            ticks += 1;
+            match ticks {
+                2 => {
+                    sent.set(true);
+                    true
+                }
+                3 => {
+                    if let Some(mut w) = writer.take() {
+                        std::io::Write::write_all(&mut w, b"p\n").unwrap();
+                    }
+                    false
+                }
+                _ => false,
+            }
+        };
+        let next = ask_next_live(&mut input, &mut out, &mut lang, &render, &mut changed).unwrap();
+        assert_eq!(next, Next::PowerOff);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "certificate waits\n> \ncertificate sent, QR\n> ");
     }
 }

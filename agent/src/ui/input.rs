@@ -18,12 +18,31 @@ pub enum KeyWait {
     Closed,
 }
 
+/// What a wait for a line gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineWait {
+    /// A whole line, without its line end.
+    Line(String),
+    /// No whole line within the time (what was typed so far is kept for the next call).
+    Timeout,
+    /// The input is closed.
+    Closed,
+}
+
 /// A source of typed input.
 pub trait Input {
     /// The next line without its line end; `None` when the input is closed.
     fn line(&mut self) -> io::Result<Option<String>>;
     /// Waits up to `timeout` for one key.
     fn key_within(&mut self, timeout: Duration) -> io::Result<KeyWait>;
+    /// Waits up to `timeout` for a whole line (a screen that redraws itself while it waits). Sources
+    /// that cannot time out wait for the line.
+    fn line_within(&mut self, _timeout: Duration) -> io::Result<LineWait> {
+        Ok(match self.line()? {
+            Some(l) => LineWait::Line(l),
+            None => LineWait::Closed,
+        })
+    }
 }
 
 /// Bytes from a reader, forwarded by a thread so waits can time out.
@@ -31,6 +50,8 @@ pub trait Input {
 pub struct Keys {
     rx: Receiver<io::Result<u8>>,
     closed: bool,
+    /// What was typed of a line when [`Input::line_within`] timed out.
+    partial: Vec<u8>,
 }
 
 impl Keys {
@@ -55,7 +76,11 @@ impl Keys {
                 }
             }
         });
-        Self { rx, closed: false }
+        Self {
+            rx,
+            closed: false,
+            partial: Vec::new(),
+        }
     }
 
     /// Standard input.
@@ -85,7 +110,7 @@ impl Keys {
 
 impl Input for Keys {
     fn line(&mut self) -> io::Result<Option<String>> {
-        let mut bytes = Vec::new();
+        let mut bytes = std::mem::take(&mut self.partial);
         loop {
             match self.next(None)? {
                 KeyWait::Key(b'\n') => break,
@@ -110,6 +135,30 @@ impl Input for Keys {
             }
         }
         Ok(first)
+    }
+
+    fn line_within(&mut self, timeout: Duration) -> io::Result<LineWait> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(LineWait::Timeout);
+            }
+            match self.next(Some(left))? {
+                KeyWait::Key(b'\n') => {
+                    let bytes = std::mem::take(&mut self.partial);
+                    return Ok(LineWait::Line(String::from_utf8_lossy(&bytes).into_owned()));
+                }
+                KeyWait::Key(b'\r') => {}
+                KeyWait::Key(b) => self.partial.push(b),
+                KeyWait::Timeout => return Ok(LineWait::Timeout),
+                KeyWait::Closed if self.partial.is_empty() => return Ok(LineWait::Closed),
+                KeyWait::Closed => {
+                    let bytes = std::mem::take(&mut self.partial);
+                    return Ok(LineWait::Line(String::from_utf8_lossy(&bytes).into_owned()));
+                }
+            }
+        }
     }
 }
 
@@ -180,6 +229,31 @@ mod tests {
         assert_eq!(keys.line().unwrap().as_deref(), Some("last"));
         assert_eq!(keys.line().unwrap(), None);
         assert_eq!(keys.key_within(Duration::from_millis(1)).unwrap(), KeyWait::Closed);
+    }
+
+    #[test]
+    fn a_line_typed_across_timeouts_is_kept_whole() {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let mut keys = Keys::new(std::fs::File::from(reader));
+        let mut w = std::fs::File::from(writer);
+        std::io::Write::write_all(&mut w, b"ne").unwrap();
+        assert_eq!(keys.line_within(Duration::from_millis(200)).unwrap(), LineWait::Timeout);
+        std::io::Write::write_all(&mut w, b"xt\nP\n").unwrap();
+        assert_eq!(
+            keys.line_within(Duration::from_secs(5)).unwrap(),
+            LineWait::Line("next".into())
+        );
+        // A blocking line() after a timeout gets the rest too.
+        std::io::Write::write_all(&mut w, b"ab").unwrap();
+        assert_eq!(
+            keys.line_within(Duration::from_secs(5)).unwrap(),
+            LineWait::Line("P".into())
+        );
+        assert_eq!(keys.line_within(Duration::from_millis(200)).unwrap(), LineWait::Timeout);
+        std::io::Write::write_all(&mut w, b"c\n").unwrap();
+        assert_eq!(keys.line().unwrap().as_deref(), Some("abc"));
+        drop(w);
+        assert_eq!(keys.line_within(Duration::from_secs(5)).unwrap(), LineWait::Closed);
     }
 
     #[test]

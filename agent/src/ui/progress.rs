@@ -232,6 +232,19 @@ impl<W: Write> Progress<W> {
         }
     }
 
+    /// One line between the progress lines (above the bars on a terminal): the network changed.
+    pub fn note(&mut self, line: &str) {
+        match &mut self.mode {
+            Mode::Bars(multi, _) => {
+                let _ = multi.println(line);
+            }
+            Mode::Plain(out) => {
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        }
+    }
+
     /// Ends the task with a last line (`done`, `failed: ...`).
     pub fn finish(&mut self, id: TaskId, message: &str) {
         let now = Instant::now();

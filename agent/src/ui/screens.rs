@@ -53,6 +53,11 @@ fn title(out: &mut String, style: Style, text: &str) {
 
 fn footer(out: &mut String, lang: Lang) {
     out.push('\n');
+    // The network at every stage, as the live image's link lifecycle sees it (nothing elsewhere).
+    if let Some(line) = crate::network::summary().line(lang) {
+        out.push_str(&wrap(&line, WIDTH, 4));
+        out.push('\n');
+    }
     out.push_str(lang.t(Key::SwitchHint));
     out.push('\n');
 }
