@@ -125,6 +125,34 @@ pub fn ata_smart(drive: &mut dyn AtaDrive) -> Result<Vec<SmartAttribute>, String
     ata::parse_smart(&data, t.then_some(&thresholds)).ok_or_else(|| "SMART data has a bad checksum".to_owned())
 }
 
+/// TCG Level 0 Discovery through NVMe Security Receive; `None` when the drive has no TCG subsystem or
+/// does not answer.
+pub fn tcg_nvme(drive: &mut dyn NvmeDrive) -> Option<crate::command::tcg::Discovery> {
+    let mut d = vec![0u8; crate::command::tcg::DISCOVERY_LEN as usize];
+    match drive.admin(nvme::tcg_level0_discovery(), &mut d) {
+        Ok((s, _)) if s.ok() => crate::command::tcg::parse_discovery(&d).ok(),
+        _ => None,
+    }
+}
+
+/// TCG Level 0 Discovery through ATA TRUSTED RECEIVE; `None` as for [`tcg_nvme`].
+pub fn tcg_ata(drive: &mut dyn AtaDrive) -> Option<crate::command::tcg::Discovery> {
+    let mut d = vec![0u8; crate::command::tcg::DISCOVERY_LEN as usize];
+    match drive.run(&ata::tcg_level0_discovery(), &mut d) {
+        Ok(AtaOutcome::Ok(_)) => crate::command::tcg::parse_discovery(&d).ok(),
+        _ => None,
+    }
+}
+
+/// The plan note for a self-encrypting drive that is locked, with what to do.
+fn sed_note(name: &str, tcg: Option<&crate::command::tcg::Discovery>) -> Option<String> {
+    let why = tcg?.blocker()?;
+    Some(format!(
+        "{name}: {why}. Reset it with the PSID printed on its label (for example `sedutil-cli --PSIDrevert PSID \
+         /dev/{name}`, which erases it), then run Lapterop again"
+    ))
+}
+
 /// Hidden areas found on an ATA drive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HiddenProbe {
@@ -305,7 +333,11 @@ pub fn probe_json(name: &str, rotational: bool, policy: &crate::firmware::Policy
                 }),
                 Err(e) => json!({"error": e}),
             };
-            (caps, json!({"health": health, "hidden_areas": "not-applicable"}))
+            let tcg = tcg_json(tcg_nvme(&mut c).as_ref());
+            (
+                caps,
+                json!({"health": health, "hidden_areas": "not-applicable", "tcg": tcg}),
+            )
         }
         AnyDrive::Ata(mut d) => {
             let caps = probe_ata(&mut d);
@@ -325,7 +357,8 @@ pub fn probe_json(name: &str, rotational: bool, policy: &crate::firmware::Policy
                 }
                 _ => json!("unavailable"),
             };
-            (caps, json!({"smart": smart, "hidden_areas": hidden}))
+            let tcg = tcg_json(tcg_ata(&mut d).as_ref());
+            (caps, json!({"smart": smart, "hidden_areas": hidden, "tcg": tcg}))
         }
     };
     let capabilities = match &caps {
@@ -363,6 +396,17 @@ pub fn probe_json(name: &str, rotational: bool, policy: &crate::firmware::Policy
         Err(e) => json!({"error": e.to_string()}),
     };
     json!({"device": name, "capabilities": capabilities, "details": extra, "plan": chosen})
+}
+
+fn tcg_json(t: Option<&crate::command::tcg::Discovery>) -> serde_json::Value {
+    match t {
+        None => serde_json::json!("none"),
+        Some(t) => serde_json::json!({
+            "ssc": t.ssc.map(crate::command::tcg::Ssc::name), "locking_supported": t.locking_supported,
+            "locking_enabled": t.locking_enabled, "locked": t.locked, "media_encryption": t.media_encryption,
+            "shadow_mbr_shown": t.shadow_mbr_shown, "blocker": t.blocker(),
+        }),
+    }
 }
 
 /// Capacity of block device `name` from sysfs (`size` is in 512-byte units whatever the sector size).
@@ -490,6 +534,7 @@ pub fn prelude_for(
             }
         }
         AnyDrive::Nvme(mut c, ns) => {
+            prelude.notes.extend(sed_note(name, tcg_nvme(&mut c).as_ref()));
             let caps = probe_nvme(&mut c, ns).sharing_controller_with(other_namespaces(Path::new("/sys/block"), name));
             let p = plan(method, &caps, rotational, &policy)?;
             prelude.skipped = p.skipped_steps();
@@ -522,6 +567,7 @@ pub fn prelude_for(
                 }
                 policy.behind_usb_bridge = true;
             }
+            prelude.notes.extend(sed_note(name, tcg_ata(&mut d).as_ref()));
             let (caps, cleared) = crate::firmware::clear_our_password(&mut d, probed);
             prelude.notes.extend(cleared);
             let p = plan(method, &caps, rotational, &policy)?;

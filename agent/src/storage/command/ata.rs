@@ -123,6 +123,26 @@ const SMART: u8 = 0xb0;
 /// SMART commands carry 4Fh/C2h in LBA mid/high (ACS-3 §7.48).
 const SMART_SIGNATURE: u64 = 0xc2_4f00;
 
+/// TRUSTED RECEIVE (5Ch, PIO data-in; ACS-3 §7.57) of TCG Level 0 Discovery: FEATURE 7:0 = security
+/// protocol 01h, COUNT = transfer length in 512-byte blocks, LBA 23:8 = SP specific (ComID 0001h).
+pub fn tcg_level0_discovery() -> AtaCommand {
+    let blocks = super::tcg::DISCOVERY_LEN / 512;
+    let tf = TaskFile {
+        feature: u16::from(super::tcg::PROTOCOL),
+        count: u16::try_from(blocks).unwrap_or(4),
+        lba: u64::from(super::tcg::LEVEL0_COMID) << 8,
+        command: 0x5c,
+    };
+    cmd(
+        "TRUSTED RECEIVE (TCG Level 0 Discovery)",
+        Protocol::PioIn,
+        Data::In(u16::try_from(blocks).unwrap_or(4)),
+        false,
+        tf,
+        10,
+    )
+}
+
 /// IDENTIFY DEVICE (ECh), 512 bytes in (ACS-3 §7.12).
 pub fn identify() -> AtaCommand {
     cmd(

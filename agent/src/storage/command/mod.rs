@@ -6,6 +6,8 @@
 //!   parsers for IDENTIFY, SMART data and SANITIZE STATUS.
 //! - [`sense`]: SCSI sense data, including the ATA Status Return descriptor.
 //! - [`nvme`]: NVMe admin passthrough (Identify, Get Log Page, Format NVM, Sanitize) and parsers.
+//! - [`tcg`]: TCG Level 0 Discovery (self-encrypting drives: Opal, Enterprise, Pyrite), sent as NVMe
+//!   Security Receive or ATA TRUSTED RECEIVE, and its parser.
 //! - [`mmc`]: eMMC commands through `MMC_IOC_CMD` (SEND_EXT_CSD, SWITCH for SANITIZE, SEND_STATUS)
 //!   and the Extended CSD parser.
 
@@ -14,6 +16,7 @@ pub mod mmc;
 pub mod nvme;
 pub mod sense;
 pub mod sys;
+pub mod tcg;
 
 use ata::Returned;
 use sense::Sense;

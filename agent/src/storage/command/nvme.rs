@@ -113,6 +113,21 @@ const OPC_GET_LOG_PAGE: u8 = 0x02;
 const OPC_IDENTIFY: u8 = 0x06;
 const OPC_FORMAT_NVM: u8 = 0x80;
 const OPC_SANITIZE: u8 = 0x84;
+const OPC_SECURITY_RECEIVE: u8 = 0x82;
+
+/// Security Receive (NVMe 2.0 §5.26): cdw10 = SECP(31:24) | SPSP1(23:16) | SPSP0(15:8) | NSSF(7:0),
+/// cdw11 = allocation length. Protocol 01h with ComID 0001h is TCG Level 0 Discovery
+/// ([`super::tcg`]); 2048 bytes hold every descriptor a drive reports.
+pub fn tcg_level0_discovery() -> PassthruCmd {
+    PassthruCmd {
+        opcode: OPC_SECURITY_RECEIVE,
+        nsid: 0,
+        cdw10: (u32::from(super::tcg::PROTOCOL) << 24) | (u32::from(super::tcg::LEVEL0_COMID) << 8),
+        cdw11: super::tcg::DISCOVERY_LEN,
+        data_len: super::tcg::DISCOVERY_LEN,
+        ..Default::default()
+    }
+}
 
 /// Identify Controller (CNS 01h), 4096 bytes in.
 pub fn identify_controller() -> PassthruCmd {
