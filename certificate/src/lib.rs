@@ -18,6 +18,7 @@ pub mod hardware;
 pub mod io;
 pub mod keys;
 pub mod lead_password;
+pub mod merkle;
 pub mod model;
 pub mod request;
 pub mod sample;
