@@ -22,6 +22,7 @@ pub mod merkle;
 pub mod model;
 pub mod request;
 pub mod sample;
+pub mod tlog;
 pub mod validate;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
