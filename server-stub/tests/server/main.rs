@@ -16,3 +16,4 @@ mod login;
 mod privacy;
 mod sessions;
 mod slow_clients;
+mod transparency;
