@@ -354,6 +354,8 @@ fn fold(leaves: &[Hash]) -> Hash {
 }
 
 #[cfg(test)]
+// Test sizes are small: u64 to usize cannot truncate here.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -82,7 +82,10 @@ impl Refusal {
     }
 }
 
-async fn consistency(State(app): State<AppState>, q: Result<Query<SizesQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn consistency(
+    State(app): State<AppState>,
+    q: Result<Query<SizesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
         return Refusal::BadRequest("first and second must be whole numbers".into(), "first").answer();
     };
@@ -115,7 +118,12 @@ struct InclusionQuery {
 
 /// The inclusion proof of the certificate at log `position` in the tree of `tree_size` leaves (the
 /// current tree, with its signed head, when `None`).
-fn inclusion(app: &App, conn: &mut Connection, position: u64, tree_size: Option<u64>) -> Result<tlog::InclusionProof, Refusal> {
+fn inclusion(
+    app: &App,
+    conn: &mut Connection,
+    position: u64,
+    tree_size: Option<u64>,
+) -> Result<tlog::InclusionProof, Refusal> {
     let tx = conn.transaction().map_err(anyhow::Error::from)?;
     let size = store::tree_size(&tx)?;
     let wanted = tree_size.unwrap_or(size);

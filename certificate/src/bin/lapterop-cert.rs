@@ -176,7 +176,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         Some(h) => format!("?tree_size={}", tlog::verify_tree_head(h, &key)?.0.tree_size),
                         None => String::new(),
                     };
-                    (fetch(&format!("{base}/receipt.json"))?, fetch(&format!("{base}/inclusion.json{size}"))?)
+                    (
+                        fetch(&format!("{base}/receipt.json"))?,
+                        fetch(&format!("{base}/inclusion.json{size}"))?,
+                    )
                 }
                 (None, Some(r), Some(p)) => (read(&r)?, read(&p)?),
                 _ => anyhow::bail!("give --receipt and --proof, or --url"),

@@ -15,11 +15,17 @@ use crate::helpers::*;
 fn sth(s: &Server, key: &VerifyingKey) -> TreeHead {
     let (status, text) = get(&format!("{}/api/v1/log/sth", s.url)).unwrap();
     assert_eq!(status, 200, "{text}");
-    tlog::verify_tree_head(text.as_bytes(), key).expect("tree head verifies").0
+    tlog::verify_tree_head(text.as_bytes(), key)
+        .expect("tree head verifies")
+        .0
 }
 
 fn consistency(s: &Server, first: u64, second: u64) -> (u16, String) {
-    get(&format!("{}/api/v1/log/consistency?first={first}&second={second}", s.url)).unwrap()
+    get(&format!(
+        "{}/api/v1/log/consistency?first={first}&second={second}",
+        s.url
+    ))
+    .unwrap()
 }
 
 fn token_of(receipt: &Receipt) -> String {
@@ -114,8 +120,11 @@ fn tree_heads_and_proofs_check_out_for_donors_stations_and_auditors() {
         }
     }
     for (first, second) in [("3", "2"), ("1", "99"), ("x", "2")] {
-        let (status, text) =
-            get(&format!("{}/api/v1/log/consistency?first={first}&second={second}", s.url)).unwrap();
+        let (status, text) = get(&format!(
+            "{}/api/v1/log/consistency?first={first}&second={second}",
+            s.url
+        ))
+        .unwrap();
         assert_eq!(status, 400, "{first} {second}: {text}");
         assert!(text.contains("error"), "{text}");
     }
@@ -144,7 +153,11 @@ fn make_pre_merkle_inputs() {
     let key = keys::fixture_key(PRE_MERKLE_STATION);
     keys::write_keypair(&out.join("station"), &key).unwrap();
     for i in 1..=5u64 {
-        std::fs::write(out.join(format!("cert-{i}.json")), signed(laptop(500 + i, "Anna Peeters"), &key)).unwrap();
+        std::fs::write(
+            out.join(format!("cert-{i}.json")),
+            signed(laptop(500 + i, "Anna Peeters"), &key),
+        )
+        .unwrap();
     }
 }
 
@@ -158,11 +171,9 @@ fn a_log_from_before_the_tree_keeps_its_positions_and_old_receipts() {
     let old: Vec<(String, String)> = {
         let conn = rusqlite::Connection::open(d.join("lapterop.sqlite")).unwrap();
         let n: u64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'log_nodes'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'log_nodes'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(n, 0, "the fixture is from before the tree");
         let mut stmt = conn
@@ -274,7 +285,14 @@ fn pymerkle_agrees_with_the_servers_roots_and_proofs() {
     let genuine = json!({"leaves": leaves, "heads": heads_json, "inclusion": inclusion, "consistency": pairs});
     let (code, out) = run(&genuine);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(&format!("{} inclusion and {} consistency", inclusion.len(), pairs.len())), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{} inclusion and {} consistency",
+            inclusion.len(),
+            pairs.len()
+        )),
+        "{out}"
+    );
 
     // The same checker refuses one flipped bit in an audit path, in a consistency path, or in a leaf.
     let flip = |h: &Value| {
@@ -308,7 +326,15 @@ fn cert_bin() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .args(["build", "--locked", "-q", "-p", "lapterop-certificate", "--bin", "lapterop-cert"])
+        .args([
+            "build",
+            "--locked",
+            "-q",
+            "-p",
+            "lapterop-certificate",
+            "--bin",
+            "lapterop-cert",
+        ])
         .status()
         .expect("run cargo build");
     assert!(status.success(), "building lapterop-cert");
@@ -353,7 +379,10 @@ fn log_monitor_catches_a_server_that_rewrote_an_old_entry() {
     post_laptops(&s, &key, 4, 2);
     let (code, out) = monitor(&bin, &s, &state);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("consistent: 5 entries") && out.contains("2 heads"), "{out}");
+    assert!(
+        out.contains("consistent: 5 entries") && out.contains("2 heads"),
+        "{out}"
+    );
 
     // verify-inclusion: against the monitor's last head (files), and from the donor URL.
     let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
@@ -363,7 +392,11 @@ fn log_monitor_catches_a_server_that_rewrote_an_old_entry() {
     let receipt_file = watch.path().join("receipt.json");
     std::fs::write(&receipt_file, get_bytes(&format!("{}/receipt.json", r.donor_url))).unwrap();
     let proof_file = watch.path().join("inclusion.json");
-    std::fs::write(&proof_file, get_bytes(&format!("{}/inclusion.json?tree_size=5", r.donor_url))).unwrap();
+    std::fs::write(
+        &proof_file,
+        get_bytes(&format!("{}/inclusion.json?tree_size=5", r.donor_url)),
+    )
+    .unwrap();
     let server_pub = d.join("server.pub");
     let verify = |args: &[&std::ffi::OsStr]| {
         let out = Command::new(&bin).arg("verify-inclusion").args(args).output().unwrap();
@@ -380,8 +413,16 @@ fn log_monitor_catches_a_server_that_rewrote_an_old_entry() {
         head_file.as_ref(),
     ]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("included: certificate") && out.contains("log position 2"), "{out}");
-    let (code, out) = verify(&["--key".as_ref(), server_pub.as_ref(), "--url".as_ref(), r.donor_url.as_ref()]);
+    assert!(
+        out.contains("included: certificate") && out.contains("log position 2"),
+        "{out}"
+    );
+    let (code, out) = verify(&[
+        "--key".as_ref(),
+        server_pub.as_ref(),
+        "--url".as_ref(),
+        r.donor_url.as_ref(),
+    ]);
     assert_eq!(code, Some(0), "{out}");
 
     // The server is stopped; someone rewrites entry 2 (another time received) and rebuilds the tree.
@@ -400,20 +441,34 @@ fn log_monitor_catches_a_server_that_rewrote_an_old_entry() {
     let s = Server::start_on(d, port);
     let (code, out) = monitor(&bin, &s, &state);
     assert_eq!(code, 1, "same size, another root: {out}");
-    assert!(out.contains("INCONSISTENT") && out.contains("two different logs of 5 entries"), "{out}");
+    assert!(
+        out.contains("INCONSISTENT") && out.contains("two different logs of 5 entries"),
+        "{out}"
+    );
     // It goes on growing; the monitor still refuses it (the consistency proof fails).
     post_laptops(&s, &key, 6, 2);
     let (code, out) = monitor(&bin, &s, &state);
     assert_eq!(code, 1, "a longer rewritten log: {out}");
     assert!(out.contains("INCONSISTENT") && out.contains("is not a prefix"), "{out}");
     let kept: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert_eq!(kept["heads"].as_array().unwrap().len(), 2, "the state keeps the good heads");
-    assert!(watch.path().join("heads.conflict.json").exists(), "the conflicting head is kept");
+    assert_eq!(
+        kept["heads"].as_array().unwrap().len(),
+        2,
+        "the state keeps the good heads"
+    );
+    assert!(
+        watch.path().join("heads.conflict.json").exists(),
+        "the conflicting head is kept"
+    );
     // Certificate 1's path runs through the rewritten leaf: its proof from the rewritten server no
     // longer checks out against the head the monitor kept.
     let first = &receipts[0];
     std::fs::write(&receipt_file, get_bytes(&format!("{}/receipt.json", first.donor_url))).unwrap();
-    std::fs::write(&proof_file, get_bytes(&format!("{}/inclusion.json?tree_size=5", first.donor_url))).unwrap();
+    std::fs::write(
+        &proof_file,
+        get_bytes(&format!("{}/inclusion.json?tree_size=5", first.donor_url)),
+    )
+    .unwrap();
     let (code, out) = verify(&[
         "--key".as_ref(),
         server_pub.as_ref(),
