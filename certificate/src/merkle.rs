@@ -397,19 +397,20 @@ mod tests {
         "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
     ];
 
+    /// Leaf 1's audit path in the tree of 8, which is also the consistency path from 1 to 8.
+    fn first_of_8() -> Vec<Hash> {
+        vec![
+            h("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"),
+            h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
+            h("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
+        ]
+    }
+
     /// (1-based leaf, tree size, path).
     fn inclusion_vectors() -> Vec<(u64, u64, Vec<Hash>)> {
         vec![
             (1, 1, vec![]),
-            (
-                1,
-                8,
-                vec![
-                    h("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"),
-                    h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
-                    h("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
-                ],
-            ),
+            (1, 8, first_of_8()),
             (
                 6,
                 8,
@@ -439,15 +440,7 @@ mod tests {
     fn consistency_vectors() -> Vec<(u64, u64, Vec<Hash>)> {
         vec![
             (1, 1, vec![]),
-            (
-                1,
-                8,
-                vec![
-                    h("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"),
-                    h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
-                    h("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
-                ],
-            ),
+            (1, 8, first_of_8()),
             (
                 6,
                 8,

@@ -293,19 +293,22 @@ pub(crate) async fn reader(app: &AppState, headers: &HeaderMap, path: &str) -> R
         .then_some(Reader::Station(station.key_id)))
 }
 
+/// The `401` answer to a request with neither a reviewer's session nor a station's signature.
+pub(crate) fn no_reader() -> Response {
+    json_error(
+        401,
+        "log in as a reviewer, or sign the request with the station key (header lapterop-station, see \
+         docs/server.md)",
+        None,
+        &[],
+    )
+}
+
 async fn get_certificate(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let path = format!("/api/v1/certificates/{id}");
     let reader = match reader(&app, &headers, &path).await {
         Ok(Some(r)) => r,
-        Ok(None) => {
-            return json_error(
-                401,
-                "log in as a reviewer, or sign the request with the station key (header lapterop-station, see \
-                 docs/server.md)",
-                None,
-                &[],
-            )
-        }
+        Ok(None) => return no_reader(),
         Err(response) => return response,
     };
     let found = db(&app, move |_, c| store::cert_by_id(c, &id)).await;

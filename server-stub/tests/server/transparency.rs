@@ -28,6 +28,11 @@ fn consistency(s: &Server, first: u64, second: u64) -> (u16, String) {
     .unwrap()
 }
 
+/// A position or size as an index.
+fn idx(n: u64) -> usize {
+    usize::try_from(n).unwrap()
+}
+
 fn token_of(receipt: &Receipt) -> String {
     receipt.donor_url.rsplit('/').next().unwrap().to_owned()
 }
@@ -77,14 +82,14 @@ fn tree_heads_and_proofs_check_out_for_donors_stations_and_auditors() {
         let head = proof.tree_head.clone().expect("current head inside");
         assert_eq!(head.tree_size, 7);
         tlog::check_inclusion(r, &proof, &head).unwrap();
-        let older = &heads[r.position as usize];
+        let older = &heads[idx(r.position)];
         let (status, text) = get(&format!("{url}?tree_size={}", older.tree_size)).unwrap();
         assert_eq!(status, 200, "{text}");
         let proof = tlog::parse_inclusion(text.as_bytes(), &server_key).unwrap();
         assert!(proof.tree_head.is_none());
         tlog::check_inclusion(r, &proof, older).unwrap();
         // A proof does not pass for another certificate.
-        let another = &receipts[(r.position as usize) % receipts.len()];
+        let another = &receipts[idx(r.position) % receipts.len()];
         assert!(tlog::check_inclusion(another, &proof, older).is_err());
     }
     let (status, text) = get(&format!(
@@ -112,7 +117,7 @@ fn tree_heads_and_proofs_check_out_for_donors_stations_and_auditors() {
 
     // Consistency between every pair of heads seen.
     for a in &heads {
-        for b in &heads[a.tree_size as usize..] {
+        for b in &heads[idx(a.tree_size)..] {
             let (status, text) = consistency(&s, a.tree_size, b.tree_size);
             assert_eq!(status, 200, "{text}");
             let p = tlog::parse_consistency(text.as_bytes()).unwrap();
@@ -213,25 +218,11 @@ fn a_log_from_before_the_tree_keeps_its_positions_and_old_receipts() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
-/// Python with pymerkle from PyPI (scripts/setup.sh, scripts/python-requirements.txt).
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LAPTEROP_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyvenv/bin/python");
-    if venv.exists() {
-        return Some(venv);
-    }
-    lapterop_testkit::skip(
-        "the independent Merkle tree check",
-        "needs LAPTEROP_PYTHON or target/pyvenv with pymerkle (scripts/setup.sh: ensure_python_venv)",
-    );
-    None
-}
-
 #[test]
 fn pymerkle_agrees_with_the_servers_roots_and_proofs() {
-    let Some(python) = python() else { return };
+    let Some(python) = lapterop_testkit::python("the independent Merkle tree check (pymerkle)") else {
+        return;
+    };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/server/independent_merkle.py");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -402,16 +393,20 @@ fn log_monitor_catches_a_server_that_rewrote_an_old_entry() {
         let out = Command::new(&bin).arg("verify-inclusion").args(args).output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let (code, out) = verify(&[
-        "--key".as_ref(),
-        server_pub.as_ref(),
-        "--receipt".as_ref(),
-        receipt_file.as_ref(),
-        "--proof".as_ref(),
-        proof_file.as_ref(),
-        "--tree-head".as_ref(),
-        head_file.as_ref(),
-    ]);
+    // The receipt, proof and head files as they are at the time of the call.
+    let verify_files = || {
+        verify(&[
+            "--key".as_ref(),
+            server_pub.as_ref(),
+            "--receipt".as_ref(),
+            receipt_file.as_ref(),
+            "--proof".as_ref(),
+            proof_file.as_ref(),
+            "--tree-head".as_ref(),
+            head_file.as_ref(),
+        ])
+    };
+    let (code, out) = verify_files();
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains("included: certificate") && out.contains("log position 2"),
@@ -469,16 +464,7 @@ fn log_monitor_catches_a_server_that_rewrote_an_old_entry() {
         get_bytes(&format!("{}/inclusion.json?tree_size=5", first.donor_url)),
     )
     .unwrap();
-    let (code, out) = verify(&[
-        "--key".as_ref(),
-        server_pub.as_ref(),
-        "--receipt".as_ref(),
-        receipt_file.as_ref(),
-        "--proof".as_ref(),
-        proof_file.as_ref(),
-        "--tree-head".as_ref(),
-        head_file.as_ref(),
-    ]);
+    let (code, out) = verify_files();
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("NOT INCLUDED"), "{out}");
 }
