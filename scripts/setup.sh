@@ -21,11 +21,11 @@ ensure_apt_packages() {
 }
 
 # A Python virtual environment with the independent checkers' libraries (not ours: RFC 8785 from
-# Trail of Bits, Ed25519 from pyca/cryptography, blake3) and virt-firmware (Secure Boot key enrolment
-# for the 32-bit OVMF boot tests).
+# Trail of Bits, Ed25519 from pyca/cryptography, blake3, RFC 9162 Merkle trees from pymerkle) and
+# virt-firmware (Secure Boot key enrolment for the 32-bit OVMF boot tests).
 ensure_python_venv() {
   VENV=target/pyvenv
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import rfc8785, cryptography, blake3, virt.firmware.vars' 2>/dev/null; then
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import rfc8785, cryptography, blake3, pymerkle, virt.firmware.vars' 2>/dev/null; then
     echo "setup: creating $VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/python-requirements.txt

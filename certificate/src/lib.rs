@@ -19,9 +19,11 @@ pub mod hardware;
 pub mod io;
 pub mod keys;
 pub mod lead_password;
+pub mod merkle;
 pub mod model;
 pub mod request;
 pub mod sample;
+pub mod tlog;
 pub mod validate;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

@@ -119,7 +119,7 @@ pub fn parse_receipt(bytes: &[u8]) -> Result<(Receipt, Value), ParseError> {
 }
 
 /// Size limit, syntax, and the value walk.
-fn parse_value(bytes: &[u8]) -> Result<Value, ParseError> {
+pub(crate) fn parse_value(bytes: &[u8]) -> Result<Value, ParseError> {
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(ParseError::TooLarge {
             size: bytes.len(),
@@ -141,7 +141,7 @@ fn parse_value(bytes: &[u8]) -> Result<Value, ParseError> {
 
 /// The typed model, straight from the bytes so that duplicate members are caught (a `Value` would
 /// silently keep the last one, and another parser might keep the first).
-fn typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ParseError> {
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

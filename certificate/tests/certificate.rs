@@ -418,18 +418,7 @@ fn cli_show_and_schema() {
 
 /// Python with `rfc8785`, `cryptography` and `blake3` from PyPI (set up by scripts/setup.sh).
 fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LAPTEROP_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyvenv/bin/python");
-    if venv.exists() {
-        return Some(venv);
-    }
-    lapterop_testkit::skip(
-        "the independent Python verifier",
-        "needs LAPTEROP_PYTHON or target/pyvenv (scripts/test-all.sh sets it up)",
-    );
-    None
+    lapterop_testkit::python("the independent Python verifier")
 }
 
 #[test]

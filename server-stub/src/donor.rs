@@ -51,7 +51,7 @@ async fn verifier() -> Response {
 }
 
 /// A valid token is 40 lower-case hex digits; anything else is not looked up.
-fn plausible(token: &str) -> bool {
+pub(crate) fn plausible(token: &str) -> bool {
     token.len() == 40 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 

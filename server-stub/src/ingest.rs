@@ -9,7 +9,9 @@
 
 use std::sync::mpsc;
 
-use lapterop_certificate::{self as cert, canonical, chain, keys, Certificate, Receipt, SigningKey, VerdictStatus};
+use lapterop_certificate::{
+    self as cert, canonical, chain, keys, merkle, tlog, Certificate, Receipt, SigningKey, VerdictStatus,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -279,6 +281,7 @@ fn store_batch(w: &mut Writer, batch: &[&Checked]) -> anyhow::Result<Vec<Result<
             previous,
             entry_hash
         ])?;
+        store::append_leaf(&tx, position - 1, tlog::leaf_hash(&c.blake3, &received_at))?;
         for (kind, value) in [("reference", &reference), ("lot", &lot)] {
             if let Some(value) = value {
                 tx.prepare_cached("INSERT OR IGNORE INTO batches (kind, value, token) VALUES (?1, ?2, ?3)")?
@@ -304,11 +307,13 @@ fn verdict_word(v: VerdictStatus) -> String {
     kebab(&v)
 }
 
-/// Checks the whole log: hash chain, each certificate's stored hash, and each receipt's signature.
-/// Returns the number of entries checked.
+/// Checks the whole log: hash chain, each certificate's stored hash, each receipt's signature, and
+/// that the Merkle tree holds exactly the entries' leaves in position order. Returns the number of
+/// entries checked.
 pub fn verify_log(conn: &Connection, server_key: &lapterop_certificate::VerifyingKey) -> anyhow::Result<u64> {
     let mut previous = chain::GENESIS.to_owned();
     let mut expected_position = 1u64;
+    let mut leaves = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT l.position, l.certificate_id, l.certificate_blake3, l.received_at, l.previous_hash, l.entry_hash,
                 c.body, c.receipt
@@ -347,8 +352,25 @@ pub fn verify_log(conn: &Connection, server_key: &lapterop_certificate::Verifyin
             r.position == position && r.entry_hash == entry,
             "receipt of {id} does not match the log"
         );
+        leaves.push(tlog::leaf_hash(&blake3, &received_at));
         previous = entry;
         expected_position += 1;
     }
-    Ok(expected_position - 1)
+    let n = expected_position - 1;
+    let size = store::tree_size(conn)?;
+    anyhow::ensure!(size == n, "the Merkle tree has {size} leaves but the log {n} entries");
+    for (i, leaf) in leaves.iter().enumerate() {
+        let stored = merkle::Subtrees::perfect(&store::DbTree(conn), 0, i as u64)?;
+        anyhow::ensure!(
+            &stored == leaf,
+            "log position {}: the Merkle tree's leaf does not match the entry",
+            i + 1
+        );
+    }
+    let memory = merkle::MemoryTree { leaves };
+    anyhow::ensure!(
+        merkle::root(&store::DbTree(conn), n)? == merkle::root(&memory, n)?,
+        "the Merkle tree's stored nodes do not match its leaves"
+    );
+    Ok(n)
 }

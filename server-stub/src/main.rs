@@ -16,6 +16,7 @@ mod report;
 mod review;
 mod store;
 mod throttle;
+mod transparency;
 mod views;
 mod web;
 

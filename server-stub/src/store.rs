@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::Context;
+use lapterop_certificate::merkle::{self, Subtrees};
+use lapterop_certificate::tlog;
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub use crate::limits::SESSION_SECONDS;
@@ -65,6 +67,12 @@ CREATE TABLE IF NOT EXISTS log (
     previous_hash      TEXT NOT NULL,
     entry_hash         TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS log_nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batches (
     kind  TEXT NOT NULL,
     value TEXT NOT NULL,
@@ -148,7 +156,92 @@ fn migrate(conn: &Connection) -> anyhow::Result<()> {
             }
         }
     }
+    // The log became a Merkle tree: entries from before (or any the tree lacks) get their leaves,
+    // position N at leaf index N - 1.
+    if tree_size(conn)? < log_head(conn)?.0 {
+        rebuild_tree(conn)?;
+    }
     Ok(())
+}
+
+/// Builds the Merkle tree's nodes afresh from the log's entries, in position order, in one
+/// transaction (rechecked inside it: another process may have done it just now).
+fn rebuild_tree(conn: &Connection) -> anyhow::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| -> anyhow::Result<()> {
+        if tree_size(conn)? >= log_head(conn)?.0 {
+            return Ok(());
+        }
+        conn.execute("DELETE FROM log_nodes", [])?;
+        let mut stmt = conn.prepare("SELECT position, certificate_blake3, received_at FROM log ORDER BY position")?;
+        let mut rows = stmt.query([])?;
+        let mut expected = 1u64;
+        while let Some(r) = rows.next()? {
+            let position: u64 = r.get(0)?;
+            anyhow::ensure!(
+                position == expected,
+                "log position {expected} is missing; the log cannot become a Merkle tree (run verify-log)"
+            );
+            let blake3: String = r.get(1)?;
+            let received_at: String = r.get(2)?;
+            append_leaf(conn, position - 1, tlog::leaf_hash(&blake3, &received_at))?;
+            expected += 1;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.context("building the Merkle tree of the log"));
+        }
+    }
+    Ok(())
+}
+
+/// Adds leaf `index` to the Merkle tree, with the perfect subtrees it completes.
+pub fn append_leaf(conn: &Connection, index: u64, leaf: merkle::Hash) -> anyhow::Result<()> {
+    let nodes = merkle::appended_nodes(index, leaf, |level, i| DbTree(conn).perfect(level, i))?;
+    let mut insert = conn.prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    for (level, i, hash) in nodes {
+        insert.execute(params![level, i, &hash[..]])?;
+    }
+    Ok(())
+}
+
+/// The Merkle tree as stored in `log_nodes`.
+#[derive(Debug, Clone, Copy)]
+pub struct DbTree<'a>(pub &'a Connection);
+
+impl merkle::Subtrees for DbTree<'_> {
+    type Error = anyhow::Error;
+    fn perfect(&self, level: u32, index: u64) -> anyhow::Result<merkle::Hash> {
+        let hash: Vec<u8> = self
+            .0
+            .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")?
+            .query_row(params![level, index], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| anyhow::anyhow!("the Merkle tree lacks node {level}/{index}"))?;
+        hash.try_into()
+            .map_err(|_| anyhow::anyhow!("Merkle tree node {level}/{index} is not 32 bytes"))
+    }
+}
+
+/// Number of leaves in the Merkle tree.
+pub fn tree_size(conn: &Connection) -> anyhow::Result<u64> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_nodes WHERE level = 0",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The log position (1-based) of a certificate.
+pub fn log_position(conn: &Connection, certificate_id: &str) -> anyhow::Result<Option<u64>> {
+    Ok(conn
+        .prepare_cached("SELECT position FROM log WHERE certificate_id = ?1")?
+        .query_row([certificate_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// A small pool of connections for request handlers (each used by one blocking task at a time).

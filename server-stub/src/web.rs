@@ -6,6 +6,7 @@
 //! | `PUT /api/v1/certificates/{id}/audit` | stations | the full audit stored beside that certificate (kept when its blake3 is the certificate's `host.audit_blake3`) |
 //! | `GET /api/v1/certificates/{id}` | stations, auditors | the stored certificate, receipt and review state |
 //! | `GET /api/v1/log` | auditors | the append-only log (`?from=N&limit=M`) |
+//! | `GET /api/v1/log/sth`, `/api/v1/log/consistency`, `/api/v1/log/inclusion/{id}` | auditors, stations | the log's Merkle tree ([`crate::transparency`]) |
 //! | `GET /api/v1/server-key` | everyone | the server's public key (`.pub` file format) |
 //! | `GET /healthz` | monitoring | `ok` |
 //! | `/d/{token}`, `/b/{token}` | donors | proof pages, PDF, files to verify offline |
@@ -132,6 +133,7 @@ fn router(app: AppState) -> Router {
         .route("/api/v1/certificates/{id}", get(get_certificate))
         .route("/api/v1/log", get(get_log))
         .route("/api/v1/server-key", get(server_key))
+        .merge(crate::transparency::routes())
         .merge(crate::donor::routes())
         .merge(crate::review::routes())
         .merge(crate::hardware::routes())
@@ -255,7 +257,7 @@ async fn post_certificate(State(app): State<AppState>, headers: HeaderMap, body:
 }
 
 /// Who may read a stored certificate through the API.
-enum Reader {
+pub(crate) enum Reader {
     /// A logged-in reviewer: any certificate.
     Reviewer,
     /// An enrolled, not revoked station (its key id): only the certificates it signed.
@@ -264,7 +266,7 @@ enum Reader {
 
 /// The reader of a request to `path`: a reviewer's session cookie, or a station's signature in the
 /// `lapterop-station` header (`lapterop_certificate::request`). `None` for anyone else.
-async fn reader(app: &AppState, headers: &HeaderMap, path: &str) -> Result<Option<Reader>, Response> {
+pub(crate) async fn reader(app: &AppState, headers: &HeaderMap, path: &str) -> Result<Option<Reader>, Response> {
     if crate::review::session(app, headers).await.is_ok() {
         return Ok(Some(Reader::Reviewer));
     }
@@ -291,19 +293,22 @@ async fn reader(app: &AppState, headers: &HeaderMap, path: &str) -> Result<Optio
         .then_some(Reader::Station(station.key_id)))
 }
 
+/// The `401` answer to a request with neither a reviewer's session nor a station's signature.
+pub(crate) fn no_reader() -> Response {
+    json_error(
+        401,
+        "log in as a reviewer, or sign the request with the station key (header lapterop-station, see \
+         docs/server.md)",
+        None,
+        &[],
+    )
+}
+
 async fn get_certificate(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let path = format!("/api/v1/certificates/{id}");
     let reader = match reader(&app, &headers, &path).await {
         Ok(Some(r)) => r,
-        Ok(None) => {
-            return json_error(
-                401,
-                "log in as a reviewer, or sign the request with the station key (header lapterop-station, see \
-                 docs/server.md)",
-                None,
-                &[],
-            )
-        }
+        Ok(None) => return no_reader(),
         Err(response) => return response,
     };
     let found = db(&app, move |_, c| store::cert_by_id(c, &id)).await;

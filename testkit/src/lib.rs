@@ -1,4 +1,5 @@
-//! What every crate's tests share: [`skip`], the one way a test that cannot run here says so.
+//! What every crate's tests share: [`skip`], the one way a test that cannot run here says so, and
+//! [`python`], the interpreter of the independent checkers.
 //!
 //! A skipped test must never look like a passed one. libtest captures what a passing test prints with
 //! `eprintln!`, so a skip notice printed that way is never seen. [`skip`] instead
@@ -33,6 +34,24 @@ pub fn skip(test: &str, why: &str) {
 /// battery's) straight to standard error, past libtest's capture.
 pub fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The Python of the independent checkers (`LAPTEROP_PYTHON`, else the workspace's
+/// `target/pyvenv` that `scripts/setup.sh` makes, with the packages of
+/// `scripts/python-requirements.txt`); `None`, after [`skip`] for `test`, when there is none.
+pub fn python(test: &str) -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("LAPTEROP_PYTHON") {
+        return Some(p.into());
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyvenv/bin/python");
+    if venv.exists() {
+        return Some(venv);
+    }
+    skip(
+        test,
+        "needs LAPTEROP_PYTHON or target/pyvenv (scripts/setup.sh: ensure_python_venv)",
+    );
+    None
 }
 
 /// Appends `line` to the skip log at `path`: one write with O_APPEND, so parallel tests never

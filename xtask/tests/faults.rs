@@ -93,10 +93,7 @@ exit 0
     };
     let out = vm::run(&spec).unwrap_or_else(|e| panic!("{e}"));
     let text = &out.output;
-    assert!(
-        text.contains("WIPE-RC 1"),
-        "a disk not fully erased: exit 1\n{text}"
-    );
+    assert!(text.contains("WIPE-RC 1"), "a disk not fully erased: exit 1\n{text}");
     let json = text
         .split("CERT-BEGIN")
         .nth(1)
@@ -116,15 +113,28 @@ exit 0
         assert_ne!(d.outcome.status, OutcomeStatus::Erased, "disk {} had a fault", e.disk);
         let lba = e.sector_512 * 512 / e.logical;
         let (op, ranges) = match e.io {
-            FaultIo::Write => (RangeOp::Write, d.steps.iter().flat_map(|s| s.error_ranges.clone()).collect::<Vec<_>>()),
-            FaultIo::Read => (RangeOp::Read, d.verification.as_ref().map(|v| v.error_ranges.clone()).unwrap_or_default()),
+            FaultIo::Write => (
+                RangeOp::Write,
+                d.steps.iter().flat_map(|s| s.error_ranges.clone()).collect::<Vec<_>>(),
+            ),
+            FaultIo::Read => (
+                RangeOp::Read,
+                d.verification
+                    .as_ref()
+                    .map(|v| v.error_ranges.clone())
+                    .unwrap_or_default(),
+            ),
         };
         let listed: Vec<(RangeOp, u64, u64)> = ranges.iter().map(|r| (r.op, r.lba, r.count)).collect();
         assert_eq!(listed, [(op, lba, 1)], "disk {}: exactly the failing sector", e.disk);
         exact += 1;
     }
     let clean = by_serial(4);
-    assert_eq!(clean.outcome.status, OutcomeStatus::Erased, "the job went on with the clean disk");
+    assert_eq!(
+        clean.outcome.status,
+        OutcomeStatus::Erased,
+        "the job went on with the clean disk"
+    );
     let erased_faulty = expect
         .iter()
         .filter(|e| by_serial(e.disk).outcome.status == OutcomeStatus::Erased)

@@ -1,14 +1,14 @@
 //! `lapterop-cert`: make station keys, verify and show certificates (also from a donor PDF), print the
 //! schema.
 //!
-//! Exit codes: 0 valid / done; 1 the certificate is invalid or tampered (the reason is printed);
-//! 2 usage error or unreadable input.
+//! Exit codes: 0 valid / done; 1 the certificate is invalid or tampered, or the log is inconsistent
+//! (the reason is printed); 2 usage error, unreadable input or an unreachable server.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lapterop_certificate::{self as cert, keys, Certificate, OutcomeStatus};
+use lapterop_certificate::{self as cert, keys, tlog, Certificate, OutcomeStatus};
 
 /// Make keys, verify and show Lapterop erasure certificates.
 #[derive(Debug, Parser)]
@@ -59,6 +59,42 @@ enum Command {
         /// The server's public key file, instead of the one in the PDF.
         #[arg(long)]
         server_key: Option<PathBuf>,
+    },
+    /// Check that a certificate is in the server's transparency log: its receipt, an inclusion proof
+    /// and a signed tree head, from files or fetched from the donor page. Exit 0 included, 1 not.
+    VerifyInclusion {
+        /// The server's public key file (server.pub).
+        #[arg(long)]
+        key: PathBuf,
+        /// The receipt (receipt.json).
+        #[arg(long, required_unless_present = "url")]
+        receipt: Option<PathBuf>,
+        /// The inclusion proof (inclusion.json from the donor page).
+        #[arg(long, required_unless_present = "url")]
+        proof: Option<PathBuf>,
+        /// A signed tree head to check against (from /api/v1/log/sth or log-monitor's state); without
+        /// it, the head inside the proof.
+        #[arg(long)]
+        tree_head: Option<PathBuf>,
+        /// The certificate (certificate.json): also check that the receipt is for these exact bytes.
+        #[arg(long)]
+        certificate: Option<PathBuf>,
+        /// The donor page URL (https://server/d/TOKEN): fetch the receipt and the proof from there.
+        #[arg(long, conflicts_with_all = ["receipt", "proof"])]
+        url: Option<String>,
+    },
+    /// Watch a server's transparency log: fetch its signed tree head, check that it extends the last
+    /// one seen (consistency proof) and keep the heads in the state file. Exit 0 consistent, 1 the log
+    /// was rewritten or forked, 2 unreachable or unreadable.
+    LogMonitor {
+        /// The server's base URL (https://server).
+        url: String,
+        /// The state file: the heads seen so far (created on first use).
+        #[arg(long)]
+        state: PathBuf,
+        /// The server's public key file (server.pub), obtained out of band.
+        #[arg(long)]
+        key: PathBuf,
     },
     /// Print a human summary of a certificate (does not check the signature; use verify).
     Show {
@@ -144,6 +180,48 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             station_key,
             server_key,
         } => verify_pdf(&file, station_key.as_deref(), server_key.as_deref()),
+        Command::VerifyInclusion {
+            key,
+            receipt,
+            proof,
+            tree_head,
+            certificate,
+            url,
+        } => {
+            let key = keys::read_public_key(&key)?;
+            let head = tree_head.as_ref().map(read).transpose()?;
+            let (receipt, proof) = match (url, receipt, proof) {
+                (Some(url), _, _) => {
+                    let base = url.trim_end_matches('/');
+                    let size = match &head {
+                        Some(h) => format!("?tree_size={}", tlog::verify_tree_head(h, &key)?.0.tree_size),
+                        None => String::new(),
+                    };
+                    (
+                        fetch(&format!("{base}/receipt.json"))?,
+                        fetch(&format!("{base}/inclusion.json{size}"))?,
+                    )
+                }
+                (None, Some(r), Some(p)) => (read(&r)?, read(&p)?),
+                _ => anyhow::bail!("give --receipt and --proof, or --url"),
+            };
+            let certificate = certificate.as_ref().map(read).transpose()?;
+            match check_inclusion(&key, &receipt, &proof, head.as_deref(), certificate.as_deref()) {
+                Ok((r, h)) => {
+                    println!(
+                        "included: certificate {} (log position {}) is in the log of {} entries with root {} \
+                         (tree head of {})",
+                        r.certificate_id, r.position, h.tree_size, h.root_hash, h.timestamp
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("NOT INCLUDED: {e:#}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::LogMonitor { url, state, key } => log_monitor(&url, &state, &keys::read_public_key(&key)?),
         Command::Show { file } => {
             let bytes = read(&file)?;
             match cert::parse(&bytes) {
@@ -208,6 +286,169 @@ fn verify_pdf(file: &Path, station_key: Option<&Path>, server_key: Option<&Path>
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A GET of `url`: the body of a 200 answer (at most 1 MiB), else an error naming the URL.
+fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("fetching {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_vec()
+        .map_err(|e| anyhow::anyhow!("reading the answer of {url}: {e}"))?;
+    anyhow::ensure!(
+        status == 200,
+        "{url} answered {status}: {}",
+        String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+    );
+    Ok(body)
+}
+
+/// Receipt, proof, and tree head (given, else the proof's) all check out with the server key.
+fn check_inclusion(
+    key: &cert::VerifyingKey,
+    receipt: &[u8],
+    proof: &[u8],
+    head: Option<&[u8]>,
+    certificate: Option<&[u8]>,
+) -> anyhow::Result<(cert::Receipt, tlog::TreeHead)> {
+    let receipt = cert::chain::verify_receipt(receipt, key).map_err(|e| anyhow::anyhow!("receipt: {e}"))?;
+    if let Some(bytes) = certificate {
+        let (_, value) = cert::parse(bytes).map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
+        anyhow::ensure!(
+            cert::document_blake3(&value)? == receipt.certificate_blake3,
+            "the receipt is for another certificate (certificate_blake3 differs)"
+        );
+    }
+    let proof = tlog::parse_inclusion(proof, key).map_err(|e| anyhow::anyhow!("inclusion proof: {e}"))?;
+    let head = match head {
+        Some(bytes) => tlog::verify_tree_head(bytes, key)?.0,
+        None => proof
+            .tree_head
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the proof carries no tree head; give --tree-head"))?,
+    };
+    tlog::check_inclusion(&receipt, &proof, &head)?;
+    Ok((receipt, head))
+}
+
+/// What log-monitor keeps between runs.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct MonitorState {
+    /// Always `lapterop.log-monitor/v1`.
+    schema: String,
+    /// The server watched.
+    server: String,
+    /// Every distinct signed tree head seen, oldest first.
+    heads: Vec<tlog::TreeHead>,
+}
+
+const MONITOR_SCHEMA: &str = "lapterop.log-monitor/v1";
+
+fn log_monitor(url: &str, state_path: &std::path::Path, key: &cert::VerifyingKey) -> anyhow::Result<ExitCode> {
+    let base = url.trim_end_matches('/');
+    let mut state = match std::fs::read(state_path) {
+        Ok(bytes) => {
+            let s: MonitorState = serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("reading the state file {}: {e}", state_path.display()))?;
+            anyhow::ensure!(
+                s.schema == MONITOR_SCHEMA,
+                "{} is not a log-monitor state file",
+                state_path.display()
+            );
+            anyhow::ensure!(
+                s.server == base,
+                "the state file {} watches {}, not {base}; use one state file per server",
+                state_path.display(),
+                s.server
+            );
+            s
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => MonitorState {
+            schema: MONITOR_SCHEMA.to_owned(),
+            server: base.to_owned(),
+            heads: Vec::new(),
+        },
+        Err(e) => anyhow::bail!("reading the state file {}: {e}", state_path.display()),
+    };
+    let bytes = fetch(&format!("{base}/api/v1/log/sth"))?;
+    let new = match tlog::verify_tree_head(&bytes, key) {
+        Ok((head, _)) => head,
+        Err(e) => {
+            println!("INVALID TREE HEAD from {base}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let verdict = match state.heads.last() {
+        None => Ok(()),
+        Some(last) if new.tree_size < last.tree_size => Err(format!(
+            "the log shrank from {} to {} entries",
+            last.tree_size, new.tree_size
+        )),
+        Some(last) if new.tree_size == last.tree_size => {
+            if new.root_hash == last.root_hash {
+                Ok(())
+            } else {
+                Err(format!(
+                    "two different logs of {} entries: root {} (seen {}) and now {}",
+                    new.tree_size, last.root_hash, last.timestamp, new.root_hash
+                ))
+            }
+        }
+        Some(last) => {
+            let proof = fetch(&format!(
+                "{base}/api/v1/log/consistency?first={}&second={}",
+                last.tree_size, new.tree_size
+            ))?;
+            tlog::parse_consistency(&proof)
+                .and_then(|p| tlog::check_consistency(last, &new, &p))
+                .map_err(|e| {
+                    format!(
+                        "the log of {} entries (root {}, seen {}) is not a prefix of the new one of {} entries \
+                         (root {}): {e}",
+                        last.tree_size, last.root_hash, last.timestamp, new.tree_size, new.root_hash
+                    )
+                })
+        }
+    };
+    if let Err(why) = verdict {
+        let evidence = state_path.with_extension("conflict.json");
+        std::fs::write(&evidence, serde_json::to_vec_pretty(&new)?)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", evidence.display()))?;
+        println!(
+            "INCONSISTENT: {why}. The server rewrote or removed entries it had published, or shows different \
+             logs to different people. Keep {} and {} (both heads are signed by the server) as evidence.",
+            state_path.display(),
+            evidence.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let changed = state.heads.last().is_none_or(|l| l.root_hash != new.root_hash);
+    if changed {
+        state.heads.push(new.clone());
+        let tmp = state_path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)
+            .and_then(|()| std::fs::rename(&tmp, state_path))
+            .map_err(|e| anyhow::anyhow!("writing the state file {}: {e}", state_path.display()))?;
+    }
+    println!(
+        "consistent: {} entries, root {} ({} heads kept in {})",
+        new.tree_size,
+        new.root_hash,
+        state.heads.len(),
+        state_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn outcome_words(s: OutcomeStatus) -> &'static str {

@@ -16,4 +16,5 @@ mod login;
 mod privacy;
 mod sessions;
 mod slow_clients;
+mod transparency;
 mod verifier;

@@ -75,6 +75,9 @@ fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
         "/api/v1/log",
         "/api/v1/log?from=1&limit=10000",
         "/api/v1/log?from=0&limit=0",
+        "/api/v1/log/sth",
+        "/api/v1/log/consistency?first=1&second=2",
+        "/api/v1/log/consistency?first=0&second=99",
         "/api/v1/server-key",
         "/api/v1/certificates",
         "/login",
@@ -88,6 +91,7 @@ fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
         "/d/not-a-token/certificate.pdf",
         "/d/not-a-token/certificate.json",
         "/d/not-a-token/receipt.json",
+        "/d/not-a-token/inclusion.json",
         "/b/not-a-token",
         "/nonexistent",
         "/../etc/passwd",
@@ -100,6 +104,7 @@ fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
         // Someone who guessed or saw an id.
         for p in [
             format!("/api/v1/certificates/{id}"),
+            format!("/api/v1/log/inclusion/{id}"),
             format!("/review/certificates/{id}"),
             format!("/review/certificates/{id}?lang=en"),
             format!("/d/{id}"),
@@ -118,6 +123,7 @@ fn nothing_without_credentials_names_a_laptop_a_person_or_a_donor_link() {
         let wrong: String = wrong.into_iter().collect();
         paths.push(("GET".into(), format!("/d/{wrong}")));
         paths.push(("GET".into(), format!("/d/{wrong}/certificate.json")));
+        paths.push(("GET".into(), format!("/d/{wrong}/inclusion.json")));
     }
     paths.push(("POST".into(), "/login".into()));
     paths.push(("POST".into(), "/logout".into()));
