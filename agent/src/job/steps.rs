@@ -143,10 +143,7 @@ impl Disks {
     }
 }
 
-/// The reasons a disk was refused, as one line.
-pub fn refusal_text(why: &[disk::Refusal]) -> String {
-    why.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-}
+pub use crate::disk::refusal_text;
 
 /// Claims every internal disk (or exactly the `only` ones), and the SD cards and USB disks other than
 /// the stick when `external` is [`ExternalChoice::Wipe`]; a disk that cannot be taken is kept with

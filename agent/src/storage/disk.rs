@@ -610,6 +610,11 @@ pub struct Claimed {
     pub physical_sector_size: u32,
 }
 
+/// The reasons a disk was refused, as one line.
+pub fn refusal_text(why: &[Refusal]) -> String {
+    why.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
 /// Checks every safety rule and opens the disk exclusively for writing, or says why not.
 pub fn claim(disk: &Disk, cfg: &SafetyConfig) -> Result<Claimed, Vec<Refusal>> {
     let refused = refusals(disk, cfg);

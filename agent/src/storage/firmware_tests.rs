@@ -853,6 +853,23 @@ fn a_drive_without_enhanced_erase_gets_the_normal_one_but_never_through_usb() {
     );
 }
 
+/// Plans `method` for `d` and runs the chain (falling back only under the automatic plan).
+fn chain(d: &mut FakeNvme, method: Method) -> Vec<Step> {
+    let caps = probe_nvme(d, 1);
+    let p = plan(method, &caps, false, &policy()).unwrap();
+    let fall_back = method == Method::Auto;
+    run_nvme_chain(
+        d,
+        &p,
+        fall_back,
+        &caps,
+        1 << 30,
+        &policy(),
+        &mut Counter::default(),
+        &mut |_| {},
+    )
+}
+
 /// A sanitize that fails leaves the drive in its failure state; sent with AUSE = 1 it is left again
 /// at once (Exit Failure Mode), and the automatic plan goes on with the next method the drive has
 /// (NVMe 2.0 §8.21): the overwrite after it is never blocked by a drive stuck in failure mode.
@@ -862,18 +879,7 @@ fn a_failed_nvme_sanitize_exits_failure_mode_and_the_next_method_runs() {
     let mut d = nvme(0b011);
     d.fails = true;
     d.fails_once = true;
-    let caps = probe_nvme(&mut d, 1);
-    let p = plan(Method::Auto, &caps, false, &policy()).unwrap();
-    let steps = run_nvme_chain(
-        &mut d,
-        &p,
-        true,
-        &caps,
-        1 << 30,
-        &policy(),
-        &mut Counter::default(),
-        &mut |_| {},
-    );
+    let steps = chain(&mut d, Method::Auto);
     let kinds: Vec<_> = steps.iter().map(|s| (s.kind, s.outcome)).collect();
     assert_eq!(
         kinds,
@@ -893,18 +899,7 @@ fn a_failed_nvme_sanitize_exits_failure_mode_and_the_next_method_runs() {
     // Every sanitize fails: Format NVM still runs, because the failure mode was left each time.
     let mut d = nvme(0b011);
     d.fails = true;
-    let caps = probe_nvme(&mut d, 1);
-    let p = plan(Method::Auto, &caps, false, &policy()).unwrap();
-    let steps = run_nvme_chain(
-        &mut d,
-        &p,
-        true,
-        &caps,
-        1 << 30,
-        &policy(),
-        &mut Counter::default(),
-        &mut |_| {},
-    );
+    let steps = chain(&mut d, Method::Auto);
     let last = steps.last().unwrap();
     assert_eq!(
         (last.kind, last.outcome),
@@ -915,18 +910,7 @@ fn a_failed_nvme_sanitize_exits_failure_mode_and_the_next_method_runs() {
     // A method named on the command line is tried alone.
     let mut d = nvme(0b011);
     d.fails = true;
-    let caps = probe_nvme(&mut d, 1);
-    let p = plan(Method::NvmeSanitizeCrypto, &caps, false, &policy()).unwrap();
-    let steps = run_nvme_chain(
-        &mut d,
-        &p,
-        false,
-        &caps,
-        1 << 30,
-        &policy(),
-        &mut Counter::default(),
-        &mut |_| {},
-    );
+    let steps = chain(&mut d, Method::NvmeSanitizeCrypto);
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].outcome, StepOutcome::Failed);
 

@@ -88,10 +88,7 @@ fn wipe_one(
     // Opened exclusively like any disk: a mounted or otherwise held boot area is refused.
     let claimed = match disk::claim(&d, &SafetyConfig::default()) {
         Ok(c) => c,
-        Err(why) => {
-            let text = why.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            return not_wiped(&d, &text);
-        }
+        Err(why) => return not_wiped(&d, &disk::refusal_text(&why)),
     };
     let part = Part {
         inner: progress,

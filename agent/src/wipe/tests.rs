@@ -501,12 +501,9 @@ fn an_unfreeze_that_did_not_help_is_recorded_and_the_overwrite_still_erases() {
     }
 }
 
-/// A drive whose firmware erase answers "success" without changing a byte (a drive that lies, or a
-/// bridge that swallows the command) never earns `purge`: the samples read before and after are the
-/// same, so the disk is `clear` by the overwrite alone. The same command that did erase earns `purge`.
-#[test]
-fn a_firmware_erase_that_reports_success_but_changed_nothing_is_not_a_purge() {
-    let completed = || Step {
+/// A completed NVMe Sanitize crypto erase over the whole test device, as the firmware layer records it.
+fn completed_crypto_sanitize() -> Step {
+    Step {
         kind: StepKind::NvmeSanitizeCrypto,
         capability: cert::Capability::Supported,
         outcome: StepOutcome::Completed,
@@ -518,17 +515,30 @@ fn a_firmware_erase_that_reports_success_but_changed_nothing_is_not_a_purge() {
         bytes: SIZE as u64,
         error_ranges: Vec::new(),
         firmware: Some(cert::FirmwareEvidence {
-            command: "nvme admin 0x84 cdw10=0x00000004".into(),
+            command: "nvme admin opc=0x84 nsid=0 cdw10=0x0000000c".into(),
             status: "success".into(),
             polls: 1,
             final_state: Some("sanitize completed".into()),
         }),
-    };
-    let nvme_hidden = Some(HiddenAreas {
+    }
+}
+
+/// NVMe: no hidden areas to check.
+fn nvme_hidden() -> Option<HiddenAreas> {
+    Some(HiddenAreas {
         check: HiddenAreaCheck::NotApplicable,
         hpa: None,
         dco: None,
-    });
+    })
+}
+
+/// A drive whose firmware erase answers "success" without changing a byte (a drive that lies, or a
+/// bridge that swallows the command) never earns `purge`: the samples read before and after are the
+/// same, so the disk is `clear` by the overwrite alone. The same command that did erase earns `purge`.
+#[test]
+fn a_firmware_erase_that_reports_success_but_changed_nothing_is_not_a_purge() {
+    let completed = completed_crypto_sanitize;
+    let nvme_hidden = nvme_hidden();
     for erases in [false, true] {
         let dev = std::sync::Arc::new(FaultyDevice::new(SIZE, 512));
         let target = std::sync::Arc::clone(&dev);
@@ -574,25 +584,7 @@ fn a_blank_drive_still_shows_its_firmware_erase_through_the_marker() {
         let dev = std::sync::Arc::new(FaultyDevice::new(SIZE, 512));
         dev.data.lock().unwrap().iter_mut().for_each(|b| *b = 0);
         let target = std::sync::Arc::clone(&dev);
-        let mut step = Step {
-            kind: StepKind::NvmeSanitizeCrypto,
-            capability: cert::Capability::Supported,
-            outcome: StepOutcome::Completed,
-            reason: None,
-            started_at: Some(cert::now_utc()),
-            finished_at: Some(cert::now_utc()),
-            pass: None,
-            pattern: None,
-            bytes: SIZE as u64,
-            error_ranges: Vec::new(),
-            firmware: None,
-        };
-        step.firmware = Some(cert::FirmwareEvidence {
-            command: "nvme admin opc=0x84 nsid=0 cdw10=0x0000000c".into(),
-            status: "success".into(),
-            polls: 1,
-            final_state: None,
-        });
+        let step = completed_crypto_sanitize();
         let purge: Box<dyn FnOnce() -> Vec<Step> + Send> = Box::new(move || {
             let mut d = target.data.lock().unwrap();
             assert!(d.iter().any(|b| *b != 0), "the marker is on the media before the erase");
@@ -603,11 +595,7 @@ fn a_blank_drive_still_shows_its_firmware_erase_through_the_marker() {
         });
         let firmware = FirmwarePrelude {
             purge: Some(purge),
-            hidden: Some(HiddenAreas {
-                check: HiddenAreaCheck::NotApplicable,
-                hpa: None,
-                dco: None,
-            }),
+            hidden: nvme_hidden(),
             ..Default::default()
         };
         let d = zero_full_with(&dev, Transport::Nvme, firmware);
