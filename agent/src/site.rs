@@ -80,6 +80,8 @@ pub struct Wipe {
     pub external: ExternalChoice,
     /// Whether SSDs are discarded after the verified overwrite.
     pub discard: crate::wipe::DiscardChoice,
+    /// What follows a verified firmware purge.
+    pub after_purge: crate::wipe::AfterPurge,
 }
 
 /// `[wipe] external`: SD cards in the card reader and USB disks other than the boot stick.
@@ -206,6 +208,7 @@ struct RawWipe {
     unfreeze: Option<String>,
     external: Option<String>,
     discard: Option<String>,
+    after_purge: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +348,11 @@ impl Site {
                     "wipe.discard",
                     raw.wipe.discard.as_deref(),
                     crate::wipe::DiscardChoice::Ssd,
+                )?,
+                after_purge: choice(
+                    "wipe.after_purge",
+                    raw.wipe.after_purge.as_deref(),
+                    crate::wipe::AfterPurge::Overwrite,
                 )?,
             },
             install,

@@ -810,6 +810,7 @@ fn an_emmcs_boot_areas_are_wiped_with_it_unless_the_chip_locks_them() {
         passes: 1,
         verify: VerifyChoice::Full,
         discard: wipe::DiscardChoice::Never,
+        after_purge: wipe::AfterPurge::Overwrite,
     };
     let stop = AtomicBool::new(false);
     let claimed = disk::claim(&emmc, &SafetyConfig::default()).unwrap();
@@ -882,6 +883,7 @@ fn an_ssd_is_discarded_after_its_verified_overwrite_and_a_hard_disk_is_not() {
         passes: 1,
         verify: VerifyChoice::Full,
         discard: wipe::DiscardChoice::Ssd,
+        after_purge: wipe::AfterPurge::Overwrite,
     };
     for rotational in [false, true] {
         let l = Loop::new(8 * MIB, 512);

@@ -602,6 +602,12 @@ pub enum PatternKind {
     Zero,
     /// Seeded pseudorandom stream, unique per offset.
     Random,
+    /// Only in a sampled verification after a firmware purge with no overwrite (`[wipe] after_purge =
+    /// "sampled"`): every sampled block must differ from the random marker written to it just before
+    /// the purge. What the purge leaves there (zeros, ones or the ciphertext of a discarded key) is the
+    /// drive's own choice, so no byte pattern is expected; a block that still holds the marker is a
+    /// mismatch.
+    ChangedFromMarker,
 }
 
 /// A range of logical blocks that failed.

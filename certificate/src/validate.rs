@@ -423,6 +423,9 @@ fn check_disk(c: &mut Checker, at: &str, d: &DiskRecord, issued: Option<OffsetDa
         if s.kind == StepKind::Overwrite {
             match &s.pattern {
                 None => c.fail(&sf("pattern"), "an overwrite names its pattern"),
+                Some(p) if p.kind == PatternKind::ChangedFromMarker => {
+                    c.fail(&sf("pattern.kind"), "an overwrite writes zero or random");
+                }
                 Some(p) => check_pattern(c, &sf("pattern"), p),
             }
             // A failed pass that went to the end (with itemised bad ranges) still covered the rest.
@@ -463,6 +466,32 @@ fn check_disk(c: &mut Checker, at: &str, d: &DiskRecord, issued: Option<OffsetDa
     if let Some(v) = &d.verification {
         let vf = |name: &str| format!("{at}.verification.{name}");
         check_pattern(c, &vf("expected"), &v.expected);
+        if v.expected.kind == PatternKind::ChangedFromMarker {
+            // The sampled check after a purge alone: the samples read after the purge are the
+            // read-back, against the marker written before it.
+            c.require(
+                v.mode == VerifyMode::Sample,
+                &vf("mode"),
+                "changed-from-marker is a sampled check",
+            );
+            c.require(
+                v.firmware_before_blake3.is_some() && v.firmware_after_blake3.as_ref() == Some(&v.readback_blake3),
+                &vf("firmware_after_blake3"),
+                "changed-from-marker reads back the samples just after the purge",
+            );
+            c.require(
+                d.steps
+                    .iter()
+                    .any(|s| s.kind.is_purge() && s.outcome == StepOutcome::Completed),
+                &vf("expected"),
+                "changed-from-marker needs a completed firmware purge",
+            );
+            c.require(
+                !d.steps.iter().any(|s| s.kind == StepKind::Overwrite),
+                &vf("expected"),
+                "after an overwrite the read-back expects its pattern",
+            );
+        }
         c.hash(&vf("readback_blake3"), &v.readback_blake3);
         for (name, h) in [
             ("pre_wipe_sample_blake3", &v.pre_wipe_sample_blake3),
@@ -656,7 +685,7 @@ fn check_disk(c: &mut Checker, at: &str, d: &DiskRecord, issued: Option<OffsetDa
 
 fn check_pattern(c: &mut Checker, at: &str, p: &Pattern) {
     match p.kind {
-        PatternKind::Zero => {
+        PatternKind::Zero | PatternKind::ChangedFromMarker => {
             c.require(
                 p.seed_commitment.is_none(),
                 &format!("{at}.seed_commitment"),

@@ -495,6 +495,10 @@ fn pattern(k: PatternKind, lang: Lang) -> String {
     match k {
         PatternKind::Zero => lang.pick("zeros", "nullen"),
         PatternKind::Random => lang.pick("random data", "willekeurige gegevens"),
+        PatternKind::ChangedFromMarker => lang.pick(
+            "content changed by the firmware erase (sampled)",
+            "inhoud veranderd door het wissen in de firmware (steekproef)",
+        ),
     }
 }
 

@@ -84,6 +84,16 @@ $A wipe --yes --method auto --pattern random --station-key /tmp/station.key --op
 echo "WIPE-RC $?"
 echo "NVME-NONZERO-WIPED $(tr -d '\000' < /dev/nvme0n1 | wc -c)"
 echo CERT-BEGIN; cat /tmp/cert.json; echo CERT-END
+# Time per laptop: the same NVMe disk, Format NVM then overwrite + full read-back, against Format NVM
+# with its sampled check alone (after_purge = sampled).
+for mode in overwrite sampled; do
+  dd if=/dev/urandom of=/dev/nvme0n1 bs=65536 count=1024 2>/dev/null; sync
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  $A wipe --yes --method auto --pattern random --after-purge $mode --station-key /tmp/station.key --operator "VM test" --certificate /tmp/cert-$mode.json /dev/nvme0n1 > /tmp/wipe-$mode.out 2>&1
+  echo "AFTER-PURGE-$mode-RC $? $t0 $(cut -d' ' -f1 /proc/uptime)"
+  echo "AFTER-PURGE-$mode-NONZERO $(tr -d '\000' < /dev/nvme0n1 | wc -c)"
+done
+echo SAMPLED-CERT-BEGIN; cat /tmp/cert-sampled.json; echo SAMPLED-CERT-END
 "#;
     let spec = VmSpec {
         disks: ["nvme:64M:4096", "ahci:64M"]
@@ -99,7 +109,7 @@ echo CERT-BEGIN; cat /tmp/cert.json; echo CERT-END
             "STATION_KEY_HEX",
             &hex_key(&lapterop_certificate::keys::fixture_key("vm station")),
         ),
-        timeout: Duration::from_secs(420),
+        timeout: Duration::from_secs(600),
         ..VmSpec::default()
     };
     let out = vm::run(&spec).unwrap_or_else(|e| panic!("{e}"));
@@ -260,4 +270,37 @@ echo CERT-BEGIN; cat /tmp/cert.json; echo CERT-END
     assert_eq!(sata.nist_category, lapterop_certificate::NistCategory::Clear);
     assert_eq!(sata.hidden_areas.check, lapterop_certificate::HiddenAreaCheck::Checked);
     assert_eq!(sata.model.as_deref(), Some("LAPTEROP-AHCI"));
+
+    // after_purge = sampled: Format NVM changed every sampled block, so no overwrite ran (the disk
+    // reads as Format left it, all zeros) and the sampled check is the verification; the disk is a
+    // NIST purge, erased.
+    let seconds = |mode: &str| {
+        let f: Vec<&str> = line_value(o, &format!("AFTER-PURGE-{mode}-RC")).split(' ').collect();
+        assert_eq!(f[0], "0", "wipe --after-purge {mode}");
+        f[2].parse::<f64>().unwrap() - f[1].parse::<f64>().unwrap()
+    };
+    let (full, sampled) = (seconds("overwrite"), seconds("sampled"));
+    assert_ne!(
+        line_value(o, "AFTER-PURGE-overwrite-NONZERO"),
+        "0",
+        "the random pass is on the disk"
+    );
+    assert_eq!(
+        line_value(o, "AFTER-PURGE-sampled-NONZERO"),
+        "0",
+        "nothing was written after Format"
+    );
+    let cert = lapterop_certificate::verify(section(o, "SAMPLED-CERT").as_bytes(), &key).unwrap();
+    let nvme = &cert.disks[0];
+    assert_eq!(nvme.outcome.status, lapterop_certificate::OutcomeStatus::Erased);
+    assert_eq!(nvme.nist_category, lapterop_certificate::NistCategory::Purge);
+    assert!(!nvme.steps.iter().any(|s| s.kind == K::Overwrite), "{:?}", nvme.steps);
+    let v = nvme.verification.as_ref().unwrap();
+    assert_eq!(v.mode, lapterop_certificate::VerifyMode::Sample);
+    assert_eq!(v.expected.kind, lapterop_certificate::PatternKind::ChangedFromMarker);
+    lapterop_testkit::report(&format!(
+        "time per disk (64 MiB 4Kn QEMU NVMe, TCG): Format NVM + overwrite + full read-back {full:.1} s, \
+         Format NVM + sampled check {sampled:.1} s ({:.1}x)",
+        full / sampled
+    ));
 }

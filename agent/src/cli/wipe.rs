@@ -28,6 +28,11 @@ pub struct WipeArgs {
     /// After the verified overwrite, discard every block of a non-rotational disk (ssd) or not (never).
     #[arg(long, value_enum, default_value = "ssd")]
     pub discard: crate::wipe::DiscardChoice,
+    /// After a firmware purge that completed and changed every sampled block: overwrite and read back
+    /// as always (overwrite), or stop there with the sampled check as the verification (sampled;
+    /// NIST SP 800-88 Purge with sampled verification).
+    #[arg(long, value_enum, default_value = "overwrite")]
+    pub after_purge: crate::wipe::AfterPurge,
     /// Firmware erase before the overwrite: auto = the strongest purge the drive really supports
     /// (docs/firmware-erase.md); overwrite = none; or one named method (an error if unsupported).
     #[arg(long, value_enum, default_value = "auto")]
@@ -150,6 +155,7 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
         passes: args.passes,
         verify: args.verify,
         discard: args.discard,
+        after_purge: args.after_purge,
     };
     let policy = crate::firmware::Policy {
         allow_security_erase: args.allow_security_erase || args.method == crate::firmware::Method::AtaSecurityErase,

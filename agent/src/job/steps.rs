@@ -197,6 +197,7 @@ fn wipe_spec(site: &Site) -> (WipeSpec, crate::firmware::Policy) {
         passes: site.wipe.passes,
         verify: site.wipe.verify,
         discard: site.wipe.discard,
+        after_purge: site.wipe.after_purge,
     };
     let policy = crate::firmware::Policy {
         allow_security_erase: site.wipe.allow_security_erase,

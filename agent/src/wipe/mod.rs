@@ -75,6 +75,22 @@ pub struct WipeSpec {
     pub verify: VerifyChoice,
     /// Discard after the verified overwrite.
     pub discard: DiscardChoice,
+    /// What follows a firmware purge whose effect was verified.
+    pub after_purge: AfterPurge,
+}
+
+/// `[wipe] after_purge` / `--after-purge`: what follows a firmware purge that completed and visibly
+/// changed the sampled blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AfterPurge {
+    /// The overwrite and its read-back run as after any other method (the default: the strongest
+    /// evidence, and it takes the longest).
+    #[default]
+    Overwrite,
+    /// NIST SP 800-88 Purge with sampled verification: no overwrite; the purge is accepted when every
+    /// sampled block differs from the marker written there just before it. Where the purge failed or
+    /// left a sampled block unchanged, the overwrite runs as always.
+    Sampled,
 }
 
 /// `[wipe] discard` / `--discard`: free every block again once the overwrite is verified.
@@ -209,7 +225,14 @@ pub fn wipe_device_with(
         None => None,
     };
     let mut interrupted = purge.as_ref().is_some_and(|p| p.interrupted);
+    // `after_purge = "sampled"`: a purge that completed and changed every sampled block stands on its
+    // own; anything less and the overwrite runs as always.
+    let purge_sampled = match (&purge, spec.after_purge) {
+        (Some(p), AfterPurge::Sampled) if !interrupted => p.sampled.clone(),
+        _ => None,
+    };
     let sample = match spec.verify {
+        _ if purge_sampled.is_some() => None,
         VerifyChoice::Sample => {
             let mut seed = [0u8; 32];
             getrandom::getrandom(&mut seed).context("getting a random seed for the sample plan")?;
@@ -223,12 +246,19 @@ pub fn wipe_device_with(
     };
     let passes = if interrupted {
         Passes::none()
+    } else if purge_sampled.is_some() {
+        Passes {
+            interrupted: false,
+            ..Passes::none()
+        }
     } else {
         overwrite(dev, spec, stop, progress)?
     };
     interrupted |= passes.interrupted;
     steps.extend(passes.steps.iter().cloned());
-    let verification = if !interrupted && spec.verify != VerifyChoice::None {
+    let verification = if purge_sampled.is_some() {
+        purge_sampled
+    } else if !interrupted && spec.verify != VerifyChoice::None {
         let firmware_digests = purge.as_ref().map(|p| (p.before.clone(), p.after.clone()));
         let v = read_back(
             dev,
@@ -405,6 +435,9 @@ fn discard_step(dev: &dyn BlockDevice, stop: &AtomicBool, progress: &dyn Progres
 struct Purged {
     /// Earlier methods that failed before `step` was tried.
     attempts: Vec<Step>,
+    /// The samples after the purge as a verification of their own (`[wipe] after_purge =
+    /// "sampled"`), when the purge completed and every sampled block now differs from its marker.
+    sampled: Option<Verification>,
     /// The last method tried: the one whose result counts.
     step: Step,
     /// The samples before and after, digested.
@@ -442,10 +475,13 @@ fn purge_checked(
     let mut attempts = purge();
     let step = attempts.pop().context("the firmware purge ran no command")?;
     progress.phase("reading samples after the firmware erase", p.planned_bytes());
-    let after = engine::read_back(dev, &p.byte_regions(), None, stop, &|d| progress.update(d));
+    let after_started = cert::now_utc();
+    // Against the marker: a sector that differs from it is one the purge changed.
+    let after = engine::read_back(dev, &p.byte_regions(), Some(&marker), stop, &|d| progress.update(d));
     let changed = crate::firmware::content_changed(&before.blake3, &after.blake3)
         && before.errors.is_empty()
-        && after.errors.is_empty();
+        // (Read against the marker, so the sectors the erase changed are listed as mismatches.)
+        && after.errors.iter().all(|e| e.op == RangeOp::Mismatch);
     let completed = step.outcome == StepOutcome::Completed;
     let reason = |s: &Step| s.reason.clone().unwrap_or_else(|| "the firmware erase failed".into());
     // A method that failed before the one that worked is an exception all the same.
@@ -454,8 +490,29 @@ fn purge_checked(
         .chain((!completed).then_some(&step))
         .map(reason)
         .reduce(|a, b| format!("{a}; then {b}"));
+    let sample_sectors = p.planned_bytes() / u64::from(dev.sector_size());
+    let every_sample_changed = after.mismatched_sectors == sample_sectors && !after.interrupted;
+    let sampled = (completed && changed && every_sample_changed && step.kind.is_purge()).then(|| Verification {
+        mode: VerifyMode::Sample,
+        expected: cert::Pattern {
+            kind: cert::PatternKind::ChangedFromMarker,
+            generator: None,
+            seed_commitment: None,
+        },
+        sample: Some(p.describe()),
+        bytes_read: after.bytes_read,
+        mismatched_blocks: 0,
+        error_ranges: Vec::new(),
+        readback_blake3: after.blake3.clone(),
+        pre_wipe_sample_blake3: None,
+        firmware_before_blake3: Some(before.blake3.clone()),
+        firmware_after_blake3: Some(after.blake3.clone()),
+        started_at: after_started,
+        finished_at: cert::now_utc(),
+    });
     Ok(Purged {
         attempts,
+        sampled,
         verified: completed && changed,
         failed,
         interrupted: before.interrupted || after.interrupted,

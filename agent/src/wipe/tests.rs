@@ -92,12 +92,18 @@ fn wipe(dev: &FaultyDevice, t: Transport, pattern: PatternChoice, verify: Verify
         passes: 1,
         verify,
         discard: DiscardChoice::Never,
+        after_purge: AfterPurge::Overwrite,
     };
     wipe_device(dev, &ident(t), &spec, &AtomicBool::new(stopped), &Quiet).unwrap()
 }
 
 /// Signs a certificate holding `d`: the certificate crate refuses anything that breaks a rule.
 fn signs(d: &DiskRecord) -> cert::Certificate {
+    try_sign(d).unwrap()
+}
+
+/// [`signs`], with the refusal returned.
+fn try_sign(d: &DiskRecord) -> Result<cert::Certificate, cert::SignError> {
     cert::Draft {
         agent: AgentInfo {
             version: "0.1.0".into(),
@@ -122,7 +128,6 @@ fn signs(d: &DiskRecord) -> cert::Certificate {
         install: None,
     }
     .sign(cert::new_id().unwrap(), &keys::fixture_key("wipe-tests"))
-    .unwrap()
 }
 
 const SIZE: usize = 9 << 20; // not a multiple of the 4 MiB chunk
@@ -314,6 +319,7 @@ mod hidden_area {
             passes: 1,
             verify,
             discard: DiscardChoice::Never,
+            after_purge: AfterPurge::Overwrite,
         };
         let stop = AtomicBool::new(stopped);
         let d = wipe_device_with(&head, &ident(Transport::Sata), &spec, &stop, &Quiet, firmware).unwrap();
@@ -616,6 +622,100 @@ fn zero_full_with(dev: &FaultyDevice, t: Transport, firmware: FirmwarePrelude) -
         passes: 1,
         verify: VerifyChoice::Full,
         discard: DiscardChoice::Never,
+        after_purge: AfterPurge::Overwrite,
     };
     wipe_device_with(dev, &ident(t), &spec, &AtomicBool::new(false), &Quiet, firmware).unwrap()
+}
+
+/// `after_purge = "sampled"`: a purge that completed and changed every sampled block is the whole
+/// wipe (no overwrite; the samples after the purge are the verification, NIST purge). A purge that
+/// left one sampled block as it was, or changed nothing, is followed by the overwrite and its full
+/// read-back as always: sampled never takes the firmware's word alone.
+#[test]
+fn after_purge_sampled_skips_the_overwrite_only_when_every_sample_changed() {
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Purge {
+        Everything,
+        AllButTheLastSector,
+        Nothing,
+    }
+    for how in [Purge::Everything, Purge::AllButTheLastSector, Purge::Nothing] {
+        let dev = std::sync::Arc::new(FaultyDevice::new(SIZE, 512));
+        let target = std::sync::Arc::clone(&dev);
+        let step = completed_crypto_sanitize();
+        let purge: Box<dyn FnOnce() -> Vec<Step> + Send> = Box::new(move || {
+            let mut d = target.data.lock().unwrap();
+            let end = match how {
+                Purge::Everything => d.len(),
+                // The sample plan always holds the last LBA.
+                Purge::AllButTheLastSector => d.len() - 512,
+                Purge::Nothing => 0,
+            };
+            d[..end].iter_mut().for_each(|b| *b = 0x3C);
+            vec![step]
+        });
+        let firmware = FirmwarePrelude {
+            purge: Some(purge),
+            hidden: nvme_hidden(),
+            ..Default::default()
+        };
+        let spec = WipeSpec {
+            pattern: PatternChoice::Zero,
+            passes: 1,
+            verify: VerifyChoice::Full,
+            discard: DiscardChoice::Never,
+            after_purge: AfterPurge::Sampled,
+        };
+        let d = wipe_device_with(
+            &*dev,
+            &ident(Transport::Nvme),
+            &spec,
+            &AtomicBool::new(false),
+            &Quiet,
+            firmware,
+        )
+        .unwrap();
+        assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{how:?}: {:?}", d.outcome);
+        let v = d.verification.as_ref().unwrap();
+        let overwritten = d.steps.iter().any(|s| s.kind == StepKind::Overwrite);
+        let media = dev.data.lock().unwrap().clone();
+        if how == Purge::Everything {
+            assert!(!overwritten, "no overwrite after a purge that changed every sample");
+            assert!(media.iter().all(|b| *b == 0x3C), "nothing was written after the purge");
+            assert_eq!(
+                (v.mode, v.expected.kind),
+                (VerifyMode::Sample, cert::PatternKind::ChangedFromMarker)
+            );
+            assert_eq!(v.firmware_after_blake3.as_ref(), Some(&v.readback_blake3));
+            assert_eq!(v.bytes_read, v.sample.as_ref().unwrap().planned_bytes);
+            assert_eq!(d.nist_category, NistCategory::Purge);
+        } else {
+            assert!(overwritten, "{how:?}: the overwrite runs");
+            assert!(
+                media.iter().all(|b| *b == 0),
+                "{how:?}: the zero pass reached the media"
+            );
+            assert_eq!((v.mode, v.expected.kind), (VerifyMode::Full, cert::PatternKind::Zero));
+        }
+        signs(&d);
+        if how == Purge::Everything {
+            // The validator holds the same line: a sampled check against the marker with an overwrite,
+            // or without a completed purge, does not sign.
+            let mut with_overwrite = d.clone();
+            with_overwrite.steps.push(Step {
+                kind: StepKind::Overwrite,
+                pattern: Some(cert::Pattern {
+                    kind: cert::PatternKind::Zero,
+                    generator: None,
+                    seed_commitment: None,
+                }),
+                ..completed_crypto_sanitize()
+            });
+            let mut no_purge = d.clone();
+            no_purge.steps.iter_mut().for_each(|s| s.outcome = StepOutcome::Failed);
+            for bad in [with_overwrite, no_purge] {
+                assert!(try_sign(&bad).is_err(), "{:?}", bad.steps);
+            }
+        }
+    }
 }
