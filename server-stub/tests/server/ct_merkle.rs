@@ -108,7 +108,8 @@ fn ct_merkle_agrees_with_the_rfc_vectors() {
         ),
     ];
     for (m, n, path) in vectors {
-        let (old, new) = (root(m, roots[m as usize - 1]), root(n, roots[n as usize - 1]));
+        let at = |size: u64| root(size, roots[usize::try_from(size).unwrap() - 1]);
+        let (old, new) = (at(m), at(n));
         assert!(consistency_ok(&old, &new, &path), "RFC vector {m} -> {n}");
         let mut bad = path.clone();
         bad[0] = format!("{}{}", if bad[0].starts_with('0') { '1' } else { '0' }, &bad[0][1..]);
