@@ -120,6 +120,13 @@ async fn page(State(app): State<AppState>, Path(token): Path<String>, page: Page
 
 async fn pdf(State(app): State<AppState>, Path(token): Path<String>, PageLang { lang, .. }: PageLang) -> Answer {
     let (cert, station) = load(&app, &token).await?;
+    let id = cert.id.clone();
+    let inclusion = web::db(&app, move |app, c| crate::transparency::current_inclusion(app, c, &id))
+        .await
+        .or_500()?
+        .map(|doc| serde_json::to_vec_pretty(&doc).map_err(anyhow::Error::from))
+        .transpose()
+        .or_500()?;
     let app2 = app.clone();
     let bytes = blocking(move || {
         let view = donor_view(&app2, &cert, station.as_ref(), lang)?;
@@ -129,6 +136,7 @@ async fn pdf(State(app): State<AppState>, Path(token): Path<String>, PageLang { 
             receipt: cert.receipt.as_bytes(),
             station_key: station.as_ref().map(|s| s.public_key.as_str()),
             server_key: &server_key,
+            inclusion: inclusion.as_deref(),
         };
         crate::pdf::certificate_pdf(&view, &donor_url(&app2, &token), lang, &proof)
     })

@@ -4,7 +4,8 @@
 //! `assets/DejaVuSans.LICENSE`). The QR code is drawn as vector squares, so it prints sharply.
 //!
 //! The PDF carries the proof itself: `certificate.json`, `receipt.json`, `station.pub` and
-//! `server.pub` as file attachments (the catalog's `/EmbeddedFiles` name tree, and `/AF` with
+//! `server.pub` (and `inclusion.json`, the transparency log's inclusion proof with its signed tree
+//! head) as file attachments (the catalog's `/EmbeddedFiles` name tree, and `/AF` with
 //! `/AFRelationship /Source` as PDF/A-3 associates files; the document as a whole does not claim PDF/A
 //! conformance). Each is an uncompressed `/EmbeddedFile` stream with a direct `/Length`, the structure
 //! `lapterop-cert verify-pdf` and the browser verifier (`docs/verify.html`) read.
@@ -104,6 +105,8 @@ pub struct Proof<'a> {
     pub station_key: Option<&'a str>,
     /// The server's public key (hex).
     pub server_key: &'a str,
+    /// The inclusion proof of the certificate in the transparency log, with the signed tree head.
+    pub inclusion: Option<&'a [u8]>,
 }
 
 /// The PDF bytes for a certificate view, with the proof's files attached.
@@ -129,6 +132,14 @@ pub fn certificate_pdf(c: &CertView, url: &str, lang: Lang, proof: &Proof<'_>) -
         files.push(("station.pub", "text/plain", "The station's public key", k.as_bytes()));
     }
     files.push(("server.pub", "text/plain", "The server's public key", server.as_bytes()));
+    if let Some(proof) = proof.inclusion {
+        files.push((
+            "inclusion.json",
+            "application/json",
+            "The certificate's inclusion proof in the server's transparency log, with the signed tree head",
+            proof,
+        ));
+    }
     attach(&bytes, &files)
 }
 
@@ -289,9 +300,9 @@ fn page_pdf(c: &CertView, url: &str, lang: Lang) -> anyhow::Result<Vec<u8>> {
         10,
         0,
         &lang.pick(
-            "This PDF carries the four files as attachments: the verifier page linked from the donor page \
+            "This PDF carries these files and the log's inclusion proof as attachments: the verifier page linked from the donor page \
              checks this PDF in a browser without any connection, and so does:",
-            "Deze PDF draagt de vier bestanden als bijlagen: de verificatiepagina waarnaar de donorpagina \
+            "Deze PDF draagt deze bestanden en het inclusiebewijs van het logboek als bijlagen: de verificatiepagina waarnaar de donorpagina \
              verwijst controleert deze PDF in een browser zonder enige verbinding, en ook:",
         ),
     );

@@ -150,6 +150,20 @@ fn inclusion(
     Ok(tlog::inclusion_document(index, wanted, &path, head))
 }
 
+/// The inclusion proof of a certificate in the current tree, with its signed head (what the donor PDF
+/// carries as `inclusion.json`); `None` when the certificate is not in the log.
+pub fn current_inclusion(app: &App, conn: &mut Connection, id: &str) -> anyhow::Result<Option<tlog::InclusionProof>> {
+    let Some(position) = store::log_position(conn, id)? else {
+        return Ok(None);
+    };
+    match inclusion(app, conn, position, None) {
+        Ok(doc) => Ok(Some(doc)),
+        Err(Refusal::Failed(e)) => Err(e),
+        Err(Refusal::BadRequest(m, _)) => Err(anyhow::anyhow!("{m}")),
+        Err(Refusal::NotFound) => Ok(None),
+    }
+}
+
 async fn inclusion_for_station(
     State(app): State<AppState>,
     headers: HeaderMap,

@@ -64,6 +64,29 @@ fn donor_page_speaks_both_languages_and_offers_offline_proof() {
         cert::document_blake3(&serde_json::from_slice(&body).unwrap()).unwrap()
     );
 
+    // The page links the log's inclusion proof and says what it proves, and the link's proof holds.
+    let base_path = page.split_once("/d/").unwrap().1;
+    for (text, words) in [
+        (&en, "proves that this certificate is in the server's public log"),
+        (
+            &nl,
+            "bewijst dat dit certificaat in het openbare logboek van de server staat",
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("href=\"/d/{base_path}/inclusion.json\"")),
+            "the donor page links inclusion.json"
+        );
+        assert!(text.contains(words) && text.contains("lapterop-cert verify-inclusion"));
+    }
+    let proof = lapterop_certificate::tlog::parse_inclusion(&get_bytes(&format!("{page}/inclusion.json")), &server)
+        .expect("the donor's inclusion proof parses, its tree head signed by the server");
+    let head = proof
+        .tree_head
+        .clone()
+        .expect("a proof for the current tree carries its head");
+    lapterop_certificate::tlog::check_inclusion(&r, &proof, &head).expect("the certificate is in the log");
+
     // Wrong or malformed tokens find nothing.
     let base = page.rsplit_once('/').unwrap().0;
     assert_eq!(get(&format!("{base}/{}", "0".repeat(40))).unwrap().0, 404);

@@ -6,6 +6,7 @@
 mod api;
 mod browser;
 mod crash;
+mod ct_merkle;
 mod donor;
 mod fixtures;
 mod hardware;

@@ -146,25 +146,8 @@ fn pre_merkle_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-merkle")
 }
 
-/// The station key label of the fixture.
+/// The fixture's station label; `examples/pre_merkle_inputs.rs` makes its key and certificates.
 const PRE_MERKLE_STATION: &str = "pre-merkle station";
-
-/// Writes what `tests/fixtures/pre-merkle/make.sh` posts to the old server: the station's public key
-/// and 5 signed certificates, into `$PRE_MERKLE_OUT`. Run by that script only.
-#[test]
-#[ignore = "makes the pre-merkle fixture's inputs (tests/fixtures/pre-merkle/make.sh)"]
-fn make_pre_merkle_inputs() {
-    let out = PathBuf::from(std::env::var_os("PRE_MERKLE_OUT").expect("PRE_MERKLE_OUT"));
-    let key = keys::fixture_key(PRE_MERKLE_STATION);
-    keys::write_keypair(&out.join("station"), &key).unwrap();
-    for i in 1..=5u64 {
-        std::fs::write(
-            out.join(format!("cert-{i}.json")),
-            signed(laptop(500 + i, "Anna Peeters"), &key),
-        )
-        .unwrap();
-    }
-}
 
 #[test]
 fn a_log_from_before_the_tree_keeps_its_positions_and_old_receipts() {

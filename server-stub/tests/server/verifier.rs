@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lapterop_certificate::tlog::{self, TreeHead};
 use lapterop_certificate::{self as cert, chain, keys, Receipt};
 use serde_json::Value;
 
@@ -20,6 +21,14 @@ struct Proof {
     pdf: Vec<u8>,
     verifier: String,
     donor_page: String,
+    /// The donor's `inclusion.json` (tree of 3: two more certificates came after this one).
+    inclusion: String,
+    /// The inclusion proof of the third certificate (leaf 2), with the same signed head.
+    other_inclusion: String,
+    /// The proof of this certificate in the tree of 2, without a head.
+    inclusion_at_2: String,
+    /// The current signed tree head (3 leaves).
+    sth: String,
 }
 
 fn proof(dir: &Path) -> Proof {
@@ -29,6 +38,14 @@ fn proof(dir: &Path) -> Proof {
     assert_eq!(status, 201, "{receipt}");
     let r = chain::verify_receipt(receipt.as_bytes(), &s.server_key()).unwrap();
     let page = r.donor_url.clone();
+    let mut last = String::new();
+    for n in [62, 63] {
+        let (status, later) = s.post(&signed(laptop(n, "Anna Peeters"), &key));
+        assert_eq!(status, 201, "{later}");
+        last = chain::verify_receipt(later.as_bytes(), &s.server_key())
+            .unwrap()
+            .donor_url;
+    }
     let text = |p: &str| String::from_utf8(get_bytes(&format!("{page}/{p}"))).unwrap();
     let verifier = ureq::get(&format!("{}/verify", s.url)).call().unwrap();
     assert_eq!(verifier.header("Content-Type"), Some("text/html; charset=utf-8"));
@@ -43,6 +60,10 @@ fn proof(dir: &Path) -> Proof {
         pdf: get_bytes(&format!("{page}/certificate.pdf?lang=en")),
         verifier: verifier.into_string().unwrap(),
         donor_page: get_with(&page, "Accept-Language", "en").unwrap().1,
+        inclusion: text("inclusion.json"),
+        other_inclusion: String::from_utf8(get_bytes(&format!("{last}/inclusion.json"))).unwrap(),
+        inclusion_at_2: text("inclusion.json?tree_size=2"),
+        sth: get(&format!("{}/api/v1/log/sth", s.url)).unwrap().1,
     };
     assert_eq!(p.receipt, receipt, "the receipt the station got is the donor's");
     p
@@ -218,9 +239,15 @@ fn verifier_from_file_checks_the_four_files_and_the_pdf_with_no_network() {
     assert_eq!(verdict, "INVALID");
     assert!(reason.contains("the receipt is for another certificate"), "{reason}");
 
-    // The donor PDF alone.
+    inclusion_in_the_browser(&b, &page, d, &p, [&cert, &station, &receipt, &server]);
+
+    // The donor PDF alone: it carries the inclusion proof too.
     let (verdict, reason) = check(&b, &page, &[("pdf-file", &pdf)]);
     assert_eq!(verdict, "VALID", "{reason}");
+    assert!(
+        reason.contains("In the log at position 1 of tree size 3, tree head signed 20"),
+        "{reason}"
+    );
     assert!(
         b.js_text("#key-note").contains("integrity"),
         "keys from the PDF are said to prove integrity only"
@@ -317,8 +344,14 @@ fn donor_pdf_carries_the_proof_as_attachments() {
     let out = Command::new("pdfdetach").arg("-list").arg(&pdf).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let list = String::from_utf8(out.stdout).unwrap();
-    assert!(list.starts_with("4 embedded files"), "{list}");
-    for name in ["certificate.json", "receipt.json", "station.pub", "server.pub"] {
+    assert!(list.starts_with("5 embedded files"), "{list}");
+    for name in [
+        "certificate.json",
+        "receipt.json",
+        "station.pub",
+        "server.pub",
+        "inclusion.json",
+    ] {
         assert!(list.contains(name), "{list}");
     }
     let saved = d.join("saved");
@@ -340,6 +373,16 @@ fn donor_pdf_carries_the_proof_as_attachments() {
     assert_eq!(read("receipt.json"), p.receipt.as_bytes());
     assert_eq!(read("station.pub"), p.station_pub.as_bytes());
     assert_eq!(read("server.pub"), p.server_pub.as_bytes());
+    // The PDF's proof is for the tree when the PDF was made; it checks out against the receipt.
+    let receipt: Receipt = serde_json::from_str(&p.receipt).unwrap();
+    let server_key = keys::public_key_from_hex(&p.server_pub).unwrap();
+    let attached = tlog::parse_inclusion(&read("inclusion.json"), &server_key).unwrap();
+    let head = attached
+        .tree_head
+        .clone()
+        .expect("the attached proof carries its signed head");
+    assert_eq!(head.tree_size, 3);
+    tlog::check_inclusion(&receipt, &attached, &head).unwrap();
 
     // What `lapterop-cert verify-pdf` runs: valid, with both keys from the PDF (integrity only).
     let check = cert::attachments::verify_pdf(&p.pdf, None, None).unwrap();
@@ -586,4 +629,176 @@ fn broken_receipts(certificate: &[u8], server: &cert::SigningKey) -> Vec<(&'stat
         ("other server", receipt_from_other_server(&genuine).into_bytes()),
         ("truncated", genuine.as_bytes()[..genuine.len() / 2].to_vec()),
     ]
+}
+
+/// The inclusion proof and signed tree head in the page: the same RFC 9162 audit-path check as
+/// `merkle::verify_inclusion` on every leaf of trees of 1 to 9 leaves, then the donor's proof: in the
+/// log, or invalid with the reason for a proof of another leaf, a changed path node, a tree head from
+/// another key and a proof for another tree size.
+fn inclusion_in_the_browser(b: &Browser, page: &str, d: &Path, p: &Proof, four: [&Path; 4]) {
+    use lapterop_certificate::merkle::{self, MemoryTree};
+    b.goto(page);
+    let mut cases = Vec::new();
+    for size in 1..=9u64 {
+        let tree = MemoryTree {
+            leaves: (0..size)
+                .map(|i| merkle::leaf_hash(format!("leaf {i}").as_bytes()))
+                .collect(),
+        };
+        let root = merkle::root(&tree, size).unwrap();
+        for index in 0..size {
+            let path = merkle::inclusion_proof(&tree, index, size).unwrap();
+            let leaf = tree.leaves[usize::try_from(index).unwrap()];
+            merkle::verify_inclusion(&leaf, index, size, &path, &root).unwrap();
+            let hex: Vec<String> = path.iter().map(|h| hex_of(h)).collect();
+            cases.push(serde_json::json!([hex_of(&leaf), index, size, hex, hex_of(&root)]));
+        }
+    }
+    let cases = Value::Array(cases).to_string();
+    // Each case must pass as given and fail with one bit of one path node (or of the leaf) flipped.
+    let failed = b.script(&format!(
+        "return (async () => {{ const L = window.Lapterop; const bad = []; for (const [leaf, i, n, path, root] of {cases}) {{ \
+           const P = path.map(L.unhex); \
+           const ok = await L.verifyInclusionPath(L.unhex(leaf), BigInt(i), BigInt(n), P, L.unhex(root)); \
+           if (ok !== null) bad.push([i, n, ok]); \
+           const f = L.unhex(leaf); f[0] ^= 1; \
+           const flipped = P.length ? P.map((h, k) => {{ const c = h.slice(); if (k === P.length - 1) c[31] ^= 1; return c; }}) : P; \
+           const no = await L.verifyInclusionPath(P.length ? L.unhex(leaf) : f, BigInt(i), BigInt(n), flipped, L.unhex(root)); \
+           if (no !== \"the proof does not lead to the tree head's root hash\") bad.push([i, n, 'tampered', no]); }} \
+         return bad; }})();"
+    ));
+    assert_eq!(failed, Value::Array(vec![]), "audit paths the page got wrong");
+    // The page's leaf hash is tlog.rs's.
+    let b3 = "ab".repeat(32);
+    let js = b.script(&format!(
+        "return Lapterop.leafHash('{b3}', '2026-11-01T10:00:00Z').then(Lapterop.hex)"
+    ));
+    assert_eq!(js, Value::String(hex_of(&tlog::leaf_hash(&b3, "2026-11-01T10:00:00Z"))));
+
+    let [cert, station, receipt, server] = four;
+    let with = |proof: &Path, sth: Option<&Path>| {
+        let mut inputs = vec![
+            ("cert-file", cert),
+            ("station-file", station),
+            ("receipt-file", receipt),
+            ("server-file", server),
+            ("inclusion-file", proof),
+        ];
+        if let Some(s) = sth {
+            inputs.push(("sth-file", s));
+        }
+        check(b, page, &inputs)
+    };
+    let genuine = write(d, "inclusion.json", &p.inclusion);
+    let (verdict, reason) = with(&genuine, None);
+    assert_eq!(verdict, "VALID", "{reason}");
+    assert!(
+        reason.contains("In the log at position 1 of tree size 3, tree head signed 20"),
+        "{reason}"
+    );
+    // Without a proof the page says the log was not checked, and still checks the rest.
+    let (verdict, _) = check(
+        b,
+        page,
+        &[
+            ("cert-file", cert),
+            ("station-file", station),
+            ("receipt-file", receipt),
+            ("server-file", server),
+        ],
+    );
+    assert_eq!(verdict, "VALID");
+    assert!(b.js_text("#checks").contains("no inclusion proof given"));
+
+    let edit = |text: &str, f: &dyn Fn(&mut Value)| {
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        f(&mut v);
+        serde_json::to_vec_pretty(&v).unwrap()
+    };
+    let other_server_head = |v: &mut Value| {
+        let mut head: TreeHead = serde_json::from_value(v["tree_head"].clone()).unwrap();
+        let root = tlog::parse_hash("root_hash", &head.root_hash).unwrap();
+        head = tlog::signed_tree_head(
+            head.tree_size,
+            &root,
+            &head.timestamp,
+            &keys::fixture_key("another server"),
+        )
+        .unwrap();
+        v["tree_head"] = serde_json::to_value(head).unwrap();
+    };
+    let server_id = keys::key_id(&keys::public_key_from_hex(&p.server_pub).unwrap());
+    let cases: Vec<(&str, Vec<u8>, Option<&str>, String)> = vec![
+        (
+            "another leaf's proof",
+            p.other_inclusion.clone().into_bytes(),
+            None,
+            "the proof is for leaf 2 but the receipt's position 1 is leaf 0".into(),
+        ),
+        (
+            "another leaf's path under this leaf's index",
+            edit(&p.other_inclusion, &|v| v["leaf_index"] = Value::from(0)),
+            None,
+            // Leaf 2 of 3 has a path of one hash, leaf 0 needs two (RFC 9162 §2.1.3.2 step 5).
+            "the proof has the wrong number of hashes".into(),
+        ),
+        (
+            "a changed path node",
+            edit(&p.inclusion, &|v| {
+                let h = v["audit_path"][1].as_str().unwrap().to_owned();
+                let flipped = if h.starts_with('0') { "1" } else { "0" };
+                v["audit_path"][1] = Value::String(format!("{flipped}{}", &h[1..]));
+            }),
+            None,
+            "the proof does not lead to the tree head's root hash".into(),
+        ),
+        (
+            "a tree head from another server key",
+            edit(&p.inclusion, &other_server_head),
+            None,
+            format!(
+                "tree head: signature.key_id is {}",
+                keys::key_id(&keys::fixture_key("another server").verifying_key())
+            ),
+        ),
+        (
+            "a proof for another tree size than the head",
+            p.inclusion_at_2.clone().into_bytes(),
+            Some("sth"),
+            "the proof is for a tree of 2 leaves but the tree head has 3".into(),
+        ),
+        (
+            "a tree size changed in the proof",
+            edit(&p.inclusion, &|v| v["tree_size"] = Value::from(2)),
+            None,
+            "the proof is for a tree of 2 leaves but the tree head has 3".into(),
+        ),
+        (
+            "a tree size changed in the signed head",
+            edit(&p.inclusion, &|v| {
+                v["tree_size"] = Value::from(4);
+                v["tree_head"]["tree_size"] = Value::from(4);
+            }),
+            None,
+            "tree head: the signature does not match the content".into(),
+        ),
+        (
+            "an older proof with no tree head",
+            p.inclusion_at_2.clone().into_bytes(),
+            None,
+            "no signed tree head".into(),
+        ),
+    ];
+    let sth = write(d, "sth.json", &p.sth);
+    for (name, bytes, with_sth, expect) in cases {
+        let path = write(d, "case-inclusion.json", bytes);
+        let (verdict, reason) = with(&path, with_sth.map(|_| sth.as_path()));
+        assert_eq!(verdict, "INVALID", "{name}: {reason}");
+        assert!(reason.starts_with("transparency log"), "{name}: {reason}");
+        assert!(reason.contains(&expect), "{name}: {reason}");
+        assert!(
+            !reason.contains(&server_id) || name.contains("another server"),
+            "{name}: {reason}"
+        );
+    }
 }
