@@ -137,6 +137,9 @@ struct PipeWriter {
     buf: Vec<u8>,
 }
 
+/// What the packer sees when the upload went away (the server's answer or error is what is shown).
+const UPLOAD_STOPPED: &str = "the upload stopped";
+
 /// Pieces in flight between packer and upload.
 const PIPE_PIECES: usize = 4;
 const PIECE: usize = 1 << 20;
@@ -157,7 +160,7 @@ impl Write for PipeWriter {
         let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
         self.tx
             .send(Piece::Bytes(piece))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, UPLOAD_STOPPED))
     }
 }
 
@@ -217,7 +220,9 @@ pub fn pack_and_put(
                 Ok((summary, mut w)) => {
                     w.flush().map_err(|e| e.to_string())?;
                     drop(w);
-                    done.send(Piece::Done).map_err(|_| "the upload stopped".to_owned())?;
+                    // The upload may have dropped its reader already, having sent Content-Length
+                    // bytes; whether the server took them is its answer's to say.
+                    let _ = done.send(Piece::Done);
                     Ok(summary)
                 }
                 Err(e) => Err(e.to_string()),
@@ -241,6 +246,8 @@ pub fn pack_and_put(
         let sent = agent
             .put(url)
             .header("Content-Length", len.to_string())
+            // A server that refuses says so before the body: its answer, not a broken pipe, is shown.
+            .header("Expect", "100-continue")
             .content_type("application/octet-stream")
             .send(ureq::SendBody::from_owned_reader(body));
         let packed = packer.join().unwrap_or_else(|_| Err("the packer panicked".to_owned()));
@@ -248,8 +255,8 @@ pub fn pack_and_put(
             Ok(r) => r,
             Err(e) => {
                 return Err(match packed {
-                    Err(p) => p,
-                    Ok(_) => format!("uploading to {url}: {e}; check the URL and that the server is reachable"),
+                    Err(p) if !p.contains(UPLOAD_STOPPED) => p,
+                    _ => format!("uploading to {url}: {e}; check the URL and that the server is reachable"),
                 })
             }
         };

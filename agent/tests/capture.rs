@@ -19,8 +19,8 @@ use support::osimage::{ext4_files, noise};
 use support::putd::PutServer;
 use support::{agent, ok, root, run, Loop, MIB};
 
-const ESP_MIB: u64 = 32;
-const ROOT_MIB: u64 = 48;
+const ESP_MIB: u64 = 40;
+const ROOT_MIB: u64 = 200;
 
 /// A reference disk on a loop device (ESP + ext4 root, the last partition ending at the last usable
 /// sector as `sgdisk -n 2:0:0` makes it), and the image key the lead brings.
@@ -50,16 +50,23 @@ impl Reference {
         }
         let esp = work.path().join("esp.fs");
         File::create(&esp).unwrap().set_len(ESP_MIB * MIB).unwrap();
-        ok(Command::new("mkfs.vfat").args(["-F", "32", "-S", "512"]).arg(&esp));
+        ok(Command::new("mkfs.vfat")
+            .args(["-F", "32", "-s", "1", "-S", "512", "-n", "ESP"])
+            .arg(&esp));
         for (name, bytes) in esp_files() {
             let local = work.path().join("esp-file");
             std::fs::write(&local, bytes).unwrap();
             let mut dir = String::new();
             for part in Path::new(name).parent().unwrap().components() {
                 dir = format!("{dir}/{}", part.as_os_str().to_string_lossy());
-                let _ = run(Command::new("mmd").arg("-i").arg(&esp).arg(format!("::{dir}")));
+                let _ = run(Command::new("mmd")
+                    .env("MTOOLS_SKIP_CHECK", "1")
+                    .arg("-i")
+                    .arg(&esp)
+                    .arg(format!("::{dir}")));
             }
             ok(Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
                 .arg("-i")
                 .arg(&esp)
                 .arg(&local)
@@ -76,7 +83,15 @@ impl Reference {
             512,
             |f| {
                 ok(Command::new("sgdisk")
-                    .args(["-Z", "-n", &format!("1:2048:+{ESP_MIB}M"), "-t", "1:ef00", "-c", "1:EFI"])
+                    .args([
+                        "-Z",
+                        "-n",
+                        &format!("1:2048:+{ESP_MIB}M"),
+                        "-t",
+                        "1:ef00",
+                        "-c",
+                        "1:EFI",
+                    ])
                     .args(["-n", "2:0:0", "-t", "2:8300", "-c", "2:root"])
                     .arg(f));
                 for (fs, seek) in [(&esp, 1), (&rootfs, 1 + ESP_MIB)] {
@@ -137,7 +152,12 @@ fn check_image(r: &Reference, image: &Path) {
     let opened = Image::open(SeekSource(File::open(image).unwrap()), &r.key.verifying_key())
         .expect("the captured image opens with the lead's public key");
     let m = opened.manifest();
-    assert_eq!(m.partitions.len(), 2, "{}", lapterop_osimage::inspect(m, opened.signer_key_id()));
+    assert_eq!(
+        m.partitions.len(),
+        2,
+        "{}",
+        lapterop_osimage::inspect(m, opened.signer_key_id())
+    );
     assert_eq!(m.image.name, "reference");
     assert_eq!(m.image.version, "2026.12");
     let other = lapterop_certificate::keys::fixture_key("someone else").verifying_key();
@@ -155,7 +175,11 @@ fn check_image(r: &Reference, image: &Path) {
         .arg(&r.trust)
         .arg("--yes")
         .arg(&target.dev));
-    assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let start = |n: u32| -> u64 {
         let info = ok(Command::new("sgdisk").args(["-i", &n.to_string()]).arg(&target.dev));
         let s: u64 = info
@@ -168,6 +192,7 @@ fn check_image(r: &Reference, image: &Path) {
     };
     for (name, bytes) in esp_files() {
         let got = Command::new("mtype")
+            .env("MTOOLS_SKIP_CHECK", "1")
             .arg("-i")
             .arg(format!("{}@@{}", target.file.display(), start(1)))
             .arg(format!("::/{name}"))
@@ -185,7 +210,11 @@ fn check_image(r: &Reference, image: &Path) {
         assert!(std::fs::read(&dumped).unwrap() == bytes, "root file {name} differs");
     }
     let fsck = run(Command::new("e2fsck").args(["-f", "-n"]).arg(&root.dev));
-    assert!(fsck.status.success(), "e2fsck: {}", String::from_utf8_lossy(&fsck.stdout));
+    assert!(
+        fsck.status.success(),
+        "e2fsck: {}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
 }
 
 #[test]
@@ -207,8 +236,15 @@ fn capture_to_a_file_leaves_the_reference_unchanged_and_installs() {
     assert_eq!(v["shrunk"], true);
     assert!(v["min_disk_bytes"].as_u64().unwrap() < (ESP_MIB + ROOT_MIB + 2) * MIB);
     assert_eq!(r.blake3(), before, "the reference disk was written");
-    let names: Vec<_> = std::fs::read_dir(usb.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("reference.osimg")], "scratch files left behind");
+    let names: Vec<_> = std::fs::read_dir(usb.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("reference.osimg")],
+        "scratch files left behind"
+    );
     let bytes = std::fs::read(&image).unwrap();
     for k in r.key_forms() {
         assert!(!contains(&bytes, &k), "the signing key is in the image");
@@ -231,14 +267,24 @@ fn capture_by_put_streams_a_signed_image() {
     let out = r.capture(&["--put", &server.url()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "capture failed: {stderr}");
-    assert!(stderr.contains("not shrinking"), "the missing shrink is not said: {stderr}");
-    assert!(stderr.contains("capture pass 2/2: read"), "no progress of the second pass: {stderr}");
+    assert!(
+        stderr.contains("not shrinking"),
+        "the missing shrink is not said: {stderr}"
+    );
+    assert!(
+        stderr.contains("capture pass 2/2: read"),
+        "no progress of the second pass: {stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("HTTP 201"));
     assert_eq!(r.blake3(), before, "the reference disk was written");
     let uploads = server.uploads.lock().unwrap().clone();
     assert_eq!(uploads.len(), 1);
     let u = &uploads[0];
-    assert!(u.request_line.starts_with("PUT /images/reference.osimg "), "{}", u.request_line);
+    assert!(
+        u.request_line.starts_with("PUT /images/reference.osimg "),
+        "{}",
+        u.request_line
+    );
     assert!(u.complete, "the body was shorter than its Content-Length");
     assert_eq!(u.header("transfer-encoding"), None, "sent chunked: {:?}", u.headers);
     for k in r.key_forms() {
@@ -277,7 +323,11 @@ fn capture_refuses_bad_input_with_one_line() {
     let s = String::from_utf8_lossy(&out.stderr);
     assert!(s.contains("the server refused the image: 403"), "{s}");
     // Nothing listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = r.capture(&["--put", &format!("http://127.0.0.1:{port}/x"), "--no-shrink"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("check the URL"));

@@ -86,10 +86,12 @@ pub fn run(args: &CaptureArgs) -> ExitCode {
             return usage(format!("--put {url}: give an http:// or https:// URL"));
         }
     }
-    let version = args
-        .version
-        .clone()
-        .unwrap_or_else(|| lapterop_certificate::now_utc().get(..10).unwrap_or("0").replace('-', "."));
+    let version = args.version.clone().unwrap_or_else(|| {
+        lapterop_certificate::now_utc()
+            .get(..10)
+            .unwrap_or("0")
+            .replace('-', ".")
+    });
     let mut opts = PackOptions::new(&args.name, &version);
     opts.level = args.level;
     let tools = find_tool("resize2fs").is_some() && find_tool("e2fsck").is_some();
@@ -110,12 +112,12 @@ pub fn run(args: &CaptureArgs) -> ExitCode {
         disk.path.display(),
         disk.capacity_bytes >> 20
     );
-    // Plain lines at most once a second.
-    let last = std::sync::Mutex::new(None::<std::time::Instant>);
+    // Plain lines at most once a second, and the first of each pass.
+    let last = std::sync::Mutex::new(None::<(std::time::Instant, u32)>);
     let progress = |p: PackProgress| {
         let Ok(mut last) = last.lock() else { return };
-        if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
-            *last = Some(std::time::Instant::now());
+        if last.is_none_or(|(t, pass)| pass != p.pass || t.elapsed() >= std::time::Duration::from_secs(1)) {
+            *last = Some((std::time::Instant::now(), p.pass));
             eprintln!(
                 "capture pass {}/{}: read {} of {} MiB, compressed {} MiB",
                 p.pass,
@@ -139,7 +141,13 @@ pub fn run(args: &CaptureArgs) -> ExitCode {
         }
     };
     drop(key);
-    report(args.json, &disk.path.display().to_string(), &place, &summary, opts.shrink_last)
+    report(
+        args.json,
+        &disk.path.display().to_string(),
+        &place,
+        &summary,
+        opts.shrink_last,
+    )
 }
 
 fn failed(msg: &str) -> ExitCode {

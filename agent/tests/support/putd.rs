@@ -65,7 +65,13 @@ impl PutServer {
                     .and_then(|(_, v)| v.parse().ok());
                 let mut body = Vec::new();
                 let mut complete = false;
+                let expect = headers
+                    .iter()
+                    .any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue"));
                 if (200..300).contains(&status) {
+                    if expect {
+                        let _ = out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
                     if let Some(len) = len {
                         let _ = (&mut reader).take(len).read_to_end(&mut body);
                         complete = body.len() as u64 == len;
