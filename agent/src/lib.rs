@@ -15,6 +15,7 @@
 //! `scripts/module-cycles.py` (run by the test command) fails on any import cycle between modules.
 
 pub mod audit;
+pub mod capture;
 pub mod cli;
 pub mod flow;
 pub mod i18n;

@@ -20,6 +20,10 @@ enum Command {
     /// Install the standard OS image onto a disk: checked before writing, read back after, partition
     /// table last. Exit 0 installed, 1 failed (table wiped again), 2 nothing written.
     Install(lapterop_agent::cli::install::InstallArgs),
+    /// Pack the reference laptop's internal disk (read-only) into a signed OS image: a new file on a
+    /// second USB disk (`--to`) or an HTTP PUT streamed to a workshop server (`--put`), signed with
+    /// the key given by `--key-file`. Exit 0 image complete, 1 failed part way, 2 nothing done.
+    Capture(lapterop_agent::cli::capture::CaptureArgs),
     /// Show what a drive's firmware reports: capabilities, security state, hidden areas, health, and
     /// the purge `--method auto` would choose (JSON).
     Probe {
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Install(args) => lapterop_agent::cli::install::run(&args),
+        Command::Capture(args) => lapterop_agent::cli::capture::run(&args),
         Command::Upload {
             server,
             outbox,

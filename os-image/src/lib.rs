@@ -21,5 +21,5 @@ pub mod resize;
 
 pub use format::{Extent, ExtentKind, ExtentRef, Manifest};
 pub use install::{install, FileTarget, InstallError, InstallOptions, InstallReport, Progress, Target};
-pub use pack::{pack, PackError, PackOptions, PackSummary};
+pub use pack::{pack, pack_file, pack_stream, PackError, PackOptions, PackProgress, PackSummary};
 pub use reader::{inspect, ChunkSource, Image, ReadError, SeekSource};

@@ -131,9 +131,29 @@ struct Job {
     bytes: Vec<u8>,
 }
 
+/// How far packing is, for a progress line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackProgress {
+    /// Which reading of the disk this is: 1, or 2 for the second (streamed) pass of [`pack_stream`].
+    pub pass: u32,
+    /// Passes in all (1 for [`pack_file`], 2 for [`pack_stream`]).
+    pub passes: u32,
+    /// Partition bytes classified so far in this pass.
+    pub read: u64,
+    /// Partition bytes to classify in a pass.
+    pub total: u64,
+    /// Compressed bytes produced so far in this pass.
+    pub written: u64,
+}
+
 struct FrameWriter<'a> {
-    out: BufWriter<File>,
+    out: Box<dyn Write + 'a>,
     path: &'a Path,
+    progress: &'a dyn Fn(PackProgress),
+    pass: u32,
+    passes: u32,
+    read: u64,
+    total: u64,
     written: u64,
     level: i32,
     threads: usize,
@@ -149,6 +169,31 @@ impl FrameWriter<'_> {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Writes what is queued and records every frame's place in `parts`.
+    fn finish(&mut self, parts: &mut [Partition], path: &Path) -> Result<(), PackError> {
+        self.flush()?;
+        self.out.flush().map_err(io_err("writing", path))?;
+        for &(part, extent, offset, length) in &self.placed {
+            if let Some(e) = parts.get_mut(part).and_then(|p| p.extents.get_mut(extent)) {
+                e.frame_offset = Some(offset);
+                e.frame_length = Some(length);
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` more partition bytes classified.
+    fn advance(&mut self, n: u64) {
+        self.read += n;
+        (self.progress)(PackProgress {
+            pass: self.pass,
+            passes: self.passes,
+            read: self.read,
+            total: self.total,
+            written: self.written,
+        });
     }
 
     /// Compresses the batch on `threads` threads and appends the frames in manifest order.
@@ -236,41 +281,94 @@ fn push_block<E>(
     Ok(())
 }
 
-/// Packs the GPT disk image `input` into the signed OS image `out`.
-pub fn pack(input: &Path, out: &Path, key: &SigningKey, opts: &PackOptions) -> Result<PackSummary, PackError> {
-    let unsupported = |reason: String| PackError::Unsupported {
-        path: input.to_owned(),
-        reason,
-    };
-    let mut file = File::open(input).map_err(io_err("opening", input))?;
-    let gpt = gptman::GPT::find_from(&mut file).map_err(|e| PackError::NoGpt {
-        path: input.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let ss = gpt.sector_size;
-    let mut entries: Vec<_> = gpt
-        .iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(_, p)| p.clone())
-        .collect();
-    entries.sort_by_key(|p| p.starting_lba);
-    if entries.is_empty() {
-        return Err(unsupported("the partition table has no partitions".into()));
+/// The GPT of a disk (or disk image) opened read-only: the file, its sector size and its used
+/// partitions in disk order.
+struct Source {
+    file: File,
+    ss: u64,
+    entries: Vec<gptman::GPTPartitionEntry>,
+}
+
+impl Source {
+    fn open(input: &Path) -> Result<Source, PackError> {
+        // Read-only: the reference disk is never written (a shrink works on a copy).
+        let mut file = File::open(input).map_err(io_err("opening", input))?;
+        let gpt = gptman::GPT::find_from(&mut file).map_err(|e| PackError::NoGpt {
+            path: input.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut entries: Vec<_> = gpt
+            .iter()
+            .filter(|(_, p)| p.is_used())
+            .map(|(_, p)| p.clone())
+            .collect();
+        entries.sort_by_key(|p| p.starting_lba);
+        if entries.is_empty() {
+            return Err(PackError::Unsupported {
+                path: input.to_owned(),
+                reason: "the partition table has no partitions".into(),
+            });
+        }
+        Ok(Source {
+            file,
+            ss: gpt.sector_size,
+            entries,
+        })
     }
 
+    /// Bytes a pass classifies: every partition's length (an upper bound when the last is shrunk).
+    fn total(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| (e.ending_lba + 1 - e.starting_lba) * self.ss)
+            .sum()
+    }
+
+    fn frame_writer<'a>(
+        &self,
+        out: Box<dyn Write + 'a>,
+        path: &'a Path,
+        opts: &PackOptions,
+        progress: &'a dyn Fn(PackProgress),
+        (pass, passes): (u32, u32),
+    ) -> FrameWriter<'a> {
+        FrameWriter {
+            out,
+            path,
+            progress,
+            pass,
+            passes,
+            read: 0,
+            total: self.total(),
+            written: 0,
+            level: opts.level,
+            threads: opts.threads.max(1),
+            batch: Vec::new(),
+            placed: Vec::new(),
+        }
+    }
+}
+
+/// Packs the GPT disk image `input` into the signed OS image `out`.
+pub fn pack(input: &Path, out: &Path, key: &SigningKey, opts: &PackOptions) -> Result<PackSummary, PackError> {
+    pack_file(input, out, key, opts, &|_| {})
+}
+
+/// [`pack`] with a progress callback (called after every 4 MiB read).
+pub fn pack_file(
+    input: &Path,
+    out: &Path,
+    key: &SigningKey,
+    opts: &PackOptions,
+    progress: &dyn Fn(PackProgress),
+) -> Result<PackSummary, PackError> {
+    let src = Source::open(input)?;
     let frames_path = out.with_extension("frames.partial");
     let frames_file = File::create(&frames_path).map_err(io_err("creating", &frames_path))?;
-    let mut frames = FrameWriter {
-        out: BufWriter::with_capacity(1 << 20, frames_file),
-        path: &frames_path,
-        written: 0,
-        level: opts.level,
-        threads: opts.threads.max(1),
-        batch: Vec::new(),
-        placed: Vec::new(),
-    };
+    let sink = Box::new(BufWriter::with_capacity(1 << 20, frames_file));
+    let mut frames = src.frame_writer(sink, &frames_path, opts, progress, (1, 1));
     let scratch = out.with_extension("shrink.partial");
-    let result = pack_partitions(&file, &entries, ss, opts, &mut frames, input, &scratch);
+    let result = pack_partitions(&src.file, &src.entries, src.ss, opts, &mut frames, input, &scratch);
     let mut parts = match result {
         Ok(parts) => parts,
         Err(e) => {
@@ -279,18 +377,65 @@ pub fn pack(input: &Path, out: &Path, key: &SigningKey, opts: &PackOptions) -> R
         }
     };
     let finish = (|| {
-        frames.flush()?;
-        frames.out.flush().map_err(io_err("writing", &frames_path))?;
-        for &(part, extent, offset, length) in &frames.placed {
-            if let Some(e) = parts.get_mut(part).and_then(|p| p.extents.get_mut(extent)) {
-                e.frame_offset = Some(offset);
-                e.frame_length = Some(length);
-            }
-        }
-        write_image(out, &frames_path, frames.written, parts, key, opts)
+        frames.finish(&mut parts, &frames_path)?;
+        let written = frames.written;
+        drop(frames);
+        write_image(out, &frames_path, written, parts, key, opts)
     })();
     let _ = fs::remove_file(&frames_path);
     finish
+}
+
+/// Packs `input` into a signed OS image written to a stream (an HTTP upload) without keeping the
+/// frames anywhere: the manifest, which precedes the data and records every frame's length, comes
+/// from a first pass that compresses and discards; the second pass compresses again (zstd is
+/// deterministic for the same level) and streams. A frame whose length differs between the passes
+/// (the disk changed under us) fails the pack. `open` gets the image's total length once known and
+/// returns the sink. The last filesystem is not shrunk here (that needs a scratch copy on disk);
+/// `opts.shrink_last` must be false.
+pub fn pack_stream<W: Write>(
+    input: &Path,
+    key: &SigningKey,
+    opts: &PackOptions,
+    progress: &dyn Fn(PackProgress),
+    open: impl FnOnce(u64) -> io::Result<W>,
+) -> Result<(PackSummary, W), PackError> {
+    let unsupported = |reason: &str| PackError::Unsupported {
+        path: input.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if opts.shrink_last {
+        return Err(unsupported(
+            "a streamed pack cannot shrink the last filesystem (that needs a copy on disk); pack without shrinking",
+        ));
+    }
+    let src = Source::open(input)?;
+    let no_scratch = Path::new("/nonexistent/lapterop-no-scratch");
+    // Pass 1: classify, hash and compress, keeping only the frame lengths.
+    let mut frames = src.frame_writer(Box::new(io::sink()), input, opts, progress, (1, 2));
+    let mut parts = pack_partitions(&src.file, &src.entries, src.ss, opts, &mut frames, input, no_scratch)?;
+    frames.finish(&mut parts, input)?;
+    let (data_len, first) = (frames.written, std::mem::take(&mut frames.placed));
+    drop(frames);
+    let signed = sign_manifest(input, data_len, parts, key, opts)?;
+    let mut sink = open(signed.header.file_len()).map_err(io_err("starting the upload of", input))?;
+    let head = (|| {
+        sink.write_all(&signed.header.encode())?;
+        sink.write_all(&signed.manifest_bytes)?;
+        sink.write_all(&signed.signature)
+    })();
+    head.map_err(io_err("sending the manifest of", input))?;
+    // Pass 2: the same frames, now into the sink.
+    let mut frames = src.frame_writer(Box::new(&mut sink), input, opts, progress, (2, 2));
+    let mut again = pack_partitions(&src.file, &src.entries, src.ss, opts, &mut frames, input, no_scratch)?;
+    frames.finish(&mut again, input)?;
+    if frames.placed != first || frames.written != data_len {
+        return Err(unsupported(
+            "the disk changed between the two passes (a frame came out different); nothing usable was sent, capture again with the disk idle",
+        ));
+    }
+    drop(frames);
+    Ok((signed.summary(), sink))
 }
 
 /// What the packer found in a partition.
@@ -489,6 +634,7 @@ fn pack_one(
             }
         }
         pos += n_bytes;
+        frames.advance(n_bytes);
     }
     queue_chunk(&mut p.extents, part_index, &mut chunk, frames)?;
     Ok(p)
@@ -519,14 +665,34 @@ fn queue_chunk(
     })
 }
 
-fn write_image(
+/// A signed manifest and the header in front of it.
+struct Signed {
+    manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+    signature: Vec<u8>,
+    header: Header,
+}
+
+impl Signed {
+    fn summary(&self) -> PackSummary {
+        PackSummary {
+            root: self.manifest.root.clone(),
+            data_bytes: self.manifest.bytes_of(ExtentKind::Data),
+            zero_bytes: self.manifest.bytes_of(ExtentKind::Zero),
+            skip_bytes: self.manifest.bytes_of(ExtentKind::Skip),
+            file_bytes: self.header.file_len(),
+            min_disk_bytes: self.manifest.image.min_disk_bytes,
+        }
+    }
+}
+
+fn sign_manifest(
     out: &Path,
-    frames_path: &Path,
     data_len: u64,
     partitions: Vec<Partition>,
     key: &SigningKey,
     opts: &PackOptions,
-) -> Result<PackSummary, PackError> {
+) -> Result<Signed, PackError> {
     let json_err =
         |e: serde_json::Error| PackError::from(io_err("serialising the manifest for", out)(io::Error::other(e)));
     let mut manifest = Manifest {
@@ -566,12 +732,29 @@ fn write_image(
         signature_len: signature.len() as u64,
         data_len,
     };
+    Ok(Signed {
+        manifest,
+        manifest_bytes,
+        signature,
+        header,
+    })
+}
+
+fn write_image(
+    out: &Path,
+    frames_path: &Path,
+    data_len: u64,
+    partitions: Vec<Partition>,
+    key: &SigningKey,
+    opts: &PackOptions,
+) -> Result<PackSummary, PackError> {
+    let signed = sign_manifest(out, data_len, partitions, key, opts)?;
     let partial = out.with_extension("partial");
     let mut f = File::create(&partial).map_err(io_err("creating", &partial))?;
     let written = (|| {
-        f.write_all(&header.encode())?;
-        f.write_all(&manifest_bytes)?;
-        f.write_all(&signature)?;
+        f.write_all(&signed.header.encode())?;
+        f.write_all(&signed.manifest_bytes)?;
+        f.write_all(&signed.signature)?;
         let mut frames = File::open(frames_path)?;
         frames.seek(SeekFrom::Start(0))?;
         io::copy(&mut frames, &mut f)?;
@@ -582,12 +765,5 @@ fn write_image(
         return Err(io_err("writing", &partial)(source).into());
     }
     fs::rename(&partial, out).map_err(io_err("renaming to", out))?;
-    Ok(PackSummary {
-        root: manifest.root.clone(),
-        data_bytes: manifest.bytes_of(ExtentKind::Data),
-        zero_bytes: manifest.bytes_of(ExtentKind::Zero),
-        skip_bytes: manifest.bytes_of(ExtentKind::Skip),
-        file_bytes: header.file_len(),
-        min_disk_bytes: manifest.image.min_disk_bytes,
-    })
+    Ok(signed.summary())
 }

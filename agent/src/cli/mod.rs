@@ -3,6 +3,7 @@
 //! image's [`crate::init`] and the volunteer's [`crate::flow`] are front ends of their own).
 
 pub mod audit;
+pub mod capture;
 pub mod disks;
 pub mod firmware;
 pub mod flow;

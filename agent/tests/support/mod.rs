@@ -6,6 +6,7 @@
 
 pub mod httpd;
 pub mod osimage;
+pub mod putd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
