@@ -127,26 +127,10 @@ fn serve_connection(state: &State, conn: TcpStream) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        let Some((request_line, headers)) = read_head(&mut reader) else {
             return;
-        }
-        let mut range = None;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("range") {
-                    range = Some(value.trim().to_owned());
-                }
-            }
-        }
+        };
+        let range = headers.into_iter().find(|(n, _)| n == "range").map(|(_, v)| v);
         let n = state.next.fetch_add(1, Ordering::SeqCst);
         if !request_line.starts_with("GET /image.osimg ") {
             let _ = out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
@@ -237,4 +221,27 @@ fn answer(state: &State, n: usize, range: Option<String>, out: &mut TcpStream) -
         }
     }
     !dropped
+}
+
+/// Reads one request's line and headers (names lower-cased, values trimmed); `None` when the client
+/// closed the connection before the blank line.
+pub fn read_head(reader: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Some((request_line, headers));
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
 }

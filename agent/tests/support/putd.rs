@@ -2,7 +2,7 @@
 //! it takes PUT requests, stores each body in memory with the request's headers, and answers a fixed
 //! status (201, or a refusal such as 403 sent before the body is read).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -41,24 +41,9 @@ impl PutServer {
                 let Ok(conn) = conn else { continue };
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut out = conn;
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                let Some((request_line, headers)) = super::httpd::read_head(&mut reader) else {
                     continue;
-                }
-                let mut headers = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some((n, v)) = line.split_once(':') {
-                        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
-                    }
-                }
+                };
                 let len: Option<u64> = headers
                     .iter()
                     .find(|(n, _)| n == "content-length")
