@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lapterop_certificate::model::{InstallRecord, InstallStatus};
+use lapterop_certificate::model::{InstallRecord, InstallStatus, StepKind, StepOutcome, VerifyMode};
 use lapterop_certificate::{DiskRecord, OutcomeStatus};
 
 use crate::i18n::{Key, Lang, Word};
@@ -28,7 +28,7 @@ use crate::sitelog::SiteLog;
 use crate::ui::confirm::{self, Decision, Next};
 use crate::ui::input::{Input, Keys};
 use crate::ui::progress::{Progress, Step, TaskId};
-use crate::ui::screens::{self, AuditView, DiskResult, InstallState, UploadState};
+use crate::ui::screens::{self, AuditView, DiskResult, InstallState, Ran, UploadState};
 use crate::ui::{operator, qr, Colour, PlanDisk, Style};
 
 /// Code shown when the station key cannot be used (nothing was done).
@@ -478,9 +478,26 @@ fn disk_results(records: &[DiskRecord]) -> Vec<DiskResult> {
                 serial: r.serial.clone(),
                 outcome: r.outcome.status,
                 reasons,
+                method: Some(ran(r)),
             }
         })
         .collect()
+}
+
+/// What really ran on a disk, from its record: the firmware erase that completed, those that failed
+/// before it, the overwrite and how it was read back.
+fn ran(r: &DiskRecord) -> Ran {
+    let mut ran = Ran::default();
+    for s in &r.steps {
+        match (job::plan::firmware_name(s.kind), s.outcome) {
+            (Some(name), StepOutcome::Completed) => ran.purge = Some(name.to_string()),
+            (Some(name), StepOutcome::Failed | StepOutcome::Interrupted) => ran.failed.push(name.to_string()),
+            (None, StepOutcome::Completed) if s.kind == StepKind::Overwrite => ran.overwrite = true,
+            _ => {}
+        }
+    }
+    ran.full_check = r.verification.as_ref().map(|v| v.mode == VerifyMode::Full);
+    ran
 }
 
 /// The progress of every disk on the screen (bars on a terminal, plain lines on a serial console).
@@ -683,6 +700,45 @@ pub fn console(site: &Site, dir: &Path, stick_disk: Option<&str>, image_key: &Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a fallback the result screen names the erase that completed and the one that failed,
+    /// and a sampled check is not called "every byte".
+    #[test]
+    fn the_result_names_the_method_that_really_ran() {
+        let cert = lapterop_certificate::sample::erased_laptop("k".into());
+        let mut r = cert
+            .disks
+            .iter()
+            .find(|d| d.steps.iter().any(|s| s.kind.is_purge()))
+            .expect("a sample disk with a firmware purge")
+            .clone();
+        let purge = r.steps.iter().position(|s| s.kind.is_purge()).unwrap();
+        let mut failed = r.steps[purge].clone();
+        failed.kind = StepKind::NvmeSanitizeCrypto;
+        failed.outcome = StepOutcome::Failed;
+        r.steps[purge].kind = StepKind::NvmeFormatCrypto;
+        r.steps.insert(purge, failed);
+        let line = |r: &DiskRecord, lang| ran(r).text(lang);
+        assert_eq!(
+            line(&r, Lang::En),
+            "NVMe Format crypto (after NVMe Sanitize crypto failed), then overwritten, every byte checked"
+        );
+        assert_eq!(
+            line(&r, Lang::Nl),
+            "NVMe Format crypto (nadat NVMe Sanitize crypto mislukte), daarna overschreven, elke byte gecontroleerd"
+        );
+        r.steps.retain(|s| s.kind != StepKind::Overwrite);
+        if let Some(v) = &mut r.verification {
+            v.mode = VerifyMode::Sample;
+        }
+        assert_eq!(
+            line(&r, Lang::En),
+            "NVMe Format crypto (after NVMe Sanitize crypto failed), checked by samples"
+        );
+        r.steps.retain(|s| s.kind == StepKind::NvmeSanitizeCrypto);
+        r.verification = None;
+        assert_eq!(line(&r, Lang::En), "no erase completed (NVMe Sanitize crypto failed)");
+    }
 
     #[test]
     fn wipe_phases_map_to_screen_steps() {

@@ -109,6 +109,14 @@ pub enum Key {
     MethodFirmwareThenOverwrite => "built-in erase ({firmware}), then overwrite and check every byte",
         "ingebouwd wissen ({firmware}), daarna overschrijven en elke byte controleren";
     MethodOverwrite => "overwrite and check every byte", "overschrijven en elke byte controleren";
+    MethodAfterFailed => "{purge} (after {failed} failed)", "{purge} (nadat {failed} mislukte)";
+    MethodPurgeThenOverwrite => "{purge}, then overwritten", "{purge}, daarna overschreven";
+    MethodOverwritten => "overwritten", "overschreven";
+    MethodNothingCompleted => "no erase completed", "geen wisbewerking voltooid";
+    MethodFailedOnly => "{failed} failed", "{failed} mislukt";
+    MethodEveryByte => "every byte checked", "elke byte gecontroleerd";
+    MethodSampled => "checked by samples", "met steekproeven gecontroleerd";
+    MethodNotChecked => "not read back", "niet teruggelezen";
     HealthGood => "good", "goed";
     HealthWorn => "worn ({detail})", "versleten ({detail})";
     HealthFailing => "FAILING ({detail})", "DEFECT ({detail})";

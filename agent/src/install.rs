@@ -66,6 +66,15 @@ impl Target for DiskTarget<'_> {
     fn flush(&self) -> io::Result<()> {
         self.0.file.sync_data()
     }
+
+    fn discard_range(&self, offset: u64, len: u64) -> io::Result<bool> {
+        match crate::sys::discard(&self.0.file, offset, len) {
+            Ok(()) => Ok(true),
+            // A disk without discard (rotating, most USB bridges) keeps the blocks as they are.
+            Err(e) if matches!(e.errno, nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::ENOTTY) => Ok(false),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
 }
 
 /// The 4096-byte-aligned span covering `len` bytes at `offset` (4096 suits 512- and 4096-byte sectors).
@@ -115,6 +124,7 @@ pub fn install_onto(
             record.bytes_written = r.bytes_written;
             record.chunks_verified = r.chunks_verified;
             record.chunk_mismatches = r.chunk_mismatches;
+            record.discarded_bytes = (r.discarded_bytes > 0).then_some(r.discarded_bytes);
         }
         // Refused before the first write: the disk is as it was.
         Err(e @ install::InstallError::Refused(_)) => record.reason = Some(format!("{e}")),
@@ -138,6 +148,7 @@ pub fn failed_record(claimed: &Claimed, reason: String) -> InstallRecord {
         bytes_written: 0,
         chunks_verified: 0,
         chunk_mismatches: 0,
+        discarded_bytes: None,
         reason: Some(reason),
         started_at: now.clone(),
         finished_at: now,

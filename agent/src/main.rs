@@ -86,6 +86,10 @@ enum Command {
         /// Only these disks (default: all).
         #[arg(value_name = "DEVICE")]
         devices: Vec<String>,
+        /// Read a recorded tree holding `sys/` and `proc/` instead of this machine
+        /// (`scripts/record-storage-tree.sh` records one); nothing is opened or probed.
+        #[arg(long)]
+        root: Option<std::path::PathBuf>,
     },
     /// Overwrite disks, read them back, and write a signed certificate (exit 0 only if all are erased).
     Wipe(lapterop_agent::cli::wipe::WipeArgs),
@@ -123,7 +127,9 @@ fn main() -> ExitCode {
             lapterop_agent::cli::firmware::firmware_erase_command(&device, method, yes)
         }
         Command::Audit(args) => lapterop_agent::cli::audit::cli(&args),
-        Command::Disks { json, devices } => lapterop_agent::cli::disks::list_command(json, &devices),
+        Command::Disks { json, devices, root } => {
+            lapterop_agent::cli::disks::list_command(json, &devices, root.as_deref())
+        }
         Command::Run(args) => lapterop_agent::cli::run::cli(&args),
         Command::Flow(args) => lapterop_agent::cli::flow::cli(&args),
         Command::Wipe(args) => lapterop_agent::cli::wipe::run(args),

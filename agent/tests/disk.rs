@@ -913,3 +913,100 @@ fn an_ssd_is_discarded_after_its_verified_overwrite_and_a_hard_disk_is_not() {
         assert!(v.is_empty(), "{v:?}");
     }
 }
+
+/// The storage tree of a real eMMC laptop, the Acer Swift 1 SF114-32 (how it was rebuilt from the
+/// laptop's published boot log: `fixtures/storage/README.md`), read by `lapterop-agent disks --root`:
+/// the eMMC with its two boot areas and its RPMB, the M.2 SATA SSD, and no loop device.
+#[test]
+fn a_real_emmc_laptop_tree_gives_its_emmc_with_boot_areas_and_its_ssd() {
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/storage/acer-swift-sf114-32");
+    let out = Command::new(agent())
+        .args(["disks", "--json", "--root"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["mmcblk0", "sda"], "{rows:#?}");
+    let (emmc, ssd) = (&rows[0], &rows[1]);
+    assert_eq!(emmc["transport"], "mmc");
+    assert_eq!(emmc["capacity_bytes"], 62_537_072_640u64);
+    assert_eq!(emmc["model"], "DF4064", "an eMMC's CID name is its model");
+    assert_eq!(emmc["card"], false, "the soldered eMMC is the laptop's own disk");
+    assert_eq!(emmc["rpmb_bytes"], 4u64 << 20);
+    assert_eq!(emmc["partitions"].as_array().unwrap().len(), 4);
+    let areas: Vec<(&str, u64, bool)> = emmc["boot_areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap(),
+                a["capacity_bytes"].as_u64().unwrap(),
+                a["force_ro"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        areas,
+        [("mmcblk0boot0", 4 << 20, true), ("mmcblk0boot1", 4 << 20, true)]
+    );
+    assert_eq!(ssd["transport"], "sata");
+    assert_eq!(ssd["capacity_bytes"], 976_773_168u64 * 512);
+    assert_eq!(ssd["model"], "WDC WDS500G2B0B-");
+    assert_eq!(ssd["firmware"], "90WD");
+    assert_eq!(ssd["rotational"], false);
+    assert_eq!(ssd["partitions"].as_array().unwrap().len(), 3);
+    for r in &rows {
+        assert_eq!(r["refusals"], serde_json::json!([]), "{r:#}");
+    }
+}
+
+/// `scripts/record-storage-tree.sh` records what discovery reads: this machine's tree, read back
+/// through `Discovery::at`, gives the same disks as the machine itself (serials redacted).
+#[test]
+fn a_recorded_tree_of_this_machine_gives_the_same_disks() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/record-storage-tree.sh");
+    ok(Command::new("bash").arg(&script).arg(&tree));
+    let view = |d: &lapterop_agent::disk::Disk| {
+        (
+            d.name.clone(),
+            d.transport,
+            d.capacity_bytes,
+            d.model.clone(),
+            (d.rotational, d.removable, d.read_only, d.card),
+            (d.logical_sector_size, d.physical_sector_size),
+            d.partitions
+                .iter()
+                .map(|p| (p.name.clone(), p.partuuid.clone(), p.mounts.clone()))
+                .collect::<Vec<_>>(),
+            d.boot_areas.clone(),
+            d.mounts.clone(),
+        )
+    };
+    // Loop devices come and go as other tests run; neither side lists them.
+    let live: Vec<_> = Discovery::system().scan().unwrap().iter().map(view).collect();
+    let recorded: Vec<_> = Discovery::at(&tree).scan().unwrap().iter().map(view).collect();
+    assert!(!live.is_empty(), "this machine has no disk to compare");
+    let live_names: Vec<_> = live.iter().map(|v| v.0.clone()).collect();
+    let recorded: Vec<_> = recorded.into_iter().filter(|v| live_names.contains(&v.0)).collect();
+    assert_eq!(recorded.len(), live.len(), "the recorded tree misses a disk");
+    for (l, r) in live.iter().zip(&recorded) {
+        let mut r = r.clone();
+        // Boot areas carry their /dev path, which is under the tree.
+        for (a, b) in r.7.iter_mut().zip(&l.7) {
+            a.path = b.path.clone();
+        }
+        assert_eq!(l, &r);
+    }
+    for d in Discovery::at(&tree).scan().unwrap() {
+        assert!(
+            d.serial.as_deref().is_none_or(|s| s == "redacted"),
+            "{}: the recorder kept a serial",
+            d.name
+        );
+    }
+}

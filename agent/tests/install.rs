@@ -148,8 +148,28 @@ fn install_writes_the_os_image_onto_loop_devices_of_both_sector_sizes() {
             "a refused install wrote to the disk"
         );
 
+        let allocated = |f: &Path| std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(f).unwrap()) * 512;
+        let mapped_before = allocated(&l.file);
         let out = install_cli(&r.image, &r.trust, &l.dev);
         assert!(out.status.success(), "install on {sector}-byte sectors: {}", text(&out));
+        // The space the image does not use is discarded: the loop driver punches it out of the file.
+        let discarded: u64 = text(&out)
+            .lines()
+            .filter(|l| l.starts_with("installed: "))
+            .flat_map(|l| l.split(", "))
+            .find_map(|p| p.strip_suffix(" bytes the image does not use discarded"))
+            .unwrap_or_else(|| panic!("no discard reported: {}", text(&out)))
+            .parse()
+            .unwrap();
+        let skipped = r.manifest().0.bytes_of(ExtentKind::Skip);
+        assert!(discarded >= skipped, "discarded {discarded} of {skipped} skipped bytes");
+        // The filesystem under the loop file may take a block or two for its extent tree.
+        assert!(
+            allocated(&l.file) <= mapped_before - discarded + MIB,
+            "the discarded space is still allocated in the loop file: {} of {} bytes before, {discarded} discarded",
+            allocated(&l.file),
+            mapped_before
+        );
         let v = ok(Command::new("sgdisk").arg("-v").arg(&l.dev));
         assert!(v.contains("No problems found"), "sgdisk -v on {sector}: {v}");
         // The backup GPT header ("EFI PART") sits in the very last logical block.

@@ -640,7 +640,7 @@ pub enum RangeOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareEvidence {
-    /// The command as sent (opcode and fields, hex), e.g. `nvme admin 0x84 cdw10=0x00000004`.
+    /// The command as sent (opcode and fields, hex), e.g. `nvme admin opc=0x84 nsid=0 cdw10=0x0000000c cdw11=0x00000000`.
     pub command: String,
     /// Completion status as the drive reported it.
     pub status: String,
@@ -804,6 +804,10 @@ pub struct InstallRecord {
     pub chunks_verified: u64,
     /// Chunks that did not match on read-back.
     pub chunk_mismatches: u64,
+    /// Bytes discarded (TRIM) after the read-back: the space the image does not use, so an SSD is not
+    /// handed on with every block mapped; absent when the disk does not discard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_bytes: Option<u64>,
     /// Why it failed (status `failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

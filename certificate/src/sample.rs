@@ -183,7 +183,7 @@ fn nvme_disk() -> DiskRecord {
                 bytes: NVME_CAPACITY,
                 error_ranges: Vec::new(),
                 firmware: Some(FirmwareEvidence {
-                    command: "nvme admin opc=0x84 nsid=0 cdw10=0x00000004".to_owned(),
+                    command: "nvme admin opc=0x84 nsid=0 cdw10=0x0000000c cdw11=0x00000000".to_owned(),
                     status: "success (sct 0, sc 0)".to_owned(),
                     polls: 12,
                     final_state: Some("sanitize log: most recent sanitize completed successfully".to_owned()),
@@ -263,6 +263,7 @@ pub fn erased_laptop(key_id: String) -> Certificate {
         bytes_written: 9_663_676_416,
         chunks_verified: 2304,
         chunk_mismatches: 0,
+        discarded_bytes: Some(118_111_600_640),
         reason: None,
         started_at: time(86),
         finished_at: time(89),
@@ -317,7 +318,7 @@ pub fn exceptions_laptop(key_id: String) -> Certificate {
     nvme.steps[0].outcome = StepOutcome::Failed;
     nvme.steps[0].reason = Some("the controller aborted Sanitize (status 0x1d: sanitize failed)".to_owned());
     nvme.steps[0].firmware = Some(FirmwareEvidence {
-        command: "nvme admin opc=0x84 nsid=0 cdw10=0x00000004".to_owned(),
+        command: "nvme admin opc=0x84 nsid=0 cdw10=0x0000000c cdw11=0x00000000".to_owned(),
         status: "sct 0, sc 0x1d (sanitize failed)".to_owned(),
         polls: 3,
         final_state: Some("sanitize log: most recent sanitize failed".to_owned()),

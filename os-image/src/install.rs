@@ -26,6 +26,12 @@ pub trait Target: Sync {
     fn zero_range(&self, offset: u64, len: u64) -> io::Result<()>;
     /// Makes written data durable.
     fn flush(&self) -> io::Result<()>;
+    /// Tells the medium that `[offset, offset + len)` holds nothing (TRIM, UNMAP, deallocate), so an
+    /// SSD is not handed on with every block mapped; what it reads afterwards is unspecified. `Ok(false)`
+    /// when the target cannot (a regular file, a disk without discard).
+    fn discard_range(&self, _offset: u64, _len: u64) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A regular file as a target, with a chosen logical sector size (tests, images of disks).
@@ -178,6 +184,9 @@ pub struct InstallReport {
     pub chunk_mismatches: u64,
     /// Zero extents sampled on read-back.
     pub zero_samples: u64,
+    /// Bytes discarded after the read-back: the image's skip extents and the space after the last
+    /// partition (0 on a target without discard).
+    pub discarded_bytes: u64,
     /// Where the partitions went.
     pub layout: Layout,
     /// Time spent fetching frames (summed over threads).
@@ -357,6 +366,7 @@ pub fn install<S: ChunkSource, T: Target + ?Sized>(
         total: manifest.bytes_of(ExtentKind::Data) + manifest.bytes_of(ExtentKind::Zero),
     };
     let mut wiped = 0u64;
+    let mut discarded = 0u64;
     let run = (|| -> Result<(u64, u64, Duration), Failure> {
         wipe_ends(target).map_err(|e| (None, format!("wiping the first and last MiB: {e}")))?;
         wiped = 4 * ALIGNMENT;
@@ -373,6 +383,7 @@ pub fn install<S: ChunkSource, T: Target + ?Sized>(
             (0, 0)
         };
         let verify_time = t.elapsed();
+        discarded = discard_skipped(&shared);
         write_table(target, &manifest, &layout, options.disk_guid)
             .map_err(|e| (None, format!("writing the partition table: {e}")))?;
         target
@@ -390,6 +401,7 @@ pub fn install<S: ChunkSource, T: Target + ?Sized>(
             chunks_verified,
             chunk_mismatches: 0,
             zero_samples,
+            discarded_bytes: discarded,
             layout: layout.clone(),
             read_time: Duration::from_nanos(shared.read_ns.load(Ordering::Relaxed)),
             decode_time: Duration::from_nanos(shared.decode_ns.load(Ordering::Relaxed)),
@@ -411,6 +423,34 @@ pub fn install<S: ChunkSource, T: Target + ?Sized>(
             }
         }
     }
+}
+
+/// Discards what the image leaves unwritten, after the read-back: its skip extents (space the
+/// filesystems do not use) and, on a disk larger than the image, the space after the last partition
+/// (up to the last MiB, which holds the backup table). Returns the bytes the target accepted; a target
+/// without discard, or one that refuses part way, keeps the rest mapped, which is no failure: every
+/// byte the system needs is written and checked by then.
+fn discard_skipped<T: Target + ?Sized>(shared: &Shared<'_, T>) -> u64 {
+    let mut ranges: Vec<(u64, u64)> = shared
+        .manifest
+        .extents_of(ExtentKind::Skip)
+        .map(|(r, e)| (shared.part_offset(&r) + e.offset, e.length))
+        .collect();
+    if let Some(&(_, last)) = shared.layout.partitions.iter().max_by_key(|p| p.1) {
+        let start = ((last + 1) * shared.layout.sector).div_ceil(ALIGNMENT) * ALIGNMENT;
+        let end = shared.target.size().saturating_sub(ALIGNMENT) / ALIGNMENT * ALIGNMENT;
+        if end > start {
+            ranges.push((start, end - start));
+        }
+    }
+    let mut done = 0;
+    for (offset, len) in ranges.into_iter().filter(|r| r.1 > 0) {
+        match shared.target.discard_range(offset, len) {
+            Ok(true) => done += len,
+            Ok(false) | Err(_) => break,
+        }
+    }
+    done
 }
 
 fn table_bytes(layout: &Layout) -> u64 {

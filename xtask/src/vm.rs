@@ -203,6 +203,9 @@ pub struct VmSpec {
     pub vga: bool,
     /// I/O errors injected into disks by QEMU's `blkdebug` driver.
     pub faults: Vec<DiskFault>,
+    /// Test-only static programs put into the guest's `/bin`, by workspace package name (built like
+    /// the agent), e.g. `lapterop-dmctl` for device-mapper.
+    pub tools: Vec<String>,
 }
 
 /// An I/O error a disk gives at one sector (QEMU `blkdebug`, `event = "none"`: from the start, every
@@ -262,6 +265,7 @@ impl Default for VmSpec {
             zstd_level: 3,
             vga: false,
             faults: Vec::new(),
+            tools: Vec::new(),
         }
     }
 }
@@ -325,6 +329,12 @@ pub fn target_dir() -> PathBuf {
 
 /// Builds `lapterop-agent` statically for x86_64 glibc and returns its path.
 pub fn build_static_agent() -> Result<PathBuf, VmError> {
+    build_static("lapterop-agent")
+}
+
+/// Builds the workspace package `package` (whose binary has the same name) statically for x86_64
+/// glibc and returns the binary's path.
+pub fn build_static(package: &str) -> Result<PathBuf, VmError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace_root())
@@ -334,7 +344,7 @@ pub fn build_static_agent() -> Result<PathBuf, VmError> {
             "--locked",
             "-q",
             "-p",
-            "lapterop-agent",
+            package,
             "--target",
             "x86_64-unknown-linux-gnu",
         ])
@@ -348,7 +358,7 @@ pub fn build_static_agent() -> Result<PathBuf, VmError> {
             "cargo exited with {status}; see the messages above"
         )));
     }
-    let path = target_dir().join("x86_64-unknown-linux-gnu/release/lapterop-agent");
+    let path = target_dir().join("x86_64-unknown-linux-gnu/release").join(package);
     if has_interpreter(&path)? {
         return Err(VmError::NotStatic(path));
     }
@@ -617,24 +627,30 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
     let inputs = fetch_inputs(&lock, &cache)?;
     let initrd = work.path().join("initrd.img");
     let disk_count = spec.disks.len().to_string();
+    let mut extra = vec![
+        (
+            "etc/lapterop/vm-command".to_owned(),
+            0o644,
+            format!("{}\n", spec.command).into_bytes(),
+        ),
+        (
+            "etc/lapterop/vm-disks".to_owned(),
+            0o644,
+            format!("{disk_count}\n").into_bytes(),
+        ),
+    ];
+    for tool in &spec.tools {
+        let path = build_static(tool)?;
+        let bytes = fs::read(&path).map_err(io_err("reading", &path))?;
+        extra.push((format!("bin/{tool}"), 0o755, bytes));
+    }
     let spec_fs = InitramfsSpec {
         kernel: inputs.kernel.clone(),
         busybox_root: inputs.busybox_root.clone(),
         modules: spec.modules.clone(),
         agent,
         init: Init::Script(INIT.as_bytes().to_vec()),
-        extra: vec![
-            (
-                "etc/lapterop/vm-command".to_owned(),
-                0o644,
-                format!("{}\n", spec.command).into_bytes(),
-            ),
-            (
-                "etc/lapterop/vm-disks".to_owned(),
-                0o644,
-                format!("{disk_count}\n").into_bytes(),
-            ),
-        ],
+        extra,
         zstd_level: spec.zstd_level,
     };
     build_initramfs(&spec_fs, &work.path().join("stage"), &initrd, 0)?;

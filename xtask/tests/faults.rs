@@ -30,7 +30,18 @@ fn injected_io_errors_are_reported_exactly_and_never_end_erased() {
     if !xtask::vm_tools_or_skip() {
         return;
     }
-    let disks = ["virtio:16M", "virtio:16M", "nvme:16M", "nvme:16M:4096", "virtio:16M"];
+    // Disks 5 and 6 sit under dm-flakey in the guest: one drops every write without an error, one
+    // returns every read with its first byte changed (`Documentation/admin-guide/device-mapper/
+    // dm-flakey.rst`: `drop_writes`, `corrupt_bio_byte 1 r 255 0`), silent faults no error code shows.
+    let disks = [
+        "virtio:16M",
+        "virtio:16M",
+        "nvme:16M",
+        "nvme:16M:4096",
+        "virtio:16M",
+        "virtio:16M",
+        "virtio:16M",
+    ];
     let expect = [
         Expect {
             disk: 0,
@@ -64,7 +75,21 @@ dmesg -n 1
 printf '%s\n' {KEY} > /tmp/station.key
 chmod 600 /tmp/station.key
 devs=""
-for d in /sys/block/vd* /sys/block/nvme*n1; do devs="$devs /dev/${{d##*/}}"; done
+for d in /sys/block/vd* /sys/block/nvme*n1; do
+  case "$(cat $d/serial 2>/dev/null)" in
+    LAPTEROP-D5) drop=/dev/${{d##*/}} ;;
+    LAPTEROP-D6) corrupt=/dev/${{d##*/}} ;;
+    *) devs="$devs /dev/${{d##*/}}" ;;
+  esac
+done
+# The donor's data on the disk whose writes will be dropped.
+dd if=/dev/urandom of=$drop bs=1M count=16 2>/dev/null
+sync
+n=$(cat /sys/block/${{drop##*/}}/size)
+dmdrop=$(lapterop-dmctl create drops "0 $n flakey $drop 0 0 1 1 drop_writes") || exit 3
+dmcorrupt=$(lapterop-dmctl create corrupts "0 $n flakey $corrupt 0 0 1 5 corrupt_bio_byte 1 r 255 0") || exit 3
+echo "DM-FLAKEY $dmdrop $dmcorrupt"
+devs="$devs /dev/$dmdrop /dev/$dmcorrupt"
 /bin/lapterop-agent wipe --yes --operator battery --method overwrite --pattern zero --verify full \
   --station-key /tmp/station.key --certificate /tmp/cert.json $devs > /tmp/wipe.log 2>&1
 echo "WIPE-RC $?"
@@ -81,6 +106,12 @@ exit 0
         command,
         memory_mib: 512,
         timeout: Duration::from_secs(600),
+        modules: VmSpec::default()
+            .modules
+            .into_iter()
+            .chain(["dm_flakey".to_owned()])
+            .collect(),
+        tools: vec!["lapterop-dmctl".to_owned()],
         faults: expect
             .iter()
             .map(|e| DiskFault {
@@ -139,6 +170,58 @@ exit 0
         .iter()
         .filter(|e| by_serial(e.disk).outcome.status == OutcomeStatus::Erased)
         .count();
+    // The silent faults: no error code, only the read-back can see them.
+    let dm: Vec<&str> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("DM-FLAKEY "))
+        .unwrap_or_else(|| panic!("the guest made no dm-flakey devices:\n{text}"))
+        .split_whitespace()
+        .collect();
+    let by_device = |name: &str| {
+        cert.disks
+            .iter()
+            .find(|d| d.device.trim_start_matches("/dev/") == name)
+            .unwrap_or_else(|| panic!("{name} not in the certificate: {:?}", cert.disks))
+    };
+    let mut silent = Vec::new();
+    for (name, what) in dm
+        .iter()
+        .zip(["every write dropped", "every read's first byte changed"])
+    {
+        let d = by_device(name);
+        assert_eq!(
+            d.outcome.status,
+            OutcomeStatus::NotErased,
+            "{name} ({what}): {:?}",
+            d.outcome
+        );
+        let v = d
+            .verification
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no read-back"));
+        assert!(v.mismatched_blocks > 0, "{name} ({what}): the read-back saw nothing");
+        assert!(
+            d.outcome
+                .exceptions
+                .iter()
+                .any(|e| e.kind == lapterop_certificate::model::ExceptionKind::MismatchedRange),
+            "{name} ({what}): no mismatched range named: {:?}",
+            d.outcome.exceptions
+        );
+        silent.push(format!(
+            "{what}: {} of {} blocks mismatched, {:?}",
+            v.mismatched_blocks,
+            d.capacity_bytes / u64::from(d.logical_sector_size),
+            d.outcome.status
+        ));
+    }
+    let drop = by_device(dm[0]);
+    assert_eq!(
+        drop.verification.as_ref().map(|v| v.mismatched_blocks),
+        Some(drop.capacity_bytes / u64::from(drop.logical_sector_size)),
+        "a disk that dropped every write reads back the donor's data in every block"
+    );
+    lapterop_testkit::report(&format!("fault battery, dm-flakey: {}", silent.join("; ")));
     lapterop_testkit::report(&format!(
         "fault battery: {} faults injected (virtio and NVMe, write and read-back, 512 and 4096-byte sectors), \
          {erased_faulty} faulty disks ended erased, {exact} bad ranges reported exactly; the clean disk: {:?}",

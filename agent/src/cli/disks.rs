@@ -3,13 +3,15 @@
 use crate::disk::{probe_exclusive, refusals, Discovery, Disk, Refusal, SafetyConfig};
 use lapterop_certificate::Transport;
 use serde::Serialize;
+use std::path::Path;
 
 /// `lapterop-agent disks [--json]`: every disk and whether it may be wiped. Exit 0, or 2 when sysfs
 /// cannot be read.
-/// With `only`, just those devices are examined (nothing else is opened).
-pub fn list_command(json: bool, only: &[String]) -> std::process::ExitCode {
+/// With `only`, just those devices are examined (nothing else is opened). With `root`, a recorded tree
+/// is read instead of this machine (no device is opened: nothing is probed).
+pub fn list_command(json: bool, only: &[String], root: Option<&Path>) -> std::process::ExitCode {
     let cfg = SafetyConfig::from_env(&[]);
-    let discovery = Discovery::system();
+    let discovery = root.map_or_else(Discovery::system, Discovery::at);
     let found = if only.is_empty() {
         discovery.scan()
     } else {
@@ -26,10 +28,10 @@ pub fn list_command(json: bool, only: &[String]) -> std::process::ExitCode {
         .iter()
         .map(|d| {
             let mut refusals = refusals(d, &cfg);
-            if refusals.is_empty() {
+            if refusals.is_empty() && root.is_none() {
                 refusals.extend(probe_exclusive(d));
             }
-            let firmware = (json && d.transport != Transport::Loop).then(|| {
+            let firmware = (json && root.is_none() && d.transport != Transport::Loop).then(|| {
                 let v = crate::drive::probe_json(&d.name, d.rotational, &crate::firmware::Policy::default());
                 // The device name is the row's already.
                 match v {

@@ -111,8 +111,12 @@ pub fn run(args: &InstallArgs) -> ExitCode {
     let record = install_onto(&claimed, &args.image, &trusted, &options, &progress);
     match record.status {
         InstallStatus::Installed => {
+            let discarded = match record.discarded_bytes {
+                Some(n) => format!("{n} bytes the image does not use discarded"),
+                None => "nothing discarded (the disk does not discard)".to_string(),
+            };
             println!(
-                "installed: {} bytes written, {} chunks read back and matching",
+                "installed: {} bytes written, {} chunks read back and matching, {discarded}",
                 record.bytes_written, record.chunks_verified
             );
             ExitCode::SUCCESS

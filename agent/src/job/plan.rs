@@ -19,7 +19,12 @@ pub fn relevant(findings: Vec<Finding>, named_disks: bool) -> Vec<Finding> {
 
 /// The purge's name as the plan shows it.
 pub fn purge_name(kind: StepKind) -> &'static str {
-    match kind {
+    firmware_name(kind).unwrap_or("overwrite")
+}
+
+/// The name of a firmware erase step; `None` for the steps that are not one.
+pub fn firmware_name(kind: StepKind) -> Option<&'static str> {
+    Some(match kind {
         StepKind::NvmeSanitizeCrypto => "NVMe Sanitize crypto",
         StepKind::NvmeSanitizeBlock => "NVMe Sanitize block",
         StepKind::NvmeSanitizeOverwrite => "NVMe Sanitize overwrite",
@@ -37,8 +42,8 @@ pub fn purge_name(kind: StepKind) -> &'static str {
         | StepKind::HpaExpose
         | StepKind::HpaRestore
         | StepKind::DcoRestore
-        | StepKind::Unfreeze => "overwrite",
-    }
+        | StepKind::Unfreeze => return None,
+    })
 }
 
 /// Disk health in brief from the audit's firmware reports.

@@ -290,6 +290,17 @@ impl Discovery {
         }
     }
 
+    /// A recorded tree: `root/sys/block`, `root/proc/self/mountinfo`, `root/proc/swaps`, `root/dev`
+    /// (`scripts/record-storage-tree.sh` writes one; `/` is the running system).
+    pub fn at(root: &Path) -> Self {
+        Self {
+            sys_block: root.join("sys/block"),
+            mountinfo: root.join("proc/self/mountinfo"),
+            swaps: root.join("proc/swaps"),
+            dev: root.join("dev"),
+        }
+    }
+
     /// Every whole block device with a non-zero size, sorted by name.
     pub fn scan(&self) -> anyhow::Result<Vec<Disk>> {
         use anyhow::Context;
@@ -420,7 +431,9 @@ impl Discovery {
         let is_mmc = name.starts_with("mmcblk");
         Some(Disk {
             path: self.dev.join(name),
-            model: read_trim(&devdir.join("model")),
+            // An eMMC or SD card has no `model`; its CID product name is `name` (`DF4064`).
+            model: read_trim(&devdir.join("model"))
+                .or_else(|| is_mmc.then(|| read_trim(&devdir.join("name"))).flatten()),
             serial,
             firmware,
             wwn,

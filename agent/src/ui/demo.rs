@@ -11,7 +11,7 @@ use lapterop_certificate::model::{OutcomeStatus, Transport, VerdictStatus};
 use super::confirm::{self, Decision};
 use super::input::Keys;
 use super::progress::{Progress, Step};
-use super::screens::{self, AuditView, DiskResult, InstallState, UploadState};
+use super::screens::{self, AuditView, DiskResult, InstallState, Ran, UploadState};
 use super::{operator, qr, Exclusion, Health, Method, PlanDisk, Style, UiConfig};
 use crate::i18n::Lang;
 use crate::preflight::{Code, Finding};
@@ -112,6 +112,12 @@ pub fn sample_results(failed: bool) -> Vec<DiskResult> {
         serial: Some("S4EUNX0N123456K".into()),
         outcome: OutcomeStatus::Erased,
         reasons: Vec::new(),
+        method: Some(Ran {
+            purge: Some("NVMe Sanitize crypto".into()),
+            failed: Vec::new(),
+            overwrite: true,
+            full_check: Some(true),
+        }),
     }];
     if failed {
         out.push(DiskResult {
@@ -120,6 +126,12 @@ pub fn sample_results(failed: bool) -> Vec<DiskResult> {
             serial: Some("WDEX7B3C".into()),
             outcome: OutcomeStatus::NotErased,
             reasons: vec!["write error at sector 81920 (I/O error)".into()],
+            method: Some(Ran {
+                purge: None,
+                failed: Vec::new(),
+                overwrite: false,
+                full_check: None,
+            }),
         });
     }
     out

@@ -360,6 +360,55 @@ pub struct DiskResult {
     pub outcome: OutcomeStatus,
     /// Why (for exceptions and failures), one line each, as the wipe layer words them.
     pub reasons: Vec<String>,
+    /// What ran on the disk, as its certificate records it; `None` shows no method line.
+    pub method: Option<Ran>,
+}
+
+/// The erasure that really ran on a disk, from its certificate: after a fallback the volunteer sees
+/// the method that completed, not the one the plan screen announced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// The firmware purge that completed (its plan-screen name).
+    pub purge: Option<String>,
+    /// The firmware purges tried before it that did not complete, in order.
+    pub failed: Vec<String>,
+    /// An overwrite completed.
+    pub overwrite: bool,
+    /// How the result was read back: every byte (`Some(true)`), samples (`Some(false)`), or not at all.
+    pub full_check: Option<bool>,
+}
+
+impl Ran {
+    /// The method line's text.
+    pub fn text(&self, lang: Lang) -> String {
+        let failed = self.failed.join(", ");
+        let purge = match (&self.purge, failed.is_empty()) {
+            (Some(p), true) => Some(p.clone()),
+            (Some(p), false) => Some(lang.fill(Key::MethodAfterFailed, &[("purge", p), ("failed", &failed)])),
+            (None, _) => None,
+        };
+        let check = match self.full_check {
+            Some(true) => Key::MethodEveryByte,
+            Some(false) => Key::MethodSampled,
+            None => Key::MethodNotChecked,
+        };
+        let mut text = match (purge, self.overwrite) {
+            (Some(p), true) => lang.fill(Key::MethodPurgeThenOverwrite, &[("purge", &p)]),
+            (Some(p), false) => p,
+            (None, true) => lang.t(Key::MethodOverwritten).to_string(),
+            (None, false) => lang.t(Key::MethodNothingCompleted).to_string(),
+        };
+        if self.purge.is_some() || self.overwrite {
+            text.push_str(", ");
+            text.push_str(lang.t(check));
+        }
+        if self.purge.is_none() && !failed.is_empty() {
+            text.push_str(" (");
+            text.push_str(&lang.fill(Key::MethodFailedOnly, &[("failed", &failed)]));
+            text.push(')');
+        }
+        text
+    }
 }
 
 /// The install result.
@@ -484,6 +533,14 @@ fn result_with(
         if let Some(code) = code {
             out.push_str(&format!("{} {code}\n", lang.t(Key::Code)));
         }
+        if let Some(ran) = &d.method {
+            out.push_str(&wrap(
+                &format!("{}: {}", lang.t(Key::PlanMethod), ran.text(lang)),
+                WIDTH,
+                4,
+            ));
+            out.push('\n');
+        }
         for reason in &d.reasons {
             out.push_str(&wrap(&format!("{}: {reason}", lang.t(Key::Reason)), WIDTH, 4));
             out.push('\n');
@@ -571,6 +628,12 @@ mod tests {
             serial: Some("S4DXNF0M123456".into()),
             outcome,
             reasons,
+            method: Some(Ran {
+                purge: Some("NVMe Format crypto".into()),
+                failed: vec!["NVMe Sanitize crypto".into()],
+                overwrite: true,
+                full_check: Some(true),
+            }),
         };
         let disks = vec![
             disk("nvme0n1", OutcomeStatus::Erased, vec![]),

@@ -29,7 +29,7 @@ pub fn laptop(n: u64, operator: &str) -> Certificate {
     }
     // The evidence as the browser test looks for it on the detail page.
     if let Some(fw) = &mut c.disks[0].steps[0].firmware {
-        fw.command = "nvme admin 0x84 cdw10=0x00000004".into();
+        fw.command = "nvme admin opc=0x84 nsid=0 cdw10=0x0000000c cdw11=0x00000000".into();
     }
     for (d, serial) in c
         .disks
