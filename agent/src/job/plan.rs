@@ -37,6 +37,7 @@ pub fn purge_name(kind: StepKind) -> &'static str {
         | StepKind::HpaExpose
         | StepKind::HpaRestore
         | StepKind::DcoRestore
+        | StepKind::TcgPsidRevert
         | StepKind::Unfreeze => "overwrite",
     }
 }
