@@ -176,6 +176,32 @@ impl job::Frontend for Volunteer<'_, '_> {
         }
     }
 
+    fn psid(&mut self, disk: &crate::disk::Disk, _why: &str) -> io::Result<Option<crate::opal::Psid>> {
+        let model = disk.model.as_deref().unwrap_or("?");
+        let psid = crate::ui::psid::ask_psid(
+            self.s.input,
+            self.s.out,
+            &mut self.s.lang,
+            self.s.style,
+            &disk.name,
+            model,
+        )?;
+        // The log keeps whether a PSID was typed, never the PSID.
+        self.log.line(
+            None,
+            &format!(
+                "{}: locked self-encrypting drive; PSID {}",
+                disk.name,
+                if psid.is_some() {
+                    "typed (not recorded)"
+                } else {
+                    "not given"
+                }
+            ),
+        );
+        Ok(psid)
+    }
+
     fn event(&mut self, event: Event<'_>) {
         // The screen is best effort here: a terminal that is gone shows at the next question.
         let _ = self.show(event);

@@ -130,6 +130,16 @@ pub enum Key {
         "Dat klopt niet. Typ het woord dat hierboven staat en probeer opnieuw.";
     ConfirmOk => "Confirmed: {disk} will be erased.", "Bevestigd: {disk} wordt gewist.";
     Cancelled => "Cancelled. Nothing was erased.", "Geannuleerd. Er is niets gewist.";
+    PsidAsk => "Disk {disk} ({model}) is a self-encrypting drive that its former owner locked: it cannot be erased as it is. This site allows resetting it with its PSID, which destroys everything on it. Type the 32 letters and digits printed after PSID on the drive's label, or press Enter to skip it:",
+        "Schijf {disk} ({model}) is een zelfversleutelende schijf die de vorige eigenaar vergrendeld heeft: ze kan zo niet gewist worden. Deze site laat toe ze terug te zetten met haar PSID, wat alles erop vernietigt. Typ de 32 letters en cijfers na PSID op het etiket van de schijf, of druk op Enter om ze over te slaan:";
+    PsidWrongLength => "That is {count} characters; a PSID has 32. Type it again exactly as on the label of {disk}, or press Enter to skip:",
+        "Dat zijn {count} tekens; een PSID heeft er 32. Typ ze opnieuw precies zoals op het etiket van {disk}, of druk op Enter om over te slaan:";
+    PsidWrongCharacters => "A PSID has only letters and digits. Type it again exactly as on the label of {disk}, or press Enter to skip:",
+        "Een PSID heeft enkel letters en cijfers. Typ ze opnieuw precies zoals op het etiket van {disk}, of druk op Enter om over te slaan:";
+    PsidTaken => "PSID noted for {disk}: after you confirm, the drive is reset to its factory state and then wiped.",
+        "PSID genoteerd voor {disk}: na uw bevestiging wordt de schijf teruggezet naar fabrieksinstellingen en daarna gewist.";
+    PsidSkipped => "No PSID: {disk} stays locked and cannot be erased. Give it to the workshop lead.",
+        "Geen PSID: {disk} blijft vergrendeld en kan niet gewist worden. Geef ze aan de werkplaatsleider.";
     Countdown => "Erasing starts in {seconds} s. Press any key and Enter to stop.",
         "Het wissen begint over {seconds} s. Druk op een toets en Enter om te stoppen.";
     CountdownStart => "Starting now.", "We beginnen nu.";

@@ -82,6 +82,8 @@ pub struct Wipe {
     pub discard: crate::wipe::DiscardChoice,
     /// What follows a verified firmware purge.
     pub after_purge: crate::wipe::AfterPurge,
+    /// A locked self-encrypting (Opal) drive may be reset with the PSID typed from its label.
+    pub opal_psid_revert: bool,
 }
 
 /// `[wipe] external`: SD cards in the card reader and USB disks other than the boot stick.
@@ -209,6 +211,7 @@ struct RawWipe {
     external: Option<String>,
     discard: Option<String>,
     after_purge: Option<String>,
+    opal_psid_revert: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +357,7 @@ impl Site {
                     raw.wipe.after_purge.as_deref(),
                     crate::wipe::AfterPurge::Overwrite,
                 )?,
+                opal_psid_revert: raw.wipe.opal_psid_revert.unwrap_or(false),
             },
             install,
             flow: Flow {
@@ -510,6 +514,12 @@ min_ram_mib = 4096
             ExternalChoice::Leave,
             "the donor's cards are left alone by default"
         );
+        assert!(
+            !s.wipe.opal_psid_revert,
+            "a PSID Revert destroys everything: only where the site allows it"
+        );
+        let s = Site::parse("[wipe]\nopal_psid_revert = true\n", Path::new("/x")).unwrap();
+        assert!(s.wipe.opal_psid_revert);
         let s = Site::parse("[wipe]\nexternal = \"wipe\"\n", Path::new("/x")).unwrap();
         assert_eq!(s.wipe.external, ExternalChoice::Wipe);
         let s = Site::parse(

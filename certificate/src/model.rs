@@ -517,6 +517,10 @@ pub enum StepKind {
     /// eMMC secure erase / secure trim through the kernel (`BLKSECDISCARD`): eMMC 4.41's erase of the
     /// blocks and their old copies; a Clear-level step before the overwrite.
     MmcSecureErase,
+    /// TCG PSID Revert of a locked self-encrypting drive (StartSession with the PSID authority, then
+    /// Revert of the Admin SP): the drive is reset to its factory state, its locking ranges opened.
+    /// It unlocks the drive for the wipe that follows and never counts as the erase itself.
+    TcgPsidRevert,
 }
 
 impl StepKind {

@@ -461,6 +461,10 @@ fn step_kind(k: StepKind, lang: Lang) -> String {
         ),
         StepKind::MmcSanitize => lang.pick("eMMC Sanitize", "eMMC Sanitize"),
         StepKind::MmcSecureErase => lang.pick("eMMC secure erase", "eMMC veilig wissen"),
+        StepKind::TcgPsidRevert => lang.pick(
+            "self-encrypting drive reset with its PSID (unlocked for the wipe)",
+            "zelfversleutelende schijf teruggezet met haar PSID (ontgrendeld voor het wissen)",
+        ),
         StepKind::HpaExpose => lang.pick("hidden area (HPA) opened", "verborgen zone (HPA) geopend"),
         StepKind::HpaRestore => lang.pick("hidden area (HPA) restored", "verborgen zone (HPA) hersteld"),
         StepKind::DcoRestore => lang.pick("DCO reset to factory size", "DCO teruggezet naar fabrieksgrootte"),

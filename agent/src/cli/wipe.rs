@@ -44,6 +44,11 @@ pub struct WipeArgs {
     /// at best erased with exceptions).
     #[arg(long)]
     pub keep_hpa: bool,
+    /// Reset a locked self-encrypting (TCG Opal) drive with the PSID printed on its label before wiping
+    /// it (TCG PSID Revert; destroys everything on it): DEVICE=PSID, repeatable. Only a drive that Level
+    /// 0 Discovery reports locked is reverted; the PSID is never logged nor written to the certificate.
+    #[arg(long, value_name = "DEVICE=PSID", value_parser = parse_psid_arg)]
+    pub psid: Vec<PsidArg>,
     /// Do not ask for a typed confirmation.
     #[arg(long)]
     pub yes: bool,
@@ -68,6 +73,76 @@ pub struct WipeArgs {
     /// Whole disks to wipe (/dev/sdb, /dev/nvme0n1, /dev/disk/by-id/...).
     #[arg(required = true, value_name = "DEVICE")]
     pub devices: Vec<String>,
+}
+
+/// One `--psid DEVICE=PSID`.
+#[derive(Clone)]
+pub struct PsidArg {
+    /// The device as named on the command line.
+    pub device: String,
+    /// The PSID, checked (32 letters and digits).
+    pub psid: std::sync::Arc<crate::opal::Psid>,
+}
+
+impl std::fmt::Debug for PsidArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PsidArg({}, hidden)", self.device)
+    }
+}
+
+fn parse_psid_arg(s: &str) -> Result<PsidArg, String> {
+    let (device, psid) = s
+        .split_once('=')
+        .ok_or("expected DEVICE=PSID, for example /dev/nvme0n1=<the 32 characters on the label>")?;
+    let psid = crate::opal::Psid::parse(psid).map_err(|e| e.to_string())?;
+    Ok(PsidArg {
+        device: device.to_owned(),
+        psid: std::sync::Arc::new(psid),
+    })
+}
+
+/// Hands each `--psid` to its disk's locked self-encrypting drive, and says which drives stay locked.
+fn give_psids(
+    discovery: &Discovery,
+    claimed: &[disk::Claimed],
+    preludes: &mut [crate::wipe::FirmwarePrelude],
+    psids: Vec<PsidArg>,
+) -> anyhow::Result<()> {
+    let mut named = Vec::new();
+    for a in psids {
+        let name = discovery.find(&a.device)?.name;
+        if !claimed.iter().any(|c| c.disk.name == name) {
+            bail!("--psid names {}, which is not one of the disks to wipe", a.device);
+        }
+        named.push((name, a.psid));
+    }
+    for (c, p) in claimed.iter().zip(preludes.iter_mut()) {
+        let given = named
+            .iter()
+            .position(|(n, _)| *n == c.disk.name)
+            .map(|i| named.swap_remove(i).1);
+        match (p.sed.as_mut(), given) {
+            (Some(sed), Some(psid)) => {
+                let psid = std::sync::Arc::try_unwrap(psid)
+                    .map_err(|_| anyhow::anyhow!("--psid is given twice for {}", c.disk.name))?;
+                sed.give_psid(psid);
+                eprintln!(
+                    "{}: {}; it is reset with the PSID given (TCG PSID Revert) before it is wiped",
+                    c.disk.name, sed.why
+                );
+            }
+            (Some(sed), None) => eprintln!(
+                "{}: {}; no --psid {}=PSID was given: its locked ranges will fail and it will not be erased",
+                c.disk.name, sed.why, c.disk.name
+            ),
+            (None, Some(_)) => eprintln!(
+                "{}: --psid given, but the drive does not report a locked range: no PSID Revert, the PSID is not used",
+                c.disk.name
+            ),
+            (None, None) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Runs `lapterop-agent wipe`; see the exit codes above and in `docs/wiping.md`.
@@ -160,15 +235,17 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
     let policy = crate::firmware::Policy {
         allow_security_erase: args.allow_security_erase || args.method == crate::firmware::Method::AtaSecurityErase,
         expose_hpa: !args.keep_hpa,
+        psid_revert: !args.psid.is_empty(),
         ..Default::default()
     };
-    let preludes = match plan_claimed(&claimed, args.method, &policy) {
+    let mut preludes = match plan_claimed(&claimed, args.method, &policy) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("lapterop-agent wipe: {e}; nothing was written");
             return Ok(ExitCode::from(EXIT_NOTHING_DONE));
         }
     };
+    give_psids(&discovery, &claimed, &mut preludes, args.psid.clone())?;
     for (c, p) in claimed.iter().zip(&preludes) {
         for note in &p.notes {
             eprintln!("{}: {note}", c.disk.name);
@@ -225,4 +302,20 @@ fn run_inner(args: WipeArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_NOT_ERASED)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psid_arguments_are_device_equals_32_letters_and_digits_and_never_printed() {
+        let a = parse_psid_arg("/dev/nvme0n1=0123456789ABCDEF-GHIJKLMNOPQRSTUV").unwrap();
+        assert_eq!(a.device, "/dev/nvme0n1");
+        assert_eq!(format!("{a:?}"), "PsidArg(/dev/nvme0n1, hidden)");
+        assert!(parse_psid_arg("0123456789ABCDEFGHIJKLMNOPQRSTUV")
+            .unwrap_err()
+            .contains("DEVICE=PSID"));
+        assert!(parse_psid_arg("/dev/sda=0123").unwrap_err().contains("32 characters"));
+    }
 }

@@ -184,6 +184,13 @@ pub trait Frontend {
     fn confirm(&mut self, plan: &[PlanDisk], claimed: usize) -> io::Result<Decision>;
     /// Something happened.
     fn event(&mut self, event: Event<'_>);
+    /// The PSID of `disk`, a locked self-encrypting drive the site allows to reset (`why` says what the
+    /// drive reports), typed from its label; `None` when none is given (nobody at the keyboard, or the
+    /// volunteer skipped it): the disk is then wiped as it is and its locked ranges fail.
+    fn psid(&mut self, disk: &crate::disk::Disk, why: &str) -> io::Result<Option<crate::opal::Psid>> {
+        let _ = (disk, why);
+        Ok(None)
+    }
     /// Where the wipe of disk `name` reports its progress (asked before the wipe starts).
     fn disk_progress(&mut self, name: &str) -> Box<dyn wipe::Progress + Send>;
     /// Where the OS install reports its progress.
@@ -313,10 +320,11 @@ fn prepare(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend) -> io::Resul
     for disk in &disks.left_alone {
         ui.event(Event::LeftAlone { disk });
     }
-    let plans = match plan_step(site, &disks.claimed, ports, &mut |e| ui.event(e)) {
+    let mut plans = match plan_step(site, &disks.claimed, ports, &mut |e| ui.event(e)) {
         Ok(p) => p,
         Err(e) => return stopped(StopCode::Job, format!("{e:#}")),
     };
+    ask_psids(&disks.claimed, &mut plans, ui)?;
     let chosen: Vec<_> = plans.iter().map(|p| p.chosen).collect();
     let plan = plan::plan_disks(&disks, &chosen, &audited.audit, job.stick_disk);
     clock.done(Stage::Disks, ui);
@@ -360,6 +368,37 @@ fn prepare(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend) -> io::Resul
         plans,
         clock,
     }))
+}
+
+/// Asks for the PSID of every locked self-encrypting drive the site allows to reset. Nothing is sent
+/// to a drive here: the revert runs at the start of its wipe, after the plan was confirmed.
+fn ask_psids(
+    claimed: &[crate::disk::Claimed],
+    plans: &mut [wipe::FirmwarePrelude],
+    ui: &mut dyn Frontend,
+) -> io::Result<()> {
+    for (c, p) in claimed.iter().zip(plans.iter_mut()) {
+        let Some(sed) = p.sed.as_mut() else { continue };
+        let disk = &c.disk.name;
+        match ui.psid(&c.disk, &sed.why)? {
+            Some(psid) => {
+                sed.give_psid(psid);
+                ui.event(Event::PlanNote {
+                    disk,
+                    note: "PSID typed: the drive is reset to its factory state (TCG PSID Revert) before it is wiped",
+                });
+            }
+            None => ui.event(Event::PlanNote {
+                disk,
+                note: &format!(
+                    "{}. No PSID was given: its locked ranges will fail and it cannot be erased; run the job again and \
+                     type the PSID from the drive's label",
+                    sed.why
+                ),
+            }),
+        }
+    }
+    Ok(())
 }
 
 /// The stages after the confirmation: wipe, install, certify, store, upload.

@@ -42,6 +42,7 @@ pub fn firmware_name(kind: StepKind) -> Option<&'static str> {
         | StepKind::HpaExpose
         | StepKind::HpaRestore
         | StepKind::DcoRestore
+        | StepKind::TcgPsidRevert
         | StepKind::Unfreeze => return None,
     })
 }

@@ -202,6 +202,7 @@ fn wipe_spec(site: &Site) -> (WipeSpec, crate::firmware::Policy) {
     let policy = crate::firmware::Policy {
         allow_security_erase: site.wipe.allow_security_erase,
         expose_hpa: site.wipe.hidden_areas == crate::site::HiddenAreasChoice::Expose,
+        psid_revert: site.wipe.opal_psid_revert,
         ..Default::default()
     };
     (spec, policy)

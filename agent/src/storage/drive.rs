@@ -148,8 +148,63 @@ pub fn tcg_ata(drive: &mut dyn AtaDrive) -> Option<crate::command::tcg::Discover
 fn sed_note(name: &str, tcg: Option<&crate::command::tcg::Discovery>) -> Option<String> {
     let why = tcg?.blocker()?;
     Some(format!(
-        "{name}: {why}. Reset it with the PSID printed on its label (for example `sedutil-cli --PSIDrevert PSID \
-         /dev/{name}`, which erases it), then run Lapterop again"
+        "{name}: {why}. Reset it with the PSID printed on its label: where the site allows it \
+         ([wipe] opal_psid_revert = true, or wipe --psid {name}=PSID) Lapterop asks for the PSID and does it; \
+         otherwise `sedutil-cli --PSIDrevert PSID /dev/{name}` (which erases it), then run Lapterop again"
+    ))
+}
+
+/// A locked self-encrypting drive the site allows to revert: its [`crate::opal::LockedSed`], whose
+/// revert opens the drive's firmware path again when it runs (after the plan was confirmed).
+fn locked_sed(
+    name: &str,
+    tcg: Option<&crate::command::tcg::Discovery>,
+    policy: &crate::firmware::Policy,
+    capacity: u64,
+) -> Option<crate::opal::LockedSed> {
+    use crate::opal::{psid_revert, AtaTcg, NvmeTcg, Patience};
+    if !policy.psid_revert {
+        return None;
+    }
+    let tcg = tcg?;
+    let comid = crate::opal::revertible(tcg)?;
+    let why = tcg.blocker()?;
+    let name = name.to_owned();
+    Some(crate::opal::LockedSed::new(
+        why,
+        Box::new(move |psid| {
+            let mut wait = crate::firmware::Sleep;
+            match open_any(&name) {
+                Ok(Some(AnyDrive::Nvme(mut c, _))) => psid_revert(
+                    &mut NvmeTcg(&mut c),
+                    comid,
+                    psid,
+                    capacity,
+                    Patience::default(),
+                    &mut wait,
+                ),
+                Ok(Some(AnyDrive::Ata(mut d))) => psid_revert(
+                    &mut AtaTcg(&mut d),
+                    comid,
+                    psid,
+                    capacity,
+                    Patience::default(),
+                    &mut wait,
+                ),
+                other => crate::firmware::skipped(
+                    lapterop_certificate::StepKind::TcgPsidRevert,
+                    lapterop_certificate::Capability::Locked,
+                    format!(
+                        "PSID Revert: the drive's firmware path could not be opened again ({}); nothing was changed on \
+                         the disk",
+                        match other {
+                            Err(e) => e.to_string(),
+                            _ => "no NVMe or ATA path".into(),
+                        }
+                    ),
+                ),
+            }
+        }),
     ))
 }
 
@@ -447,6 +502,9 @@ pub struct FirmwarePrelude {
     pub tail: Option<Box<dyn crate::hpa::HiddenTail>>,
     /// What planning did or found that a person should read (a password cleared, no firmware path).
     pub notes: Vec<String>,
+    /// A locked self-encrypting drive the site allows to reset with its PSID; the revert runs first in
+    /// the wipe when a PSID was given ([`crate::opal::LockedSed::give_psid`]).
+    pub sed: Option<crate::opal::LockedSed>,
 }
 
 impl std::fmt::Debug for FirmwarePrelude {
@@ -458,6 +516,7 @@ impl std::fmt::Debug for FirmwarePrelude {
             .field("chosen", &self.chosen)
             .field("tail", &self.tail.is_some())
             .field("notes", &self.notes)
+            .field("sed", &self.sed)
             .finish()
     }
 }
@@ -534,7 +593,11 @@ pub fn prelude_for(
             }
         }
         AnyDrive::Nvme(mut c, ns) => {
-            prelude.notes.extend(sed_note(name, tcg_nvme(&mut c).as_ref()));
+            let tcg = tcg_nvme(&mut c);
+            prelude.sed = locked_sed(name, tcg.as_ref(), &policy, capacity);
+            if prelude.sed.is_none() {
+                prelude.notes.extend(sed_note(name, tcg.as_ref()));
+            }
             let caps = probe_nvme(&mut c, ns).sharing_controller_with(other_namespaces(Path::new("/sys/block"), name));
             let p = plan(method, &caps, rotational, &policy)?;
             prelude.skipped = p.skipped_steps();
@@ -567,7 +630,11 @@ pub fn prelude_for(
                 }
                 policy.behind_usb_bridge = true;
             }
-            prelude.notes.extend(sed_note(name, tcg_ata(&mut d).as_ref()));
+            let tcg = tcg_ata(&mut d);
+            prelude.sed = locked_sed(name, tcg.as_ref(), &policy, capacity);
+            if prelude.sed.is_none() {
+                prelude.notes.extend(sed_note(name, tcg.as_ref()));
+            }
             let (caps, cleared) = crate::firmware::clear_our_password(&mut d, probed);
             prelude.notes.extend(cleared);
             let p = plan(method, &caps, rotational, &policy)?;

@@ -114,6 +114,9 @@ pub struct Policy {
     /// The drive sits behind a USB bridge whose ATA pass-through was confirmed (not a site choice:
     /// set per disk). SANITIZE may run; Security Erase never does.
     pub behind_usb_bridge: bool,
+    /// A locked self-encrypting drive may be reset with the PSID from its label (TCG PSID Revert,
+    /// [`crate::storage::opal`]); off by default: it destroys everything and resets the drive.
+    pub psid_revert: bool,
 }
 
 impl Default for Policy {
@@ -124,6 +127,7 @@ impl Default for Policy {
             max_wait: Duration::from_secs(12 * 3600),
             expose_hpa: true,
             behind_usb_bridge: false,
+            psid_revert: false,
         }
     }
 }

@@ -22,6 +22,7 @@ fn policy() -> Policy {
         max_wait: Duration::from_secs(3600),
         expose_hpa: true,
         behind_usb_bridge: false,
+        psid_revert: false,
     }
 }
 

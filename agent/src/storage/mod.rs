@@ -8,6 +8,7 @@
 //! | [`emmc`] | an eMMC's boot areas: the chip's write protection and the kernel's `force_ro` switch |
 //! | [`firmware`] | pure planning and the NVMe/ATA purge runners over a transport trait |
 //! | [`hpa`] | an ATA Host Protected Area opened for the wipe and closed again |
+//! | [`opal`] | the PSID Revert of a locked self-encrypting (TCG Opal) drive, over IF-SEND / IF-RECV |
 //! | [`unfreeze`] | suspend to RAM with an RTC wake alarm, to lift a BIOS freeze lock |
 //! | [`stickmark`] | recognising a Lapterop stick from its partition table and FAT |
 //! | [`command`] | pure ATA and NVMe command encoders and their `sys` ioctls |
@@ -19,6 +20,7 @@ pub mod drive;
 pub mod emmc;
 pub mod firmware;
 pub mod hpa;
+pub mod opal;
 pub mod stickmark;
 #[allow(unsafe_code)]
 pub mod sys;

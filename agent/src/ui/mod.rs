@@ -16,6 +16,7 @@ pub mod disk_bars;
 pub mod input;
 pub mod operator;
 pub mod progress;
+pub mod psid;
 pub mod qr;
 pub mod screens;
 

@@ -203,6 +203,37 @@ pub fn wipe_device_with(
     firmware: FirmwarePrelude,
 ) -> anyhow::Result<DiskRecord> {
     let mut steps = firmware.skipped;
+    // A locked self-encrypting drive whose PSID was typed: the revert runs before anything else. Only
+    // when it completed (the drive itself reports no locked range) does the wipe go on; it never
+    // counts as the erase. A refused or failed revert leaves the disk untouched and not erased.
+    if let Some(revert) = firmware.sed.and_then(crate::opal::LockedSed::run) {
+        let completed = revert.outcome == StepOutcome::Completed;
+        let why = revert.reason.clone();
+        steps.push(revert);
+        if !completed {
+            let outcome = DiskOutcome {
+                status: OutcomeStatus::NotErased,
+                exceptions: Vec::new(),
+                reason: Some(format!(
+                    "not wiped: {}",
+                    why.unwrap_or_else(|| "the PSID Revert did not complete".into())
+                )),
+            };
+            progress.finish(&outcome);
+            let hidden_areas = firmware.hidden.unwrap_or_else(|| no_hidden_area_probe(disk.transport));
+            return Ok(record(
+                disk,
+                (dev.capacity(), dev.sector_size()),
+                hidden_areas,
+                NistCategory::None,
+                Done {
+                    steps,
+                    verification: None,
+                    outcome,
+                },
+            ));
+        }
+    }
     // An HPA opened for the wipe: from here on the device is the whole native capacity.
     let with_tail = firmware.tail.and_then(|mut t| {
         let step = t.expose();

@@ -1,6 +1,7 @@
 //! Engine and outcome tests against an in-memory device with injected faults.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use lapterop_certificate::keys;
@@ -718,4 +719,203 @@ fn after_purge_sampled_skips_the_overwrite_only_when_every_sample_changed() {
             }
         }
     }
+}
+
+/// A self-encrypting drive's data area: every read and write fails (EIO) while the drive reports a
+/// locked range, as a locked Opal drive answers.
+struct LockedDevice {
+    inner: FaultyDevice,
+    sed: std::sync::Arc<Mutex<crate::opal::tests::FakeSed>>,
+}
+
+impl LockedDevice {
+    fn locked(&self) -> bool {
+        self.sed.lock().unwrap().locked
+    }
+}
+
+impl BlockDevice for LockedDevice {
+    fn capacity(&self) -> u64 {
+        self.inner.capacity()
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), u32> {
+        if self.locked() {
+            return Err(5);
+        }
+        self.inner.write_at(buf, offset)
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), u32> {
+        if self.locked() {
+            return Err(5);
+        }
+        self.inner.read_at(buf, offset)
+    }
+    fn sync(&self) -> Result<(), u32> {
+        Ok(())
+    }
+}
+
+/// The firmware part of a locked Opal drive whose PSID was typed as `typed`, with a crypto sanitize
+/// planned after it (which changes every byte when it runs, and records that it ran).
+fn locked_opal(
+    sed: &std::sync::Arc<Mutex<crate::opal::tests::FakeSed>>,
+    dev: &std::sync::Arc<LockedDevice>,
+    typed: &str,
+    purged: &std::sync::Arc<AtomicBool>,
+) -> FirmwarePrelude {
+    let drive = std::sync::Arc::clone(sed);
+    let mut locked = crate::opal::LockedSed::new(
+        "TCG Opal 2 drive with locking on and a range locked".into(),
+        Box::new(move |psid| {
+            let patience = crate::opal::Patience {
+                interval: std::time::Duration::from_millis(1),
+                max_polls: 3,
+            };
+            let mut guard = drive.lock().unwrap();
+            crate::opal::psid_revert(
+                &mut *guard,
+                0x07fe,
+                psid,
+                SIZE as u64,
+                patience,
+                &mut crate::opal::tests::Count(0),
+            )
+        }),
+    );
+    locked.give_psid(crate::opal::Psid::parse(typed).unwrap());
+    let (target, ran) = (std::sync::Arc::clone(dev), std::sync::Arc::clone(purged));
+    let purge: Box<dyn FnOnce() -> Vec<Step> + Send> = Box::new(move || {
+        ran.store(true, Ordering::Relaxed);
+        target.inner.data.lock().unwrap().iter_mut().for_each(|b| *b = 0x3C);
+        vec![completed_crypto_sanitize()]
+    });
+    FirmwarePrelude {
+        purge: Some(purge),
+        hidden: nvme_hidden(),
+        sed: Some(locked),
+        ..Default::default()
+    }
+}
+
+/// The whole flow on a locked Opal drive (a fake drive at the IF-SEND / IF-RECV boundary whose data
+/// area fails while it is locked): the right PSID reverts it first, the drive reports unlocked, and
+/// then the planned purge, the overwrite and the full read-back run as always; the revert is its own
+/// step and the disk is erased by the wipe, not by the revert. A wrong PSID is NOT_AUTHORIZED: the
+/// disk record is `not-erased` with the PSID finding, no purge ran and not one byte of the disk
+/// changed. Both certificates sign, and neither contains the PSID.
+#[test]
+fn a_locked_opal_drive_is_reverted_with_its_psid_then_wiped_and_a_wrong_psid_touches_nothing() {
+    const RIGHT: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
+    for (typed, right) in [(RIGHT, true), ("0123456789ABCDEFGHIJKLMNOPQRSTUW", false)] {
+        let sed = std::sync::Arc::new(Mutex::new(crate::opal::tests::FakeSed::new()));
+        let dev = std::sync::Arc::new(LockedDevice {
+            inner: FaultyDevice::new(SIZE, 512),
+            sed: std::sync::Arc::clone(&sed),
+        });
+        let purged = std::sync::Arc::new(AtomicBool::new(false));
+        let firmware = locked_opal(&sed, &dev, typed, &purged);
+        let spec = WipeSpec {
+            pattern: PatternChoice::Zero,
+            passes: 1,
+            verify: VerifyChoice::Full,
+            discard: DiscardChoice::Never,
+            after_purge: AfterPurge::Overwrite,
+        };
+        let d = wipe_device_with(
+            &*dev,
+            &ident(Transport::Nvme),
+            &spec,
+            &AtomicBool::new(false),
+            &Quiet,
+            firmware,
+        )
+        .unwrap();
+        let revert = &d.steps[0];
+        assert_eq!(revert.kind, StepKind::TcgPsidRevert);
+        assert!(!revert.kind.is_purge(), "the revert is never the erase");
+        let signed = try_sign(&d).unwrap();
+        assert!(
+            !signed.to_pretty_json().unwrap().contains(RIGHT),
+            "the PSID is never in the certificate"
+        );
+        if right {
+            assert_eq!(revert.outcome, StepOutcome::Completed, "{:?}", revert.reason);
+            assert!(!sed.lock().unwrap().locked);
+            assert!(purged.load(Ordering::Relaxed));
+            let kinds: Vec<StepKind> = d.steps.iter().map(|s| s.kind).collect();
+            assert_eq!(
+                kinds,
+                [
+                    StepKind::TcgPsidRevert,
+                    StepKind::NvmeSanitizeCrypto,
+                    StepKind::Overwrite
+                ]
+            );
+            let v = d.verification.as_ref().unwrap();
+            assert_eq!((v.bytes_read, v.mismatched_blocks), (SIZE as u64, 0));
+            assert_eq!(d.outcome.status, OutcomeStatus::Erased, "{:?}", d.outcome);
+            assert_eq!(d.nist_category, NistCategory::Purge);
+            assert!(dev.inner.data.lock().unwrap().iter().all(|b| *b == 0));
+        } else {
+            assert_eq!(revert.outcome, StepOutcome::Failed);
+            assert_eq!(d.steps.len(), 1, "nothing after a refused PSID: {:?}", d.steps);
+            assert!(!purged.load(Ordering::Relaxed), "no purge after a refused PSID");
+            assert!(sed.lock().unwrap().locked);
+            assert_eq!(d.outcome.status, OutcomeStatus::NotErased);
+            assert_eq!(d.nist_category, NistCategory::None);
+            let reason = d.outcome.reason.as_deref().unwrap();
+            assert!(
+                reason.contains("the PSID was refused: check the 32 characters on the drive label"),
+                "{reason}"
+            );
+            assert!(d.verification.is_none());
+            assert!(
+                dev.inner.data.lock().unwrap().iter().all(|b| *b == 0xA5),
+                "not one byte changed"
+            );
+        }
+    }
+}
+
+/// A completed PSID Revert alone never makes a disk erased: a record that claims it is refused.
+#[test]
+fn a_psid_revert_alone_is_never_erased() {
+    let sed = std::sync::Arc::new(Mutex::new(crate::opal::tests::FakeSed::new()));
+    let psid = crate::opal::Psid::parse("0123456789ABCDEFGHIJKLMNOPQRSTUV").unwrap();
+    let patience = crate::opal::Patience {
+        interval: std::time::Duration::from_millis(1),
+        max_polls: 3,
+    };
+    let step = crate::opal::psid_revert(
+        &mut *sed.lock().unwrap(),
+        0x07fe,
+        &psid,
+        SIZE as u64,
+        patience,
+        &mut crate::opal::tests::Count(0),
+    );
+    assert_eq!(step.outcome, StepOutcome::Completed);
+    let disk = ident(Transport::Nvme);
+    let claimed = record(
+        &disk,
+        (SIZE as u64, 512),
+        nvme_hidden().unwrap(),
+        NistCategory::Purge,
+        Done {
+            steps: vec![step],
+            verification: None,
+            outcome: DiskOutcome {
+                status: OutcomeStatus::Erased,
+                exceptions: Vec::new(),
+                reason: None,
+            },
+        },
+    );
+    assert!(
+        try_sign(&claimed).is_err(),
+        "a revert without overwrite or verified purge claimed erased"
+    );
 }

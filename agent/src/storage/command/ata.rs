@@ -126,21 +126,37 @@ const SMART_SIGNATURE: u64 = 0xc2_4f00;
 /// TRUSTED RECEIVE (5Ch, PIO data-in; ACS-3 §7.57) of TCG Level 0 Discovery: FEATURE 7:0 = security
 /// protocol 01h, COUNT = transfer length in 512-byte blocks, LBA 23:8 = SP specific (ComID 0001h).
 pub fn tcg_level0_discovery() -> AtaCommand {
-    let blocks = super::tcg::DISCOVERY_LEN / 512;
+    let blocks = u16::try_from(super::tcg::DISCOVERY_LEN / 512).unwrap_or(4);
+    trusted_receive(
+        "TRUSTED RECEIVE (TCG Level 0 Discovery)",
+        super::tcg::PROTOCOL,
+        super::tcg::LEVEL0_COMID,
+        blocks,
+    )
+}
+
+/// TRUSTED RECEIVE (5Ch, PIO data-in; ACS-3 §7.57) of `blocks` 512-byte blocks: FEATURE 7:0 =
+/// security protocol, COUNT 7:0 = transfer length 7:0, LBA 7:0 = transfer length 15:8, LBA 23:8 =
+/// SP specific (the ComID). Used as TCG IF-RECV.
+pub fn trusted_receive(name: &'static str, protocol: u8, comid: u16, blocks: u16) -> AtaCommand {
     let tf = TaskFile {
-        feature: u16::from(super::tcg::PROTOCOL),
-        count: u16::try_from(blocks).unwrap_or(4),
-        lba: u64::from(super::tcg::LEVEL0_COMID) << 8,
+        feature: u16::from(protocol),
+        count: blocks & 0xff,
+        lba: u64::from(comid) << 8 | u64::from(blocks >> 8),
         command: 0x5c,
     };
-    cmd(
-        "TRUSTED RECEIVE (TCG Level 0 Discovery)",
-        Protocol::PioIn,
-        Data::In(u16::try_from(blocks).unwrap_or(4)),
-        false,
-        tf,
-        10,
-    )
+    cmd(name, Protocol::PioIn, Data::In(blocks), false, tf, 30)
+}
+
+/// TRUSTED SEND (5Eh, PIO data-out; ACS-3 §7.59), fields as for [`trusted_receive`]: TCG IF-SEND.
+pub fn trusted_send(name: &'static str, protocol: u8, comid: u16, blocks: u16) -> AtaCommand {
+    let tf = TaskFile {
+        feature: u16::from(protocol),
+        count: blocks & 0xff,
+        lba: u64::from(comid) << 8 | u64::from(blocks >> 8),
+        command: 0x5e,
+    };
+    cmd(name, Protocol::PioOut, Data::Out(blocks), false, tf, 30)
 }
 
 /// IDENTIFY DEVICE (ECh), 512 bytes in (ACS-3 §7.12).

@@ -8,6 +8,8 @@
 //! - [`nvme`]: NVMe admin passthrough (Identify, Get Log Page, Format NVM, Sanitize) and parsers.
 //! - [`tcg`]: TCG Level 0 Discovery (self-encrypting drives: Opal, Enterprise, Pyrite), sent as NVMe
 //!   Security Receive or ATA TRUSTED RECEIVE, and its parser.
+//! - [`tcg_session`]: TCG sessions for a PSID Revert (StartSession with the PSID authority, Revert of
+//!   the Admin SP) and the parser of the drive's answers.
 //! - [`mmc`]: eMMC commands through `MMC_IOC_CMD` (SEND_EXT_CSD, SWITCH for SANITIZE, SEND_STATUS)
 //!   and the Extended CSD parser.
 
@@ -17,6 +19,7 @@ pub mod nvme;
 pub mod sense;
 pub mod sys;
 pub mod tcg;
+pub mod tcg_session;
 
 use ata::Returned;
 use sense::Sense;

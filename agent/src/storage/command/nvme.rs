@@ -114,19 +114,43 @@ const OPC_IDENTIFY: u8 = 0x06;
 const OPC_FORMAT_NVM: u8 = 0x80;
 const OPC_SANITIZE: u8 = 0x84;
 const OPC_SECURITY_RECEIVE: u8 = 0x82;
+const OPC_SECURITY_SEND: u8 = 0x81;
+
+/// Security Send (NVMe 2.0 §5.25, opcode 81h, host to controller): cdw10 = SECP(31:24) |
+/// SPSP1(23:16) | SPSP0(15:8) | NSSF(7:0), cdw11 = transfer length. TCG IF-SEND: protocol 01h,
+/// SPSP = the ComID of the session ([`super::tcg_session`]).
+pub fn security_send(protocol: u8, comid: u16, len: u32) -> PassthruCmd {
+    PassthruCmd {
+        opcode: OPC_SECURITY_SEND,
+        nsid: 0,
+        cdw10: (u32::from(protocol) << 24) | (u32::from(comid) << 8),
+        cdw11: len,
+        data_len: len,
+        ..Default::default()
+    }
+}
+
+/// Security Receive (NVMe 2.0 §5.26, opcode 82h) of `len` bytes: TCG IF-RECV on `comid`.
+pub fn security_receive(protocol: u8, comid: u16, len: u32) -> PassthruCmd {
+    PassthruCmd {
+        opcode: OPC_SECURITY_RECEIVE,
+        nsid: 0,
+        cdw10: (u32::from(protocol) << 24) | (u32::from(comid) << 8),
+        cdw11: len,
+        data_len: len,
+        ..Default::default()
+    }
+}
 
 /// Security Receive (NVMe 2.0 §5.26): cdw10 = SECP(31:24) | SPSP1(23:16) | SPSP0(15:8) | NSSF(7:0),
 /// cdw11 = allocation length. Protocol 01h with ComID 0001h is TCG Level 0 Discovery
 /// ([`super::tcg`]); 2048 bytes hold every descriptor a drive reports.
 pub fn tcg_level0_discovery() -> PassthruCmd {
-    PassthruCmd {
-        opcode: OPC_SECURITY_RECEIVE,
-        nsid: 0,
-        cdw10: (u32::from(super::tcg::PROTOCOL) << 24) | (u32::from(super::tcg::LEVEL0_COMID) << 8),
-        cdw11: super::tcg::DISCOVERY_LEN,
-        data_len: super::tcg::DISCOVERY_LEN,
-        ..Default::default()
-    }
+    security_receive(
+        super::tcg::PROTOCOL,
+        super::tcg::LEVEL0_COMID,
+        super::tcg::DISCOVERY_LEN,
+    )
 }
 
 /// Identify Controller (CNS 01h), 4096 bytes in.

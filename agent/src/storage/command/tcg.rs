@@ -150,7 +150,7 @@ pub fn parse_discovery(d: &[u8]) -> Result<Discovery, DiscoveryError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A Level 0 Discovery answer as an Opal 2 SSD gives it: header, TPer (0001h), Locking (0002h)
