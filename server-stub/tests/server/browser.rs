@@ -86,7 +86,7 @@ fn reviewer_approves_and_donor_reads_both_languages() {
         "S4ELNX0N00000041",
         "W620000041",
         "NVMe Sanitize (cryptografisch wissen)",
-        "nvme admin 0x84",
+        "nvme admin opc=0x84",
         "read-back blake3",
     ] {
         assert!(detail.contains(needle), "detail lacks {needle}");
