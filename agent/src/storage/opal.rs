@@ -261,100 +261,8 @@ pub fn psid_revert(
     };
     let failed = |why: String| Some(format!("PSID Revert: {why}"));
 
-    // StartSession with the PSID; the buffer holding it is zeroed when it goes.
-    let request = Zeroizing::new(ts::start_psid_session(comid, psid.bytes()));
-    if let Err(e) = t.if_send(comid, &request) {
-        return end(
-            StepOutcome::Failed,
-            failed(format!("{e}; nothing was changed on the disk")),
-            &statuses,
-            polls,
-            None,
-        );
-    }
-    drop(request);
-    let answer = match receive(t, comid, patience, wait, &mut polls) {
-        Ok(a) => a,
-        Err(e) => return end(StepOutcome::Failed, failed(e), &statuses, polls, None),
-    };
-    let status = answer.status();
-    statuses.push(format!(
-        "StartSession {}",
-        status.clone().map_or_else(|e| e.to_string(), MethodStatus::describe)
-    ));
-    match status {
-        Ok(MethodStatus::Success) => {}
-        Ok(s) => return end(StepOutcome::Failed, failed(session_refused(s)), &statuses, polls, None),
-        Err(e) => {
-            return end(
-                StepOutcome::Failed,
-                failed(format!("StartSession: {e}")),
-                &statuses,
-                polls,
-                None,
-            )
-        }
-    }
-    let Ok((tsn, hsn)) = answer.sync_session() else {
-        return end(
-            StepOutcome::Failed,
-            failed("the drive's answer to StartSession is not a SyncSession; nothing was changed".into()),
-            &statuses,
-            polls,
-            None,
-        );
-    };
-
-    if let Err(e) = t.if_send(comid, &ts::revert_admin_sp(comid, tsn, hsn)) {
-        return end(
-            StepOutcome::Failed,
-            failed(format!("Revert: {e}")),
-            &statuses,
-            polls,
-            None,
-        );
-    }
-    let answer = match receive(t, comid, patience, wait, &mut polls) {
-        Ok(a) => a,
-        Err(e) => {
-            return end(
-                StepOutcome::Failed,
-                failed(format!("Revert: {e}")),
-                &statuses,
-                polls,
-                None,
-            )
-        }
-    };
-    let status = answer.status();
-    statuses.push(format!(
-        "Revert {}",
-        status.clone().map_or_else(|e| e.to_string(), MethodStatus::describe)
-    ));
-    match status {
-        Ok(MethodStatus::Success) => {}
-        Ok(s) => {
-            return end(
-                StepOutcome::Failed,
-                failed(format!(
-                    "the drive accepted the PSID but refused the Revert ({}): reset it with its maker's tool or set it \
-                     aside for destruction",
-                    s.describe()
-                )),
-                &statuses,
-                polls,
-                None,
-            )
-        }
-        Err(e) => {
-            return end(
-                StepOutcome::Failed,
-                failed(format!("Revert: {e}")),
-                &statuses,
-                polls,
-                None,
-            )
-        }
+    if let Err(why) = start_and_revert(t, comid, psid, patience, wait, &mut polls, &mut statuses) {
+        return end(StepOutcome::Failed, failed(why), &statuses, polls, None);
     }
 
     // The drive said SUCCESS; it counts only when it also says its ranges are open.
@@ -384,6 +292,56 @@ pub fn psid_revert(
             polls,
             last,
         ),
+    }
+}
+
+/// StartSession with the PSID, then Revert of the Admin SP in that session. Each method status is
+/// added to `statuses`; the error is why the revert did not happen.
+fn start_and_revert(
+    t: &mut dyn TcgTransport,
+    comid: u16,
+    psid: &Psid,
+    patience: Patience,
+    wait: &mut dyn Waiter,
+    polls: &mut u32,
+    statuses: &mut Vec<String>,
+) -> Result<(), String> {
+    // The buffer holding the PSID is zeroed when it goes.
+    let request = Zeroizing::new(ts::start_psid_session(comid, psid.bytes()));
+    t.if_send(comid, &request)
+        .map_err(|e| format!("{e}; nothing was changed on the disk"))?;
+    drop(request);
+    let answer = receive(t, comid, patience, wait, polls)?;
+    let status = answer.status();
+    statuses.push(format!(
+        "StartSession {}",
+        status.clone().map_or_else(|e| e.to_string(), MethodStatus::describe)
+    ));
+    match status {
+        Ok(MethodStatus::Success) => {}
+        Ok(s) => return Err(session_refused(s)),
+        Err(e) => return Err(format!("StartSession: {e}")),
+    }
+    let (tsn, hsn) = answer
+        .sync_session()
+        .map_err(|_| "the drive's answer to StartSession is not a SyncSession; nothing was changed".to_string())?;
+
+    t.if_send(comid, &ts::revert_admin_sp(comid, tsn, hsn))
+        .map_err(|e| format!("Revert: {e}"))?;
+    let answer = receive(t, comid, patience, wait, polls).map_err(|e| format!("Revert: {e}"))?;
+    let status = answer.status();
+    statuses.push(format!(
+        "Revert {}",
+        status.clone().map_or_else(|e| e.to_string(), MethodStatus::describe)
+    ));
+    match status {
+        Ok(MethodStatus::Success) => Ok(()),
+        Ok(s) => Err(format!(
+            "the drive accepted the PSID but refused the Revert ({}): reset it with its maker's tool or set it \
+             aside for destruction",
+            s.describe()
+        )),
+        Err(e) => Err(format!("Revert: {e}")),
     }
 }
 
