@@ -16,9 +16,24 @@ use lapterop_osimage::install::{self, InstallOptions, Target};
 use lapterop_osimage::reader::{ChunkSource, Image, SeekSource};
 
 use crate::disk::Claimed;
+use crate::sys::PartitionLoop;
 use crate::wipe::engine::AlignedBuf;
+use lapterop_certificate::model::GrowRecord;
+use lapterop_osimage::format::{Filesystem, Manifest, ALIGNMENT};
+use lapterop_osimage::resize;
 
 pub mod http;
+pub mod identity;
+
+/// What the agent writes into `lapterop/machine.json` after the install: the laptop and the site's
+/// hostname pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The laptop.
+    pub machine: identity::Machine,
+    /// The `[install] hostname` pattern.
+    pub hostname_pattern: String,
+}
 
 /// A claimed disk as an installer target.
 #[derive(Debug)]
@@ -93,6 +108,7 @@ pub fn install_onto(
     location: &str,
     trusted: &VerifyingKey,
     options: &InstallOptions,
+    identity: Option<&Identity>,
     progress: &(dyn Fn(install::Progress) + Sync),
 ) -> InstallRecord {
     let mut record = InstallRecord {
@@ -108,6 +124,7 @@ pub fn install_onto(
     record.image_version = Some(m.image.version.clone());
     record.root_hash = Some(m.root.to_string());
     record.signer_key_id = Some(image.signer_key_id().to_owned());
+    let manifest = m.clone();
     let result = install::install(&mut image, &DiskTarget(claimed), options, progress);
     // Let the kernel see the new (or wiped) partition table; partitions appear a moment later. Only
     // "busy" is worth waiting for; a device without partition support (a loop device without
@@ -120,11 +137,25 @@ pub fn install_onto(
     }
     match result {
         Ok(r) => {
-            record.status = InstallStatus::Installed;
             record.bytes_written = r.bytes_written;
             record.chunks_verified = r.chunks_verified;
             record.chunk_mismatches = r.chunk_mismatches;
             record.discarded_bytes = (r.discarded_bytes > 0).then_some(r.discarded_bytes);
+            match finish(claimed, &manifest, &r.layout, identity, &mut record) {
+                Ok(()) => record.status = InstallStatus::Installed,
+                Err(reason) => {
+                    // The filesystem may be half grown: nothing on this disk should boot.
+                    let wiped = wipe_table(claimed);
+                    record.grow = None;
+                    record.hostname = None;
+                    record.reason = Some(match wiped {
+                        Ok(()) => format!("{reason}; the partition table was wiped again, install again"),
+                        Err(e) => format!(
+                            "{reason}; wiping the partition table failed too ({e}): do not boot this disk, wipe it"
+                        ),
+                    });
+                }
+            }
         }
         // Refused before the first write: the disk is as it was.
         Err(e @ install::InstallError::Refused(_)) => record.reason = Some(format!("{e}")),
@@ -132,6 +163,105 @@ pub fn install_onto(
     }
     record.finished_at = lapterop_certificate::now_utc();
     record
+}
+
+/// After the image is written and read back: grows the last filesystem to its partition (which the
+/// installer already laid out to the end of the disk) and writes `machine.json` onto the ESP. Both
+/// go through loop devices over exactly their partition, because the disk stays claimed `O_EXCL`
+/// (the kernel refuses an exclusive open of a partition of a claimed disk, and `resize2fs` opens
+/// exclusively) and a host without partition nodes has none to open. `Err` is one line for the
+/// record; the caller wipes the table.
+fn finish(
+    claimed: &Claimed,
+    manifest: &Manifest,
+    layout: &install::Layout,
+    identity: Option<&Identity>,
+    record: &mut InstallRecord,
+) -> Result<(), String> {
+    let sector = claimed.logical_sector_size;
+    let attach = |index: usize| -> Result<PartitionLoop, String> {
+        let (first, last) = layout.partitions[index];
+        PartitionLoop::attach(
+            &claimed.disk.path,
+            first * layout.sector,
+            (last - first + 1) * layout.sector,
+            sector,
+        )
+        .map_err(|e| format!("reaching partition {} of the installed disk: {e}", index + 1))
+    };
+    if let Some((index, fs)) = install::growable(manifest) {
+        let (first, last) = layout.partitions[index];
+        let partition_bytes = (last - first + 1) * layout.sector;
+        let part = attach(index)?;
+        let checked = resize::grow_and_check(fs, &part.path).map_err(|e| {
+            format!(
+                "growing the installed filesystem of partition {} failed: {e}",
+                index + 1
+            )
+        })?;
+        part.sync()
+            .map_err(|e| format!("after growing partition {}: {e}", index + 1))?;
+        drop(part);
+        let grown = matches!(checked.grown, resize::Grown::Grown { .. });
+        // Grown means grown to the partition: within one allocation unit (ext4 block, NTFS cluster;
+        // at most 64 KiB) of its end.
+        if grown && (checked.fs_bytes > partition_bytes || partition_bytes - checked.fs_bytes > 65536) {
+            return Err(format!(
+                "growing partition {} left its filesystem at {} bytes, the partition has {partition_bytes}",
+                index + 1,
+                checked.fs_bytes
+            ));
+        }
+        record.grow = Some(GrowRecord {
+            partition: u32::try_from(index + 1).unwrap_or(u32::MAX),
+            filesystem: match fs {
+                Filesystem::Ntfs => "ntfs",
+                _ => "ext4",
+            }
+            .to_owned(),
+            partition_bytes,
+            filesystem_bytes: checked.fs_bytes,
+            grown,
+        });
+    }
+    if let Some(id) = identity {
+        if let Some(index) = manifest
+            .partitions
+            .iter()
+            .position(|p| p.type_guid.eq_ignore_ascii_case(identity::ESP_TYPE) && p.filesystem == Filesystem::Fat32)
+        {
+            let name = identity::hostname(&id.hostname_pattern, &id.machine);
+            let file = identity::MachineFile {
+                schema: "lapterop-machine/1",
+                machine: &id.machine,
+                hostname: name.clone(),
+                image: format!("{} {}", manifest.image.name, manifest.image.version),
+                written_at: lapterop_certificate::now_utc(),
+            };
+            let esp = attach(index)?;
+            identity::write_machine_json(&esp.path, &file)?;
+            esp.sync().map_err(|e| format!("after writing machine.json: {e}"))?;
+            record.hostname = Some(name);
+        }
+    }
+    claimed
+        .file
+        .sync_data()
+        .map_err(|e| format!("flushing the installed disk: {e}"))?;
+    // What the loops wrote went through the page cache; the agent's own O_DIRECT reads must not see
+    // stale cached blocks.
+    let _ = crate::sys::flush_buffers(&claimed.file);
+    Ok(())
+}
+
+/// Zeroes the first and last MiB of the claimed disk (both GPT copies and the protective MBR).
+fn wipe_table(claimed: &Claimed) -> std::io::Result<()> {
+    let t = DiskTarget(claimed);
+    let size = claimed.capacity_bytes;
+    install::write_zeros(&t, 0, ALIGNMENT.min(size))?;
+    let tail = size.saturating_sub(ALIGNMENT) / 4096 * 4096;
+    install::write_zeros(&t, tail, size - tail)?;
+    t.flush()
 }
 
 /// A failed install onto `claimed` before its image was read: no image identity, the reason, now.
@@ -150,6 +280,8 @@ pub fn failed_record(claimed: &Claimed, reason: String) -> InstallRecord {
         chunk_mismatches: 0,
         discarded_bytes: None,
         reason: Some(reason),
+        grow: None,
+        hostname: None,
         started_at: now.clone(),
         finished_at: now,
     }

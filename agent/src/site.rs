@@ -125,6 +125,9 @@ pub struct Install {
     pub ignored_trust: Option<PathBuf>,
     /// Which erased disk receives it.
     pub target: TargetChoice,
+    /// The hostname pattern written into the installed system's `lapterop/machine.json`
+    /// (placeholders in [`crate::install::identity`]; default `lapterop-{serial}`).
+    pub hostname: String,
 }
 
 /// Which disk the OS image goes onto.
@@ -220,6 +223,7 @@ struct RawInstall {
     image: String,
     trust: Option<PathBuf>,
     target: Option<String>,
+    hostname: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -323,6 +327,11 @@ impl Site {
                 image: i.image,
                 ignored_trust: i.trust,
                 target: choice("install.target", i.target.as_deref(), TargetChoice::Auto)?,
+                hostname: {
+                    let h = i.hostname.unwrap_or_else(|| "lapterop-{serial}".into());
+                    crate::install::identity::check_pattern(&h).map_err(SiteError::invalid)?;
+                    h
+                },
             }),
             None => None,
         };
@@ -443,6 +452,7 @@ method = "overwrite"
 [install]
 image = "images/pupil.lapos"
 target = "largest"
+hostname = "leuven-{asset}"
 
 [flow]
 mode = "unattended"
@@ -470,6 +480,10 @@ min_ram_mib = 4096
         let install = s.install.as_ref().unwrap();
         assert_eq!(install.ignored_trust, None);
         assert_eq!(install.target, TargetChoice::Largest);
+        assert_eq!(install.hostname, "leuven-{asset}");
+        let bad = FULL.replace("leuven-{asset}", "leuven-{assettag}");
+        let e = Site::parse(&bad, Path::new("/stick/lapterop")).unwrap_err().to_string();
+        assert!(e.contains("{assettag}") && e.contains("{asset}"), "{e}");
         assert_eq!(
             Site::image_location(install, Path::new("/stick/lapterop")),
             "/stick/lapterop/images/pupil.lapos"

@@ -92,7 +92,7 @@ fn no_partition_table(l: &Loop) {
 fn install_url(l: &Loop, location: &str, trusted: &VerifyingKey) -> InstallRecord {
     let found = Discovery::system().find(&l.dev).unwrap();
     let claimed = disk::claim(&found, &SafetyConfig::default()).unwrap();
-    install_onto(&claimed, location, trusted, &InstallOptions::default(), &|_| {})
+    install_onto(&claimed, location, trusted, &InstallOptions::default(), None, &|_| {})
 }
 
 /// Serves `data` by `script` and installs it from there onto a new 64 MiB loop device with
@@ -473,4 +473,200 @@ fn fat32_partition_installs_and_reads_back_with_mtools() {
             );
         }
     }
+}
+
+/// A lead's reference disk: an ESP (FAT32, 4 KiB clusters) and an ext4 root whose partition ends at
+/// the last usable sector (`sgdisk -n 2:0:0`), packed resizable (the root shrunk on a copy). Gives
+/// the work directory, the image and its public key.
+fn esp_and_root_reference() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let esp = w.join("esp.fs");
+    File::create(&esp).unwrap().set_len(260 * MIB).unwrap();
+    ok(Command::new("mkfs.vfat")
+        .args(["-F", "32", "-s", "8", "-S", "512", "-n", "ESP"])
+        .arg(&esp));
+    std::fs::write(w.join("BOOTX64.EFI"), noise(300_000, 5)).unwrap();
+    ok(Command::new("mmd")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&esp)
+        .args(["::/EFI", "::/EFI/BOOT"]));
+    ok(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&esp)
+        .arg(w.join("BOOTX64.EFI"))
+        .arg("::/EFI/BOOT/BOOTX64.EFI"));
+    let dir = w.join("root");
+    for (name, bytes) in ext4_files() {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    // 2 MiB + 260 MiB ESP + 200 MiB root: the root ends at the last usable sector, an odd size.
+    let src = w.join("reference.raw");
+    File::create(&src).unwrap().set_len(462 * MIB + 7 * 512).unwrap();
+    ok(Command::new("sgdisk")
+        .args(["-n", "1:2048:+260M", "-t", "1:EF00", "-n", "2:0:0", "-t", "2:8304"])
+        .arg(&src));
+    let info = ok(Command::new("sgdisk").args(["-i", "2"]).arg(&src));
+    let sector_of = |key: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let (first, last) = (sector_of("First sector: "), sector_of("Last sector: "));
+    let root = w.join("root.fs");
+    File::create(&root).unwrap().set_len((last - first + 1) * 512).unwrap();
+    ok(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&dir)
+        .arg(&root));
+    for (fs, at) in [(&esp, 2048u64), (&root, first)] {
+        ok(Command::new("dd")
+            .arg(format!("if={}", fs.display()))
+            .arg(format!("of={}", src.display()))
+            .args(["bs=512", "conv=notrunc,sparse", "status=none"])
+            .arg(format!("seek={at}")));
+    }
+    let key = lapterop_certificate::keys::fixture_key("install test image key");
+    let image = w.join("debian.osimg");
+    let mut opts = lapterop_osimage::pack::PackOptions::new("pupil-debian", "2026.12");
+    opts.level = 3;
+    lapterop_osimage::pack::pack(&src, &image, &key, &opts).unwrap();
+    let public = w.join("image");
+    lapterop_certificate::keys::write_keypair(&public, &key).unwrap();
+    (work, image, public.with_extension("pub"))
+}
+
+/// `sgdisk -i N` first and last sector of partition `n` on `dev`.
+fn partition_span(dev: &str, n: u32) -> (u64, u64) {
+    let info = ok(Command::new("sgdisk").args(["-i", &n.to_string()]).arg(dev));
+    let get = |key: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {info}"))
+    };
+    (get("First sector: "), get("Last sector: "))
+}
+
+/// Installing a resizable image (ESP + ext4 root, the root shrunk at pack) onto a smaller 4Kn disk and
+/// a larger 512-byte disk: the root partition ends at the last usable LBA, `resize2fs` grew the
+/// filesystem to the partition (its superblock says so, the record says so) and `e2fsck -fn` finds
+/// it clean with the files intact; `lapterop/machine.json` on the ESP carries the certificate id,
+/// serial and the hostname pattern applied. When the grow fails (a `resize2fs` that exits 1, put first
+/// on PATH: failure injection at the tool), the install exits 1, says so, and the partition table is
+/// wiped: never a false "installed".
+#[test]
+fn install_grows_the_root_and_writes_machine_json() {
+    if !root("install, grow and machine.json") {
+        return;
+    }
+    let (work, image, trust) = esp_and_root_reference();
+    for (sector, size) in [(512u32, 700 * MIB), (4096, 400 * MIB)] {
+        let l = Loop::prepared(size, sector, |_| {}, &["--partscan"]);
+        let out = run(Command::new(agent())
+            .args(["install", "--yes", "--image"])
+            .arg(&image)
+            .arg("--trust")
+            .arg(&trust)
+            .args([
+                "--hostname",
+                "leuven-{serial}",
+                "--serial",
+                "5CG 1234/XY",
+                "--certificate-id",
+            ])
+            .arg("019abc12-3456-7def-8123-456789abcdef")
+            .arg(&l.dev));
+        let said = text(&out);
+        assert!(out.status.success(), "install on {sector}: {said}");
+        assert!(said.contains("grown: partition 2 (ext4)"), "{said}");
+        assert!(said.contains("hostname leuven-5cg-1234-xy"), "{said}");
+        let v = ok(Command::new("sgdisk").arg("-v").arg(&l.dev));
+        assert!(v.contains("No problems found"), "sgdisk -v on {sector}: {v}");
+        let ss = u64::from(sector);
+        let lbas = size / ss;
+        let last_usable = lbas - 1 - 16384 / ss - 1;
+        let (first, last) = partition_span(&l.dev, 2);
+        assert_eq!(last, last_usable, "the root reaches the end of the {sector}-byte disk");
+        let part_bytes = (last - first + 1) * ss;
+        let root = Loop::over(&l.file, first * ss, part_bytes);
+        ok(Command::new("e2fsck").args(["-f", "-n"]).arg(&root.dev));
+        let dumpe2fs = ok(Command::new("dumpe2fs").arg("-h").arg(&root.dev));
+        let field = |k: &str| -> u64 {
+            dumpe2fs
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {k}"))
+        };
+        let fs_bytes = field("Block count:") * field("Block size:");
+        assert!(
+            fs_bytes <= part_bytes && part_bytes - fs_bytes < 4096,
+            "ext4 {fs_bytes} bytes in a {part_bytes}-byte partition on {sector}"
+        );
+        for (name, bytes) in ext4_files() {
+            let dumped = work.path().join("dumped");
+            ok(Command::new("debugfs")
+                .args(["-R", &format!("dump /{name} {}", dumped.display())])
+                .arg(&root.dev));
+            assert!(std::fs::read(&dumped).unwrap() == bytes, "{name} on {sector}");
+        }
+        drop(root);
+        let (efirst, elast) = partition_span(&l.dev, 1);
+        let esp = work.path().join(format!("esp-{sector}.fs"));
+        ok(Command::new("dd")
+            .arg(format!("if={}", l.file.display()))
+            .arg(format!("of={}", esp.display()))
+            .args(["iflag=skip_bytes,count_bytes", "bs=1M", "status=none"])
+            .arg(format!("skip={}", efirst * ss))
+            .arg(format!("count={}", (elast - efirst + 1) * ss)));
+        let fsck = run(Command::new("fsck.vfat").arg("-n").arg(&esp));
+        assert!(
+            fsck.status.success(),
+            "fsck.vfat -n of the ESP on {sector}: {}",
+            text(&fsck)
+        );
+        let json = ok(Command::new("mtype")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&esp)
+            .arg("::/lapterop/machine.json"));
+        let m: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(m["schema"], "lapterop-machine/1", "{json}");
+        assert_eq!(m["certificate_id"], "019abc12-3456-7def-8123-456789abcdef");
+        assert_eq!(m["serial"], "5CG 1234/XY");
+        assert_eq!(m["hostname"], "leuven-5cg-1234-xy");
+        assert_eq!(m["image"], "pupil-debian 2026.12");
+    }
+
+    // A grow that fails: exit 1, the reason, and no partition table left to boot from.
+    let fake = work.path().join("fakebin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let tool = fake.join("resize2fs");
+    std::fs::write(&tool, "#!/bin/sh\necho 'resize2fs: injected failure' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let l = Loop::prepared(700 * MIB, 512, |_| {}, &["--partscan"]);
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    let out = run(Command::new(agent())
+        .env("PATH", path)
+        .args(["install", "--yes", "--image"])
+        .arg(&image)
+        .arg("--trust")
+        .arg(&trust)
+        .arg(&l.dev));
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("growing the installed filesystem of partition 2 failed") && said.contains("injected failure"),
+        "{said}"
+    );
+    assert!(!said.contains("installed:"), "{said}");
+    no_partition_table(&l);
 }

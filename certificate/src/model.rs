@@ -815,10 +815,35 @@ pub struct InstallRecord {
     /// Why it failed (status `failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The last partition grown to the end of the target and its filesystem grown to fill it (images
+    /// packed resizable); absent when the image has no growing partition or the install failed before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grow: Option<GrowRecord>,
+    /// The hostname written into `lapterop/machine.json` on the installed ESP; absent when none was
+    /// written (no ESP in the image, or the install failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// Start, RFC 3339 UTC.
     pub started_at: String,
     /// End, RFC 3339 UTC.
     pub finished_at: String,
+}
+
+/// What became of the image's growing partition on this target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrowRecord {
+    /// Partition number on the target, from 1.
+    pub partition: u32,
+    /// The filesystem: `ext4` or `ntfs`.
+    pub filesystem: String,
+    /// The partition's size on the target, bytes.
+    pub partition_bytes: u64,
+    /// The filesystem's size after the install, bytes, as its own superblock or boot sector says.
+    pub filesystem_bytes: u64,
+    /// True when the filesystem was grown to fill the partition and then found consistent by its own
+    /// checker; false when the grow tool was not available (the filesystem keeps the image's size).
+    pub grown: bool,
 }
 
 /// Install status.

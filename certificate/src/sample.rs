@@ -264,6 +264,8 @@ pub fn erased_laptop(key_id: String) -> Certificate {
         chunks_verified: 2304,
         chunk_mismatches: 0,
         discarded_bytes: Some(118_111_600_640),
+        grow: None,
+        hostname: None,
         reason: None,
         started_at: time(86),
         finished_at: time(89),

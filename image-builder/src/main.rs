@@ -384,6 +384,9 @@ fn os_image(action: OsImageCmd) -> anyhow::Result<()> {
                 s.file_bytes >> 20,
                 s.min_disk_bytes >> 20
             );
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
         }
         OsImageCmd::Inspect { file, key } => match key {
             Some(key) => {

@@ -100,6 +100,9 @@ pub struct PackSummary {
     pub file_bytes: u64,
     /// Smallest target disk the image installs onto.
     pub min_disk_bytes: u64,
+    /// What the lead should fix in the reference system (the image was packed all the same), one
+    /// line each: a non-empty `/etc/machine-id` shared by every installed laptop.
+    pub warnings: Vec<String>,
 }
 
 struct PartFile<'a> {
@@ -376,12 +379,28 @@ pub fn pack_file(
             return Err(e);
         }
     };
+    // Every installed laptop would share the reference system's machine-id.
+    let warnings: Vec<String> = parts
+        .iter()
+        .zip(&entries)
+        .enumerate()
+        .filter(|(_, (p, _))| p.filesystem == Filesystem::Ext4)
+        .filter_map(|(n, (_, e))| {
+            let id = resize::machine_id(input, e.starting_lba * ss)?;
+            Some(format!(
+                "partition {} has a machine-id in /etc/machine-id ({id}): every laptop installed from this image \
+                 would share it; empty it on the reference system (`truncate -s 0 /etc/machine-id`) and pack again",
+                n + 1
+            ))
+        })
+        .collect();
     let finish = (|| {
         frames.finish(&mut parts, &frames_path)?;
         let written = frames.written;
         drop(frames);
         write_image(out, &frames_path, written, parts, key, opts)
-    })();
+    })()
+    .map(|summary| PackSummary { warnings, ..summary });
     let _ = fs::remove_file(&frames_path);
     finish
 }
@@ -682,6 +701,7 @@ impl Signed {
             skip_bytes: self.manifest.bytes_of(ExtentKind::Skip),
             file_bytes: self.header.file_len(),
             min_disk_bytes: self.manifest.image.min_disk_bytes,
+            warnings: Vec::new(),
         }
     }
 }

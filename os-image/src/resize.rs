@@ -258,3 +258,64 @@ pub fn grow_filesystem(fs: Filesystem, device: &Path) -> Result<Grown, String> {
     }
     Ok(Grown::Grown { tool })
 }
+
+/// A grown filesystem, checked: its size in bytes as its own superblock or boot sector says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// What growing did.
+    pub grown: Grown,
+    /// The filesystem's size after growing (`ext4`: blocks × block size; NTFS: the volume).
+    pub fs_bytes: u64,
+}
+
+/// Grows `fs` on `device` (exactly the installed partition) with [`grow_filesystem`], then checks it
+/// read-only with its own checker (`e2fsck -fn`, `ntfsfix -n`) and reads its new size. An error means
+/// the grow or the check failed: the disk must not be reported installed.
+pub fn grow_and_check(fs: Filesystem, device: &Path) -> Result<Checked, String> {
+    let grown = grow_filesystem(fs, device)?;
+    let d = device.to_string_lossy();
+    if matches!(grown, Grown::Grown { .. }) {
+        let (tool, args): (&str, Vec<&str>) = match fs {
+            Filesystem::Ext4 => ("e2fsck", vec!["-f", "-n", &d]),
+            _ => ("ntfsfix", vec!["-n", &d]),
+        };
+        let (code, out) = run(tool, &args)?;
+        if code != 0 {
+            return Err(format!(
+                "{tool} {} after growing finds the filesystem inconsistent (exit {code}: {})",
+                args.join(" "),
+                tail(&out)
+            ));
+        }
+    }
+    let file = File::open(device).map_err(|e| format!("opening {d}: {e}"))?;
+    let fs_bytes = match fs {
+        Filesystem::Ext4 => alloc::ext4_geometry(&AtFile(&file)).map(|(b, n)| b * n),
+        Filesystem::Ntfs => {
+            let mut bs = [0u8; 512];
+            file.read_exact_at(&mut bs, 0)
+                .map_err(|e| format!("reading {d}: {e}"))?;
+            alloc::NtfsGeometry::parse(&bs).map(|g| g.volume_bytes())
+        }
+        Filesystem::Fat32 | Filesystem::Other => Some(0),
+    }
+    .ok_or_else(|| format!("after growing, {d} holds no filesystem the installer recognises"))?;
+    Ok(Checked { grown, fs_bytes })
+}
+
+/// The machine-id in `/etc/machine-id` of the ext4 filesystem at byte `offset` of `disk` (read with
+/// e2fsprogs' `debugfs`, which opens `disk?offset=N` read-only), or `None` when it is empty,
+/// `uninitialized` (systemd's first-boot marker), missing, or `debugfs` is not installed.
+pub fn machine_id(disk: &Path, offset: u64) -> Option<String> {
+    let target = format!("{}?offset={offset}", disk.display());
+    let path = find_tool("debugfs")?;
+    let out = Command::new(path)
+        .args(["-R", "cat /etc/machine-id", &target])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .env("LC_ALL", "C")
+        .output()
+        .ok()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}

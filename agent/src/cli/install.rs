@@ -26,6 +26,25 @@ pub struct InstallArgs {
     /// Partition UUID of the boot stick, never written (repeatable; also LAPTEROP_STICK_PARTUUIDS).
     #[arg(long, value_name = "UUID")]
     pub stick_partuuid: Vec<String>,
+    /// Write `lapterop/machine.json` onto the installed ESP with this hostname pattern
+    /// (placeholders `{serial}`, `{asset}`, `{model}`, `{vendor}`, `{id}`).
+    #[arg(long, value_name = "PATTERN")]
+    pub hostname: Option<String>,
+    /// Certificate id for machine.json (default: a new one).
+    #[arg(long, requires = "hostname")]
+    pub certificate_id: Option<String>,
+    /// Serial number for machine.json.
+    #[arg(long, requires = "hostname")]
+    pub serial: Option<String>,
+    /// Asset tag for machine.json.
+    #[arg(long, requires = "hostname")]
+    pub asset_tag: Option<String>,
+    /// Manufacturer for machine.json.
+    #[arg(long, requires = "hostname")]
+    pub vendor: Option<String>,
+    /// Model for machine.json.
+    #[arg(long, requires = "hostname")]
+    pub model: Option<String>,
     /// The disk to install onto.
     pub device: String,
 }
@@ -58,6 +77,32 @@ pub fn run(args: &InstallArgs) -> ExitCode {
                 eprintln!("refusing {}: {r}", disk.path.display());
             }
             return fail("nothing was written".into());
+        }
+    };
+    let identity = match &args.hostname {
+        None => None,
+        Some(pattern) => {
+            if let Err(e) = crate::install::identity::check_pattern(pattern) {
+                return fail(e);
+            }
+            let certificate_id = match &args.certificate_id {
+                Some(id) => id.clone(),
+                None => match lapterop_certificate::new_id() {
+                    Ok(id) => id,
+                    Err(e) => return fail(format!("drawing a certificate id: {e}")),
+                },
+            };
+            Some(crate::install::Identity {
+                machine: crate::install::identity::Machine {
+                    certificate_id,
+                    donor_url: None,
+                    serial: args.serial.clone(),
+                    asset_tag: args.asset_tag.clone(),
+                    vendor: args.vendor.clone(),
+                    model: args.model.clone(),
+                },
+                hostname_pattern: pattern.clone(),
+            })
         }
     };
     let m = image.manifest();
@@ -108,7 +153,7 @@ pub fn run(args: &InstallArgs) -> ExitCode {
             );
         }
     };
-    let record = install_onto(&claimed, &args.image, &trusted, &options, &progress);
+    let record = install_onto(&claimed, &args.image, &trusted, &options, identity.as_ref(), &progress);
     match record.status {
         InstallStatus::Installed => {
             let discarded = match record.discarded_bytes {
@@ -119,6 +164,22 @@ pub fn run(args: &InstallArgs) -> ExitCode {
                 "installed: {} bytes written, {} chunks read back and matching, {discarded}",
                 record.bytes_written, record.chunks_verified
             );
+            if let Some(g) = &record.grow {
+                if g.grown {
+                    println!(
+                        "grown: partition {} ({}) fills the disk: {} bytes, filesystem {} bytes, checked",
+                        g.partition, g.filesystem, g.partition_bytes, g.filesystem_bytes
+                    );
+                } else {
+                    println!(
+                        "not grown: partition {} is {} bytes, its {} filesystem keeps the image's {} bytes (no grow tool here)",
+                        g.partition, g.partition_bytes, g.filesystem, g.filesystem_bytes
+                    );
+                }
+            }
+            if let Some(h) = &record.hostname {
+                println!("machine.json written on the ESP: hostname {h}");
+            }
             ExitCode::SUCCESS
         }
         InstallStatus::Failed => {

@@ -28,8 +28,8 @@ pub fn certify_and_store(
     audited: &Audited,
     people: People,
     covered: Covered,
+    id: String,
 ) -> anyhow::Result<(Certificate, PathBuf)> {
-    let id = cert::new_id().context("drawing a certificate id from the kernel's random numbers")?;
     let certificate = cert::Draft {
         agent: wipe::agent_info(station.binary_blake3.clone()),
         station: StationInfo {

@@ -429,6 +429,16 @@ fn carry_out(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend, ready: Rea
     }
     clock.done(Stage::Wipe, ui);
 
+    // Drawn before the install: the installed system's machine.json carries it.
+    let id = match lapterop_certificate::new_id() {
+        Ok(id) => id,
+        Err(e) => {
+            return stopped(
+                StopCode::Job,
+                format!("drawing a certificate id from the kernel's random numbers: {e}"),
+            )
+        }
+    };
     let install = if site.install.is_some() {
         let progress = ui.install_progress();
         let install = install_step(
@@ -437,6 +447,7 @@ fn carry_out(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend, ready: Rea
             job.image_key,
             &disks.claimed,
             &records,
+            &steps::identity(&audited, &id),
             &*progress,
             &mut |e| ui.event(e),
         );
@@ -458,7 +469,7 @@ fn carry_out(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend, ready: Rea
         install,
     };
     drop(disks);
-    let (certificate, certificate_file) = match certify_and_store(site, &station, &audited, people, covered) {
+    let (certificate, certificate_file) = match certify_and_store(site, &station, &audited, people, covered, id) {
         Ok(c) => c,
         Err(e) => return stopped(StopCode::Stick, format!("{e:#}")),
     };

@@ -273,6 +273,19 @@ pub fn wipe_step(
     wipe::wipe_planned(claimed, plans, &spec, stop, progress).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// What the installed system's `machine.json` says about this laptop (certificate `id`, SMBIOS).
+pub fn identity(audited: &Audited, id: &str) -> crate::install::identity::Machine {
+    let h = &audited.host;
+    crate::install::identity::Machine {
+        certificate_id: id.to_owned(),
+        donor_url: None,
+        serial: h.system.serial.clone(),
+        asset_tag: h.chassis.as_ref().and_then(|c| c.asset_tag.clone()),
+        vendor: h.system.vendor.clone(),
+        model: h.system.product.clone(),
+    }
+}
+
 /// Installs the site's OS image onto the chosen erased disk; `None` when the site installs nothing or
 /// no disk ended erased.
 pub fn install_step(
@@ -281,6 +294,7 @@ pub fn install_step(
     image_key: &Path,
     claimed: &[Claimed],
     records: &[DiskRecord],
+    machine: &crate::install::identity::Machine,
     progress: &(dyn Fn(lapterop_osimage::install::Progress) + Sync),
     say: &mut dyn FnMut(Event<'_>),
 ) -> Option<InstallRecord> {
@@ -303,6 +317,10 @@ pub fn install_step(
             &location,
             &trusted,
             &lapterop_osimage::install::InstallOptions::default(),
+            Some(&crate::install::Identity {
+                machine: machine.clone(),
+                hostname_pattern: i.hostname.clone(),
+            }),
             progress,
         ),
         Err(e) => crate::install::failed_record(

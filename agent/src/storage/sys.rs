@@ -37,6 +37,150 @@ mod ioctl {
     nix::ioctl_write_ptr_bad!(blksecdiscard, nix::request_code_none!(0x12, 125), [u64; 2]);
     // #define BLKZEROOUT _IO(0x12,127)  (arg: uint64_t range[2] = {start, length} in bytes)
     nix::ioctl_write_ptr_bad!(blkzeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
+    // include/uapi/linux/loop.h: `#define LOOP_CTL_GET_FREE 0x4C82` (on /dev/loop-control; returns the
+    // number of a free loop device, creating one if needed)
+    nix::ioctl_none_bad!(loop_ctl_get_free, 0x4C82);
+    // `#define LOOP_CONFIGURE 0x4C0A` (arg: `struct loop_config *`, Linux 5.8)
+    nix::ioctl_write_ptr_bad!(loop_configure, 0x4C0A, super::LoopConfig);
+    // `#define LOOP_CLR_FD 0x4C01` (no argument)
+    nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
+}
+
+/// `struct loop_info64` of `include/uapi/linux/loop.h` (232 bytes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+/// `struct loop_config { __u32 fd; __u32 block_size; struct loop_info64 info; __u64 __reserved[8]; }`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// `LO_FLAGS_AUTOCLEAR`: the kernel detaches the loop device when its last opener closes it.
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+/// A loop device showing `[offset, offset + len)` of a disk, with the disk's logical sector size: how
+/// the agent reaches one installed partition (for `resize2fs`, `ntfsresize` and the ESP) while it
+/// still holds the whole disk `O_EXCL` (which keeps the kernel's own partition nodes from being
+/// opened exclusively, and a host without partition nodes has none). Detached when dropped.
+#[derive(Debug)]
+pub struct PartitionLoop {
+    /// `/dev/loopN`.
+    pub path: std::path::PathBuf,
+    /// The open loop device; closing the last descriptor detaches it (`LO_FLAGS_AUTOCLEAR`).
+    pub file: File,
+}
+
+impl PartitionLoop {
+    /// Attaches a loop device over `[offset, offset + len)` of the block device `disk` (opened again
+    /// read-write without `O_EXCL` or `O_DIRECT`, so the page cache is the loop's), with
+    /// `block_size`-byte logical sectors.
+    pub fn attach(disk: &Path, offset: u64, len: u64, block_size: u32) -> Result<PartitionLoop, SysError> {
+        let backing = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_CLOEXEC)
+            .open(disk)
+            .map_err(|e| SysError::new(format!("opening {} for a loop device", disk.display()), errno_of(&e)))?;
+        let control = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_CLOEXEC)
+            .open("/dev/loop-control")
+            .map_err(|e| SysError::new("opening /dev/loop-control (is the loop module loaded?)", errno_of(&e)))?;
+        let fd =
+            u32::try_from(backing.as_raw_fd()).map_err(|_| SysError::new("a negative descriptor", Errno::EBADF))?;
+        let config = LoopConfig {
+            fd,
+            block_size,
+            info: LoopInfo64 {
+                lo_device: 0,
+                lo_inode: 0,
+                lo_rdevice: 0,
+                lo_offset: offset,
+                lo_sizelimit: len,
+                lo_number: 0,
+                lo_encrypt_type: 0,
+                lo_encrypt_key_size: 0,
+                lo_flags: LO_FLAGS_AUTOCLEAR,
+                lo_file_name: [0; 64],
+                lo_crypt_name: [0; 64],
+                lo_encrypt_key: [0; 32],
+                lo_init: [0; 2],
+            },
+            reserved: [0; 8],
+        };
+        // Another process may take the free device between the two calls: try the next one.
+        let mut last = Errno::EBUSY;
+        for _ in 0..8 {
+            // SAFETY: `#define LOOP_CTL_GET_FREE 0x4C82`; `loop_control_ioctl` reads no argument and
+            // returns the device number; the control fd is borrowed and open.
+            let n = unsafe { ioctl::loop_ctl_get_free(control.as_fd().as_raw_fd()) }
+                .map_err(|e| SysError::new("finding a free loop device (LOOP_CTL_GET_FREE)", e))?;
+            let path = std::path::PathBuf::from(format!("/dev/loop{n}"));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(nix::libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| SysError::new(format!("opening {}", path.display()), errno_of(&e)))?;
+            // SAFETY: `#define LOOP_CONFIGURE 0x4C0A`; `loop_configure` copies a `struct loop_config`
+            // (304 bytes, mirrored by `LoopConfig` with `repr(C)`, size checked in a test) from the
+            // pointer, which points at a live local; `fd` names `backing`, open for the call (the
+            // kernel takes its own reference to the file).
+            match unsafe { ioctl::loop_configure(file.as_fd().as_raw_fd(), &config) } {
+                Ok(_) => return Ok(PartitionLoop { path, file }),
+                Err(Errno::EBUSY) => last = Errno::EBUSY,
+                Err(e) => {
+                    return Err(SysError::new(
+                        format!(
+                            "attaching {} to {} at {offset} (LOOP_CONFIGURE)",
+                            path.display(),
+                            disk.display()
+                        ),
+                        e,
+                    ))
+                }
+            }
+        }
+        Err(SysError::new("attaching a loop device (LOOP_CONFIGURE)", last))
+    }
+
+    /// Writes the loop device's page cache through to the disk.
+    pub fn sync(&self) -> Result<(), SysError> {
+        self.file
+            .sync_all()
+            .map_err(|e| SysError::new(format!("flushing {}", self.path.display()), errno_of(&e)))
+    }
+}
+
+impl Drop for PartitionLoop {
+    fn drop(&mut self) {
+        let _ = self.file.sync_all();
+        // SAFETY: `#define LOOP_CLR_FD 0x4C01`; no argument; the loop fd is borrowed and open. With
+        // `LO_FLAGS_AUTOCLEAR` set this only marks the device to detach on the last close, which
+        // follows when `file` is dropped.
+        let _ = unsafe { ioctl::loop_clr_fd(self.file.as_fd().as_raw_fd()) };
+    }
 }
 
 /// A failed system call: what was being done, and the kernel's answer in words.
@@ -238,6 +382,9 @@ mod tests {
         assert_eq!(nix::request_code_none!(0x12, 123), 0x127B);
         assert_eq!(nix::request_code_none!(0x12, 125), 0x127D);
         assert_eq!(nix::request_code_none!(0x12, 127), 0x127F);
+        // <linux/loop.h>: the structures LOOP_CONFIGURE copies.
+        assert_eq!(std::mem::size_of::<LoopInfo64>(), 232);
+        assert_eq!(std::mem::size_of::<LoopConfig>(), 304);
     }
 
     #[test]

@@ -321,3 +321,37 @@ fn ext4_with_1k_blocks_is_refused_on_4kn_before_anything_is_written() {
     );
     check_root(&root, &r.root_files, dir.path());
 }
+
+/// A reference root whose `/etc/machine-id` holds an id: the image still packs, and the summary warns
+/// that every laptop would share it, naming the id and the fix; an empty machine-id (as the lead
+/// guide asks) and systemd's `uninitialized` give no warning.
+#[test]
+fn a_reference_root_with_a_machine_id_is_packed_with_a_warning() {
+    let name = "a_reference_root_with_a_machine_id_is_packed_with_a_warning";
+    if !tools_present(name, TOOLS) {
+        return;
+    }
+    let id = "4f1c0e2a9b7d4e6f8a0b1c2d3e4f5a6b";
+    for (content, warned) in [
+        (format!("{id}\n"), true),
+        (String::new(), false),
+        ("uninitialized\n".into(), false),
+    ] {
+        let files = [
+            ("etc/fstab", b"UUID=x / ext4 defaults 0 1\n".to_vec()),
+            ("etc/machine-id", content.clone().into_bytes()),
+        ];
+        let r = reference(96 * MIB, false, "0:0", 4096, &files);
+        let summary = pack(&r.disk, &r.image, &image_key(), &pack_options()).unwrap();
+        if warned {
+            assert_eq!(summary.warnings.len(), 1, "{summary:?}");
+            let w = &summary.warnings[0];
+            assert!(
+                w.contains("partition 1") && w.contains(id) && w.contains("truncate -s 0 /etc/machine-id"),
+                "{w}"
+            );
+        } else {
+            assert!(summary.warnings.is_empty(), "{content:?}: {:?}", summary.warnings);
+        }
+    }
+}
