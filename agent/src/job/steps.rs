@@ -288,6 +288,8 @@ pub fn identity(audited: &Audited, id: &str) -> crate::install::identity::Machin
 
 /// Installs the site's OS image onto the chosen erased disk; `None` when the site installs nothing or
 /// no disk ended erased.
+// The job's pieces are passed one by one, as the other steps take them.
+#[allow(clippy::too_many_arguments)]
 pub fn install_step(
     site: &Site,
     dir: &Path,
