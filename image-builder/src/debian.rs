@@ -67,6 +67,17 @@ pub const ROOTS: &[(&str, &str)] = &[
     // for r8169 and r8152; i915/* (DMC, GuC, HuC) and tigon/* (tg3).
     ("fw-realtek", "firmware-realtek"),
     ("fw-misc", "firmware-misc-nonfree"),
+    // Filesystem tools (`crate::tools`): e2fsprogs' resize2fs and e2fsck, ntfs-3g's ntfsresize and
+    // ntfsfix, for `capture`'s shrink and the install's grow, with the libraries they link (their
+    // closure is checked at build time) and glibc's loader.
+    ("fstools-e2fsprogs", "e2fsprogs"),
+    ("fstools-libext2fs", "libext2fs2"),
+    ("fstools-libcom-err", "libcom-err2"),
+    ("fstools-libblkid", "libblkid1"),
+    ("fstools-libuuid", "libuuid1"),
+    ("fstools-ntfs-3g", "ntfs-3g"),
+    ("fstools-libntfs-3g", "libntfs-3g89"),
+    ("fstools-libc", "libc6"),
 ];
 
 /// The roles of [`ROOTS`] that Debian keeps in its `non-free-firmware` component, fetched through

@@ -1,6 +1,7 @@
 //! What the builder reads from ELF files, through the `object` crate: the firmware a kernel module
 //! names (its `.modinfo` section, what `modinfo -F firmware` prints), and whether the agent is a
-//! static executable that can run as `/init` of an initramfs with no C library.
+//! static executable that can run as `/init` of an initramfs with no C library, and what a
+//! dynamically linked Debian program needs (`crate::tools`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -131,6 +132,34 @@ pub fn check_static_executable(path: &Path) -> Result<()> {
     }
 }
 
+/// What a dynamically linked program asks of the system at run time: its ELF interpreter
+/// (`PT_INTERP`, `None` for a static program or a library) and the shared libraries it needs
+/// (`DT_NEEDED` of its dynamic section, by soname, in file order).
+pub fn dynamic_needs(path: &Path) -> Result<(Option<String>, Vec<String>)> {
+    let data = read(path)?;
+    let elf = ElfFile64::<Endianness>::parse(&*data).map_err(not_elf(path))?;
+    let endian = elf.endian();
+    let mut interp = None;
+    for ph in elf.elf_program_headers() {
+        if ph.p_type(endian) == PT_INTERP {
+            interp = ph
+                .data(endian, &*data)
+                .ok()
+                .map(|d| String::from_utf8_lossy(d).trim_end_matches('\0').to_owned());
+        }
+    }
+    let sections = elf.elf_section_table();
+    let mut needed = Vec::new();
+    if let Some((entries, link)) = sections.dynamic(endian, &*data).map_err(not_elf(path))? {
+        let strings = sections.strings(endian, &*data, link).map_err(not_elf(path))?;
+        for d in entries.iter().filter(|d| d.d_tag(endian) == u64::from(DT_NEEDED)) {
+            let name = d.string(endian, strings).map_err(not_elf(path))?;
+            needed.push(String::from_utf8_lossy(name).into_owned());
+        }
+    }
+    Ok((interp, needed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +172,13 @@ mod tests {
             ["rtl_nic/rtl8168d-1.fw", "rtl_nic/rtl8168e-2.fw"]
         );
         assert!(modinfo_values(b"license=GPL\0", "firmware").is_empty());
+    }
+
+    #[test]
+    fn a_dynamic_program_names_its_loader_and_libraries() {
+        let (interp, needed) = dynamic_needs(Path::new("/bin/ls")).unwrap();
+        assert_eq!(interp.as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
+        assert!(needed.iter().any(|n| n == "libc.so.6"), "{needed:?}");
     }
 
     #[test]

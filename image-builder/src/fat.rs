@@ -356,89 +356,9 @@ pub fn write_partition(image: &fs::File, path: &Path, format: &Format, tree: &Tr
         free: u64::from(stats.free_clusters()) * cluster,
     };
     fs.unmount().map_err(io("closing the FAT of"))?;
-    fix_dot_entries(image, format.start).map_err(io("fixing the directories of"))?;
+    // `fatfs` 0.3.6 puts long names in front of `.` and `..` of each directory it makes.
+    lapterop_osimage::fatdirs::fix_dot_entries(image, format.start).map_err(io("fixing the directories of"))?;
     Ok(written)
-}
-
-/// `fatfs` 0.3 writes a long-name entry in front of each directory's `.` and `..`, so they are not
-/// the first two slots as the FAT specification wants (`fsck.vfat` and Windows' chkdsk complain).
-/// It also points `..` of the root's subdirectories at cluster 2 (the root) where the specification
-/// says 0. This walks every directory from the root, moves `.` and `..` to slots 0 and 1, marks the
-/// two long-name slots deleted, and sets `..` to 0 under the root. No cluster changes, so the FATs
-/// stay as they are.
-fn fix_dot_entries(file: &fs::File, start: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let mut bpb = [0u8; 512];
-    file.read_exact_at(&mut bpb, start)?;
-    let u16_at = |o: usize| u64::from(u16::from_le_bytes([bpb[o], bpb[o + 1]]));
-    let u32_at = |o: usize| u64::from(u32::from_le_bytes([bpb[o], bpb[o + 1], bpb[o + 2], bpb[o + 3]]));
-    let sector = u16_at(0x0B);
-    let cluster = sector * u64::from(bpb[0x0D]);
-    let fat_start = start + u16_at(0x0E) * sector;
-    let data_start = fat_start + u64::from(bpb[0x10]) * u32_at(0x24) * sector;
-    let root = u32_at(0x2C);
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    let next = |c: u64| -> io::Result<u64> {
-        let mut e = [0u8; 4];
-        file.read_exact_at(&mut e, fat_start + c * 4)?;
-        Ok(u64::from(u32::from_le_bytes(e) & 0x0FFF_FFFF))
-    };
-    let mut todo = vec![(root, false)];
-    let mut visited = 0;
-    while let Some((first, under_root)) = todo.pop() {
-        visited += 1;
-        if visited > 100_000 {
-            return Err(bad("directory tree loops"));
-        }
-        // Read the whole directory (its cluster chain).
-        let mut chain = vec![first];
-        while let Some(&c) = chain.last() {
-            let n = next(c)?;
-            if !(2..0x0FFF_FFF8).contains(&n) {
-                break;
-            }
-            if chain.len() > 65_536 {
-                return Err(bad("directory chain loops"));
-            }
-            chain.push(n);
-        }
-        let mut data = Vec::new();
-        for c in &chain {
-            let mut buf = vec![0u8; usize::try_from(cluster).map_err(|_| bad("cluster size"))?];
-            file.read_exact_at(&mut buf, data_start + (c - 2) * cluster)?;
-            data.extend_from_slice(&buf);
-        }
-        for e in data.chunks_exact(32) {
-            if e[0] == 0 {
-                break;
-            }
-            let (name, attr) = (&e[..11], e[11]);
-            if e[0] == 0xE5 || attr == 0x0F || name[0] == b'.' {
-                continue;
-            }
-            if attr & 0x10 != 0 {
-                let c = (u64::from(u16::from_le_bytes([e[20], e[21]])) << 16)
-                    | u64::from(u16::from_le_bytes([e[26], e[27]]));
-                todo.push((c, first == root));
-            }
-        }
-        let is_lfn = |i: usize| data.get(i * 32 + 11) == Some(&0x0F);
-        let is_name = |i: usize, n: &[u8; 11]| data.get(i * 32..i * 32 + 11) == Some(&n[..]);
-        if first != root && is_lfn(0) && is_name(1, b".          ") && is_lfn(2) && is_name(3, b"..         ") {
-            let mut fixed = data[..128].to_vec();
-            fixed.copy_within(32..64, 0);
-            fixed.copy_within(96..128, 32);
-            fixed[64] = 0xE5;
-            fixed[96] = 0xE5;
-            if under_root {
-                // `..` (now slot 1): first cluster high (offset 20) and low (offset 26) words.
-                fixed[32 + 20..32 + 22].fill(0);
-                fixed[32 + 26..32 + 28].fill(0);
-            }
-            file.write_all_at(&fixed, data_start + (first - 2) * cluster)?;
-        }
-    }
-    Ok(())
 }
 
 /// Writes zeros over `[start, start + len)` of `file` (in 1 MiB blocks, skipping nothing).

@@ -128,6 +128,8 @@ pub const SETS: &[(&str, &[&str])] = &[
             "nls_utf8",
             "nls_iso8859_1",
             "dm_mod",
+            // The installer's loop devices over single partitions (grow, machine.json).
+            "loop",
         ],
     ),
     // What a live stick needs to find itself on any USB port, and a USB keyboard for the screens.

@@ -9,6 +9,8 @@
 //! - [`initramfs`]: a deterministic, compressed cpio `newc` writer;
 //! - [`build_initramfs`]: puts them together into the live initramfs (busybox, modules, agent,
 //!   `/init`);
+//! - [`tools`]: the filesystem tools on the stick (resize2fs, e2fsck, ntfsresize, ntfsfix) with
+//!   their library closure;
 //! - [`live`]: the bootable stick image (MBR, GRUB for BIOS, shim + GRUB for UEFI, one FAT32
 //!   partition with the kernel, the initramfs and the site's data), built from [`mbr`], [`grub`] and
 //!   [`fat`];
@@ -28,6 +30,7 @@ pub use lapterop_certificate::io;
 pub mod kmod;
 pub mod live;
 pub mod mbr;
+pub mod tools;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -89,6 +92,8 @@ pub struct InitramfsSpec {
     pub init: Init,
     /// Further files: (archive path, permission bits, bytes).
     pub extra: Vec<(String, u32, Vec<u8>)>,
+    /// Further nodes (files from the build host, links): (archive path, permission bits, node).
+    pub extra_nodes: Vec<(String, u32, Node)>,
     /// zstd level (19 for release images; lower is faster to build and as fast to boot).
     pub zstd_level: i32,
 }
@@ -141,9 +146,11 @@ pub fn build_initramfs(spec: &InitramfsSpec, stage_dir: &Path, out: &Path, mtime
     fs.add("dev/null", 0o666, Node::CharDevice(1, 3))?;
     let busybox = spec.busybox_root.join("bin/busybox");
     fs.file("bin/busybox", &busybox)?;
+    // A real program given in `extra_nodes` (e2fsck from e2fsprogs, ...) wins over a busybox applet.
+    let real: BTreeSet<&str> = spec.extra_nodes.iter().map(|(p, _, _)| p.as_str()).collect();
     for applet in busybox_applets(&busybox)? {
         // `linuxrc` is busybox's own init at the root; ours is `/init`.
-        if applet != "bin/busybox" && applet.contains('/') {
+        if applet != "bin/busybox" && applet.contains('/') && !real.contains(applet.as_str()) {
             let depth = applet.matches('/').count();
             fs.symlink(&applet, &format!("{}bin/busybox", "../".repeat(depth)))?;
         }
@@ -162,6 +169,9 @@ pub fn build_initramfs(spec: &InitramfsSpec, stage_dir: &Path, out: &Path, mtime
     }
     for (path, perm, data) in &spec.extra {
         fs.bytes(path, *perm, data.clone())?;
+    }
+    for (path, perm, node) in &spec.extra_nodes {
+        fs.add(path, *perm, node.clone())?;
     }
     let entries = fs.paths().count();
     fs.write_zstd(out, mtime, spec.zstd_level)?;

@@ -49,9 +49,11 @@ use crate::elf::{self, ElfError};
 use crate::fat::{self, Content, Tree};
 use crate::firmware::{FirmwareError, FirmwareSet};
 use crate::grub::{self, MenuOptions};
+use crate::initramfs::{Node, Source};
 use crate::io::{io_err, IoError};
 use crate::kmod::{self, KernelTree};
 use crate::mbr::{self, Partition};
+use crate::tools::{self, ToolFile};
 use crate::{build_initramfs, BuildError, Init, InitramfsSpec};
 
 /// Where the partition starts: 1 MiB, which leaves room for `core.img` and aligns the FAT.
@@ -88,6 +90,9 @@ pub enum LiveError {
     /// Staging the stick's module tree failed.
     #[error(transparent)]
     Kmod(#[from] kmod::KmodError),
+    /// Gathering the filesystem tools failed.
+    #[error(transparent)]
+    Tools(#[from] tools::ToolsError),
     /// An argument is not usable.
     #[error("{0}")]
     Invalid(String),
@@ -133,6 +138,8 @@ pub struct LiveInputs {
     pub udhcpc_script: PathBuf,
     /// The unpacked firmware packages ([`debian::NON_FREE_FIRMWARE_ROLES`]), searched in this order.
     pub firmware_packages: Vec<PathBuf>,
+    /// The filesystem tools and their library closure ([`tools::closure`]).
+    pub tools: Vec<(String, ToolFile)>,
     /// The lock list's text (part of the stick id).
     pub lock_text: String,
 }
@@ -180,6 +187,7 @@ pub fn fetch_live_inputs(lock: &Lock, cache: &Cache) -> Result<LiveInputs> {
             .iter()
             .map(|role| Ok(cache.extract(lock.get(role)?)?))
             .collect::<Result<_>>()?,
+        tools: tools::closure(&tools::fetch(lock, cache)?, lock)?,
         lock_text: lock.render(),
     })
 }
@@ -260,6 +268,8 @@ pub struct LiveSummary {
     pub stick_module_files: usize,
     /// Bytes of those module files.
     pub stick_module_bytes: u64,
+    /// Bytes of the filesystem tools and their libraries in the initramfs (uncompressed).
+    pub tools_bytes: u64,
     /// Firmware files on the stick.
     pub firmware_files: usize,
     /// Bytes of those firmware files.
@@ -332,6 +342,32 @@ pub fn input_digest(spec: &LiveSpec, inputs: &LiveInputs) -> Result<[u8; 32]> {
         spec.menu_timeout
     ));
     Ok(h.finalize().into())
+}
+
+/// Refuses an `--image-key` that is the image key's secret half: a `.key` file, or one whose public
+/// half is the `.pub` beside it. Both halves are 64 hex digits, and half of all secrets also read as
+/// a valid public key, so without this check a secret given by mistake could be baked into every
+/// stick, where anyone holding one could sign OS images.
+fn refuse_secret_image_key(key: &Path) -> Result<()> {
+    let refuse = || {
+        Err(LiveError::Invalid(format!(
+            "--image-key {} is the image key's secret half, which must never go on a stick; give the .pub file \
+             that `lapterop-cert keygen` wrote beside it",
+            key.display()
+        )))
+    };
+    if key.extension().is_some_and(|e| e == "key") {
+        return refuse();
+    }
+    let Ok(secret) = lapterop_certificate::keys::read_signing_key(key) else {
+        return Ok(());
+    };
+    let public = hex::encode(secret.verifying_key().as_bytes());
+    let beside = key.with_extension("pub");
+    if beside != key && fs::read_to_string(&beside).is_ok_and(|t| t.trim().eq_ignore_ascii_case(&public)) {
+        return refuse();
+    }
+    Ok(())
 }
 
 /// The `[lead] password_hash` of the site config, checked; `None` when the site sets none.
@@ -412,6 +448,7 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
     // The only image key the agent trusts lives here, inside the initramfs; the FAT partition gets no
     // copy (anyone can edit that from a PC). It must be a real public key, or every install would fail.
     if let Some(key) = &spec.image_key {
+        refuse_secret_image_key(key)?;
         let public = lapterop_certificate::keys::read_public_key(key).map_err(|e| {
             LiveError::Invalid(format!(
                 "--image-key {}: {e}; give the .pub file that `lapterop-cert keygen` wrote beside the image key",
@@ -440,6 +477,15 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
         agent: Some(spec.agent.clone()),
         init: Init::Agent,
         extra,
+        // resize2fs, e2fsck, ntfsresize, ntfsfix with their libraries: capture shrinks and install grows.
+        extra_nodes: inputs
+            .tools
+            .iter()
+            .map(|(path, f)| match f {
+                ToolFile::File(src) => (path.clone(), 0o755, Node::File(Source::Path(src.clone()))),
+                ToolFile::Link(target) => (path.clone(), 0o777, Node::Symlink(target.clone())),
+            })
+            .collect(),
         zstd_level: spec.zstd_level,
     };
     let stage = work.join("initramfs-stage");
@@ -548,6 +594,7 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
         modules: built.modules.len(),
         stick_module_files: on_stick.module_files.len(),
         stick_module_bytes: on_stick.module_bytes,
+        tools_bytes: tools::total_bytes(&inputs.tools)?,
         firmware_files: on_stick.firmware.files.len(),
         firmware_bytes: on_stick.firmware.bytes()?,
         firmware_missing: on_stick

@@ -250,6 +250,7 @@ fn main() -> anyhow::Result<()> {
                     "initramfs_modules": s.modules,
                     "stick_module_files": s.stick_module_files,
                     "stick_module_bytes": s.stick_module_bytes,
+                    "tools_bytes": s.tools_bytes,
                     "firmware_files": s.firmware_files,
                     "firmware_bytes": s.firmware_bytes,
                     "firmware_not_packaged": s.firmware_missing.iter().map(|(name, modules)| {
@@ -274,13 +275,15 @@ fn main() -> anyhow::Result<()> {
                 );
                 println!(
                     "modules: {} loaded from the initramfs; {} files ({:.1} MiB) in lapterop/modules; firmware: {} files \
-                     ({:.1} MiB) in lapterop/firmware, {} named by a module but not packaged by Debian",
+                     ({:.1} MiB) in lapterop/firmware, {} named by a module but not packaged by Debian; filesystem \
+                     tools {:.1} MiB",
                     s.modules,
                     s.stick_module_files,
                     s.stick_module_bytes as f64 / 1048576.0,
                     s.firmware_files,
                     s.firmware_bytes as f64 / 1048576.0,
-                    s.firmware_missing.len()
+                    s.firmware_missing.len(),
+                    s.tools_bytes as f64 / 1048576.0
                 );
             }
         }
@@ -333,6 +336,7 @@ fn main() -> anyhow::Result<()> {
                 agent,
                 init,
                 extra: Vec::new(),
+                extra_nodes: Vec::new(),
                 zstd_level,
             };
             let mut stage_name = out.file_name().unwrap_or_default().to_os_string();

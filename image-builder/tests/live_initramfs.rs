@@ -277,6 +277,7 @@ fn live_initramfs_from_pinned_packages_is_reproducible_and_readable_by_cpio() {
         agent: Some(agent),
         init: Init::Script(DEFAULT_INIT.as_bytes().to_vec()),
         extra: Vec::new(),
+        extra_nodes: Vec::new(),
         zstd_level: 3,
     };
     let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));

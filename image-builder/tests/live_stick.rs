@@ -337,6 +337,25 @@ fn independent_readers_see_the_layout_and_the_files() {
         "an image key on the FAT partition:\n{listing}"
     );
 
+    assert_no_signing_key(&data, &archive, &inputs);
+    // The filesystem tools are in the initramfs with their loader, and a dynamic program's libraries.
+    for want in [
+        "usr/sbin/resize2fs\0",
+        "usr/sbin/e2fsck\0",
+        "usr/sbin/ntfsresize\0",
+        "usr/sbin/ntfsfix\0",
+        "lib64/ld-linux-x86-64.so.2\0",
+        "lib/x86_64-linux-gnu/libc.so.6\0",
+        "lib/x86_64-linux-gnu/libext2fs.so.2\0",
+        "lib/x86_64-linux-gnu/libntfs-3g.so.89\0",
+    ] {
+        assert!(
+            archive.windows(want.len()).any(|w| w == want.as_bytes()),
+            "{} missing from the initramfs",
+            want.trim_end_matches('\0')
+        );
+    }
+
     // fsck.vfat on a copy of the partition: a clean FAT32, nothing to repair.
     let part_copy = inputs.path("partition.fat");
     std::fs::write(&part_copy, &data[1 << 20..]).unwrap();
@@ -372,6 +391,29 @@ fn independent_readers_see_the_layout_and_the_files() {
     assert_eq!(&data[(1 << 20) + 0x1C..(1 << 20) + 0x20], &2048u32.to_le_bytes());
 }
 
+/// No image signing key on the stick: neither the test image key's secret (its 32 bytes, or their
+/// hex in either case, as `lapterop-cert keygen` writes them) nor any PEM or OpenSSH private key, in
+/// the raw image (every FAT file, the kernel, GRUB) or in the decompressed initramfs. The public
+/// half, which the agent trusts, is there (checked above).
+fn assert_no_signing_key(image: &[u8], initramfs: &[u8], inputs: &Inputs) {
+    let secret = lapterop_certificate::keys::read_signing_key(&inputs.path("image.key")).unwrap();
+    let raw = secret.to_bytes();
+    let lower = hex::encode(raw);
+    let upper = lower.to_ascii_uppercase();
+    let needles: [(&str, &[u8]); 5] = [
+        ("the image key's secret bytes", &raw),
+        ("the image key's secret in hex", lower.as_bytes()),
+        ("the image key's secret in upper-case hex", upper.as_bytes()),
+        ("a PEM private key", b"PRIVATE KEY-----"),
+        ("an OpenSSH private key", b"openssh-key-v1\0"),
+    ];
+    for (what, blob) in [("the stick image", image), ("the initramfs", initramfs)] {
+        for (name, needle) in needles {
+            assert!(memchr::memmem::find(blob, needle).is_none(), "{name} found in {what}");
+        }
+    }
+}
+
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
     if !tools_present() {
@@ -381,9 +423,15 @@ fn bad_arguments_are_refused_with_a_reason() {
     let agent = stand_in_agent();
     std::fs::write(inputs.path("junk.pub"), "not a key\n").unwrap();
     let junk = inputs.path("junk.pub").display().to_string();
+    // The image key's secret half, as `.key` and under another name beside its `.pub`.
+    let secret = inputs.path("image.key").display().to_string();
+    std::fs::copy(inputs.path("image.key"), inputs.path("image.hex")).unwrap();
+    let renamed = inputs.path("image.hex").display().to_string();
     for (args, says) in [
         (vec!["--stick-id", "has space"], "--stick-id"),
         (vec!["--image-key", &junk], "--image-key"),
+        (vec!["--image-key", &secret], "secret half"),
+        (vec!["--image-key", &renamed], "secret half"),
         (vec!["--extra-cmdline", "x;reboot"], "--extra-cmdline"),
         (vec!["--site", "/nonexistent/site.toml"], "is not a file"),
     ] {

@@ -382,11 +382,11 @@ pub fn pack_file(
     // Every installed laptop would share the reference system's machine-id.
     let warnings: Vec<String> = parts
         .iter()
-        .zip(&entries)
+        .zip(&src.entries)
         .enumerate()
         .filter(|(_, (p, _))| p.filesystem == Filesystem::Ext4)
         .filter_map(|(n, (_, e))| {
-            let id = resize::machine_id(input, e.starting_lba * ss)?;
+            let id = resize::machine_id(input, e.starting_lba * src.ss)?;
             Some(format!(
                 "partition {} has a machine-id in /etc/machine-id ({id}): every laptop installed from this image \
                  would share it; empty it on the reference system (`truncate -s 0 /etc/machine-id`) and pack again",

@@ -243,7 +243,8 @@ fn os_image(work: &Path, key: &cert::SigningKey) -> anyhow::Result<(PathBuf, Vec
     let image = work.join("pupil-desktop-2026.11.lapos");
     let mut opts = lapterop_osimage::pack::PackOptions::new("pupil-desktop", "2026.11");
     opts.level = 3;
-    // The scenarios compare the installed extents with this reference partition byte for byte.
+    // Not shrunk (it is small already): the installer grows it to the laptop's disk, and the scenarios
+    // check the grown filesystem against these files.
     opts.shrink_last = false;
     lapterop_osimage::pack::pack(&src, &image, key, &opts).context("packing the OS image")?;
     Ok((image, part_bytes))
@@ -556,29 +557,38 @@ impl Scenario {
             done.contains("outcome=erased ") && done.contains("install=installed") && done.contains(want),
             "job line: {done}"
         );
-        // The OS image: every data and zero extent as packed, at the layout the installer plans for
-        // this disk's size and sector size (free extents are not written, so they are not compared).
+        // The OS image, at the layout the installer plans for this disk's size and sector size: its
+        // ext4 (the image's last partition) grown to the whole partition, clean for e2fsck, with the
+        // files of the reference intact. Block for block comparison would not hold: resize2fs rewrites
+        // the superblock, group descriptors and bitmaps as it grows.
         let target = internal.iter().max_by_key(|d| d.spec.size).context("no disks")?;
         let image = Image::open(SeekSource(fs::File::open(&self.os_image)?), &self.image_pub)?;
         let layout = plan(image.manifest(), target.spec.size, target.spec.sector)?;
-        let disk = fs::read(&target.file)?;
-        let part = &image.manifest().partitions[0];
-        let (first, _) = layout.partitions[0];
-        let base = usize::try_from(first * layout.sector)?;
-        for e in &part.extents {
-            if e.kind == lapterop_osimage::format::ExtentKind::Skip {
-                continue;
-            }
-            let (o, l) = (usize::try_from(e.offset)?, usize::try_from(e.length)?);
-            ensure!(
-                disk[base + o..base + o + l] == self.reference_partition[o..o + l],
-                "the installed partition differs from the image at offset {o}"
-            );
-        }
-        // The certificate: the stick's copy, verified with the station key.
+        let (first, last) = layout.partitions[0];
+        let part_bytes = (last - first + 1) * layout.sector;
+        let installed = self.installed_partition(&target.file, first * layout.sector, part_bytes)?;
+        // The certificate: the stick's copy, verified with the station key.        // The certificate: the stick's copy, verified with the station key.
         let bytes = self.stick_file(&format!("lapterop/outbox/{id}.json"))?;
         let c = cert::verify(&bytes, &self.station_pub).context("the certificate on the stick")?;
         ensure!(c.host.is_some(), "the certificate has no host section");
+        // The grow is in the certificate as the filesystem's own superblock says it.
+        let grow = c
+            .install
+            .as_ref()
+            .and_then(|i| i.grow.as_ref())
+            .context("the certificate's install has no grow record")?;
+        ensure!(
+            grow.grown
+                && grow.filesystem == "ext4"
+                && grow.partition == 1
+                && grow.partition_bytes == part_bytes
+                && grow.filesystem_bytes == installed
+                && part_bytes - installed < 65_536
+                && installed > 2 * self.reference_partition.len() as u64,
+            "install.grow {grow:?}: the ext4 should fill the {part_bytes}-byte partition (e2fsck and dumpe2fs \
+             say {installed} bytes; the image's is {} bytes)",
+            self.reference_partition.len()
+        );
         ensure!(
             c.disks.len() == internal.len(),
             "{} disks certified, {} internal disks attached",
@@ -611,6 +621,42 @@ impl Scenario {
             self.check_uploaded(&id, &bytes)?;
         }
         Ok(id)
+    }
+
+    /// Checks the installed ext4 at `[offset, offset + len)` of `disk` (a copy of it: e2fsprogs reads
+    /// files, not offsets): `e2fsck -fn` finds it clean, and the reference's files read back the same
+    /// through `debugfs`. Returns its size as `dumpe2fs` says (block count × block size).
+    fn installed_partition(&self, disk: &Path, offset: u64, len: u64) -> anyhow::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let copy = self.work.join("installed-root.ext4");
+        let mut bytes = vec![0u8; usize::try_from(len)?];
+        fs::File::open(disk)?.read_exact_at(&mut bytes, offset)?;
+        fs::write(&copy, &bytes)?;
+        drop(bytes);
+        run_ok(Command::new("e2fsck").args(["-f", "-n"]).arg(&copy)).context("e2fsck of the installed root")?;
+        let head = run_ok(Command::new("dumpe2fs").arg("-h").arg(&copy))?;
+        let field = |k: &str| -> anyhow::Result<u64> {
+            head.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse().ok())
+                .with_context(|| format!("dumpe2fs -h gave no {k}"))
+        };
+        let fs_bytes = field("Block count:")? * field("Block size:")?;
+        for name in ["etc/os-release", "home/leerling/welkom.txt", "usr-share-blob.bin"] {
+            let out = self.work.join("installed-file");
+            let _ = fs::remove_file(&out);
+            run_ok(
+                Command::new("debugfs")
+                    .args(["-R", &format!("dump /{name} {}", out.display())])
+                    .arg(&copy),
+            )?;
+            ensure!(
+                fs::read(&out)? == fs::read(self.work.join("os-files").join(name))?,
+                "/{name} on the installed root differs from the reference"
+            );
+        }
+        let _ = fs::remove_file(&copy);
+        Ok(fs_bytes)
     }
 
     /// The server holds exactly this certificate, its receipt on the stick verifies with the server

@@ -651,6 +651,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
         agent,
         init: Init::Script(INIT.as_bytes().to_vec()),
         extra,
+        extra_nodes: Vec::new(),
         zstd_level: spec.zstd_level,
     };
     build_initramfs(&spec_fs, &work.path().join("stage"), &initrd, 0)?;

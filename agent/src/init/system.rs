@@ -169,10 +169,19 @@ pub fn raise_clock_to(floor: i64) {
 /// names); loaded before probing, since nothing announces a filesystem with a uevent.
 const FAT_MODULES: &[&str] = &["vfat", "nls_cp437", "nls_ascii", "nls_utf8"];
 
+/// `loop`: the installer grows the installed filesystem and writes `machine.json` through loop
+/// devices over single partitions (the disk stays claimed `O_EXCL`); no device announces it either.
+const LOOP_MODULES: &[&str] = &["loop"];
+
 /// Loads the modules for every device whose driver module is not loaded yet (`/sys/module/NAME`
-/// missing), plus [`FAT_MODULES`]. Cheap to repeat: loaded modules are skipped without reading them.
+/// missing), plus [`FAT_MODULES`] and [`LOOP_MODULES`]. Cheap to repeat: loaded modules are skipped
+/// without reading them.
 pub fn load_missing_modules(index: &super::coldplug::ModuleIndex, modules_dir: &Path) -> Vec<String> {
-    let mut wanted: Vec<String> = FAT_MODULES.iter().map(|m| (*m).to_owned()).collect();
+    let mut wanted: Vec<String> = FAT_MODULES
+        .iter()
+        .chain(LOOP_MODULES)
+        .map(|m| (*m).to_owned())
+        .collect();
     for alias in sysfs_modaliases(Path::new("/sys/devices")) {
         wanted.extend(index.matches(&alias));
     }

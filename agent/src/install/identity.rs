@@ -4,7 +4,9 @@
 //! its serial and asset tag, the name it should carry on the school's network) is written by the agent
 //! after the install, on the FAT ESP, where the image's own first-boot unit reads it (the lead guide
 //! shows one that sets the hostname). The file is written with the `fatfs` crate through a loop device
-//! of exactly the ESP, like the other partition work of the installer.
+//! of exactly the ESP, like the other partition work of the installer; `.` and `..` of the new
+//! directory are then put back in slots 0 and 1 ([`lapterop_osimage::fatdirs`]: `fatfs` 0.3.6 puts
+//! long names in front of them).
 //!
 //! The site's `[install] hostname` pattern names the machine. Placeholders: `{serial}` (the system
 //! serial), `{asset}` (the asset tag), `{model}` (the product name), `{vendor}`, `{id}` (the first 8
@@ -139,6 +141,9 @@ pub fn write_machine_json(esp: &Path, file: &MachineFile<'_>) -> Result<(), Stri
         .write(true)
         .open(esp)
         .map_err(|e| format!("opening the installed ESP {}: {e}", esp.display()))?;
+    let raw = dev
+        .try_clone()
+        .map_err(|e| format!("opening the installed ESP {}: {e}", esp.display()))?;
     let fs = fatfs::FileSystem::new(dev, fatfs::FsOptions::new())
         .map_err(|e| format!("reading the installed ESP's FAT: {e}"))?;
     let json = serde_json::to_vec_pretty(file).map_err(|e| format!("encoding machine.json: {e}"))?;
@@ -162,7 +167,12 @@ pub fn write_machine_json(esp: &Path, file: &MachineFile<'_>) -> Result<(), Stri
             .map_err(|e| format!("writing lapterop/machine.json on the installed ESP (is it full?): {e}"))?;
     }
     fs.unmount()
-        .map_err(|e| format!("closing the installed ESP's FAT: {e}"))
+        .map_err(|e| format!("closing the installed ESP's FAT: {e}"))?;
+    // `fatfs` 0.3.6 puts long names in front of `.` and `..` of the `lapterop/` it made; put them
+    // where the FAT specification (and `fsck.vfat`, chkdsk) wants them.
+    lapterop_osimage::fatdirs::fix_dot_entries(&raw, 0)
+        .map(drop)
+        .map_err(|e| format!("fixing lapterop/ on the installed ESP's FAT: {e}"))
 }
 
 #[cfg(test)]
