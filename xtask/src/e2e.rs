@@ -275,23 +275,7 @@ pub struct Scenario {
 
 /// Where the workspace's host binaries are (`cargo build` of server, cert and image builder).
 pub fn host_binaries() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(vm::workspace_root())
-        .args([
-            "build",
-            "--locked",
-            "-q",
-            "-p",
-            "lapterop-server",
-            "-p",
-            "lapterop-image-builder",
-        ])
-        .env("CARGO_TARGET_DIR", vm::target_dir())
-        .status()
-        .context("running cargo build")?;
-    ensure!(status.success(), "building the server and the image builder failed");
-    Ok(vm::target_dir().join("debug"))
+    Ok(vm::build_debug(&["lapterop-server", "lapterop-image-builder"])?)
 }
 
 impl Scenario {

@@ -35,6 +35,9 @@ pub enum VmError {
     /// Building the agent failed.
     #[error("building the static agent failed: {0}")]
     AgentBuild(String),
+    /// A debug build of workspace packages failed.
+    #[error("building the host binaries failed: {0}")]
+    HostBuild(String),
     /// The built agent is dynamically linked.
     #[error("{0} is not a static binary (it has an ELF interpreter); build it with -C target-feature=+crt-static")]
     NotStatic(PathBuf),
@@ -330,6 +333,29 @@ pub fn target_dir() -> PathBuf {
 /// Builds `lapterop-agent` statically for x86_64 glibc and returns its path.
 pub fn build_static_agent() -> Result<PathBuf, VmError> {
     build_static("lapterop-agent")
+}
+
+/// `cargo build` (debug, into [`target_dir`]) of the workspace packages `packages`; returns the
+/// directory that holds their binaries.
+pub fn build_debug(packages: &[&str]) -> Result<PathBuf, VmError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut args = vec!["build", "--locked", "-q"];
+    for p in packages {
+        args.extend(["-p", p]);
+    }
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(args)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .status()
+        .map_err(|e| VmError::HostBuild(e.to_string()))?;
+    if !status.success() {
+        return Err(VmError::HostBuild(format!(
+            "cargo build of {} exited with {status}; see the messages above",
+            packages.join(", ")
+        )));
+    }
+    Ok(target_dir().join("debug"))
 }
 
 /// Builds the workspace package `package` (whose binary has the same name) statically for x86_64

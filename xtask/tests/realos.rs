@@ -136,27 +136,6 @@ fn reference_disk() -> (PathBuf, f64) {
     (disk, started.elapsed().as_secs_f64())
 }
 
-/// `cargo build` of the agent and the image builder (debug, as the other CLI tests use them).
-fn binaries() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(vm::workspace_root())
-        .args([
-            "build",
-            "--locked",
-            "-q",
-            "-p",
-            "lapterop-agent",
-            "-p",
-            "lapterop-image-builder",
-        ])
-        .env("CARGO_TARGET_DIR", vm::target_dir())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the agent and the image builder failed");
-    vm::target_dir().join("debug")
-}
-
 /// A target disk file: random bytes where the image's partitions and tables land (a used laptop's
 /// disk is not zeros), sparse in between.
 fn target_file(path: &Path, size: u64) {
@@ -427,7 +406,7 @@ fn a_real_debian_packs_installs_on_4kn_and_512_and_boots_by_uuid_at_full_size() 
         return;
     }
     let (reference, built) = reference_disk();
-    let bin = binaries();
+    let bin = vm::build_debug(&["lapterop-agent", "lapterop-image-builder"]).unwrap_or_else(|e| panic!("{e}"));
     let work = tempfile::Builder::new()
         .prefix("lapterop-realos-")
         .tempdir_in(vm::target_dir_created().unwrap())
