@@ -59,6 +59,10 @@ pub enum Key {
         "Er zit een netwerkkabel in ({link}), maar er kwam nog geen adres (DHCP vraagt nog).";
     P10Do => "You can go on: the stick keeps asking and sends the certificates as soon as an address comes. If it never does, try another network socket or ask the workshop lead.",
         "U kunt verder: de stick blijft vragen en verstuurt de certificaten zodra er een adres is. Lukt het nooit, probeer dan een andere netwerkaansluiting of vraag het de werkplaatsleider.";
+    P11Found => "The Wi-Fi network {ssid} refused the passphrase in the stick's site config.",
+        "Het wifi-netwerk {ssid} weigert het wachtwoord uit de siteconfiguratie van de stick.";
+    P11Do => "You can go on: certificates wait on the stick. Plug in a network cable, or ask the workshop lead to fix the Wi-Fi passphrase.",
+        "U kunt verder: certificaten wachten op de stick. Steek een netwerkkabel in, of vraag de werkplaatsleider het wifi-wachtwoord te verbeteren.";
     P07Found => "The battery is at {percent}% and not charging.", "De batterij staat op {percent}% en laadt niet op.";
     P07Do => "Plug in the charger before the disk is wiped: a laptop that dies halfway leaves a disk half wiped.",
         "Sluit de lader aan voor de schijf gewist wordt: een laptop die halverwege uitvalt, laat een half gewiste schijf achter.";
@@ -189,6 +193,10 @@ pub enum Key {
     NetNone => "Network: none (no cable, no network adapter).", "Netwerk: geen (geen kabel, geen netwerkadapter).";
     NetCable => "Network: cable in ({link}), waiting for an address.", "Netwerk: kabel in ({link}), wacht op een adres.";
     NetConnected => "Network: connected on {link}, address {address}.", "Netwerk: verbonden via {link}, adres {address}.";
+    NetWifiJoining => "Wi-Fi: joining {ssid}.", "Wifi: verbinden met {ssid}.";
+    NetWifiConnected => "Wi-Fi: {ssid}, address {address}.", "Wifi: {ssid}, adres {address}.";
+    NetWifiWrongKey => "Wi-Fi: {ssid} refused the passphrase (check [[network.wifi]] in site.toml).",
+        "Wifi: {ssid} weigert het wachtwoord (controleer [[network.wifi]] in site.toml).";
 
     // Problems that stop the flow (codes in docs/lead-guide.md).
     S01Found => "The stick's station key cannot be used: {detail}", "De stationssleutel op de stick is niet bruikbaar: {detail}";

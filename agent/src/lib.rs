@@ -8,6 +8,7 @@
 //! | storage | [`storage`]: [`disk`], [`drive`], [`firmware`], [`hpa`], [`opal`], [`unfreeze`], [`stickmark`], [`command`], [`sys`] | discovery and the safety rules, the drive's firmware (probe, plan, NVMe/ATA runners, hidden areas, freeze locks), pure command encoders and the few `unsafe` system calls |
 //! | the laptop | [`audit`], [`preflight`], [`plan`] | hardware audit and verdict; the checks before a job; each disk as the plan shows it |
 //! | the stick | [`site`], [`outbox`], [`sitelog`], [`install`] | the site config (`site.toml`, parsed only here), certificates waiting for the server, the per-machine log, the OS image installer |
+//! | Wi-Fi | [`wifi`] | the configured networks, their PSK, the supplicant's config and events |
 //! | words | [`i18n`] | every text a volunteer reads, in Dutch and English (on `lapterop-words`, shared with the server) |
 //!
 //! `main.rs` only parses arguments and dispatches to [`cli`]; the library below the front ends neither
@@ -30,6 +31,7 @@ pub mod site;
 pub mod sitelog;
 pub mod storage;
 pub mod ui;
+pub mod wifi;
 pub mod wipe;
 
 // The storage modules under their short names, as the rest of the crate and the tests use them.

@@ -1,5 +1,5 @@
 //! The network as the rest of the agent sees it: one state per wired link (no cable, cable without a
-//! lease, connected with an address), kept by the live image's link lifecycle
+//! lease, connected with an address) and per Wi-Fi link (joining a network, refused, connected), kept by the live image's link lifecycle
 //! ([`crate::init::network`]) and read by the screens (every screen's footer, the progress, the result
 //! screen), the pre-flight and the outbox courier, which sends waiting certificates as soon as a link
 //! gets a lease.
@@ -30,6 +30,28 @@ pub enum LinkState {
     },
 }
 
+/// One Wi-Fi link's state, once the supplicant runs on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WifiState {
+    /// Looking for or associating with `ssid`; DHCP asks once associated.
+    Joining {
+        /// The network.
+        ssid: String,
+    },
+    /// `ssid` refused the passphrase (or PSK) of the site config.
+    WrongKey {
+        /// The network.
+        ssid: String,
+    },
+    /// Associated with `ssid` and leased.
+    Connected {
+        /// The network.
+        ssid: String,
+        /// The address.
+        address: Ipv4Addr,
+    },
+}
+
 /// The network in one word, for a screen line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Summary {
@@ -49,17 +71,44 @@ pub enum Summary {
         /// Its address.
         address: Ipv4Addr,
     },
+    /// No wired lease; Wi-Fi is joining `ssid`.
+    WifiJoining {
+        /// The network.
+        ssid: String,
+    },
+    /// No wired lease; `ssid` refused the key of the site config (and no other network joined).
+    WifiWrongKey {
+        /// The network.
+        ssid: String,
+    },
+    /// Connected over Wi-Fi.
+    WifiConnected {
+        /// The network.
+        ssid: String,
+        /// The address.
+        address: Ipv4Addr,
+    },
 }
 
 impl Summary {
-    /// The code shown beside a network that is not connected: `LAP-P06` (no network) or `LAP-P10`
-    /// (cable without an address), as at pre-flight (`docs/lead-guide.md`).
+    /// The code shown beside a network that is not connected: `LAP-P06` (no network), `LAP-P10`
+    /// (cable without an address) or `LAP-P11` (the Wi-Fi refused the key), as at pre-flight
+    /// (`docs/lead-guide.md`).
     pub fn code(&self) -> Option<&'static str> {
         match self {
             Summary::None => Some("LAP-P06"),
             Summary::Cable { .. } => Some("LAP-P10"),
-            Summary::NotWatched | Summary::Connected { .. } => None,
+            Summary::WifiWrongKey { .. } => Some("LAP-P11"),
+            Summary::NotWatched
+            | Summary::Connected { .. }
+            | Summary::WifiJoining { .. }
+            | Summary::WifiConnected { .. } => None,
         }
+    }
+
+    /// Whether a link has an address (wired or Wi-Fi): the outbox can be sent.
+    pub fn online(&self) -> bool {
+        matches!(self, Summary::Connected { .. } | Summary::WifiConnected { .. })
     }
 
     /// The screen line in `lang` (`None` when nobody watches the links).
@@ -71,6 +120,12 @@ impl Summary {
             Summary::Connected { link, address } => {
                 lang.fill(Key::NetConnected, &[("link", link), ("address", &address.to_string())])
             }
+            Summary::WifiJoining { ssid } => lang.fill(Key::NetWifiJoining, &[("ssid", ssid)]),
+            Summary::WifiWrongKey { ssid } => lang.fill(Key::NetWifiWrongKey, &[("ssid", ssid)]),
+            Summary::WifiConnected { ssid, address } => lang.fill(
+                Key::NetWifiConnected,
+                &[("ssid", ssid), ("address", &address.to_string())],
+            ),
         };
         Some(match self.code() {
             Some(code) => format!("{code} {text}"),
@@ -79,8 +134,43 @@ impl Summary {
     }
 }
 
-/// The best of the links: a connected one (the first by name), else one with a cable, else none.
+/// The best of the wired links: a connected one (the first by name), else one with a cable, else none.
 pub fn summarize(links: &BTreeMap<String, LinkState>) -> Summary {
+    summarize_with(links, &BTreeMap::new())
+}
+
+/// The best of all links: a wired lease, else a Wi-Fi lease, else a cable waiting for its lease, else
+/// Wi-Fi joining, else a Wi-Fi key refused, else none.
+pub fn summarize_with(links: &BTreeMap<String, LinkState>, wifi: &BTreeMap<String, WifiState>) -> Summary {
+    let wired = summarize_wired(links);
+    if matches!(wired, Summary::Connected { .. }) {
+        return wired;
+    }
+    let find = |f: &dyn Fn(&WifiState) -> Option<Summary>| wifi.values().find_map(f);
+    find(&|w| match w {
+        WifiState::Connected { ssid, address } => Some(Summary::WifiConnected {
+            ssid: ssid.clone(),
+            address: *address,
+        }),
+        _ => None,
+    })
+    .or_else(|| matches!(wired, Summary::Cable { .. }).then(|| wired.clone()))
+    .or_else(|| {
+        find(&|w| match w {
+            WifiState::Joining { ssid } => Some(Summary::WifiJoining { ssid: ssid.clone() }),
+            _ => None,
+        })
+    })
+    .or_else(|| {
+        find(&|w| match w {
+            WifiState::WrongKey { ssid } => Some(Summary::WifiWrongKey { ssid: ssid.clone() }),
+            _ => None,
+        })
+    })
+    .unwrap_or(wired)
+}
+
+fn summarize_wired(links: &BTreeMap<String, LinkState>) -> Summary {
     let connected = links.iter().find_map(|(name, s)| match s {
         LinkState::Connected { address, .. } => Some(Summary::Connected {
             link: name.clone(),
@@ -102,6 +192,7 @@ pub fn summarize(links: &BTreeMap<String, LinkState>) -> Summary {
 struct Shared {
     watched: bool,
     links: BTreeMap<String, LinkState>,
+    wifi: BTreeMap<String, WifiState>,
     /// Bumped on every change.
     generation: u64,
     /// Bumped every time a link gets a lease.
@@ -113,6 +204,7 @@ struct Shared {
 static SHARED: Mutex<Shared> = Mutex::new(Shared {
     watched: false,
     links: BTreeMap::new(),
+    wifi: BTreeMap::new(),
     generation: 0,
     leases: 0,
     deliveries: 0,
@@ -147,10 +239,37 @@ pub fn set_link(name: &str, state: LinkState) -> bool {
     true
 }
 
+/// Records Wi-Fi link `name`'s state (`None`: the supplicant is not running on it); returns whether
+/// it changed.
+pub fn set_wifi(name: &str, state: Option<WifiState>) -> bool {
+    let mut s = shared();
+    let before = match &state {
+        Some(st) => s.wifi.insert(name.to_owned(), st.clone()),
+        None => s.wifi.remove(name),
+    };
+    if before == state {
+        return false;
+    }
+    if matches!(state, Some(WifiState::Connected { .. })) {
+        s.leases += 1;
+    }
+    s.generation += 1;
+    CHANGED.notify_all();
+    true
+}
+
+/// The network whose key was refused, when no link is connected (pre-flight's `LAP-P11`).
+pub fn wifi_refused() -> Option<String> {
+    match summary() {
+        Summary::WifiWrongKey { ssid } => Some(ssid),
+        _ => None,
+    }
+}
+
 /// Forgets link `name` (the adapter was unplugged).
 pub fn remove_link(name: &str) {
     let mut s = shared();
-    if s.links.remove(name).is_some() {
+    if s.links.remove(name).is_some() | s.wifi.remove(name).is_some() {
         s.generation += 1;
         CHANGED.notify_all();
     }
@@ -168,7 +287,7 @@ pub fn delivered() {
 pub fn summary() -> Summary {
     let s = shared();
     if s.watched {
-        summarize(&s.links)
+        summarize_with(&s.links, &s.wifi)
     } else {
         Summary::NotWatched
     }
@@ -227,8 +346,15 @@ pub fn wait_until(timeout: Duration, done: impl Fn(&BTreeMap<String, LinkState>)
 /// When a cable is in but the lease is not there yet, waits up to `timeout` for it (a switch port
 /// with spanning tree forwards after ~30 s). Returns the summary then.
 pub fn wait_for_lease_if_cable(timeout: Duration) -> Summary {
-    if matches!(summary(), Summary::Cable { .. }) {
-        wait_until(timeout, |links| !matches!(summarize(links), Summary::Cable { .. }));
+    if matches!(summary(), Summary::Cable { .. } | Summary::WifiJoining { .. }) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = generation();
+            if !matches!(summary(), Summary::Cable { .. } | Summary::WifiJoining { .. }) || Instant::now() >= deadline {
+                break;
+            }
+            wait_change(seen, deadline.saturating_duration_since(Instant::now()));
+        }
     }
     summary()
 }
@@ -265,6 +391,49 @@ mod tests {
             "Network: connected on usb0, address 10.0.2.15."
         );
         assert!(s.line(Lang::Nl).unwrap().contains("10.0.2.15"));
+    }
+
+    #[test]
+    fn wifi_counts_only_without_a_wired_lease() {
+        let mut links = BTreeMap::new();
+        let mut wifi = BTreeMap::new();
+        wifi.insert("wlan0".to_owned(), WifiState::WrongKey { ssid: "Bieb".into() });
+        let s = summarize_with(&links, &wifi);
+        assert_eq!(s, Summary::WifiWrongKey { ssid: "Bieb".into() });
+        assert_eq!(
+            s.line(Lang::En).unwrap(),
+            "LAP-P11 Wi-Fi: Bieb refused the passphrase (check [[network.wifi]] in site.toml)."
+        );
+        assert!(!s.online());
+        wifi.insert("wlan1".to_owned(), WifiState::Joining { ssid: "Lab".into() });
+        assert_eq!(
+            summarize_with(&links, &wifi).line(Lang::En).unwrap(),
+            "Wi-Fi: joining Lab."
+        );
+        links.insert("eth0".to_owned(), LinkState::Asking);
+        assert_eq!(summarize_with(&links, &wifi), Summary::Cable { link: "eth0".into() });
+        wifi.insert(
+            "wlan1".to_owned(),
+            WifiState::Connected {
+                ssid: "Lab".into(),
+                address: Ipv4Addr::new(192, 168, 7, 20),
+            },
+        );
+        let s = summarize_with(&links, &wifi);
+        assert_eq!(s.line(Lang::En).unwrap(), "Wi-Fi: Lab, address 192.168.7.20.");
+        assert!(s.online() && s.code().is_none());
+        assert!(s.line(Lang::Nl).unwrap().contains("Lab"));
+        links.insert(
+            "eth0".to_owned(),
+            LinkState::Connected {
+                address: Ipv4Addr::new(10, 0, 2, 15),
+                prefix: 24,
+            },
+        );
+        assert!(
+            matches!(summarize_with(&links, &wifi), Summary::Connected { .. }),
+            "the wired lease is preferred"
+        );
     }
 
     #[test]

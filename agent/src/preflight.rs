@@ -66,6 +66,8 @@ pub enum Code {
     P09,
     /// A network cable is in, but DHCP gave no address yet.
     P10,
+    /// A configured Wi-Fi network refused its passphrase.
+    P11,
 }
 
 impl Code {
@@ -82,6 +84,7 @@ impl Code {
             Code::P08 => "LAP-P08",
             Code::P09 => "LAP-P09",
             Code::P10 => "LAP-P10",
+            Code::P11 => "LAP-P11",
         }
     }
 
@@ -89,7 +92,7 @@ impl Code {
     pub fn severity(self) -> Severity {
         match self {
             Code::P01 | Code::P02 | Code::P07 | Code::P08 => Severity::Stop,
-            Code::P03 | Code::P04 | Code::P05 | Code::P06 | Code::P09 | Code::P10 => Severity::Warn,
+            Code::P03 | Code::P04 | Code::P05 | Code::P06 | Code::P09 | Code::P10 | Code::P11 => Severity::Warn,
         }
     }
 
@@ -105,6 +108,7 @@ impl Code {
             Code::P08 => (Key::P08Found, Key::P08Do),
             Code::P09 => (Key::P09Found, Key::P09Do),
             Code::P10 => (Key::P10Found, Key::P10Do),
+            Code::P11 => (Key::P11Found, Key::P11Do),
         }
     }
 }
@@ -175,6 +179,9 @@ pub struct Input<'a> {
     pub now: i64,
     /// Battery level below which an unplugged laptop stops the job, percent.
     pub battery_min_percent: u32,
+    /// The Wi-Fi network that refused its key, when no link is connected
+    /// ([`crate::network::wifi_refused`]).
+    pub wifi_refused: Option<String>,
 }
 
 /// Runs every check; findings come in code order, stops before warnings within the same code.
@@ -257,7 +264,10 @@ pub fn check(input: &Input<'_>) -> Vec<Finding> {
     match sys.network() {
         Net::Routed => {}
         Net::Carrier(link) => out.push(Finding::new(Code::P10, &[("link", link)])),
-        Net::None => out.push(Finding::new(Code::P06, &[])),
+        Net::None => match &input.wifi_refused {
+            Some(ssid) => out.push(Finding::new(Code::P11, &[("ssid", ssid.clone())])),
+            None => out.push(Finding::new(Code::P06, &[])),
+        },
     }
     if let Some(percent) = sys.battery_low(input.battery_min_percent) {
         out.push(Finding::new(Code::P07, &[("percent", percent.to_string())]));
@@ -506,6 +516,7 @@ mod tests {
             disks,
             now: clock_floor() + 86_400,
             battery_min_percent: 30,
+            wifi_refused: None,
         })
     }
 
@@ -627,6 +638,7 @@ mod tests {
                 disks: &disks,
                 now,
                 battery_min_percent: 30,
+                wifi_refused: None,
             })
         };
         let floor = clock_floor();
@@ -660,6 +672,17 @@ mod tests {
         h.file("sys/class/net/lo/carrier", "1")
             .file("proc/net/route", "Iface\tDestination\nlo\t0000007F\n");
         assert_eq!(codes(&run(&h, &disks)), ["LAP-P06"]);
+        // No carrier anywhere, and the Wi-Fi refused the configured key: that, not "no network".
+        let refused = check(&Input {
+            root: &h.0,
+            disks: &disks,
+            now: clock_floor() + 86_400,
+            battery_min_percent: 30,
+            wifi_refused: Some("Bieb".into()),
+        });
+        assert_eq!(codes(&refused), ["LAP-P11"]);
+        assert!(refused[0].found(Lang::En).contains("Bieb") && !blocked(&refused));
+        assert!(refused[0].found(Lang::Nl).contains("Bieb"));
     }
 
     #[test]

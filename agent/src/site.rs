@@ -2,7 +2,8 @@
 //!
 //! One TOML file a lead edits (from Windows too). Each table belongs to one part of the agent:
 //! `[station]` signs, `[server]` receives, `[wipe]` and `[install]` say what the job does, `[flow]` how
-//! it runs, `[ui]` and `[refurbishment]` are read by the screens and the audit policy. An unknown table
+//! it runs, `[ui]` and `[refurbishment]` are read by the screens and the audit policy, `[network]` by the live
+//! image's link lifecycle (Wi-Fi). An unknown table
 //! or key, or a value out of range, is refused with one line naming it: a typo must never silently
 //! weaken a wipe. The file is parsed here once, into [`Site`]; no other module reads it.
 
@@ -35,6 +36,16 @@ pub struct Site {
     pub ui: crate::ui::UiConfig,
     /// The audit policy.
     pub policy: crate::audit::policy::Policy,
+    /// The networks the live image may join.
+    pub network: Network,
+}
+
+/// `[network]`: wired links always use DHCP; these are the Wi-Fi networks, tried when no wired link
+/// has a lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    /// `[[network.wifi]]`, the most preferred first.
+    pub wifi: Vec<crate::wifi::WifiNetwork>,
 }
 
 /// `[station]`.
@@ -175,6 +186,23 @@ struct Raw {
     #[serde(default)]
     refurbishment: crate::audit::policy::Policy,
     lead: Option<RawLead>,
+    #[serde(default)]
+    network: RawNetwork,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    #[serde(default)]
+    wifi: Vec<RawWifi>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWifi {
+    ssid: String,
+    passphrase: Option<String>,
+    psk: Option<String>,
 }
 
 /// `[lead]`: read by the image builder, which bakes the hash into the initramfs; checked here so that
@@ -322,6 +350,16 @@ impl Site {
             }
             None => None,
         };
+        let wifi = raw
+            .network
+            .wifi
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                crate::wifi::WifiNetwork::check(i + 1, &w.ssid, w.passphrase.as_deref(), w.psk.as_deref())
+                    .map_err(SiteError::invalid)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let install = match raw.install {
             Some(i) => Some(Install {
                 image: i.image,
@@ -375,6 +413,7 @@ impl Site {
             },
             ui: raw.ui,
             policy: raw.refurbishment,
+            network: Network { wifi },
         })
     }
 
@@ -548,6 +587,22 @@ min_ram_mib = 4096
     }
 
     #[test]
+    fn several_wifi_networks_are_kept_in_order() {
+        let text =
+            "[[network.wifi]]\nssid = \"Bieb\"\npassphrase = \"boeken-2026\"\n\n[[network.wifi]]\nssid = \"IEEE\"\n\
+                    psk = \"F42C6FC52DF0EBEF9EBB4B90B38A5F902E83FE1B135A70E23AED762E9710A12E\"\n";
+        let s = Site::parse(text, Path::new("/x")).unwrap();
+        let names: Vec<&str> = s.network.wifi.iter().map(|w| w.ssid.as_str()).collect();
+        assert_eq!(names, ["Bieb", "IEEE"]);
+        assert_eq!(s.network.wifi[1].psk(), crate::wifi::derive_psk("password", b"IEEE"));
+        assert_eq!(
+            s.network.wifi[0].key,
+            crate::wifi::WifiKey::Passphrase("boeken-2026".into())
+        );
+        assert!(Site::parse("", Path::new("/x")).unwrap().network.wifi.is_empty());
+    }
+
+    #[test]
     fn typos_and_weak_settings_are_refused_with_the_key_named() {
         for (text, needle) in [
             ("[wipe]\npatern = \"zero\"\n", "patern"),
@@ -564,7 +619,11 @@ min_ram_mib = 4096
             ("[refurbishment]\nmin_ram_mb = 1\n", "min_ram_mb"),
             ("[lead]\npassword_hash = \"lapterop\"\n", "lead.password_hash"),
             ("[lead]\npassword = \"lapterop\"\n", "password"),
-            ("[network]\nwifi = \"x\"\n", "network"),
+            ("[network]\nwifi = \"x\"\n", "[network]"),
+            ("[network]\nwired = true\n", "unknown field `wired`"),
+            ("[[network.wifi]]\nssid = \"lab\"\n", "network.wifi #1 (lab): give its passphrase"),
+            ("[[network.wifi]]\nssid = \"lab\"\npassphrase = \"password\"\n[[network.wifi]]\nssid = \"b\"\npassphrase = \"short\"\n", "network.wifi #2 (b): the passphrase has 5 characters"),
+            ("[[network.wifi]]\nssid = \"lab\"\npassword = \"password\"\n", "unknown field `password`"),
             ("[ui]\nlanguge = \"en\"\n", "[ui]: unknown field `languge`"),
             ("[ui]\nconfirm_word = \"q\"\n", "ui.confirm_word"),
             ("[ui]\nkeymap = \"../be\"\n", "ui.keymap"),

@@ -78,11 +78,21 @@ pub const ROOTS: &[(&str, &str)] = &[
     ("fstools-ntfs-3g", "ntfs-3g"),
     ("fstools-libntfs-3g", "libntfs-3g89"),
     ("fstools-libc", "libc6"),
+    // Wi-Fi: iwlwifi-*.ucode; ath10k/*; brcm/*; mediatek/* and rtw88/* are in fw-misc and fw-realtek.
+    ("fw-iwlwifi", "firmware-iwlwifi"),
+    ("fw-atheros", "firmware-atheros"),
+    ("fw-brcm", "firmware-brcm80211"),
+    // cfg80211's regulatory database (main, not non-free-firmware), signed by Debian's key.
+    ("regdb", "wireless-regdb"),
 ];
 
 /// The roles of [`ROOTS`] that Debian keeps in its `non-free-firmware` component, fetched through
 /// [`NonFreeApt`] instead of the host's apt sources.
-pub const NON_FREE_FIRMWARE_ROLES: &[&str] = &["fw-realtek", "fw-misc"];
+pub const NON_FREE_FIRMWARE_ROLES: &[&str] = &["fw-realtek", "fw-misc", "fw-iwlwifi", "fw-atheros", "fw-brcm"];
+
+/// Packages from Debian's main component whose files the firmware loader reads, searched after the
+/// [`NON_FREE_FIRMWARE_ROLES`].
+pub const FIRMWARE_ROLES_MAIN: &[&str] = &["regdb"];
 
 /// Debian's archive keyring (package `debian-archive-keyring`), which the builder's own source list
 /// trusts for `non-free-firmware`.

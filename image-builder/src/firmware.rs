@@ -37,6 +37,60 @@ pub enum FirmwareError {
 
 type Result<T> = std::result::Result<T, FirmwareError>;
 
+/// Modules whose firmware list spans chip families no donated-class laptop has: only the names that
+/// start with one of these prefixes ship (module, prefixes). Chosen from the corpus's 0280
+/// controllers and their families (`docs/live-image.md`): iwlwifi names every Intel chip since 2008
+/// but the Centrino 100/1000/5000/5150/6000/6050 (2008-2010) are left out (2200/2230, 6205/6235 and
+/// everything from the 7260 on stay); ath10k's QCA988X/QCA9887 are access-point chips; brcmfmac's SDIO
+/// parts need a board-specific NVRAM file Debian does not package, so only its PCIe BCM435x ships.
+pub const FAMILIES: &[(&str, &[&str])] = &[
+    (
+        "iwlwifi",
+        &[
+            "iwlwifi-105-",
+            "iwlwifi-135-",
+            "iwlwifi-2000-",
+            "iwlwifi-2030-",
+            "iwlwifi-6000g2",
+            "iwlwifi-7",
+            "iwlwifi-3160-",
+            "iwlwifi-3168-",
+            "iwlwifi-8",
+            "iwlwifi-9",
+            "iwlwifi-cc-",
+            "iwlwifi-Qu",
+            "iwlwifi-so-",
+            "iwlwifi-ty-",
+        ],
+    ),
+    ("ath10k_pci", &["ath10k/QCA6174/", "ath10k/QCA9377/"]),
+    (
+        "brcmfmac",
+        &[
+            "brcm/brcmfmac4350-pcie",
+            "brcm/brcmfmac4350c2-pcie",
+            "brcm/brcmfmac4356-pcie",
+            "brcm/brcmfmac4358-pcie",
+        ],
+    ),
+];
+
+/// Debian ships some firmware under another name and picks one with `update-alternatives` at install
+/// time (name the kernel asks for, the file in the package): the regulatory database signed with
+/// Debian's key, which Debian's kernel trusts.
+pub const ALTERNATIVES: &[(&str, &str)] = &[
+    ("regulatory.db", "regulatory.db-debian"),
+    ("regulatory.db.p7s", "regulatory.db.p7s-debian"),
+];
+
+/// Whether `module`'s firmware `name` ships ([`FAMILIES`]).
+pub fn wanted(module: &str, name: &str) -> bool {
+    FAMILIES
+        .iter()
+        .find(|(m, _)| *m == module)
+        .is_none_or(|(_, prefixes)| prefixes.iter().any(|p| name.starts_with(p)))
+}
+
 /// The directories a firmware package installs into, relative to its unpacked root.
 pub const PACKAGE_DIRS: &[&str] = &["lib/firmware", "usr/lib/firmware"];
 
@@ -49,6 +103,8 @@ pub struct FirmwareSet {
     pub missing: BTreeMap<String, BTreeSet<String>>,
     /// Firmware name → the modules that name it (both found and missing).
     pub named_by: BTreeMap<String, BTreeSet<String>>,
+    /// Firmware name → the module whose chip families leave it out ([`FAMILIES`]).
+    pub left_out: BTreeMap<String, String>,
 }
 
 impl FirmwareSet {
@@ -65,11 +121,19 @@ impl FirmwareSet {
                 if !plain_relative(&name) {
                     return Err(FirmwareError::BadName { module, name });
                 }
+                if !wanted(&module, &name) {
+                    set.left_out.insert(name, module.clone());
+                    continue;
+                }
                 set.named_by.entry(name).or_default().insert(module.clone());
             }
         }
         for (name, modules) in &set.named_by {
-            match packages.iter().find_map(|root| lookup(root, name)) {
+            let packaged = ALTERNATIVES
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(name.as_str(), |(_, file)| *file);
+            match packages.iter().find_map(|root| lookup(root, packaged)) {
                 Some(file) => {
                     set.files.insert(name.clone(), file);
                 }
@@ -161,5 +225,51 @@ mod tests {
         for bad in ["", "/etc/x", "a/../b", "a//b"] {
             assert!(!plain_relative(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_the_chip_families_of_donated_laptops_ship() {
+        // Names from Debian 6.1's `modinfo -F firmware`.
+        for (module, name, ships) in [
+            ("iwlwifi", "iwlwifi-8265-36.ucode", true),
+            ("iwlwifi", "iwlwifi-7265D-29.ucode", true),
+            ("iwlwifi", "iwlwifi-cc-a0-72.ucode", true),
+            ("iwlwifi", "iwlwifi-QuZ-a0-hr-b0-72.ucode", true),
+            ("iwlwifi", "iwlwifi-so-a0-gf-a0-72.ucode", true),
+            ("iwlwifi", "iwlwifi-6000g2a-6.ucode", true),
+            ("iwlwifi", "iwlwifi-2000-6.ucode", true),
+            ("iwlwifi", "iwlwifi-5000-5.ucode", false),
+            ("iwlwifi", "iwlwifi-6000-4.ucode", false),
+            ("iwlwifi", "iwlwifi-1000-5.ucode", false),
+            ("ath10k_pci", "ath10k/QCA6174/hw3.0/board-2.bin", true),
+            ("ath10k_pci", "ath10k/QCA988X/hw2.0/firmware-5.bin", false),
+            ("brcmfmac", "brcm/brcmfmac4356-pcie.bin", true),
+            ("brcmfmac", "brcm/brcmfmac4356-sdio.bin", false),
+            ("rtw88_8822c", "rtw88/rtw8822c_fw.bin", true),
+            ("r8169", "rtl_nic/rtl8168h-2.fw", true),
+        ] {
+            assert_eq!(wanted(module, name), ships, "{module} {name}");
+        }
+    }
+
+    #[test]
+    fn the_regulatory_database_ships_under_the_name_cfg80211_asks_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let fw = dir.path().join("regdb/lib/firmware");
+        fs::create_dir_all(&fw).unwrap();
+        for f in [
+            "regulatory.db-debian",
+            "regulatory.db.p7s-debian",
+            "regulatory.db-upstream",
+        ] {
+            fs::write(fw.join(f), f).unwrap();
+        }
+        let modules = dir.path().join("modules");
+        fs::create_dir_all(&modules).unwrap();
+        let set = FirmwareSet::collect(&modules, &[dir.path().join("regdb")]).unwrap();
+        assert!(set.files.is_empty(), "no module, no firmware");
+        let packaged = ALTERNATIVES.iter().find(|(n, _)| *n == "regulatory.db").unwrap().1;
+        let file = lookup(&dir.path().join("regdb"), packaged).unwrap();
+        assert_eq!(fs::read(file).unwrap(), b"regulatory.db-debian");
     }
 }

@@ -185,6 +185,7 @@ pub fn fetch_live_inputs(lock: &Lock, cache: &Cache) -> Result<LiveInputs> {
         udhcpc_script,
         firmware_packages: debian::NON_FREE_FIRMWARE_ROLES
             .iter()
+            .chain(debian::FIRMWARE_ROLES_MAIN)
             .map(|role| Ok(cache.extract(lock.get(role)?)?))
             .collect::<Result<_>>()?,
         tools: tools::closure(&tools::fetch(lock, cache)?, lock)?,

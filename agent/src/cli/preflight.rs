@@ -64,6 +64,7 @@ pub fn cli(args: &PreflightArgs) -> ExitCode {
         disks: &disks,
         now,
         battery_min_percent: args.battery_min,
+        wifi_refused: crate::network::wifi_refused(),
     });
     if args.json {
         let rows: Vec<serde_json::Value> = findings

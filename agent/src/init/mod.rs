@@ -290,7 +290,12 @@ pub fn run(force: bool) -> anyhow::Result<std::convert::Infallible> {
         println!("lapterop: hotplug: the uevent socket: {e}; devices plugged in later get no driver");
     }
     if opts.network {
-        match network::start() {
+        // The Wi-Fi networks of the site config (a broken config is reported by `after_boot`, which
+        // reads it again: then no Wi-Fi).
+        let wifi = crate::site::Site::load(&Path::new(STICK_MOUNT).join("lapterop"))
+            .map(|s| s.network.wifi)
+            .unwrap_or_default();
+        match network::start(wifi) {
             Ok(()) => network::settle(Duration::from_secs(12)),
             Err(e) => println!("lapterop: network: the routing socket: {e}; no DHCP"),
         }
@@ -358,10 +363,7 @@ fn after_boot(opts: &BootOptions, stick_disk: Option<&str>) -> Ending {
     } else {
         crate::network::summary()
     };
-    let online = !matches!(
-        network_now,
-        crate::network::Summary::None | crate::network::Summary::Cable { .. }
-    );
+    let online = network_now.online();
     if let (Some(server), Ok(outbox), true) = (&site.server, &outbox, pending > 0 && opts.network) {
         if online {
             println!("lapterop: {pending} certificate(s) from earlier runs wait in the outbox; sending them");
