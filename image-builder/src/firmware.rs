@@ -41,7 +41,8 @@ type Result<T> = std::result::Result<T, FirmwareError>;
 /// start with one of these prefixes ship (module, prefixes). Chosen from the corpus's 0280
 /// controllers and their families (`docs/live-image.md`): iwlwifi names every Intel chip since 2008
 /// but the Centrino 100/1000/5000/5150/6000/6050 (2008-2010) are left out (2200/2230, 6205/6235 and
-/// everything from the 7260 on stay); ath10k's QCA988X/QCA9887 are access-point chips; brcmfmac's SDIO
+/// everything from the 7260 to the AX211 stay, and the stick stays within its 128 MiB budget);
+/// ath10k's QCA988X/QCA9887 are access-point chips; brcmfmac's SDIO
 /// parts need a board-specific NVRAM file Debian does not package, so only its PCIe BCM435x ships.
 pub const FAMILIES: &[(&str, &[&str])] = &[
     (
@@ -59,11 +60,23 @@ pub const FAMILIES: &[(&str, &[&str])] = &[
             "iwlwifi-9",
             "iwlwifi-cc-",
             "iwlwifi-Qu",
-            "iwlwifi-so-",
+            // Alder Lake's CNVi (2022 on): only the AX211; the 9560, AX203 and AX411 variants stay off.
+            "iwlwifi-so-a0-gf-a0-",
             "iwlwifi-ty-",
         ],
     ),
-    ("ath10k_pci", &["ath10k/QCA6174/", "ath10k/QCA9377/"]),
+    // ath10k loads the newest firmware API it finds first (firmware-6 before -5 and -4): the older
+    // ones of a chip that has a firmware-6 would never load.
+    (
+        "ath10k_pci",
+        &[
+            "ath10k/QCA6174/hw3.0/board",
+            "ath10k/QCA6174/hw3.0/firmware-6",
+            "ath10k/QCA6174/hw2.1/",
+            "ath10k/QCA9377/hw1.0/board",
+            "ath10k/QCA9377/hw1.0/firmware-6",
+        ],
+    ),
     (
         "brcmfmac",
         &[
@@ -243,6 +256,10 @@ mod tests {
             ("iwlwifi", "iwlwifi-1000-5.ucode", false),
             ("ath10k_pci", "ath10k/QCA6174/hw3.0/board-2.bin", true),
             ("ath10k_pci", "ath10k/QCA988X/hw2.0/firmware-5.bin", false),
+            ("ath10k_pci", "ath10k/QCA9377/hw1.0/firmware-5.bin", false),
+            ("ath10k_pci", "ath10k/QCA9377/hw1.0/firmware-6.bin", true),
+            ("iwlwifi", "iwlwifi-so-a0-jf-b0-72.ucode", false),
+            ("iwlwifi", "iwlwifi-ty-a0-gf-a0-72.ucode", true),
             ("brcmfmac", "brcm/brcmfmac4356-pcie.bin", true),
             ("brcmfmac", "brcm/brcmfmac4356-sdio.bin", false),
             ("rtw88_8822c", "rtw88/rtw8822c_fw.bin", true),

@@ -11,8 +11,8 @@
 //! **The set** ([`SETS`]) was chosen from real hardware: the `lspci -vvnnk` dumps of 39 donated-class
 //! notebooks in `tests/data/hardware/`, and the siblings of what they hold. `tests/hardware.rs`
 //! measures the stick's own `modules.alias` against them (every disk, SD/eMMC host, card reader, USB
-//! host, wired NIC and Intel GPU of the corpus is covered; Wi-Fi, AMD and NVIDIA graphics are
-//! reported, not shipped). Two requests split it ([`DEFAULT_REQUEST`], [`STICK_REQUEST`]): what
+//! host, wired NIC, Wi-Fi controller and Intel GPU of the corpus is covered; AMD and NVIDIA graphics
+//! are reported, not shipped). Two requests split it ([`DEFAULT_REQUEST`], [`STICK_REQUEST`]): what
 //! finding the stick and the laptop's disks need goes into the initramfs; network, graphics and
 //! power go onto the stick's FAT partition with the whole tree, and the agent loads them after
 //! mounting it (`crate::live`).

@@ -84,6 +84,15 @@ enum Dhcp {
     Waiting(Instant),
 }
 
+/// A fresh start of the DHCP rounds on link `name` (its carrier came, or its radio associated).
+fn begin_dhcp(name: &str, dhcp: &mut Dhcp, failures: &mut u32, out: &mut Vec<Action>) {
+    *failures = 0;
+    if *dhcp != Dhcp::Running {
+        *dhcp = Dhcp::Running;
+        out.push(Action::StartDhcp(name.to_owned()));
+    }
+}
+
 #[derive(Debug)]
 struct Wired {
     name: String,
@@ -224,11 +233,7 @@ impl Lifecycle {
                 let w_had_carrier = w.carrier == Some(true);
                 w.carrier = Some(carrier);
                 if carrier {
-                    w.failures = 0;
-                    if w.dhcp != Dhcp::Running {
-                        w.dhcp = Dhcp::Running;
-                        out.push(Action::StartDhcp(w.name.clone()));
-                    }
+                    begin_dhcp(&w.name, &mut w.dhcp, &mut w.failures, &mut out);
                     out.push(Action::Say(format!(
                         "{}: cable in, asking for an address (DHCP)",
                         w.name
@@ -350,11 +355,7 @@ impl Lifecycle {
             Event::Connected(_) => {
                 radio.associated = true;
                 radio.refused = None;
-                w.failures = 0;
-                if w.dhcp != Dhcp::Running {
-                    w.dhcp = Dhcp::Running;
-                    out.push(Action::StartDhcp(w.name.clone()));
-                }
+                begin_dhcp(&w.name, &mut w.dhcp, &mut w.failures, &mut out);
                 out.push(Action::Say(format!(
                     "{}: joined Wi-Fi {}, asking for an address (DHCP)",
                     w.name,
