@@ -114,9 +114,9 @@ pub const SETS: &[(&str, &[&str])] = &[
     // Wi-Fi (the only network of many workshops and thin laptops), chosen from the corpus's 0280
     // controllers and their chip families: Intel iwlwifi with both firmware layers (iwldvm: Centrino
     // 1000-6250 and 2200/2230; iwlmvm: 7260/3160, 7265/3165, 3168, 8260/8265, 9260, 9560 and the CNVi
-    // parts, AX200/AX201/AX210/AX211); Qualcomm Atheros ath9k (AR9xxx, QCA9565) and ath10k (QCA6174,
+    // parts, AX200/AX201/AX210); Qualcomm Atheros ath9k (AR9xxx, QCA9565) and ath10k (QCA6174,
     // QCA9377); Realtek rtw88 (8821CE, 8822BE, 8822CE) and rtlwifi's 8192EE; MediaTek mt7921e
-    // (MT7921, MT7922); Broadcom brcmfmac (BCM4350-4356 PCIe) and brcmsmac (BCM43224-43228 through
+    // (MT7921, MT7922); Broadcom brcmfmac (BCM4356 PCIe) and brcmsmac (BCM43224-43228 through
     // bcma). mac80211 and cfg80211 come in by modules.dep; ccm, gcm and cmac (CCMP, GCMP and PMF) are
     // named because mac80211 asks the crypto API for them by name, not by symbol.
     (

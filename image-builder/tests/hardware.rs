@@ -546,7 +546,7 @@ fn every_packaged_firmware_a_shipped_module_names_is_on_the_stick_and_nothing_el
         "iwlwifi-9260-th-b0-jf-b0-46.ucode",
         "iwlwifi-cc-a0-72.ucode",
         "iwlwifi-QuZ-a0-hr-b0-72.ucode",
-        "iwlwifi-so-a0-gf-a0-72.ucode",
+        "iwlwifi-ty-a0-gf-a0-72.ucode",
         "iwlwifi-2000-6.ucode",
         "ath10k/QCA6174/hw3.0/firmware-6.bin",
         "ath10k/QCA6174/hw3.0/board-2.bin",
