@@ -77,13 +77,60 @@ pub const ROOTS: &[(&str, &str)] = &[
     ("fstools-libuuid", "libuuid1"),
     ("fstools-ntfs-3g", "ntfs-3g"),
     ("fstools-libntfs-3g", "libntfs-3g89"),
-    ("fstools-libc", "libc6"),
+    // glibc: the loader and C library of every dynamically linked program above and below.
+    ("libc", "libc6"),
     // Wi-Fi: iwlwifi-*.ucode; ath10k/*; brcm/*; mediatek/* and rtw88/* are in fw-misc and fw-realtek.
     ("fw-iwlwifi", "firmware-iwlwifi"),
     ("fw-atheros", "firmware-atheros"),
     ("fw-brcm", "firmware-brcm80211"),
     // cfg80211's regulatory database (main, not non-free-firmware), signed by Debian's key.
     ("regdb", "wireless-regdb"),
+    // Wi-Fi's supplicant (SUPPLICANT_ROLES): wpa_supplicant and the libraries its DT_NEEDED closure
+    // names (lapterop_image_builder::dynlink), in the order they are searched.
+    ("wpa-supplicant", "wpasupplicant"),
+    ("wpa-libssl", "libssl3"),
+    ("wpa-libnl", "libnl-3-200"),
+    ("wpa-libnl-genl", "libnl-genl-3-200"),
+    ("wpa-libnl-route", "libnl-route-3-200"),
+    ("wpa-libpcsclite", "libpcsclite1"),
+    ("wpa-libdbus", "libdbus-1-3"),
+    ("wpa-libsystemd", "libsystemd0"),
+    ("wpa-libcap", "libcap2"),
+    ("wpa-libgcrypt", "libgcrypt20"),
+    ("wpa-libgpg-error", "libgpg-error0"),
+    ("wpa-liblzma", "liblzma5"),
+    ("wpa-libzstd", "libzstd1"),
+    ("wpa-liblz4", "liblz4-1"),
+    // TEST ONLY, never on the stick (TEST_ONLY_ROLES): the access point of the Wi-Fi acceptance test.
+    ("test-hostapd", "hostapd"),
+    ("test-iw", "iw"),
+];
+
+/// The roles of [`ROOTS`] that only tests use, never put on a stick: `hostapd` and `iw` for the
+/// access point of the Wi-Fi acceptance test (`xtask/src/wifi.rs`), pinned like the rest so the
+/// test is reproducible.
+pub const TEST_ONLY_ROLES: &[&str] = &["test-hostapd", "test-iw"];
+
+/// The roles of [`ROOTS`] that hold `wpa_supplicant` and the shared libraries it loads: Debian
+/// builds it against libnl (nl80211), OpenSSL, D-Bus (whose libdbus pulls in libsystemd and its
+/// compressors) and pcsc-lite; all are named in its `DT_NEEDED` closure, so the dynamic linker
+/// refuses to start it without every one, even though the stick uses neither D-Bus nor smart cards.
+pub const SUPPLICANT_ROLES: &[&str] = &[
+    "wpa-supplicant",
+    "libc",
+    "wpa-libssl",
+    "wpa-libnl",
+    "wpa-libnl-genl",
+    "wpa-libnl-route",
+    "wpa-libpcsclite",
+    "wpa-libdbus",
+    "wpa-libsystemd",
+    "wpa-libcap",
+    "wpa-libgcrypt",
+    "wpa-libgpg-error",
+    "wpa-liblzma",
+    "wpa-libzstd",
+    "wpa-liblz4",
 ];
 
 /// The roles of [`ROOTS`] that Debian keeps in its `non-free-firmware` component, fetched through

@@ -1,7 +1,7 @@
 //! What the builder reads from ELF files, through the `object` crate: the firmware a kernel module
-//! names (its `.modinfo` section, what `modinfo -F firmware` prints), and whether the agent is a
-//! static executable that can run as `/init` of an initramfs with no C library, and what a
-//! dynamically linked Debian program needs (`crate::tools`).
+//! names (its `.modinfo` section, what `modinfo -F firmware` prints), whether the agent is a
+//! static executable that can run as `/init` of an initramfs with no C library, and what a Debian
+//! program needs to run (its ELF interpreter and the shared libraries it names, [`Dynamic`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -86,6 +86,47 @@ pub fn modinfo_values(modinfo: &[u8], key: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a dynamically linked program or library asks the dynamic linker for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dynamic {
+    /// The ELF interpreter (`PT_INTERP`, `/lib64/ld-linux-x86-64.so.2`); libraries have none.
+    pub interpreter: Option<String>,
+    /// The shared libraries it names (`DT_NEEDED`), in file order.
+    pub needed: Vec<String>,
+}
+
+/// The interpreter and `DT_NEEDED` entries of the x86_64 ELF file `path` (a static file has neither).
+pub fn dynamic(path: &Path) -> Result<Dynamic> {
+    let data = read(path)?;
+    let elf = ElfFile64::<Endianness>::parse(&*data).map_err(|_| ElfError::NotX86_64 { path: path.to_owned() })?;
+    let endian = elf.endian();
+    if elf.elf_header().e_machine(endian) != object::elf::EM_X86_64 {
+        return Err(ElfError::NotX86_64 { path: path.to_owned() });
+    }
+    let mut out = Dynamic::default();
+    for ph in elf.elf_program_headers() {
+        if ph.p_type(endian) == PT_INTERP {
+            let interp = ph.data(endian, &*data).map_err(|()| ElfError::NotElf {
+                path: path.to_owned(),
+                reason: "its PT_INTERP segment lies outside the file".into(),
+            })?;
+            out.interpreter = Some(String::from_utf8_lossy(interp).trim_end_matches('\0').to_owned());
+        }
+    }
+    // The `.dynamic` section names its string table (`sh_link`), which holds the library names.
+    let sections = elf.elf_section_table();
+    if let Some((entries, strtab)) = sections.dynamic(endian, &*data).map_err(not_elf(path))? {
+        let strings = sections.strings(endian, &*data, strtab).map_err(not_elf(path))?;
+        for d in entries {
+            if d.d_tag(endian) == u64::from(DT_NEEDED) {
+                let name = d.string(endian, strings).map_err(not_elf(path))?;
+                out.needed.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Checks that `path` is a static x86_64 executable: no ELF interpreter (`PT_INTERP`) and no shared
 /// library it needs (`DT_NEEDED`).
 pub fn check_static_executable(path: &Path) -> Result<()> {
@@ -132,34 +173,6 @@ pub fn check_static_executable(path: &Path) -> Result<()> {
     }
 }
 
-/// What a dynamically linked program asks of the system at run time: its ELF interpreter
-/// (`PT_INTERP`, `None` for a static program or a library) and the shared libraries it needs
-/// (`DT_NEEDED` of its dynamic section, by soname, in file order).
-pub fn dynamic_needs(path: &Path) -> Result<(Option<String>, Vec<String>)> {
-    let data = read(path)?;
-    let elf = ElfFile64::<Endianness>::parse(&*data).map_err(not_elf(path))?;
-    let endian = elf.endian();
-    let mut interp = None;
-    for ph in elf.elf_program_headers() {
-        if ph.p_type(endian) == PT_INTERP {
-            interp = ph
-                .data(endian, &*data)
-                .ok()
-                .map(|d| String::from_utf8_lossy(d).trim_end_matches('\0').to_owned());
-        }
-    }
-    let sections = elf.elf_section_table();
-    let mut needed = Vec::new();
-    if let Some((entries, link)) = sections.dynamic(endian, &*data).map_err(not_elf(path))? {
-        let strings = sections.strings(endian, &*data, link).map_err(not_elf(path))?;
-        for d in entries.iter().filter(|d| d.d_tag(endian) == u64::from(DT_NEEDED)) {
-            let name = d.string(endian, strings).map_err(not_elf(path))?;
-            needed.push(String::from_utf8_lossy(name).into_owned());
-        }
-    }
-    Ok((interp, needed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,10 +188,16 @@ mod tests {
     }
 
     #[test]
-    fn a_dynamic_program_names_its_loader_and_libraries() {
-        let (interp, needed) = dynamic_needs(Path::new("/bin/ls")).unwrap();
-        assert_eq!(interp.as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
-        assert!(needed.iter().any(|n| n == "libc.so.6"), "{needed:?}");
+    fn a_debian_program_names_its_interpreter_and_libraries() {
+        // /bin/ls of Debian 12 (coreutils): linked against libselinux and glibc.
+        let ls = dynamic(Path::new("/bin/ls")).unwrap();
+        assert_eq!(ls.interpreter.as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
+        assert!(ls.needed.iter().any(|n| n == "libc.so.6"), "{ls:?}");
+        assert!(ls.needed.iter().any(|n| n == "libselinux.so.1"), "{ls:?}");
+        // A library has no interpreter; glibc's libm names libc and the dynamic linker.
+        let libm = dynamic(Path::new("/lib/x86_64-linux-gnu/libm.so.6")).unwrap();
+        assert_eq!(libm.interpreter, None);
+        assert_eq!(libm.needed, ["libc.so.6", "ld-linux-x86-64.so.2"]);
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //! has no links, so a link is resolved (inside the package only) and its target's bytes are shipped
 //! under the name the module asks for. A name no package holds is recorded with the modules that
 //! name it: those drivers work without it or Debian does not package it, and the docs list them.
+//!
+//! **Compressed on the stick.** Debian's kernel reads `NAME.xz` when `NAME` is not there
+//! (`CONFIG_FW_LOADER_COMPRESS_XZ=y`; `drivers/base/firmware_loader/main.c` tries the plain name,
+//! then the `.xz` suffix, in every firmware directory, the stick's included), so every file ships
+//! xz-compressed ([`compress_all`]) and the stick stays in its budget with Wi-Fi's firmware on it.
+//! The kernel's XZ decoder knows only the CRC32 integrity check (`lib/xz/xz_dec_stream.c`; xz's
+//! default is CRC64, which it refuses), hence `--check=crc32` ([`XZ_ARGS`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -25,6 +32,14 @@ pub enum FirmwareError {
     /// Listing a directory failed.
     #[error(transparent)]
     Io(#[from] IoError),
+    /// `xz` failed or is missing.
+    #[error("compressing firmware {file} with `xz` failed: {detail}; install xz-utils (Debian package xz-utils)")]
+    Xz {
+        /// The firmware file.
+        file: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
     /// A firmware name leaves the firmware directory.
     #[error("module {module} names firmware `{name}`, which is not a plain relative path; the module is broken")]
     BadName {
@@ -160,6 +175,93 @@ impl FirmwareSet {
     }
 }
 
+/// The suffix the kernel's firmware loader tries after the plain name.
+pub const XZ_SUFFIX: &str = ".xz";
+
+/// How `xz` compresses a firmware file: the CRC32 check the kernel's decoder knows, a 2 MiB
+/// dictionary (larger than any firmware file on the stick, and what the decoder then allocates),
+/// single-threaded so the same input gives the same bytes.
+pub const XZ_ARGS: &[&str] = &[
+    "--format=xz",
+    "--check=crc32",
+    "--lzma2=preset=9,dict=2MiB",
+    "--threads=1",
+];
+
+/// The first 8 bytes of an xz stream with a CRC32 check (the .xz file format 1.1.0, 2.1.1: magic
+/// `FD 37 7A 58 5A 00`, then the stream flags `00 01`, check type 0x01 = CRC32).
+pub const XZ_CRC32_HEADER: [u8; 8] = [0xfd, b'7', b'z', b'X', b'Z', 0, 0, 0x01];
+
+/// Compresses `source` into `dest` with `xz` ([`XZ_ARGS`]), written beside it then renamed.
+pub fn compress_xz(source: &Path, dest: &Path) -> Result<()> {
+    let err = |detail: String| FirmwareError::Xz {
+        file: source.to_owned(),
+        detail,
+    };
+    let input = fs::File::open(source).map_err(io_err("reading", source))?;
+    let tmp = dest.with_extension("xz.partial");
+    let output = fs::File::create(&tmp).map_err(io_err("creating", &tmp))?;
+    let status = std::process::Command::new("xz")
+        .args(XZ_ARGS)
+        .arg("--stdout")
+        .stdin(input)
+        .stdout(output)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| err(e.to_string()))?;
+    if !status.status.success() {
+        let _ = fs::remove_file(&tmp);
+        return Err(err(String::from_utf8_lossy(&status.stderr).trim().to_owned()));
+    }
+    fs::rename(&tmp, dest).map_err(io_err("renaming into", dest))?;
+    Ok(())
+}
+
+/// The stick's firmware files: name with [`XZ_SUFFIX`] → the compressed file, kept in `cache`
+/// under the sha256 of the source and [`XZ_ARGS`] (a firmware file is compressed once per build
+/// host). Compresses on all cores.
+pub fn compress_all(set: &FirmwareSet, cache: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    use sha2::{Digest, Sha256};
+    fs::create_dir_all(cache).map_err(io_err("creating", cache))?;
+    let mut jobs = Vec::new();
+    for (name, source) in &set.files {
+        let bytes = fs::read(source).map_err(io_err("reading", source))?;
+        let mut h = Sha256::new();
+        h.update(XZ_ARGS.join(" ").as_bytes());
+        h.update(b"\0");
+        h.update(&bytes);
+        let dest = cache.join(format!("{}.xz", hex::encode(h.finalize())));
+        jobs.push((format!("{name}{XZ_SUFFIX}"), source.clone(), dest));
+    }
+    let todo: Vec<&(String, PathBuf, PathBuf)> = jobs.iter().filter(|(_, _, dest)| !dest.is_file()).collect();
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((_, source, dest)) = todo.get(i) else {
+                            return Ok(());
+                        };
+                        compress_xz(source, dest)?;
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(FirmwareError::Xz {
+                    file: cache.to_owned(),
+                    detail: "a compressing thread panicked".into(),
+                })
+            })
+        })
+    })?;
+    Ok(jobs.into_iter().map(|(name, _, dest)| (name, dest)).collect())
+}
+
 fn plain_relative(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('/') && name.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
@@ -207,6 +309,43 @@ fn lookup(root: &Path, name: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn firmware_is_compressed_with_the_check_the_kernel_knows_and_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let fw = dir.path().join("pkg/lib/firmware/rtl_nic");
+        fs::create_dir_all(&fw).unwrap();
+        // Compressible like firmware: repeated structure with some noise.
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ ((i / 4096) as u8)).collect();
+        fs::write(fw.join("rtl8168h-2.fw"), &data).unwrap();
+        let mut set = FirmwareSet::default();
+        set.files
+            .insert("rtl_nic/rtl8168h-2.fw".into(), fw.join("rtl8168h-2.fw"));
+        let cache = dir.path().join("xz");
+        let out = compress_all(&set, &cache).unwrap();
+        let file = &out["rtl_nic/rtl8168h-2.fw.xz"];
+        let xz = fs::read(file).unwrap();
+        assert_eq!(xz[..8], XZ_CRC32_HEADER, "not CRC32: {:02x?}", &xz[..8]);
+        assert!(xz.len() < data.len() / 4, "{} of {}", xz.len(), data.len());
+        // xz itself gets the bytes back.
+        let back = std::process::Command::new("xz")
+            .args(["-dc"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(back.status.success());
+        assert_eq!(back.stdout, data);
+        // The same input is not compressed again: the cached file stays as it is.
+        let before = fs::metadata(file).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let again = compress_all(&set, &cache).unwrap();
+        assert_eq!(again, out);
+        assert_eq!(fs::metadata(file).unwrap().modified().unwrap(), before);
+        // Deterministic: compressing anew gives the same bytes.
+        let other = dir.path().join("other.xz");
+        compress_xz(&fw.join("rtl8168h-2.fw"), &other).unwrap();
+        assert_eq!(fs::read(other).unwrap(), xz);
+    }
 
     #[test]
     fn names_resolve_through_links_inside_the_package_only() {

@@ -4,6 +4,8 @@
 //! - [`kmod`]: the kernel module set (closure over `modules.dep` and softdeps, staging, depmod);
 //! - [`firmware`]: the firmware files the shipped modules name, from the pinned firmware packages;
 //! - [`elf`]: what is read from ELF files (a module's `.modinfo`, whether the agent is static);
+//! - [`dynlink`]: a dynamically linked Debian program with the interpreter and libraries it needs
+//!   (`wpa_supplicant`);
 //! - [`hardware`]: real laptops' PCI functions from `lspci -vvnnk` dumps and the modules whose
 //!   aliases claim them (the coverage test's measure);
 //! - [`initramfs`]: a deterministic, compressed cpio `newc` writer;
@@ -19,6 +21,7 @@
 //! `xtask` uses them to boot test VMs.
 
 pub mod debian;
+pub mod dynlink;
 pub mod elf;
 pub mod fat;
 pub mod firmware;

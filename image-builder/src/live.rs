@@ -15,9 +15,10 @@
 //!   EFI/debian/grub.cfg    search the marker, then /boot/grub/grub.cfg
 //!   boot/grub/grub.cfg     the menu (normal, nomodeset, rescue shell)
 //!   boot/vmlinuz           Debian's signed kernel
-//!   boot/initrd.img        ours: the agent as /init, busybox, the modules that find the stick
+//!   boot/initrd.img        ours: the agent as /init, busybox, the modules that find the stick,
+//!                          wpa_supplicant with its libraries
 //!   lapterop/modules/KVER/ the full module tree: the initramfs's plus network, graphics, power
-//!   lapterop/firmware/     the firmware those modules name that Debian packages
+//!   lapterop/firmware/     the firmware those modules name that Debian packages, as NAME.xz
 //!   lapterop/stick.id      the marker: this stick's id (also on the kernel command line)
 //!   lapterop/site.toml, station.key, images/*, outbox/ (the image key is only in the initramfs)
 //! ```
@@ -33,8 +34,14 @@
 //! stay on the FAT partition, where the agent's init finds them after mounting the stick (it
 //! bind-mounts `lapterop/modules/KVER` over `/lib/modules/KVER` and points the firmware loader at
 //! `lapterop/firmware`), so a laptop reads only the files its hardware asks for. The agent must be a
-//! static executable (the initramfs has no C library): [`build_live`] refuses any other.
+//! static executable: [`build_live`] refuses any other.
+//!
+//! **Wi-Fi's supplicant** is Debian's dynamically linked `wpa_supplicant`: it goes into the
+//! initramfs with its dynamic linker and the closure of the libraries it names ([`dynlink`], about
+//! 16 MiB that zstd makes 5.7), because on the FAT partition those bytes would be stored
+//! uncompressed. Only it uses the C library; the agent and busybox stay static.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -45,6 +52,7 @@ use sha2::{Digest, Sha256};
 use lapterop_certificate::lead_password::LeadHash;
 
 use crate::debian::{self, Cache, Lock};
+use crate::dynlink::{self, Closure, DynlinkError};
 use crate::elf::{self, ElfError};
 use crate::fat::{self, Content, Tree};
 use crate::firmware::{FirmwareError, FirmwareSet};
@@ -53,7 +61,7 @@ use crate::initramfs::{Node, Source};
 use crate::io::{io_err, IoError};
 use crate::kmod::{self, KernelTree};
 use crate::mbr::{self, Partition};
-use crate::tools::{self, ToolFile};
+use crate::tools;
 use crate::{build_initramfs, BuildError, Init, InitramfsSpec};
 
 /// Where the partition starts: 1 MiB, which leaves room for `core.img` and aligns the FAT.
@@ -93,6 +101,9 @@ pub enum LiveError {
     /// Gathering the filesystem tools failed.
     #[error(transparent)]
     Tools(#[from] tools::ToolsError),
+    /// Collecting `wpa_supplicant`'s libraries failed.
+    #[error(transparent)]
+    Dynlink(#[from] DynlinkError),
     /// An argument is not usable.
     #[error("{0}")]
     Invalid(String),
@@ -139,7 +150,11 @@ pub struct LiveInputs {
     /// The unpacked firmware packages ([`debian::NON_FREE_FIRMWARE_ROLES`]), searched in this order.
     pub firmware_packages: Vec<PathBuf>,
     /// The filesystem tools and their library closure ([`tools::closure`]).
-    pub tools: Vec<(String, ToolFile)>,
+    pub tools: Closure,
+    /// Where firmware compressed for the stick is kept ([`crate::firmware::compress_all`]).
+    pub firmware_xz_cache: PathBuf,
+    /// `wpa_supplicant` and its library closure, from the packages of [`debian::SUPPLICANT_ROLES`].
+    pub supplicant: Closure,
     /// The lock list's text (part of the stick id).
     pub lock_text: String,
 }
@@ -188,7 +203,15 @@ pub fn fetch_live_inputs(lock: &Lock, cache: &Cache) -> Result<LiveInputs> {
             .chain(debian::FIRMWARE_ROLES_MAIN)
             .map(|role| Ok(cache.extract(lock.get(role)?)?))
             .collect::<Result<_>>()?,
-        tools: tools::closure(&tools::fetch(lock, cache)?, lock)?,
+        tools: tools::closure(lock, cache)?,
+        firmware_xz_cache: cache.dir().join("firmware-xz"),
+        supplicant: dynlink::closure(
+            &[dynlink::SUPPLICANT],
+            &debian::SUPPLICANT_ROLES
+                .iter()
+                .map(|role| Ok(cache.extract(lock.get(role)?)?))
+                .collect::<Result<Vec<_>>>()?,
+        )?,
         lock_text: lock.render(),
     })
 }
@@ -259,6 +282,10 @@ pub struct LiveSummary {
     pub free_bytes: u64,
     /// Size of `boot/initrd.img`.
     pub initrd_bytes: u64,
+    /// Files of `wpa_supplicant` and the libraries it loads, in the initramfs.
+    pub supplicant_files: usize,
+    /// Their bytes before compression.
+    pub supplicant_bytes: u64,
     /// Size of `core.img`.
     pub core_bytes: u64,
     /// Kernel release.
@@ -273,8 +300,10 @@ pub struct LiveSummary {
     pub tools_bytes: u64,
     /// Firmware files on the stick.
     pub firmware_files: usize,
-    /// Bytes of those firmware files.
+    /// Bytes of those firmware files on the stick (xz-compressed).
     pub firmware_bytes: u64,
+    /// Bytes of those firmware files uncompressed.
+    pub firmware_plain_bytes: u64,
     /// Firmware the shipped modules name that no pinned package holds, with the modules naming it.
     pub firmware_missing: Vec<(String, Vec<String>)>,
     /// The FAT volume id.
@@ -409,6 +438,21 @@ pub fn partition_size(content: u64, cluster: u64) -> u64 {
 
 /// Builds the stick image at `out` (written beside it, then renamed), using `work` for intermediate
 /// files.
+/// The initramfs nodes of dynamically linked programs' closures, a path shared by several (glibc)
+/// once: the files executable, the links as links.
+fn program_nodes(closures: &[&Closure]) -> Vec<(String, u32, Node)> {
+    let mut nodes = BTreeMap::new();
+    for c in closures {
+        for (at, source) in &c.files {
+            nodes.insert(at.clone(), (0o755, Node::File(Source::Path(source.clone()))));
+        }
+        for (at, target) in &c.links {
+            nodes.insert(at.clone(), (0o777, Node::Symlink(target.clone())));
+        }
+    }
+    nodes.into_iter().map(|(at, (mode, node))| (at, mode, node)).collect()
+}
+
 pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path) -> Result<LiveSummary> {
     fs::create_dir_all(work).map_err(io_err("creating", work))?;
     grub::check_cmdline_text(&spec.extra_cmdline)
@@ -478,15 +522,9 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
         agent: Some(spec.agent.clone()),
         init: Init::Agent,
         extra,
-        // resize2fs, e2fsck, ntfsresize, ntfsfix with their libraries: capture shrinks and install grows.
-        extra_nodes: inputs
-            .tools
-            .iter()
-            .map(|(path, f)| match f {
-                ToolFile::File(src) => (path.clone(), 0o755, Node::File(Source::Path(src.clone()))),
-                ToolFile::Link(target) => (path.clone(), 0o777, Node::Symlink(target.clone())),
-            })
-            .collect(),
+        // resize2fs, e2fsck, ntfsresize, ntfsfix (capture shrinks, install grows) and Wi-Fi's
+        // wpa_supplicant, with their libraries at the paths the dynamic linker opens, each once.
+        extra_nodes: program_nodes(&[&inputs.tools, &inputs.supplicant]),
         zstd_level: spec.zstd_level,
     };
     let stage = work.join("initramfs-stage");
@@ -590,14 +628,17 @@ pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path)
         used_bytes: written.used,
         free_bytes: written.free,
         initrd_bytes,
+        supplicant_files: inputs.supplicant.files.len(),
+        supplicant_bytes: inputs.supplicant.bytes()?,
         core_bytes: core.len() as u64,
         kver: inputs.kernel.kver().to_owned(),
         modules: built.modules.len(),
         stick_module_files: on_stick.module_files.len(),
         stick_module_bytes: on_stick.module_bytes,
-        tools_bytes: tools::total_bytes(&inputs.tools)?,
+        tools_bytes: inputs.tools.bytes()?,
         firmware_files: on_stick.firmware.files.len(),
-        firmware_bytes: on_stick.firmware.bytes()?,
+        firmware_bytes: on_stick.firmware_bytes,
+        firmware_plain_bytes: on_stick.firmware.bytes()?,
         firmware_missing: on_stick
             .firmware
             .missing
@@ -622,6 +663,10 @@ pub struct StickTree {
     pub module_bytes: u64,
     /// The firmware the modules name.
     pub firmware: FirmwareSet,
+    /// The stick's firmware files: name with `.xz` → the compressed file.
+    pub firmware_files: BTreeMap<String, PathBuf>,
+    /// Bytes of those compressed files.
+    pub firmware_bytes: u64,
 }
 
 /// Stages the stick's module tree in `dest` (emptied first): the closure of the initramfs's request
@@ -644,12 +689,19 @@ pub fn stage_stick_tree(spec: &LiveSpec, inputs: &LiveInputs, dest: &Path) -> Re
         module_bytes += fs::metadata(&path).map_err(io_err("reading", &path))?.len();
     }
     let firmware = FirmwareSet::collect(&module_dir, &inputs.firmware_packages)?;
+    let firmware_files = crate::firmware::compress_all(&firmware, &inputs.firmware_xz_cache)?;
+    let mut firmware_bytes = 0;
+    for path in firmware_files.values() {
+        firmware_bytes += fs::metadata(path).map_err(io_err("reading", path))?.len();
+    }
     Ok(StickTree {
         kver,
         module_dir,
         module_files,
         module_bytes,
         firmware,
+        firmware_files,
+        firmware_bytes,
     })
 }
 
@@ -678,7 +730,7 @@ fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Puts the staged tree on the FAT: `lapterop/modules/KVER/...` and `lapterop/firmware/...`. FAT
+/// Puts the staged tree on the FAT: `lapterop/modules/KVER/...` and `lapterop/firmware/...xz`. FAT
 /// names ignore case, so two names that differ only in case would overwrite each other: refused.
 fn add_stick_tree(tree: &mut Tree, on_stick: &StickTree) -> Result<()> {
     let modules = format!("{}/{}", lapterop_certificate::STICK_MODULES, on_stick.kver);
@@ -686,7 +738,7 @@ fn add_stick_tree(tree: &mut Tree, on_stick: &StickTree) -> Result<()> {
         .module_files
         .iter()
         .map(|rel| (format!("{modules}/{rel}"), on_stick.module_dir.join(rel)))
-        .chain(on_stick.firmware.files.iter().map(|(name, source)| {
+        .chain(on_stick.firmware_files.iter().map(|(name, source)| {
             (
                 format!("{}/{name}", lapterop_certificate::STICK_FIRMWARE),
                 source.clone(),

@@ -253,6 +253,9 @@ fn main() -> anyhow::Result<()> {
                     "tools_bytes": s.tools_bytes,
                     "firmware_files": s.firmware_files,
                     "firmware_bytes": s.firmware_bytes,
+                    "firmware_uncompressed_bytes": s.firmware_plain_bytes,
+                    "supplicant_files": s.supplicant_files,
+                    "supplicant_bytes": s.supplicant_bytes,
                     "firmware_not_packaged": s.firmware_missing.iter().map(|(name, modules)| {
                         serde_json::json!({"file": name, "named_by": modules})
                     }).collect::<Vec<_>>(),
@@ -275,15 +278,19 @@ fn main() -> anyhow::Result<()> {
                 );
                 println!(
                     "modules: {} loaded from the initramfs; {} files ({:.1} MiB) in lapterop/modules; firmware: {} files \
-                     ({:.1} MiB) in lapterop/firmware, {} named by a module but not packaged by Debian; filesystem \
-                     tools {:.1} MiB",
+                     ({:.1} MiB xz-compressed, {:.1} MiB uncompressed) in lapterop/firmware, {} named by a module but \
+                     not packaged by Debian; filesystem tools {:.1} MiB and wpa_supplicant with {} libraries ({:.1} MiB) \
+                     uncompressed in the initrd",
                     s.modules,
                     s.stick_module_files,
                     s.stick_module_bytes as f64 / 1048576.0,
                     s.firmware_files,
                     s.firmware_bytes as f64 / 1048576.0,
+                    s.firmware_plain_bytes as f64 / 1048576.0,
                     s.firmware_missing.len(),
-                    s.tools_bytes as f64 / 1048576.0
+                    s.tools_bytes as f64 / 1048576.0,
+                    s.supplicant_files.saturating_sub(1),
+                    s.supplicant_bytes as f64 / 1048576.0
                 );
             }
         }

@@ -478,11 +478,18 @@ fn every_packaged_firmware_a_shipped_module_names_is_on_the_stick_and_nothing_el
     let firmware_dir = stick.fat.join("firmware");
     let mut shipped = Vec::new();
     walk(&firmware_dir, &mut shipped);
+    // Every file ships xz-compressed (the kernel reads NAME.xz), under the name the module asks for.
     let shipped: BTreeSet<String> = shipped
         .iter()
-        .map(|p| p.strip_prefix(&firmware_dir).unwrap().to_string_lossy().into_owned())
+        .map(|p| {
+            let rel = p.strip_prefix(&firmware_dir).unwrap().to_string_lossy().into_owned();
+            rel.strip_suffix(firmware::XZ_SUFFIX)
+                .unwrap_or_else(|| panic!("{rel} on the stick is not xz-compressed"))
+                .to_owned()
+        })
         .collect();
     let mut by_package: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    let mut stick_xz: BTreeMap<&str, u64> = BTreeMap::new();
     let mut not_packaged = Vec::new();
     for (name, by) in &named {
         match packages.iter().find_map(|(p, root)| {
@@ -493,9 +500,20 @@ fn every_packaged_firmware_a_shipped_module_names_is_on_the_stick_and_nothing_el
             package_firmware(root, packaged).map(|b| (p, b))
         }) {
             Some((package, bytes)) => {
-                let on_stick = std::fs::read(firmware_dir.join(name))
+                let file = firmware_dir.join(format!("{name}{}", firmware::XZ_SUFFIX));
+                let xz = std::fs::read(&file)
                     .unwrap_or_else(|_| panic!("{name} (named by {by:?}, in {package}) is not on the stick"));
-                assert!(on_stick == bytes, "{name} on the stick differs from {package}'s");
+                // The kernel's XZ decoder takes only CRC32 (or no) checks.
+                assert_eq!(
+                    xz[..8],
+                    firmware::XZ_CRC32_HEADER,
+                    "{name}.xz: not an xz stream with CRC32"
+                );
+                let out = Command::new("xz").arg("-dc").arg(&file).output().unwrap();
+                assert!(out.status.success(), "xz -dc {}", file.display());
+                assert!(out.stdout == bytes, "{name} on the stick differs from {package}'s");
+                let e = stick_xz.entry(package).or_default();
+                *e += xz.len() as u64;
                 let e = by_package.entry(package).or_default();
                 e.0 += 1;
                 e.1 += bytes.len() as u64;
@@ -514,7 +532,11 @@ fn every_packaged_firmware_a_shipped_module_names_is_on_the_stick_and_nothing_el
         named.len(),
         by_package
             .iter()
-            .map(|(p, (n, b))| format!("{n} from {p} ({:.1} MiB)", *b as f64 / 1048576.0))
+            .map(|(p, (n, b))| format!(
+                "{n} from {p} ({:.1} MiB, {:.1} MiB xz)",
+                *b as f64 / 1048576.0,
+                stick_xz[p] as f64 / 1048576.0
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     ));

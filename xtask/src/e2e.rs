@@ -456,7 +456,20 @@ impl Scenario {
         timeout: Duration,
         during: &mut dyn FnMut(&mut StickVm, &str) -> anyhow::Result<()>,
     ) -> anyhow::Result<Boot> {
-        let mut vm = self.start_vm(&self.stick, firmware, disks, nic)?;
+        self.boot_stick_with(&self.stick, firmware, disks, nic, timeout, during)
+    }
+
+    /// [`Scenario::boot_with`] from `stick` (this scenario's or a copy of it).
+    pub fn boot_stick_with(
+        &self,
+        stick: &Path,
+        firmware: Firmware,
+        disks: &[LaptopDisk],
+        nic: Nic,
+        timeout: Duration,
+        during: &mut dyn FnMut(&mut StickVm, &str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Boot> {
+        let mut vm = self.start_vm(stick, firmware, disks, nic)?;
         let mut marks: Vec<(String, f64)> = Vec::new();
         let refused = loop {
             let text = vm.console();

@@ -8,6 +8,7 @@ pub mod e2e;
 pub mod qmp;
 pub mod stick;
 pub mod vm;
+pub mod wifi;
 
 /// Whether tests that need QEMU, root or network to Debian must run (CI sets
 /// `LAPTEROP_REQUIRE_ROOT_TESTS=1`): then a missing prerequisite fails the test instead of skipping.

@@ -953,6 +953,39 @@ mod tests {
     }
 
     #[test]
+    fn a_renewed_lease_keeps_dhcp_running_and_changes_nothing() {
+        // udhcpc (no -q) stays after the lease and renews it at half the lease time; busybox's
+        // simple.script then runs `ip addr add` with the same address, which the kernel refuses
+        // (EEXIST) without an RTM_NEWADDR, and replaces the default route (route messages are not
+        // address messages). A repeated RTM_NEWADDR for the same address (the kernel may announce it
+        // again) must not restart DHCP, stop the supplicant or redraw the state.
+        let mut lc = Lifecycle::with_wifi(vec!["lab".into()]);
+        lc.on_link_message(&link(4, "wlan0", IFF_UP), &kind);
+        lc.on_wifi_event("wlan0", &Event::Connected(String::new()));
+        let first = lc.on_link_message(&addr(4, [192, 168, 77, 100]), &kind);
+        assert_eq!(wifi_states(&first).len(), 1, "{first:?}");
+        assert!(lc.on_link_message(&addr(4, [192, 168, 77, 100]), &kind).is_empty());
+        // udhcpc is still the one running: no exit, so no new round and no backoff.
+        assert!(lc.on_tick(Instant::now() + Duration::from_secs(3600)).is_empty());
+        // The same on a cable.
+        let mut lc = Lifecycle::new();
+        lc.on_message(&link(2, "eth0", IFF_UP | IFF_LOWER_UP), &wired);
+        let first = lc.on_message(&addr(2, [10, 0, 2, 15]), &wired);
+        assert_eq!(states(&first).len(), 1, "{first:?}");
+        assert!(lc.on_message(&addr(2, [10, 0, 2, 15]), &wired).is_empty());
+        assert!(lc.on_tick(Instant::now() + Duration::from_secs(3600)).is_empty());
+        // A renewal that hands out another address: the screen follows it.
+        let moved = lc.on_message(&addr(2, [10, 0, 2, 16]), &wired);
+        assert_eq!(
+            states(&moved),
+            [LinkState::Connected {
+                address: Ipv4Addr::new(10, 0, 2, 16),
+                prefix: 24
+            }]
+        );
+    }
+
+    #[test]
     fn without_configured_networks_radios_are_left_alone() {
         let mut lc = Lifecycle::new();
         assert!(lc.on_link_message(&link(4, "wlan0", 0x1002), &kind).is_empty());
