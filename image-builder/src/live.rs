@@ -436,8 +436,6 @@ pub fn partition_size(content: u64, cluster: u64) -> u64 {
     (data + fats + reserved).div_ceil(MIB) * MIB
 }
 
-/// Builds the stick image at `out` (written beside it, then renamed), using `work` for intermediate
-/// files.
 /// The initramfs nodes of dynamically linked programs' closures, a path shared by several (glibc)
 /// once: the files executable, the links as links.
 fn program_nodes(closures: &[&Closure]) -> Vec<(String, u32, Node)> {
@@ -453,6 +451,8 @@ fn program_nodes(closures: &[&Closure]) -> Vec<(String, u32, Node)> {
     nodes.into_iter().map(|(at, (mode, node))| (at, mode, node)).collect()
 }
 
+/// Builds the stick image at `out` (written beside it, then renamed), using `work` for intermediate
+/// files.
 pub fn build_live(spec: &LiveSpec, inputs: &LiveInputs, out: &Path, work: &Path) -> Result<LiveSummary> {
     fs::create_dir_all(work).map_err(io_err("creating", work))?;
     grub::check_cmdline_text(&spec.extra_cmdline)
