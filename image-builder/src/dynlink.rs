@@ -128,17 +128,18 @@ pub fn closure(programs: &[(&str, &str)], roots: &[PathBuf]) -> Result<Closure> 
     let mut out = Closure::default();
     let mut todo = VecDeque::new();
     for (program, at) in programs {
-        let source = roots
-            .iter()
-            .find_map(|root| resolve_in(root, program))
-            .ok_or_else(|| DynlinkError::NoProgram {
-                program: (*program).to_owned(),
-                roots: roots
-                    .iter()
-                    .map(|r| r.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+        let source =
+            roots
+                .iter()
+                .find_map(|root| resolve_in(root, program))
+                .ok_or_else(|| DynlinkError::NoProgram {
+                    program: (*program).to_owned(),
+                    roots: roots
+                        .iter()
+                        .map(|r| r.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
         out.files.insert((*at).to_owned(), source.clone());
         todo.push_back((*program, (*at).to_owned(), source));
     }

@@ -316,7 +316,7 @@ mod tests {
         let fw = dir.path().join("pkg/lib/firmware/rtl_nic");
         fs::create_dir_all(&fw).unwrap();
         // Compressible like firmware: repeated structure with some noise.
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ ((i / 4096) as u8)).collect();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ u8::try_from(i / 4096).unwrap_or(0)).collect();
         fs::write(fw.join("rtl8168h-2.fw"), &data).unwrap();
         let mut set = FirmwareSet::default();
         set.files

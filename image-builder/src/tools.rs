@@ -50,7 +50,7 @@ pub fn closure(lock: &Lock, cache: &Cache) -> Result<Closure, ToolsError> {
     }
     let roots = roles
         .iter()
-        .map(|role| Ok(cache.extract(lock.get(role)?)?))
+        .map(|role| cache.extract(lock.get(role)?))
         .collect::<Result<Vec<_>, DebianError>>()?;
     let programs: Vec<(&str, &str)> = PROGRAMS.iter().map(|(_, path, at)| (*path, *at)).collect();
     Ok(dynlink::closure(&programs, &roots)?)

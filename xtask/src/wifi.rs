@@ -175,7 +175,10 @@ pub fn access_point_initrd(out: &Path) -> anyhow::Result<()> {
         roots.push(cache.extract(lock.get(role)?)?);
     }
     let mut fs_tree = Initramfs::new();
-    let closure = dynlink::closure(&[("usr/sbin/hostapd", "usr/sbin/hostapd"), ("sbin/iw", "sbin/iw")], &roots)?;
+    let closure = dynlink::closure(
+        &[("usr/sbin/hostapd", "usr/sbin/hostapd"), ("sbin/iw", "sbin/iw")],
+        &roots,
+    )?;
     // The stick's initramfs has the same libraries; the later archive's copy wins, which is the same
     // file from the same package.
     for (at, source) in &closure.files {

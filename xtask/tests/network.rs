@@ -450,10 +450,11 @@ fn a_late_usb_adapter_and_a_late_cable_get_a_lease_and_the_certificate_is_sent_i
     let phases = std::env::var("LAPTEROP_NETWORK_PHASES").unwrap_or_else(|_| "usb,cable,wifi".into());
     let wanted = |p: &str| phases.split(',').any(|w| w.trim() == p);
     let mut failures: Vec<String> = Vec::new();
-    let runs: [(&str, &dyn Fn(&Scenario) -> Result<(), String>); 3] = [
-        ("usb", &usb_adapter_during_the_wipe),
-        ("cable", &cable_at_the_result_screen),
-        ("wifi", &wifi_without_a_cable),
+    type Phase = fn(&Scenario) -> Result<(), String>;
+    let runs: [(&str, Phase); 3] = [
+        ("usb", usb_adapter_during_the_wipe),
+        ("cable", cable_at_the_result_screen),
+        ("wifi", wifi_without_a_cable),
     ];
     for (name, run) in runs {
         if wanted(name) {
