@@ -199,7 +199,11 @@ pub fn compress_xz(source: &Path, dest: &Path) -> Result<()> {
         detail,
     };
     let input = fs::File::open(source).map_err(io_err("reading", source))?;
-    let tmp = dest.with_extension("xz.partial");
+    // A name of this process and call of its own: two builds may share the cache, and two firmware
+    // files with the same bytes have the same `dest`.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dest.with_extension(format!("xz.{}-{call}.partial", std::process::id()));
     let output = fs::File::create(&tmp).map_err(io_err("creating", &tmp))?;
     let status = std::process::Command::new("xz")
         .args(XZ_ARGS)
@@ -233,7 +237,10 @@ pub fn compress_all(set: &FirmwareSet, cache: &Path) -> Result<BTreeMap<String, 
         let dest = cache.join(format!("{}.xz", hex::encode(h.finalize())));
         jobs.push((format!("{name}{XZ_SUFFIX}"), source.clone(), dest));
     }
-    let todo: Vec<&(String, PathBuf, PathBuf)> = jobs.iter().filter(|(_, _, dest)| !dest.is_file()).collect();
+    // Each cache file once (firmware files with the same bytes share one).
+    let mut todo: Vec<&(String, PathBuf, PathBuf)> = jobs.iter().filter(|(_, _, dest)| !dest.is_file()).collect();
+    todo.sort_by(|a, b| a.2.cmp(&b.2));
+    todo.dedup_by(|a, b| a.2 == b.2);
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
@@ -316,14 +323,27 @@ mod tests {
         let fw = dir.path().join("pkg/lib/firmware/rtl_nic");
         fs::create_dir_all(&fw).unwrap();
         // Compressible like firmware: repeated structure with some noise.
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ u8::try_from(i / 4096).unwrap_or(0)).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i % 251) as u8 ^ u8::try_from(i / 4096).unwrap_or(0))
+            .collect();
         fs::write(fw.join("rtl8168h-2.fw"), &data).unwrap();
+        // Another name with the same bytes (a link in the package ships as a copy): one cache file,
+        // compressed once, for both.
+        fs::write(fw.join("rtl8168h-1.fw"), &data).unwrap();
         let mut set = FirmwareSet::default();
         set.files
             .insert("rtl_nic/rtl8168h-2.fw".into(), fw.join("rtl8168h-2.fw"));
+        set.files
+            .insert("rtl_nic/rtl8168h-1.fw".into(), fw.join("rtl8168h-1.fw"));
         let cache = dir.path().join("xz");
         let out = compress_all(&set, &cache).unwrap();
         let file = &out["rtl_nic/rtl8168h-2.fw.xz"];
+        assert_eq!(&out["rtl_nic/rtl8168h-1.fw.xz"], file);
+        assert_eq!(
+            fs::read_dir(&cache).unwrap().count(),
+            1,
+            "only the one .xz, no .partial left"
+        );
         let xz = fs::read(file).unwrap();
         assert_eq!(xz[..8], XZ_CRC32_HEADER, "not CRC32: {:02x?}", &xz[..8]);
         assert!(xz.len() < data.len() / 4, "{} of {}", xz.len(), data.len());
