@@ -343,14 +343,23 @@ pub fn wait_until(timeout: Duration, done: impl Fn(&BTreeMap<String, LinkState>)
     }
 }
 
-/// When a cable is in but the lease is not there yet, waits up to `timeout` for it (a switch port
-/// with spanning tree forwards after ~30 s). Returns the summary then.
+/// Whether a lease may be seconds away: a cable is in, or Wi-Fi is joining (after a refused key too:
+/// the supplicant goes on to the next configured network, and back to the refused one later).
+fn lease_may_come(s: &Summary) -> bool {
+    matches!(
+        s,
+        Summary::Cable { .. } | Summary::WifiJoining { .. } | Summary::WifiWrongKey { .. }
+    )
+}
+
+/// When a cable is in (or Wi-Fi is joining) but the lease is not there yet, waits up to `timeout`
+/// for it (a switch port with spanning tree forwards after ~30 s). Returns the summary then.
 pub fn wait_for_lease_if_cable(timeout: Duration) -> Summary {
-    if matches!(summary(), Summary::Cable { .. } | Summary::WifiJoining { .. }) {
+    if lease_may_come(&summary()) {
         let deadline = Instant::now() + timeout;
         loop {
             let seen = generation();
-            if !matches!(summary(), Summary::Cable { .. } | Summary::WifiJoining { .. }) || Instant::now() >= deadline {
+            if !lease_may_come(&summary()) || Instant::now() >= deadline {
                 break;
             }
             wait_change(seen, deadline.saturating_duration_since(Instant::now()));
@@ -434,6 +443,16 @@ mod tests {
             matches!(summarize_with(&links, &wifi), Summary::Connected { .. }),
             "the wired lease is preferred"
         );
+    }
+
+    #[test]
+    fn the_upload_waits_while_a_lease_may_come() {
+        assert!(lease_may_come(&Summary::Cable { link: "eth0".into() }));
+        assert!(lease_may_come(&Summary::WifiJoining { ssid: "Lab".into() }));
+        // A refused key: the supplicant goes on to the next network.
+        assert!(lease_may_come(&Summary::WifiWrongKey { ssid: "Bieb".into() }));
+        assert!(!lease_may_come(&Summary::None));
+        assert!(!lease_may_come(&Summary::NotWatched));
     }
 
     #[test]

@@ -117,8 +117,10 @@ pub const SETS: &[(&str, &[&str])] = &[
     // parts, AX200/AX201/AX210); Qualcomm Atheros ath9k (AR9xxx, QCA9565) and ath10k (QCA6174,
     // QCA9377); Realtek rtw88 (8821CE, 8822BE, 8822CE) and rtlwifi's 8192EE; MediaTek mt7921e
     // (MT7921, MT7922); Broadcom brcmfmac (BCM4356 PCIe) and brcmsmac (BCM43224-43228 through
-    // bcma). mac80211 and cfg80211 come in by modules.dep; ccm, gcm and cmac (CCMP, GCMP and PMF) are
-    // named because mac80211 asks the crypto API for them by name, not by symbol.
+    // bcma). mac80211 and cfg80211 come in by modules.dep; ccm, gcm and cmac (CCMP, GCMP and PMF) and
+    // what they ask for in turn, ctr (under ccm and gcm) and ghash_generic (under gcm), are named
+    // because mac80211 asks the crypto API for them by name ("ccm(aes)" needs the templates ccm and
+    // ctr), not by symbol, so modules.dep does not list them: without ctr no CCMP key can be set.
     (
         "wifi",
         &[
@@ -136,7 +138,9 @@ pub const SETS: &[(&str, &[&str])] = &[
             "brcmsmac",
             "bcma",
             "ccm",
+            "ctr",
             "gcm",
+            "ghash_generic",
             "cmac",
         ],
     ),

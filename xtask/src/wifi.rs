@@ -72,7 +72,7 @@ fn hostapd_conf() -> String {
 
 fn udhcpd_conf() -> String {
     format!(
-        "start {SUBNET}.100\nend {SUBNET}.150\ninterface wlan0\nlease_file /tmp/udhcpd-ap.leases\n\
+        "start {SUBNET}.100\nend {SUBNET}.150\ninterface wlan0\nlease_file /lapterop-test/udhcpd.leases\n\
          option subnet 255.255.255.0\noption lease {LEASE_SECONDS}\n"
     )
 }
@@ -187,7 +187,9 @@ pub fn access_point_initrd(out: &Path) -> anyhow::Result<()> {
     for (at, target) in &closure.links {
         fs_tree.symlink(at, target)?;
     }
-    let modules = module_order(&kernel, &["mac80211_hwsim", "ccm"])?;
+    // The access point's keys (CCMP: "ccm(aes)") need the crypto templates ccm and ctr; the kernel
+    // would ask modprobe for them, but the stick's module tree is not mounted yet when hostapd starts.
+    let modules = module_order(&kernel, &["mac80211_hwsim", "ctr", "ccm"])?;
     let mut names = Vec::new();
     for (name, path) in &modules {
         fs_tree.file(&format!("lapterop-test/modules/{name}"), path)?;
@@ -197,6 +199,8 @@ pub fn access_point_initrd(out: &Path) -> anyhow::Result<()> {
     fs_tree.bytes(AP_SCRIPT, 0o755, ap_script())?;
     fs_tree.bytes("lapterop-test/hostapd.conf", 0o644, hostapd_conf())?;
     fs_tree.bytes("lapterop-test/udhcpd.conf", 0o644, udhcpd_conf())?;
+    // udhcpd reads its leases at start (outside /tmp, which the stick's init mounts over).
+    fs_tree.bytes("lapterop-test/udhcpd.leases", 0o644, Vec::new())?;
     fs_tree.write_zstd(out, 0, 3)?;
     Ok(())
 }
