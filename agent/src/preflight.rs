@@ -164,6 +164,8 @@ enum Net {
     Routed,
     /// A link with carrier (named), no route: DHCP has not answered.
     Carrier(String),
+    /// A Wi-Fi link with carrier (associated), no route yet: the lifecycle is asking for a lease.
+    WifiAssociated,
     /// No link with carrier.
     None,
 }
@@ -264,7 +266,9 @@ pub fn check(input: &Input<'_>) -> Vec<Finding> {
     match sys.network() {
         Net::Routed => {}
         Net::Carrier(link) => out.push(Finding::new(Code::P10, &[("link", link)])),
-        Net::None => match &input.wifi_refused {
+        // Associated is not joined: the supplicant may still be in the 4-way handshake of a
+        // network that then refuses the key.
+        Net::WifiAssociated | Net::None => match &input.wifi_refused {
             Some(ssid) => out.push(Finding::new(Code::P11, &[("ssid", ssid.clone())])),
             None => out.push(Finding::new(Code::P06, &[])),
         },
@@ -398,12 +402,19 @@ impl Sys {
                 self.exists(&at("device")) && self.attr(&at("carrier")).as_deref() == Some("1")
             })
             .collect();
+        let wireless = |name: &str| {
+            let at = |a: &str| format!("sys/class/net/{name}/{a}");
+            self.exists(&at("wireless")) || self.exists(&at("phy80211"))
+        };
         if with_carrier.iter().any(|n| routed.contains(&n.as_str())) {
             Net::Routed
-        } else if let Some(first) = with_carrier.first() {
+        } else if let Some(first) = with_carrier.iter().find(|n| !wireless(n)) {
+            // A radio's carrier is its association, not a cable.
             Net::Carrier((*first).clone())
-        } else {
+        } else if with_carrier.is_empty() {
             Net::None
+        } else {
+            Net::WifiAssociated
         }
     }
 
@@ -683,6 +694,27 @@ mod tests {
         assert_eq!(codes(&refused), ["LAP-P11"]);
         assert!(refused[0].found(Lang::En).contains("Bieb") && !blocked(&refused));
         assert!(refused[0].found(Lang::Nl).contains("Bieb"));
+        // A Wi-Fi radio associated (carrier) without a route is no cable: never LAP-P10. While the
+        // key is being refused it is LAP-P11; once routed, nothing.
+        let w = Fixture::new("net-wifi");
+        w.link("sys/class/net/wlan0/device", "../../../devices/pci0000:00/0000:00:14.3")
+            .link("sys/class/net/wlan0/phy80211", "../../ieee80211/phy0")
+            .file("sys/class/net/wlan0/carrier", "1")
+            .file("proc/net/route", "Iface\tDestination\n");
+        assert_eq!(codes(&run(&w, &disks)), ["LAP-P06"]);
+        let refused = check(&Input {
+            root: &w.0,
+            disks: &disks,
+            now: clock_floor() + 86_400,
+            battery_min_percent: 30,
+            wifi_refused: Some("Bieb".into()),
+        });
+        assert_eq!(codes(&refused), ["LAP-P11"]);
+        w.file(
+            "proc/net/route",
+            "Iface\tDestination\tGateway\nwlan0\t00000000\t014DA8C0",
+        );
+        assert!(run(&w, &disks).is_empty());
     }
 
     #[test]

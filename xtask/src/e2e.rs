@@ -564,7 +564,7 @@ impl Scenario {
         let (first, last) = layout.partitions[0];
         let part_bytes = (last - first + 1) * layout.sector;
         let installed = self.installed_partition(&target.file, first * layout.sector, part_bytes)?;
-        // The certificate: the stick's copy, verified with the station key.        // The certificate: the stick's copy, verified with the station key.
+        // The certificate: the stick's copy, verified with the station key.
         let bytes = self.stick_file(&format!("lapterop/outbox/{id}.json"))?;
         let c = cert::verify(&bytes, &self.station_pub).context("the certificate on the stick")?;
         ensure!(c.host.is_some(), "the certificate has no host section");
@@ -693,7 +693,13 @@ impl Scenario {
     /// Counts the server's log entries for the certificate `id` in the stick's outbox (exactly one:
     /// nothing duplicated). The public log names no ids: entries are found by the certificate's hash.
     pub fn log_count(&self, id: &str) -> anyhow::Result<usize> {
-        let bytes = self.stick_file(&format!("lapterop/outbox/{id}.json"))?;
+        self.log_count_from(&self.stick, id)
+    }
+
+    /// [`Scenario::log_count`] for a certificate in the outbox of `stick` (a copy of this
+    /// scenario's stick).
+    pub fn log_count_from(&self, stick: &Path, id: &str) -> anyhow::Result<usize> {
+        let bytes = stick_file_of(stick, &format!("lapterop/outbox/{id}.json"))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)?;
         let hash = cert::document_blake3(&value)?;
         let log = String::from_utf8_lossy(&self.server.get("/api/v1/log?limit=10000")?).into_owned();

@@ -403,7 +403,7 @@ fn wifi_without_a_cable(s: &Scenario) -> Result<(), String> {
     let bytes =
         xtask::e2e::stick_file_of(&stick, &format!("lapterop/outbox/{id}.json")).map_err(|e| format!("{e:#}"))?;
     lapterop_certificate::verify(&bytes, &s.station_pub).map_err(|e| format!("the certificate in the outbox: {e}"))?;
-    let n = s.log_count(&id).map_err(|e| e.to_string())?;
+    let n = s.log_count_from(&stick, &id).map_err(|e| e.to_string())?;
     if n != 0 {
         return Err(format!(
             "certificate {id} reached the server ({n} times) with no route to it"
