@@ -400,11 +400,14 @@ fn assert_no_signing_key(image: &[u8], initramfs: &[u8], inputs: &Inputs) {
     let raw = secret.to_bytes();
     let lower = hex::encode(raw);
     let upper = lower.to_ascii_uppercase();
-    let needles: [(&str, &[u8]); 5] = [
+    // A PEM key's BEGIN line ends with a line break; wpa_supplicant's own string constant
+    // `-----BEGIN TSS2 PRIVATE KEY-----` (it recognises TPM keys) ends with a NUL, and is no key.
+    let needles: [(&str, &[u8]); 6] = [
         ("the image key's secret bytes", &raw),
         ("the image key's secret in hex", lower.as_bytes()),
         ("the image key's secret in upper-case hex", upper.as_bytes()),
-        ("a PEM private key", b"PRIVATE KEY-----"),
+        ("a PEM private key", b"PRIVATE KEY-----\n"),
+        ("a PEM private key (CRLF)", b"PRIVATE KEY-----\r\n"),
         ("an OpenSSH private key", b"openssh-key-v1\0"),
     ];
     for (what, blob) in [("the stick image", image), ("the initramfs", initramfs)] {

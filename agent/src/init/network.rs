@@ -513,15 +513,23 @@ const SUPPLICANT_CONF: &str = "/run/lapterop/wpa_supplicant.conf";
 const SUPPLICANT_CTRL: &str = "/run/lapterop/wpa";
 
 fn write_supplicant_config(networks: &[WifiNetwork]) -> std::io::Result<()> {
+    write_supplicant_config_to(Path::new(SUPPLICANT_CONF), networks)
+}
+
+/// Writes the supplicant's config (it holds the keys) to `path`, readable by root only: created with
+/// mode 0600, and an older file of another mode is replaced, not reused.
+fn write_supplicant_config_to(path: &Path, networks: &[WifiNetwork]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::create_dir_all(DHCP_LOGS)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(SUPPLICANT_CONF)?;
+        .open(path)?;
     f.write_all(crate::wifi::supplicant_config(networks, SUPPLICANT_CTRL).as_bytes())
 }
 
@@ -983,6 +991,30 @@ mod tests {
                 prefix: 24
             }]
         );
+    }
+
+    #[test]
+    fn the_supplicant_config_is_root_only_and_on_the_live_tmpfs() {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        // /run is the live image's tmpfs: the keys never reach the stick or a disk.
+        assert!(SUPPLICANT_CONF.starts_with("/run/"), "{SUPPLICANT_CONF}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lapterop/wpa_supplicant.conf");
+        // A file left with a wider mode is replaced.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&path)
+            .unwrap();
+        let net = WifiNetwork::check(1, "Lab", Some("werkplaats-2026"), None).unwrap();
+        write_supplicant_config_to(&path, &[net]).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("psk="), "{text}");
     }
 
     #[test]
