@@ -337,13 +337,7 @@ impl Scenario {
                 .env("SOURCE_DATE_EPOCH", "1790000000"),
         )?;
         // The server's public key, copied onto the stick's FAT partition the way a lead would add it.
-        run_ok(
-            Command::new("mcopy")
-                .arg("-i")
-                .arg(format!("{}@@1M", stick.display()))
-                .arg(server.data.join("server.pub"))
-                .arg("::lapterop/server.pub"),
-        )?;
+        stick_put(&stick, &server.data.join("server.pub"), "lapterop/server.pub")?;
         stage("stick", &mut stages);
         Ok(Scenario {
             work: work.to_owned(),
@@ -716,6 +710,20 @@ impl Scenario {
     pub fn agent(&self) -> &Path {
         &self.agent
     }
+}
+
+/// Copies the host file `from` onto the FAT partition of the stick image `stick` (at 1 MiB) as
+/// `path`, replacing what is there (mtools, as a lead would with the stick in a PC).
+pub fn stick_put(stick: &Path, from: &Path, path: &str) -> anyhow::Result<()> {
+    run_ok(
+        Command::new("mcopy")
+            .arg("-o")
+            .arg("-i")
+            .arg(format!("{}@@1M", stick.display()))
+            .arg(from)
+            .arg(format!("::{path}")),
+    )
+    .map(drop)
 }
 
 /// Reads a file from a stick image's FAT partition (mtools, at the partition's 1 MiB offset).

@@ -18,9 +18,8 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use lapterop_image_builder::debian::{self, Cache, Lock};
 use lapterop_image_builder::dynlink;
 use lapterop_image_builder::initramfs::Initramfs;
@@ -224,17 +223,7 @@ pub fn add_access_point(stick: &Path, work: &Path) -> anyhow::Result<()> {
     let cfg_file = work.join("grub-wifi.cfg");
     fs::write(&cfg_file, cfg)?;
     for (from, to) in [(&initrd, STICK_PATH), (&cfg_file, "boot/grub/grub.cfg")] {
-        let out = Command::new("mcopy")
-            .arg("-o")
-            .arg("-i")
-            .arg(format!("{}@@1M", stick.display()))
-            .arg(from)
-            .arg(format!("::{to}"))
-            .output()
-            .context("running mcopy (Debian package mtools)")?;
-        if !out.status.success() {
-            bail!("mcopy {to}: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        crate::e2e::stick_put(stick, from, to)?;
     }
     Ok(())
 }

@@ -27,7 +27,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lapterop_agent::i18n::{Key, Lang};
@@ -152,24 +151,27 @@ fn usb_adapter_during_the_wipe(s: &Scenario) -> Result<(), String> {
     Ok(())
 }
 
+/// A copy of the scenario's stick, `stick-NAME.img`, whose site config is the scenario's changed by
+/// `edit`.
+fn stick_with_site(
+    s: &Scenario,
+    name: &str,
+    edit: impl FnOnce(String) -> String,
+) -> anyhow::Result<std::path::PathBuf> {
+    let stick = s.work.join(format!("stick-{name}.img"));
+    std::fs::copy(&s.stick, &stick)?;
+    let file = s.work.join(format!("site-{name}.toml"));
+    std::fs::write(&file, edit(std::fs::read_to_string(s.work.join("site.toml"))?))?;
+    xtask::e2e::stick_put(&stick, &file, "lapterop/site.toml")?;
+    Ok(stick)
+}
+
 /// The stick's site config in interactive mode, in English (a copy of the scenario's stick).
 fn interactive_stick(s: &Scenario) -> std::path::PathBuf {
-    let stick = s.work.join("stick-interactive.img");
-    std::fs::copy(&s.stick, &stick).unwrap();
-    let site = std::fs::read_to_string(s.work.join("site.toml")).unwrap();
-    let site = site.replace("mode = \"unattended\"", "mode = \"interactive\"") + "\n[ui]\nlanguage = \"en\"\n";
-    let file = s.work.join("site-interactive.toml");
-    std::fs::write(&file, site).unwrap();
-    let out = Command::new("mcopy")
-        .arg("-o")
-        .arg("-i")
-        .arg(format!("{}@@1M", stick.display()))
-        .arg(&file)
-        .arg("::lapterop/site.toml")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "mcopy: {}", String::from_utf8_lossy(&out.stderr));
-    stick
+    stick_with_site(s, "interactive", |site| {
+        site.replace("mode = \"unattended\"", "mode = \"interactive\"") + "\n[ui]\nlanguage = \"en\"\n"
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A cable plugged in while the volunteer looks at the result screen.
@@ -267,22 +269,8 @@ fn cable_at_the_result_screen(s: &Scenario) -> Result<(), String> {
 
 /// The scenario's stick with Wi-Fi networks in its site config and the test's access point.
 fn wifi_stick(s: &Scenario) -> Result<std::path::PathBuf, String> {
-    let stick = s.work.join("stick-wifi.img");
-    std::fs::copy(&s.stick, &stick).map_err(|e| e.to_string())?;
-    let site = std::fs::read_to_string(s.work.join("site.toml")).map_err(|e| e.to_string())?;
-    let file = s.work.join("site-wifi.toml");
-    std::fs::write(&file, site + &xtask::wifi::site_networks()).map_err(|e| e.to_string())?;
-    let out = Command::new("mcopy")
-        .arg("-o")
-        .arg("-i")
-        .arg(format!("{}@@1M", stick.display()))
-        .arg(&file)
-        .arg("::lapterop/site.toml")
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!("mcopy: {}", String::from_utf8_lossy(&out.stderr)));
-    }
+    let stick =
+        stick_with_site(s, "wifi", |site| site + &xtask::wifi::site_networks()).map_err(|e| format!("{e:#}"))?;
     xtask::wifi::add_access_point(&stick, &s.work).map_err(|e| format!("{e:#}"))?;
     Ok(stick)
 }
