@@ -221,8 +221,13 @@ fn cable_at_the_result_screen(s: &Scenario) -> Result<(), String> {
         let cable_in = Instant::now();
         v.mark_seen();
         set_cable(&mut v, true)?;
+        // The whole redrawn screen: the serial line brings it in pieces, and the network line comes
+        // after the QR code.
         let screen = v
-            .wait_for(&[l.t(Key::QrCaption), l.t(Key::UploadDone)], Duration::from_secs(180))
+            .wait_for(
+                &[l.t(Key::QrCaption), l.t(Key::UploadDone), "Network: connected on "],
+                Duration::from_secs(180),
+            )
             .map_err(|e| e.to_string())?;
         let seconds = cable_in.elapsed().as_secs_f64();
         if !screen.contains("Network: connected on ") {
