@@ -63,6 +63,10 @@ pub enum Key {
         "Het wifi-netwerk {ssid} weigert het wachtwoord uit de siteconfiguratie van de stick.";
     P11Do => "You can go on: certificates wait on the stick. Plug in a network cable, or ask the workshop lead to fix the Wi-Fi passphrase.",
         "U kunt verder: certificaten wachten op de stick. Steek een netwerkkabel in, of vraag de werkplaatsleider het wifi-wachtwoord te verbeteren.";
+    P12Found => "No cable has an address; the stick is joining the Wi-Fi network {ssid} of its site config.",
+        "Geen kabel met een adres; de stick maakt verbinding met het wifi-netwerk {ssid} uit de siteconfiguratie.";
+    P12Do => "You can go on: the certificates are sent as soon as the Wi-Fi gives an address.",
+        "U kunt verder: de certificaten worden verstuurd zodra de wifi een adres geeft.";
     P07Found => "The battery is at {percent}% and not charging.", "De batterij staat op {percent}% en laadt niet op.";
     P07Do => "Plug in the charger before the disk is wiped: a laptop that dies halfway leaves a disk half wiped.",
         "Sluit de lader aan voor de schijf gewist wordt: een laptop die halverwege uitvalt, laat een half gewiste schijf achter.";

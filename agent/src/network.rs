@@ -92,17 +92,24 @@ pub enum Summary {
 
 impl Summary {
     /// The code shown beside a network that is not connected: `LAP-P06` (no network), `LAP-P10`
-    /// (cable without an address) or `LAP-P11` (the Wi-Fi refused the key), as at pre-flight
-    /// (`docs/lead-guide.md`).
+    /// (cable without an address), `LAP-P11` (the Wi-Fi refused the key) or `LAP-P12` (Wi-Fi
+    /// joining), as at pre-flight (`docs/lead-guide.md`).
     pub fn code(&self) -> Option<&'static str> {
         match self {
             Summary::None => Some("LAP-P06"),
             Summary::Cable { .. } => Some("LAP-P10"),
             Summary::WifiWrongKey { .. } => Some("LAP-P11"),
-            Summary::NotWatched
-            | Summary::Connected { .. }
-            | Summary::WifiJoining { .. }
-            | Summary::WifiConnected { .. } => None,
+            Summary::WifiJoining { .. } => Some("LAP-P12"),
+            Summary::NotWatched | Summary::Connected { .. } | Summary::WifiConnected { .. } => None,
+        }
+    }
+
+    /// What Wi-Fi is doing, for pre-flight.
+    pub fn wifi_now(&self) -> WifiNow {
+        match self {
+            Summary::WifiJoining { ssid } => WifiNow::Joining(ssid.clone()),
+            Summary::WifiWrongKey { ssid } => WifiNow::Refused(ssid.clone()),
+            _ => WifiNow::Off,
         }
     }
 
@@ -258,12 +265,21 @@ pub fn set_wifi(name: &str, state: Option<WifiState>) -> bool {
     true
 }
 
-/// The network whose key was refused, when no link is connected (pre-flight's `LAP-P11`).
-pub fn wifi_refused() -> Option<String> {
-    match summary() {
-        Summary::WifiWrongKey { ssid } => Some(ssid),
-        _ => None,
-    }
+/// What Wi-Fi is doing while no link has a lease, for pre-flight.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WifiNow {
+    /// Not joining anything: no `[[network.wifi]]`, no radio, or a link has a lease.
+    #[default]
+    Off,
+    /// Joining the network (associating, or associated and asking DHCP): `LAP-P12`.
+    Joining(String),
+    /// The network refused the key and no other joined: `LAP-P11`.
+    Refused(String),
+}
+
+/// What Wi-Fi is doing now ([`WifiNow`]), from the links' summary.
+pub fn wifi_now() -> WifiNow {
+    summary().wifi_now()
 }
 
 /// Forgets link `name` (the adapter was unplugged).
@@ -414,13 +430,15 @@ mod tests {
             "LAP-P11 Wi-Fi: Bieb refused the passphrase (check [[network.wifi]] in site.toml)."
         );
         assert!(!s.online());
+        assert_eq!(s.wifi_now(), WifiNow::Refused("Bieb".into()));
         wifi.insert("wlan1".to_owned(), WifiState::Joining { ssid: "Lab".into() });
-        assert_eq!(
-            summarize_with(&links, &wifi).line(Lang::En).unwrap(),
-            "Wi-Fi: joining Lab."
-        );
+        let s = summarize_with(&links, &wifi);
+        assert_eq!(s.line(Lang::En).unwrap(), "LAP-P12 Wi-Fi: joining Lab.");
+        assert_eq!(s.wifi_now(), WifiNow::Joining("Lab".into()));
         links.insert("eth0".to_owned(), LinkState::Asking);
-        assert_eq!(summarize_with(&links, &wifi), Summary::Cable { link: "eth0".into() });
+        let s = summarize_with(&links, &wifi);
+        assert_eq!(s, Summary::Cable { link: "eth0".into() });
+        assert_eq!(s.wifi_now(), WifiNow::Off, "a cable waiting for its lease comes first");
         wifi.insert(
             "wlan1".to_owned(),
             WifiState::Connected {

@@ -16,6 +16,7 @@ use lapterop_certificate::model::Transport;
 use serde::Serialize;
 
 use crate::i18n::{Key, Lang};
+use crate::network::WifiNow;
 use crate::plan::{Exclusion, PlanDisk};
 
 /// Intel Volume Management Device ids (Linux `drivers/pci/controller/vmd.c`, `vmd_ids`): with VMD on,
@@ -68,6 +69,8 @@ pub enum Code {
     P10,
     /// A configured Wi-Fi network refused its passphrase.
     P11,
+    /// No cable has an address, and Wi-Fi is joining a configured network.
+    P12,
 }
 
 impl Code {
@@ -85,6 +88,7 @@ impl Code {
             Code::P09 => "LAP-P09",
             Code::P10 => "LAP-P10",
             Code::P11 => "LAP-P11",
+            Code::P12 => "LAP-P12",
         }
     }
 
@@ -92,7 +96,9 @@ impl Code {
     pub fn severity(self) -> Severity {
         match self {
             Code::P01 | Code::P02 | Code::P07 | Code::P08 => Severity::Stop,
-            Code::P03 | Code::P04 | Code::P05 | Code::P06 | Code::P09 | Code::P10 | Code::P11 => Severity::Warn,
+            Code::P03 | Code::P04 | Code::P05 | Code::P06 | Code::P09 | Code::P10 | Code::P11 | Code::P12 => {
+                Severity::Warn
+            }
         }
     }
 
@@ -109,6 +115,7 @@ impl Code {
             Code::P09 => (Key::P09Found, Key::P09Do),
             Code::P10 => (Key::P10Found, Key::P10Do),
             Code::P11 => (Key::P11Found, Key::P11Do),
+            Code::P12 => (Key::P12Found, Key::P12Do),
         }
     }
 }
@@ -181,9 +188,8 @@ pub struct Input<'a> {
     pub now: i64,
     /// Battery level below which an unplugged laptop stops the job, percent.
     pub battery_min_percent: u32,
-    /// The Wi-Fi network that refused its key, when no link is connected
-    /// ([`crate::network::wifi_refused`]).
-    pub wifi_refused: Option<String>,
+    /// What Wi-Fi is doing while no link has a lease ([`crate::network::wifi_now`]).
+    pub wifi: WifiNow,
 }
 
 /// Runs every check; findings come in code order, stops before warnings within the same code.
@@ -268,9 +274,10 @@ pub fn check(input: &Input<'_>) -> Vec<Finding> {
         Net::Carrier(link) => out.push(Finding::new(Code::P10, &[("link", link)])),
         // Associated is not joined: the supplicant may still be in the 4-way handshake of a
         // network that then refuses the key.
-        Net::WifiAssociated | Net::None => match &input.wifi_refused {
-            Some(ssid) => out.push(Finding::new(Code::P11, &[("ssid", ssid.clone())])),
-            None => out.push(Finding::new(Code::P06, &[])),
+        Net::WifiAssociated | Net::None => match &input.wifi {
+            WifiNow::Refused(ssid) => out.push(Finding::new(Code::P11, &[("ssid", ssid.clone())])),
+            WifiNow::Joining(ssid) => out.push(Finding::new(Code::P12, &[("ssid", ssid.clone())])),
+            WifiNow::Off => out.push(Finding::new(Code::P06, &[])),
         },
     }
     if let Some(percent) = sys.battery_low(input.battery_min_percent) {
@@ -527,7 +534,7 @@ mod tests {
             disks,
             now: clock_floor() + 86_400,
             battery_min_percent: 30,
-            wifi_refused: None,
+            wifi: WifiNow::Off,
         })
     }
 
@@ -649,7 +656,7 @@ mod tests {
                 disks: &disks,
                 now,
                 battery_min_percent: 30,
-                wifi_refused: None,
+                wifi: WifiNow::Off,
             })
         };
         let floor = clock_floor();
@@ -689,25 +696,44 @@ mod tests {
             disks: &disks,
             now: clock_floor() + 86_400,
             battery_min_percent: 30,
-            wifi_refused: Some("Bieb".into()),
+            wifi: WifiNow::Refused("Bieb".into()),
         });
         assert_eq!(codes(&refused), ["LAP-P11"]);
         assert!(refused[0].found(Lang::En).contains("Bieb") && !blocked(&refused));
         assert!(refused[0].found(Lang::Nl).contains("Bieb"));
-        // A Wi-Fi radio associated (carrier) without a route is no cable: never LAP-P10. While the
-        // key is being refused it is LAP-P11; once routed, nothing.
+        // No carrier anywhere, Wi-Fi joining a configured network: that, not "no network".
+        let joining = check(&Input {
+            root: &h.0,
+            disks: &disks,
+            now: clock_floor() + 86_400,
+            battery_min_percent: 30,
+            wifi: WifiNow::Joining("Werkplaats".into()),
+        });
+        assert_eq!(codes(&joining), ["LAP-P12"]);
+        assert!(joining[0].found(Lang::En).contains("Werkplaats") && !blocked(&joining));
+        assert!(joining[0].found(Lang::Nl).contains("Werkplaats"));
+        // A Wi-Fi radio associated (carrier) without a route is no cable: never LAP-P10. While it
+        // asks DHCP it is LAP-P12, while the key is being refused LAP-P11; once routed, nothing.
         let w = Fixture::new("net-wifi");
         w.link("sys/class/net/wlan0/device", "../../../devices/pci0000:00/0000:00:14.3")
             .link("sys/class/net/wlan0/phy80211", "../../ieee80211/phy0")
             .file("sys/class/net/wlan0/carrier", "1")
             .file("proc/net/route", "Iface\tDestination\n");
         assert_eq!(codes(&run(&w, &disks)), ["LAP-P06"]);
+        let asking = check(&Input {
+            root: &w.0,
+            disks: &disks,
+            now: clock_floor() + 86_400,
+            battery_min_percent: 30,
+            wifi: WifiNow::Joining("Werkplaats".into()),
+        });
+        assert_eq!(codes(&asking), ["LAP-P12"]);
         let refused = check(&Input {
             root: &w.0,
             disks: &disks,
             now: clock_floor() + 86_400,
             battery_min_percent: 30,
-            wifi_refused: Some("Bieb".into()),
+            wifi: WifiNow::Refused("Bieb".into()),
         });
         assert_eq!(codes(&refused), ["LAP-P11"]);
         w.file(

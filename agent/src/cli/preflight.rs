@@ -64,7 +64,7 @@ pub fn cli(args: &PreflightArgs) -> ExitCode {
         disks: &disks,
         now,
         battery_min_percent: args.battery_min,
-        wifi_refused: crate::network::wifi_refused(),
+        wifi: crate::network::wifi_now(),
     });
     if args.json {
         let rows: Vec<serde_json::Value> = findings

@@ -335,7 +335,7 @@ fn prepare(job: &Job<'_>, ports: &dyn Ports, ui: &mut dyn Frontend) -> io::Resul
             disks: &plan,
             now: ports.now(),
             battery_min_percent: site.ui.battery_min_percent,
-            wifi_refused: crate::network::wifi_refused(),
+            wifi: crate::network::wifi_now(),
         }),
         !job.only.is_empty(),
     );
