@@ -2,9 +2,11 @@
 //! collection server on 127.0.0.1 (the guest's only way out: restricted user networking with one
 //! `guestfwd` to it). One scenario (server, OS image, stick) and two laptops, one boot each:
 //!
-//! - **a USB adapter plugged in during the wipe**: a laptop with no network adapter at all, booted
-//!   unattended; once the wipe runs the test plugs a `usb-net` adapter into the xHCI controller the
-//!   stick is on (QMP `device_add`). Its driver must load (hotplug), DHCP must get a lease, and the
+//! - **a USB adapter plugged in a minute into the wipe**: a laptop with no network adapter at all,
+//!   booted unattended, its disk throttled (QMP `block_set_io_throttle`) so that the wipe lasts well
+//!   past a minute on any host; 60 s into the wipe (and before its end, checked) the test plugs a
+//!   `usb-net` adapter into the xHCI controller the stick is on (QMP `device_add`). Its driver must
+//!   load (hotplug), DHCP must get a lease, and the
 //!   certificate must reach the server in the same session (`upload=sent`, the server's copy verified,
 //!   the receipt on the stick).
 //! - **a cable plugged in at the result screen**: a laptop whose e1000e cable is out from power-on
@@ -70,20 +72,28 @@ fn job_line(console: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A USB network adapter plugged in while the wipe runs.
+/// How far into the wipe the USB adapter is plugged in.
+const PLUG_INTO_THE_WIPE: Duration = Duration::from_secs(60);
+/// The laptop disk's bandwidth, set through QMP `block_set_io_throttle` as the VM starts: the wipe of
+/// its 256 MiB (written, then read back in full) lasts at least 85 s on any host, well past the plug.
+const LAPTOP_DISK_BPS: u64 = 6 * MIB;
+
+/// A USB network adapter plugged in a minute into the wipe.
 fn usb_adapter_during_the_wipe(s: &Scenario) -> Result<(), String> {
-    // One 384 MiB disk: its wipe (random, read back in full) outlasts the adapter's enumeration and DHCP.
     let disks = s
         .laptop_with(
             "laptop-usb",
             &[DiskSpec {
                 bus: Bus::Virtio,
-                size: 384 * MIB,
+                size: 256 * MIB,
                 sector: 512,
             }],
         )
         .map_err(|e| e.to_string())?;
+    let mut throttled = false;
+    let mut wiping: Option<(Instant, usize)> = None;
     let mut plugged: Option<(Instant, String)> = None;
+    let mut ended_before_the_plug = false;
     let mut leased: Option<Duration> = None;
     let boot = s
         .boot_with(
@@ -92,15 +102,29 @@ fn usb_adapter_during_the_wipe(s: &Scenario) -> Result<(), String> {
             Nic::Later,
             Duration::from_secs(900),
             &mut |vm, text| {
-                match &plugged {
-                    None if text.contains("lapterop: wiping ") => {
+                if !throttled {
+                    vm.qmp()?.execute(
+                        "block_set_io_throttle",
+                        json!({"device": "disk0", "bps": LAPTOP_DISK_BPS, "bps_rd": 0, "bps_wr": 0,
+                               "iops": 0, "iops_rd": 0, "iops_wr": 0}),
+                    )?;
+                    throttled = true;
+                }
+                match (&wiping, &plugged) {
+                    (None, _) => {
+                        if let Some(at) = text.find("lapterop: wiping ") {
+                            wiping = Some((Instant::now(), at));
+                        }
+                    }
+                    (Some((since, at)), None) if since.elapsed() >= PLUG_INTO_THE_WIPE => {
+                        ended_before_the_plug = text[*at..].contains("ERASED");
                         vm.qmp()?.execute(
                             "device_add",
                             json!({"driver": "usb-net", "netdev": "net0", "bus": "xhci.0", "id": "usbnic"}),
                         )?;
                         plugged = Some((Instant::now(), text.to_owned()));
                     }
-                    Some((at, before))
+                    (_, Some((at, before)))
                         if leased.is_none()
                             && text[before.len().min(text.len())..].contains(": connected, address ") =>
                     {
@@ -117,8 +141,17 @@ fn usb_adapter_during_the_wipe(s: &Scenario) -> Result<(), String> {
         return Err(format!("the boot failed ({why}):\n{tail}"));
     }
     let Some((_, before)) = plugged else {
-        return Err(format!("the wipe never started:\n{tail}"));
+        return Err(format!(
+            "the wipe never started, or the session ended within {} s of its start:\n{tail}",
+            PLUG_INTO_THE_WIPE.as_secs()
+        ));
     };
+    if ended_before_the_plug {
+        return Err(format!(
+            "the wipe ended before the adapter was plugged in, {} s into it (the disk's throttle did not hold):\n{tail}",
+            PLUG_INTO_THE_WIPE.as_secs()
+        ));
+    }
     // Booted with no adapter: no network until the plug.
     if !before.contains("LAP-P06") || before.contains(": connected, address ") {
         return Err(format!(
@@ -143,8 +176,11 @@ fn usb_adapter_during_the_wipe(s: &Scenario) -> Result<(), String> {
     if n != 1 {
         return Err(format!("certificate {id} is {n} times in the server's log"));
     }
+    let wipe = first_line(&boot.console, "lapterop: stage wipe ").unwrap_or("lapterop: stage wipe ?");
     println!(
-        "network: usb-net plugged in during the wipe -> lease after {}; {}",
+        "network: usb-net plugged in {} s into the wipe ({}) -> lease after {}; {}",
+        PLUG_INTO_THE_WIPE.as_secs(),
+        wipe.trim_start_matches("lapterop: "),
         leased.map_or("?".into(), |d| format!("{:.1} s", d.as_secs_f64())),
         job_line(&boot.console).unwrap_or_default()
     );
