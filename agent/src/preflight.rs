@@ -529,12 +529,17 @@ mod tests {
     }
 
     fn run(f: &Fixture, disks: &[PlanDisk]) -> Vec<Finding> {
+        run_with_wifi(f, disks, WifiNow::Off)
+    }
+
+    /// [`run`] while Wi-Fi does `wifi`.
+    fn run_with_wifi(f: &Fixture, disks: &[PlanDisk], wifi: WifiNow) -> Vec<Finding> {
         check(&Input {
             root: &f.0,
             disks,
             now: clock_floor() + 86_400,
             battery_min_percent: 30,
-            wifi: WifiNow::Off,
+            wifi,
         })
     }
 
@@ -691,24 +696,12 @@ mod tests {
             .file("proc/net/route", "Iface\tDestination\nlo\t0000007F\n");
         assert_eq!(codes(&run(&h, &disks)), ["LAP-P06"]);
         // No carrier anywhere, and the Wi-Fi refused the configured key: that, not "no network".
-        let refused = check(&Input {
-            root: &h.0,
-            disks: &disks,
-            now: clock_floor() + 86_400,
-            battery_min_percent: 30,
-            wifi: WifiNow::Refused("Bieb".into()),
-        });
+        let refused = run_with_wifi(&h, &disks, WifiNow::Refused("Bieb".into()));
         assert_eq!(codes(&refused), ["LAP-P11"]);
         assert!(refused[0].found(Lang::En).contains("Bieb") && !blocked(&refused));
         assert!(refused[0].found(Lang::Nl).contains("Bieb"));
         // No carrier anywhere, Wi-Fi joining a configured network: that, not "no network".
-        let joining = check(&Input {
-            root: &h.0,
-            disks: &disks,
-            now: clock_floor() + 86_400,
-            battery_min_percent: 30,
-            wifi: WifiNow::Joining("Werkplaats".into()),
-        });
+        let joining = run_with_wifi(&h, &disks, WifiNow::Joining("Werkplaats".into()));
         assert_eq!(codes(&joining), ["LAP-P12"]);
         assert!(joining[0].found(Lang::En).contains("Werkplaats") && !blocked(&joining));
         assert!(joining[0].found(Lang::Nl).contains("Werkplaats"));
@@ -720,21 +713,9 @@ mod tests {
             .file("sys/class/net/wlan0/carrier", "1")
             .file("proc/net/route", "Iface\tDestination\n");
         assert_eq!(codes(&run(&w, &disks)), ["LAP-P06"]);
-        let asking = check(&Input {
-            root: &w.0,
-            disks: &disks,
-            now: clock_floor() + 86_400,
-            battery_min_percent: 30,
-            wifi: WifiNow::Joining("Werkplaats".into()),
-        });
+        let asking = run_with_wifi(&w, &disks, WifiNow::Joining("Werkplaats".into()));
         assert_eq!(codes(&asking), ["LAP-P12"]);
-        let refused = check(&Input {
-            root: &w.0,
-            disks: &disks,
-            now: clock_floor() + 86_400,
-            battery_min_percent: 30,
-            wifi: WifiNow::Refused("Bieb".into()),
-        });
+        let refused = run_with_wifi(&w, &disks, WifiNow::Refused("Bieb".into()));
         assert_eq!(codes(&refused), ["LAP-P11"]);
         w.file(
             "proc/net/route",
