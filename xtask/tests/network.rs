@@ -93,7 +93,6 @@ fn usb_adapter_during_the_wipe(s: &Scenario) -> Result<(), String> {
     let mut throttled = false;
     let mut wiping: Option<(Instant, usize)> = None;
     let mut plugged: Option<(Instant, String)> = None;
-    let mut ended_before_the_plug = false;
     let mut leased: Option<Duration> = None;
     let boot = s
         .boot_with(
@@ -116,8 +115,7 @@ fn usb_adapter_during_the_wipe(s: &Scenario) -> Result<(), String> {
                             wiping = Some((Instant::now(), at));
                         }
                     }
-                    (Some((since, at)), None) if since.elapsed() >= PLUG_INTO_THE_WIPE => {
-                        ended_before_the_plug = text[*at..].contains("ERASED");
+                    (Some((since, _)), None) if since.elapsed() >= PLUG_INTO_THE_WIPE => {
                         vm.qmp()?.execute(
                             "device_add",
                             json!({"driver": "usb-net", "netdev": "net0", "bus": "xhci.0", "id": "usbnic"}),
@@ -146,7 +144,9 @@ fn usb_adapter_during_the_wipe(s: &Scenario) -> Result<(), String> {
             PLUG_INTO_THE_WIPE.as_secs()
         ));
     };
-    if ended_before_the_plug {
+    // The console at the plug, from the wipe's start: no disk outcome yet.
+    let wipe_start = wiping.map_or(0, |(_, at)| at);
+    if before[wipe_start..].contains("ERASED") {
         return Err(format!(
             "the wipe ended before the adapter was plugged in, {} s into it (the disk's throttle did not hold):\n{tail}",
             PLUG_INTO_THE_WIPE.as_secs()
